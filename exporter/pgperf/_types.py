@@ -1,0 +1,55 @@
+"""Building blocks of the configuration schema, shared by the schema and the collectors.
+
+Kept outside the config package and free of pgperf imports, so that collector modules can declare their
+own option models without an import cycle.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+__all__ = ["Duration", "Model", "Percent", "parse_duration", "PositiveInt"]
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+
+
+def parse_duration(value: Any) -> Any:
+    """Accept seconds as a number, or a duration string such as ``500ms``, ``10s``, ``1m30s``.
+
+    Anything else is returned unchanged, so that the float validator reports it.
+    """
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 10s, 500ms or 1m, not a boolean")
+    if isinstance(value, str):
+        text = value.strip().lower()
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        pos, total = 0, 0.0
+        for match in _PART.finditer(text):
+            if match.start() != pos:
+                break
+            total += float(match[1]) * _UNITS[match[2]]
+            pos = match.end()
+        if pos == 0 or pos != len(text):
+            raise ValueError(f"expected a duration such as 10s, 500ms or 1m, got {value!r}")
+        return total
+    return value
+
+
+class Model(BaseModel):
+    """Base of every configuration object: frozen, unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+#: A duration in seconds; written as a number of seconds or as ``10s``, ``500ms``, ``1m``.
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+#: A percentage, 0 to 100.
+Percent = Annotated[float, Field(ge=0, le=100)]
+PositiveInt = Annotated[int, Field(gt=0)]

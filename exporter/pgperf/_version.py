@@ -1,0 +1,3 @@
+"""pgperf version."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,182 @@
+"""The ``pgperf`` command: argument parsing and subcommands only.
+
+Exit status: 0 success, 1 failure at run time, 2 invalid configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from . import collectors
+from ._version import __version__
+from .config import Config, ConfigError, load_config
+from .redact import RedactingFilter
+
+log = logging.getLogger("pgperf")
+
+EXIT_CONFIG = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own exit status is 2 as well
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_CONFIG, f"{self.prog}: error: {message}\n")
+
+
+def _config_flags(parser: argparse.ArgumentParser, *, collectors_flags: bool = False) -> None:
+    g = parser.add_argument_group("configuration (flag > PGPERF_* environment > file > profile)")
+    g.add_argument("--config", metavar="FILE", help="YAML configuration file (or PGPERF_CONFIG)")
+    g.add_argument("--profile", choices=("development", "production", "analytics"),
+                   help="environment profile (default: production)")
+    g.add_argument("--dsn", help="PostgreSQL to monitor (or PGPERF_DSN, DATA_SOURCE_NAME, libpq PG* variables)")
+    g.add_argument("--store-dsn", help="where samples are stored (default: the monitored database)")
+    g.add_argument("--log.level", dest="log_level", choices=("debug", "info", "warning", "error"))
+    if collectors_flags:
+        g.add_argument("--sampling-interval", metavar="SECONDS", help="seconds between samples (e.g. 10, 500ms, 1m)")
+        g.add_argument("--web.listen-address", dest="listen_address", metavar="HOST:PORT",
+                       help="address to serve HTTP on (default :9187)")
+        g.add_argument("--no-store", action="store_true", help="do not store samples in PostgreSQL")
+        for spec in collectors.REGISTRY:
+            g.add_argument(f"--collector.{spec.name}", dest=f"collector_{spec.name}",
+                           action=argparse.BooleanOptionalAction, default=None,
+                           help=f"enable the {spec.name} collector")
+            # BooleanOptionalAction spells the negative --no-collector.NAME
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="pgperf", description="PostgreSQL performance monitoring: Prometheus exporter, "
+                     "sample store, alerts and reports.")
+    parser.add_argument("--version", action="version", version=f"pgperf {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    serve = sub.add_parser("serve", help="sample PostgreSQL and serve /metrics")
+    _config_flags(serve, collectors_flags=True)
+
+    check = sub.add_parser("check", help="check configuration, connectivity, privileges and pg_stat_statements")
+    _config_flags(check)
+    return parser
+
+
+def _flags(args: argparse.Namespace) -> tuple[dict[str, Any], dict[tuple[str | int, ...], str]]:
+    """Nested configuration values given as flags, and the flag that set each."""
+    flags: dict[str, Any] = {}
+    names: dict[tuple[str | int, ...], str] = {}
+
+    def put(path: tuple[str, ...], value: Any, flag: str) -> None:
+        node = flags
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+        names[path] = f"flag {flag}"
+
+    simple = {
+        "profile": (("profile",), "--profile"),
+        "dsn": (("dsn",), "--dsn"),
+        "store_dsn": (("store", "dsn"), "--store-dsn"),
+        "log_level": (("log_level",), "--log.level"),
+        "sampling_interval": (("sampling_interval",), "--sampling-interval"),
+        "listen_address": (("web", "listen_address"), "--web.listen-address"),
+    }
+    for attr, (path, flag) in simple.items():
+        value = getattr(args, attr, None)
+        if value is not None:
+            put(path, value, flag)
+    if getattr(args, "no_store", False):
+        put(("store", "enabled"), False, "--no-store")
+    for spec in collectors.REGISTRY:
+        value = getattr(args, f"collector_{spec.name}", None)
+        if value is not None:
+            put(("collectors", spec.name, "enabled"), value, f"--collector.{spec.name}")
+    return flags, names
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
+                                           datefmt="%Y-%m-%dT%H:%M:%S%z"))
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # psycopg_pool logs every connection request at INFO: keep it to warnings.
+    logging.getLogger("psycopg.pool").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("cheroot").setLevel(logging.WARNING)
+
+
+def load(args: argparse.Namespace) -> Config:
+    flags, names = _flags(args)
+    return load_config(config_file=args.config, flags=flags, flag_names=names)
+
+
+def cmd_serve(config: Config) -> int:
+    from .exposition import MetricsCache
+    from .sampler import Sampler
+    from .web import WebApp, WebServer
+
+    sampler = Sampler(config)
+    metrics = MetricsCache(sampler.snapshots, config)
+    app = WebApp(config, sampler, metrics)
+    server = WebServer(app, config.web.listen_address, threads=config.web.threads)
+    try:
+        server.start()
+    except OSError as exc:
+        log.error("cannot listen on %s: %s", config.web.listen_address, exc.strerror or exc)
+        return 1
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    sampler.start()
+    targets = ", ".join(sampler.targets)
+    log.info(
+        "pgperf %s serving http://%s/metrics (profile %s, sampling every %gs, targets: %s)",
+        __version__, _display_address(config.web.listen_address, server.port), config.profile,
+        config.sampling_interval, targets,
+    )
+    stop.wait()
+    sampler.stop()
+    server.stop()
+    log.info("stopped")
+    return 0
+
+
+def _display_address(address: str, port: int) -> str:
+    host = address.rpartition(":")[0] or "0.0.0.0"
+    return f"{host}:{port}"
+
+
+def cmd_check(config: Config) -> int:
+    from .check import run_check
+
+    return run_check(config)
+
+
+COMMANDS = {"serve": cmd_serve, "check": cmd_check}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = load(args)
+    except ConfigError as exc:
+        print(f"pgperf: {exc}", file=sys.stderr)
+        print("pgperf: fix the settings above (see the README's configuration reference); exiting with status 2",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(config.log_level)
+    return COMMANDS[args.command](config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

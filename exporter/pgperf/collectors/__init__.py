@@ -1,0 +1,42 @@
+"""The collector registry: the one list of collectors.
+
+Configuration keys (``collectors.<name>``), environment variables
+(``PGPERF_COLLECTORS_<NAME>_ENABLED``), command-line flags (``--[no-]collector.<name>``),
+the ``collector`` label of ``pg_scrape_collector_*`` and ``docs/metrics.md`` all come from
+this table. Adding a collector touches its module, its test and one line here.
+"""
+
+from __future__ import annotations
+
+from ._base import (
+    CollectContext,
+    CollectorDisabled,
+    CollectorOptions,
+    CollectorResult,
+    CollectorSpec,
+    Family,
+    MetricDef,
+)
+from . import activity, database, host, settings, statements
+
+REGISTRY: tuple[CollectorSpec, ...] = (
+    statements.SPEC,
+    database.SPEC,
+    activity.SPEC,
+    settings.SPEC,
+    host.SPEC,
+)
+
+BY_NAME: dict[str, CollectorSpec] = {spec.name: spec for spec in REGISTRY}
+
+__all__ = [
+    "BY_NAME",
+    "REGISTRY",
+    "CollectContext",
+    "CollectorDisabled",
+    "CollectorOptions",
+    "CollectorResult",
+    "CollectorSpec",
+    "Family",
+    "MetricDef",
+]

@@ -1,0 +1,154 @@
+"""The collector contract: metric definitions, the context a collector runs in, its result.
+
+A collector is a module with a constant SQL query, the minimum server version it needs and
+one ``collect(ctx)`` function returning fresh metric families. It keeps no state between
+samples: whatever it needs from the previous sample (cumulative counters, for deltas)
+comes in ``ctx.previous`` and leaves in ``CollectorResult.state``, inside the immutable
+snapshot the sampler builds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from .._types import Model
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from ..db import ServerInfo, TargetDatabase
+
+__all__ = [
+    "CollectContext",
+    "CollectorDisabled",
+    "CollectorOptions",
+    "CollectorResult",
+    "CollectorSpec",
+    "Family",
+    "MetricDef",
+]
+
+MetricType = Literal["gauge", "counter", "info"]
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """One metric family with its samples, ready to be rendered. Immutable."""
+
+    name: str
+    type: MetricType
+    help: str
+    labels: tuple[str, ...]
+    samples: tuple[tuple[tuple[str, ...], float], ...]
+
+    def value(self, **labels: str) -> float | None:
+        """Return the value of the sample whose labels match *labels* (tests and rules)."""
+        for values, value in self.samples:
+            if all(values[self.labels.index(k)] == v for k, v in labels.items()):
+                return value
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricDef:
+    """A metric family a collector can produce: the single place its name, type, help,
+    labels, source and version range are written. ``docs/metrics.md`` is generated from
+    these definitions."""
+
+    name: str
+    type: MetricType
+    help: str
+    labels: tuple[str, ...] = ()
+    source: str = ""
+    min_version: int = 0  # server_version_num, 0 = every supported version
+    max_version: int = 0  # exclusive upper bound, 0 = none
+    compat: bool = False  # name kept identical to postgres_exporter's
+
+    def family(self, samples: Iterable[tuple[Sequence[Any], Any]]) -> Family:
+        """Build the family from ``(label values, value)`` pairs.
+
+        A ``None`` value is no sample (a NULL in a statistics view means "unknown", not 0);
+        label values are converted to strings, ``None`` to the empty string.
+        """
+        out: list[tuple[tuple[str, ...], float]] = []
+        for label_values, value in samples:
+            if value is None:
+                continue
+            labels = tuple("" if v is None else str(v) for v in label_values)
+            if len(labels) != len(self.labels):
+                raise ValueError(f"{self.name}: expected labels {self.labels}, got {labels}")
+            out.append((labels, float(value)))
+        return Family(self.name, self.type, self.help, self.labels, tuple(out))
+
+    def single(self, value: Any) -> Family:
+        """Build a family without labels holding one sample (none if *value* is None)."""
+        return self.family([((), value)])
+
+    def exists_on(self, version: int) -> bool:
+        return version >= self.min_version and (not self.max_version or version < self.max_version)
+
+
+class CollectorOptions(Model):
+    """Options every collector has; collectors with more options subclass it."""
+
+    enabled: bool = True
+
+
+class CollectorDisabled(Exception):
+    """Raised by a collector that cannot run on this server (privilege, version, extension).
+
+    The sampler stops running it until the next reconnect and reports the reason in
+    ``pgperf_collector_disabled``; it is not an error on every sample.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(detail or reason)
+        self.reason = reason
+        self.detail = detail or reason
+
+
+@dataclass(frozen=True)
+class CollectContext:
+    """What a collector sees for one sample of one target."""
+
+    target: str
+    conn: psycopg.Connection[Any] | None
+    server: ServerInfo | None
+    options: Any
+    previous: Any
+    previous_at: float | None  # wall-clock time of the previous sample, if any
+    now: float  # wall-clock time of this sample
+    database: TargetDatabase | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def interval(self) -> float | None:
+        """Seconds since the previous sample of this collector, if there was one."""
+        return None if self.previous_at is None else self.now - self.previous_at
+
+
+@dataclass(frozen=True)
+class CollectorResult:
+    """Families to expose, state for the next sample, records for the sample store."""
+
+    families: tuple[Family, ...]
+    state: Any = None
+    records: Any = None
+
+
+@dataclass(frozen=True)
+class CollectorSpec:
+    """One row of the collector registry table."""
+
+    name: str
+    description: str
+    collect: Callable[[CollectContext], CollectorResult]
+    metrics: tuple[MetricDef, ...]
+    options: type[CollectorOptions] = CollectorOptions
+    needs_database: bool = True
+    min_version: int = 0
+    # Families whose names are only known at run time (pg_settings_<name>) are documented
+    # by a pattern instead of a MetricDef.
+    dynamic_metrics: tuple[str, ...] = ()

@@ -1,0 +1,119 @@
+"""pg_stat_database and pg_stat_database_conflicts: per-database activity counters.
+
+Family and label names are postgres_exporter's (``pg_stat_database_<column>`` with
+``datid`` and ``datname``), so its dashboards and rules keep working. Their counters keep
+postgres_exporter's names without ``_total`` and its units (times in milliseconds).
+Columns are mapped by name: a column the server lacks is simply not served, a column
+this module does not know is ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg.rows import dict_row
+
+from ._base import CollectContext, CollectorResult, CollectorSpec, Family, MetricDef
+
+SQL = "SELECT * FROM pg_stat_database"
+CONFLICTS_SQL = "SELECT * FROM pg_stat_database_conflicts"
+
+_LABELS = ("datid", "datname")
+_V14 = 140000
+
+# column -> (type, help, min server version). See "pg_stat_database" in the PostgreSQL
+# documentation, "The Cumulative Statistics System".
+_COLUMNS: dict[str, tuple[str, str, int]] = {
+    "numbackends": ("gauge", "Number of backends currently connected to this database.", 0),
+    "xact_commit": ("counter", "Number of transactions in this database that have been committed.", 0),
+    "xact_rollback": ("counter", "Number of transactions in this database that have been rolled back.", 0),
+    "blks_read": ("counter", "Number of disk blocks read in this database.", 0),
+    "blks_hit": ("counter", "Number of times disk blocks were found already in the buffer cache.", 0),
+    "tup_returned": ("counter", "Number of live rows fetched by sequential scans and index entries returned by index scans.", 0),
+    "tup_fetched": ("counter", "Number of live rows fetched by index scans in this database.", 0),
+    "tup_inserted": ("counter", "Number of rows inserted by queries in this database.", 0),
+    "tup_updated": ("counter", "Number of rows updated by queries in this database.", 0),
+    "tup_deleted": ("counter", "Number of rows deleted by queries in this database.", 0),
+    "conflicts": ("counter", "Number of queries canceled due to conflicts with recovery in this database.", 0),
+    "temp_files": ("counter", "Number of temporary files created by queries in this database.", 0),
+    "temp_bytes": ("counter", "Total amount of data written to temporary files by queries in this database, in bytes.", 0),
+    "deadlocks": ("counter", "Number of deadlocks detected in this database.", 0),
+    "checksum_failures": ("counter", "Number of data page checksum failures detected in this database.", 0),
+    "checksum_last_failure": ("gauge", "Time of the last data page checksum failure, in seconds since the epoch.", 0),
+    "blk_read_time": ("counter", "Time spent reading data file blocks by backends in this database, in milliseconds.", 0),
+    "blk_write_time": ("counter", "Time spent writing data file blocks by backends in this database, in milliseconds.", 0),
+    "session_time": ("counter", "Time spent by database sessions in this database, in milliseconds.", _V14),
+    "active_time": ("counter", "Time spent executing SQL statements in this database, in milliseconds.", _V14),
+    "idle_in_transaction_time": ("counter", "Time spent idling while in a transaction in this database, in milliseconds.", _V14),
+    "sessions": ("counter", "Total number of sessions established to this database.", _V14),
+    "sessions_abandoned": ("counter", "Number of sessions terminated because connection to the client was lost.", _V14),
+    "sessions_fatal": ("counter", "Number of sessions terminated by fatal errors.", _V14),
+    "sessions_killed": ("counter", "Number of sessions terminated by operator intervention.", _V14),
+    "parallel_workers_to_launch": ("counter", "Number of parallel workers planned to be launched by queries on this database.", 180000),
+    "parallel_workers_launched": ("counter", "Number of parallel workers launched by queries on this database.", 180000),
+    "stats_reset": ("gauge", "Time at which these statistics were last reset, in seconds since the epoch.", 0),
+}
+
+# pg_stat_database_conflicts columns (queries canceled on a standby, by cause).
+_CONFLICTS: dict[str, tuple[str, int]] = {
+    "confl_tablespace": ("dropped tablespaces", 0),
+    "confl_lock": ("lock timeouts", 0),
+    "confl_snapshot": ("old snapshots", 0),
+    "confl_bufferpin": ("pinned buffers", 0),
+    "confl_deadlock": ("deadlocks", 0),
+    "confl_active_logicalslot": ("logical slots invalidated by recovery", 160000),
+}
+
+METRICS: dict[str, MetricDef] = {
+    column: MetricDef(
+        f"pg_stat_database_{column}", kind, help_text, _LABELS,  # type: ignore[arg-type]
+        source="pg_stat_database", min_version=since, compat=since < 180000,
+    )
+    for column, (kind, help_text, since) in _COLUMNS.items()
+}
+CONFLICT_METRICS: dict[str, MetricDef] = {
+    column: MetricDef(
+        f"pg_stat_database_conflicts_{column}", "counter",
+        f"Number of queries in this database canceled on a standby due to {cause}.",
+        _LABELS, source="pg_stat_database_conflicts", min_version=since, compat=since == 0,
+    )
+    for column, (cause, since) in _CONFLICTS.items()
+}
+
+
+def _value(column: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if hasattr(value, "timestamp"):  # timestamptz columns become epoch seconds
+        return value.timestamp()
+    return value
+
+
+def collect(ctx: CollectContext) -> CollectorResult:
+    assert ctx.conn is not None
+    with ctx.conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(SQL).fetchall()
+        conflicts = cur.execute(CONFLICTS_SQL).fetchall()
+    families: list[Family] = []
+    for table, defs in ((rows, METRICS), (conflicts, CONFLICT_METRICS)):
+        present = table[0].keys() if table else ()
+        for column, metric in defs.items():
+            if column in present:
+                families.append(metric.family(
+                    ((r["datid"], r["datname"]), _value(column, r[column])) for r in table
+                ))
+    # Totals the store keeps per sample (rollbacks for the error rate, cache hits).
+    totals = {
+        key: sum(int(r[key] or 0) for r in rows if r["datname"] is not None)
+        for key in ("xact_commit", "xact_rollback", "blks_hit", "blks_read", "deadlocks", "temp_bytes")
+    }
+    return CollectorResult(tuple(families), records=totals)
+
+
+SPEC = CollectorSpec(
+    name="database",
+    description="pg_stat_database and pg_stat_database_conflicts: transactions, cache hits, "
+    "tuples, temporary files, deadlocks and sessions per database.",
+    collect=collect,
+    metrics=tuple(METRICS.values()) + tuple(CONFLICT_METRICS.values()),
+)

@@ -1,0 +1,148 @@
+"""The host PostgreSQL runs on, read with psutil: CPU, memory, the filesystem holding the
+data directory, and network traffic.
+
+Only meaningful when pgperf runs on the database's machine (or in a container sharing its
+host): with ``enabled: auto`` (the default) it runs when the target's address is local.
+CPU usage is measured between two samples, so the first sample has none.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+import psutil
+
+from ._base import CollectContext, CollectorOptions, CollectorResult, CollectorSpec, Family, MetricDef
+
+
+class HostOptions(CollectorOptions):
+    enabled: bool | Literal["auto"] = "auto"  # type: ignore[assignment]
+    #: Filesystem to measure; default: the server's data_directory.
+    disk_path: str | None = None
+
+
+@dataclass(frozen=True)
+class _State:
+    cpu: tuple[float, float]  # (busy seconds, total seconds) summed over CPUs
+    net: tuple[int, int]  # (bytes sent, bytes received)
+    disk_path: str | None
+
+
+CPU_USAGE = MetricDef(
+    "pgperf_host_cpu_usage_ratio", "gauge",
+    "Share of all CPUs busy during the last sampling interval (0 to 1).", source="psutil",
+)
+CPU_SECONDS = MetricDef(
+    "pgperf_host_cpu_seconds_total", "counter",
+    "CPU time of the host summed over all CPUs, by mode, in seconds.", ("mode",), source="psutil",
+)
+CPUS = MetricDef("pgperf_host_cpus", "gauge", "Number of logical CPUs of the host.", source="psutil")
+MEM_TOTAL = MetricDef("pgperf_host_memory_total_bytes", "gauge", "Physical memory of the host, in bytes.", source="psutil")
+MEM_USED = MetricDef(
+    "pgperf_host_memory_used_bytes", "gauge",
+    "Memory in use on the host (total minus available), in bytes.", source="psutil",
+)
+MEM_USAGE = MetricDef("pgperf_host_memory_usage_ratio", "gauge", "Memory in use divided by total memory (0 to 1).", source="psutil")
+DISK_TOTAL = MetricDef(
+    "pgperf_host_disk_total_bytes", "gauge",
+    "Size of the filesystem holding the data directory, in bytes.", ("path",), source="psutil",
+)
+DISK_USED = MetricDef(
+    "pgperf_host_disk_used_bytes", "gauge",
+    "Space used on the filesystem holding the data directory, in bytes.", ("path",), source="psutil",
+)
+DISK_USAGE = MetricDef(
+    "pgperf_host_disk_usage_ratio", "gauge",
+    "Used share of the filesystem holding the data directory, as df reports it (0 to 1).",
+    ("path",), source="psutil",
+)
+NET_SENT = MetricDef(
+    "pgperf_host_network_sent_bytes_total", "counter",
+    "Bytes sent on all network interfaces of the host.", source="psutil",
+)
+NET_RECEIVED = MetricDef(
+    "pgperf_host_network_received_bytes_total", "counter",
+    "Bytes received on all network interfaces of the host.", source="psutil",
+)
+
+
+def _reachable(path: str) -> str | None:
+    """The nearest existing ancestor of *path* (statvfs needs only the parents searchable)."""
+    while path and not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
+    return path or None
+
+
+def collect(ctx: CollectContext) -> CollectorResult:
+    options: HostOptions = ctx.options
+    previous: _State | None = ctx.previous
+    times = psutil.cpu_times()
+    total = sum(times)
+    idle = times.idle + getattr(times, "iowait", 0.0)
+    cpu = (total - idle, total)
+    families: list[Family] = [
+        CPU_SECONDS.family(((mode,), getattr(times, mode)) for mode in times._fields),
+        CPUS.single(psutil.cpu_count()),
+    ]
+    cpu_ratio = None
+    if previous is not None and cpu[1] > previous.cpu[1]:
+        cpu_ratio = max(0.0, min(1.0, (cpu[0] - previous.cpu[0]) / (cpu[1] - previous.cpu[1])))
+    families.append(CPU_USAGE.single(cpu_ratio))
+
+    mem = psutil.virtual_memory()
+    used = mem.total - mem.available
+    families += [
+        MEM_TOTAL.single(mem.total),
+        MEM_USED.single(used),
+        MEM_USAGE.single(used / mem.total if mem.total else None),
+    ]
+
+    disk_path = options.disk_path or (ctx.server.data_directory if ctx.server else None)
+    if disk_path is None and previous is not None:
+        disk_path = previous.disk_path  # server unreachable now: keep measuring the same disk
+    disk = None
+    if disk_path and (reachable := _reachable(disk_path)):
+        disk = psutil.disk_usage(reachable)
+        families += [
+            DISK_TOTAL.family([((disk_path,), disk.total)]),
+            DISK_USED.family([((disk_path,), disk.used)]),
+            DISK_USAGE.family([((disk_path,), disk.percent / 100.0)]),
+        ]
+
+    counters = psutil.net_io_counters()
+    net = (counters.bytes_sent, counters.bytes_recv) if counters else (0, 0)
+    families += [NET_SENT.single(net[0]), NET_RECEIVED.single(net[1])]
+
+    sent = received = None
+    if previous is not None:
+        # Interface counters can restart (interface re-created): never a negative change.
+        sent = net[0] - previous.net[0] if net[0] >= previous.net[0] else net[0]
+        received = net[1] - previous.net[1] if net[1] >= previous.net[1] else net[1]
+    records = {
+        "cpu_usage_percent": None if cpu_ratio is None else round(cpu_ratio * 100, 2),
+        "memory_usage_bytes": used,
+        "memory_usage_percent": round(used / mem.total * 100, 2) if mem.total else None,
+        "disk_usage_bytes": disk.used if disk else None,
+        "disk_total_bytes": disk.total if disk else None,
+        "disk_usage_percent": round(disk.percent, 2) if disk else None,
+        "network_bytes_sent": sent,
+        "network_bytes_received": received,
+    }
+    return CollectorResult(tuple(families), state=_State(cpu, net, disk_path), records=records)
+
+
+SPEC = CollectorSpec(
+    name="host",
+    description="The database host through psutil: CPU, memory, disk of the data directory, "
+    "network. Runs by default when the target is on this machine.",
+    collect=collect,
+    metrics=(CPU_USAGE, CPU_SECONDS, CPUS, MEM_TOTAL, MEM_USED, MEM_USAGE, DISK_TOTAL,
+             DISK_USED, DISK_USAGE, NET_SENT, NET_RECEIVED),
+    options=HostOptions,
+    needs_database=False,
+)

@@ -1,0 +1,23 @@
+"""Configuration: schema, built-in profiles and the layered loader.
+
+>>> from pgperf.config import load_config
+>>> config = load_config(flags={"profile": "development"}, env={})
+>>> config.thresholds.slow_query_time_ms
+500.0
+"""
+
+from __future__ import annotations
+
+from ._loader import ConfigError, env_variables, load_config, load_profile
+from ._schema import PROFILES, Config, Target, Thresholds
+
+__all__ = [
+    "PROFILES",
+    "Config",
+    "ConfigError",
+    "Target",
+    "Thresholds",
+    "env_variables",
+    "load_config",
+    "load_profile",
+]

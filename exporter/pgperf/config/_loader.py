@@ -1,0 +1,287 @@
+"""Loading the configuration from its four layers: profile < file < environment < flags.
+
+The YAML file is read with ``yaml.safe_load`` (after ``yaml.compose``, to know the line of
+every key); environment variables are ``PGPERF_`` plus the key path in capitals
+(``PGPERF_THRESHOLDS_SLOW_QUERY_TIME_MS``); flags come from the command line. The merged
+result is validated once; every problem is reported together, each with where it came
+from (file and line, environment variable or flag), its key path and the reason.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from importlib import resources
+from typing import Any, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ._schema import PROFILES, Config
+
+__all__ = ["ConfigError", "env_variables", "load_config", "load_profile"]
+
+Path = tuple[str | int, ...]
+
+ENV_PREFIX = "PGPERF_"
+# Variables that are not configuration keys but are read by pgperf.
+_ENV_SPECIAL = {"PGPERF_CONFIG", "PGPERF_PROFILE"}
+DEFAULT_PROFILE = "production"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if get_origin(annotation) is not None:
+        for arg in get_args(annotation):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                return None  # lists/unions of models (targets) have no env form
+    return None
+
+
+def env_variables(model: type[BaseModel] = Config, prefix: Path = ()) -> dict[str, Path]:
+    """Map every scalar setting to its environment variable: ``PGPERF_A_B`` -> ``(a, b)``."""
+    out: dict[str, Path] = {}
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        path = prefix + (key,)
+        sub = _model_of(field.annotation)
+        if sub is not None:
+            out.update(env_variables(sub, path))
+        elif get_origin(field.annotation) is tuple:
+            continue  # lists (targets) are configured in the file only
+        else:
+            out[ENV_PREFIX + "_".join(str(p) for p in path).upper()] = path
+    return out
+
+
+def _lines(text: str) -> dict[Path, int]:
+    """Line number of every key and list item of a YAML document."""
+    lines: dict[Path, int] = {}
+
+    def walk(node: yaml.Node, path: Path) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                sub = path + (str(key_node.value),)
+                lines[sub] = key_node.start_mark.line + 1
+                walk(value_node, sub)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines[path + (i,)] = item.start_mark.line + 1
+                walk(item, path + (i,))
+
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _read_yaml(path: str) -> tuple[dict[str, Any], dict[Path, int]]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read the configuration file: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+        lines = _lines(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{where}: not valid YAML: {problem}"]) from None
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: the top level must be a mapping of settings, not {type(data).__name__}"])
+    return data, lines
+
+
+def load_profile(name: str) -> dict[str, Any]:
+    """The built-in values of a profile (development, production, analytics)."""
+    text = resources.files("pgperf.config").joinpath("profiles", f"{name}.yaml").read_text("utf-8")
+    data = yaml.safe_load(text)
+    assert isinstance(data, dict)
+    return data
+
+
+def _merge(base: dict[str, Any], layer: Mapping[str, Any], source: str, sources: dict[Path, str], path: Path = ()) -> None:
+    for key, value in layer.items():
+        sub = path + (key,)
+        sources[sub] = source
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], value, source, sources, sub)
+        else:
+            base[key] = _copy(value)
+            if isinstance(value, Mapping):
+                _mark(value, source, sources, sub)
+
+
+def _mark(value: Mapping[str, Any], source: str, sources: dict[Path, str], path: Path) -> None:
+    for key, sub in value.items():
+        sources[path + (key,)] = source
+        if isinstance(sub, Mapping):
+            _mark(sub, source, sources, path + (key,))
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+def _nest(path: Path, value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    node = out
+    for key in path[:-1]:
+        node = node.setdefault(str(key), {})
+    node[str(path[-1])] = value
+    return out
+
+
+def _env_layer(env: Mapping[str, str], problems: list[str]) -> tuple[dict[str, Any], dict[Path, str]]:
+    known = env_variables()
+    layer: dict[str, Any] = {}
+    names: dict[Path, str] = {}
+    for name, value in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX) or name in _ENV_SPECIAL:
+            continue
+        path = known.get(name)
+        if path is None:
+            guess = difflib.get_close_matches(name, list(known), n=1)
+            hint = f" (did you mean {guess[0]}?)" if guess else ""
+            problems.append(f"environment variable {name}: not a pgperf setting{hint}")
+            continue
+        _merge(layer, _nest(path, value), "", {})
+        names[path] = f"environment variable {name}"
+    if "dsn" not in layer and env.get("DATA_SOURCE_NAME"):
+        layer["dsn"] = env["DATA_SOURCE_NAME"]
+        names[("dsn",)] = "environment variable DATA_SOURCE_NAME"
+    return layer, names
+
+
+def _loc_path(data: Any, loc: tuple[Any, ...]) -> Path:
+    """The part of a pydantic error location that names keys of the input (drops union
+    member tags such as ``bool`` or ``literal['auto']``)."""
+    path: list[str | int] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str):
+            path.append(part)  # a missing or unknown key: name it and stop
+            break
+        else:
+            break
+        path.append(part)
+    return tuple(path)
+
+
+def _where(path: Path, sources: dict[Path, str], lines: dict[Path, int], file: str | None) -> str:
+    for n in range(len(path), -1, -1):
+        prefix = path[:n]
+        source = sources.get(prefix)
+        if source is None:
+            continue
+        if source == "file" and file:
+            line = lines.get(prefix)
+            return f"{file}:{line}" if line else file
+        return source
+    return "configuration"
+
+
+def _format(exc: ValidationError, data: dict[str, Any], sources: dict[Path, str], lines: dict[Path, int], file: str | None) -> list[str]:
+    grouped: dict[Path, list[str]] = {}
+    for err in exc.errors(include_url=False):
+        path = _loc_path(data, tuple(err["loc"]))
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key (not a pgperf setting); check its spelling and indentation"
+        elif err["type"] != "missing" and "input" in err and not isinstance(err["input"], (dict, list)):
+            shown = err["input"]
+            if path and str(path[-1]) in ("dsn", "token"):
+                shown = "..."
+            message = f"{message} (got {shown!r})"
+        bucket = grouped.setdefault(path, [])
+        if message not in bucket:
+            bucket.append(message)
+    out = []
+    for path, messages in grouped.items():
+        key = ".".join(str(p) for p in path) or "(top level)"
+        out.append(f"{_where(path, sources, lines, file)}: {key}: {'; or '.join(messages)}")
+    return out
+
+
+def load_config(
+    *,
+    config_file: str | None = None,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+    flag_names: Mapping[Path, str] | None = None,
+) -> Config:
+    """Build the configuration; raise ConfigError listing every problem found.
+
+    *flags* is a nested mapping of values given on the command line and *flag_names* the
+    flag that set each path (for messages).
+    """
+    env = os.environ if env is None else env
+    flags = flags or {}
+    problems: list[str] = []
+    config_file = config_file or env.get("PGPERF_CONFIG") or None
+
+    file_data: dict[str, Any] = {}
+    lines: dict[Path, int] = {}
+    if config_file:
+        file_data, lines = _read_yaml(config_file)
+
+    env_data, env_names = _env_layer(env, problems)
+
+    profile = flags.get("profile") or env.get("PGPERF_PROFILE") or file_data.get("profile") or DEFAULT_PROFILE
+    if profile not in PROFILES:
+        where = (
+            flag_names.get(("profile",), "--profile") if flags.get("profile") and flag_names
+            else "environment variable PGPERF_PROFILE" if env.get("PGPERF_PROFILE")
+            else f"{config_file}:{lines.get(('profile',), 0)}"
+        )
+        raise ConfigError([f"{where}: profile: unknown profile {profile!r}; choose one of {', '.join(PROFILES)}"])
+
+    if "dsn" in file_data and file_data.get("targets"):
+        problems.append(f"{config_file}:{lines.get(('dsn',), 0)}: dsn: set either dsn or targets, not both")
+
+    merged: dict[str, Any] = {}
+    sources: dict[Path, str] = {}
+    _merge(merged, load_profile(str(profile)), f"profile {profile}", sources)
+    _merge(merged, file_data, "file", sources)
+    env_sources: dict[Path, str] = {}
+    _merge(merged, env_data, "env", env_sources)
+    for path in env_sources:
+        sources[path] = env_names.get(path, "environment")
+    flag_sources: dict[Path, str] = {}
+    _merge(merged, flags, "flag", flag_sources)
+    for path in flag_sources:
+        sources[path] = (flag_names or {}).get(path, "command line")
+    merged["profile"] = profile
+    # A dsn from the environment or a flag replaces the file's targets (documented).
+    if ("dsn" in env_data or "dsn" in flags) and "targets" in merged:
+        merged.pop("targets")
+
+    try:
+        config = Config.model_validate(merged)
+    except ValidationError as exc:
+        problems.extend(_format(exc, merged, sources, lines, config_file))
+    if problems:
+        raise ConfigError(problems)
+    return config

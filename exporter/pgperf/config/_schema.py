@@ -1,0 +1,176 @@
+"""The configuration schema: frozen, typed, unknown keys refused.
+
+Every value has one home here; the three profiles in ``profiles/*.yaml`` give the
+environment-specific ones (sampling interval, thresholds, retention, notifications) and
+the same thresholds drive the exporter, the Prometheus rules and the dashboards.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, create_model, field_validator, model_validator
+
+from ..collectors import REGISTRY
+from .._types import Duration, Model, Percent, PositiveInt
+
+PROFILES = ("development", "production", "analytics")
+ProfileName = Literal["development", "production", "analytics"]
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,127}$")
+
+
+class Thresholds(Model):
+    """Alert thresholds. Percentages are 0-100 as in the seed configuration."""
+
+    slow_query_time_ms: float = Field(gt=0)
+    slow_queries_error_count: PositiveInt
+    query_spike_factor: float = Field(gt=1)
+    cache_hit_ratio_min: Percent
+    cpu_usage_max_percent: Percent
+    memory_usage_max_percent: Percent
+    disk_usage_max_percent: Percent
+    disk_full_within_hours: float = Field(gt=0)
+    connection_utilization_warning_percent: Percent
+    connection_utilization_critical_percent: Percent
+    error_rate_max: Percent
+    replication_lag_max_seconds: float = Field(gt=0)
+    long_running_query_seconds: float = Field(gt=0)
+    idle_in_transaction_seconds: float = Field(gt=0)
+    xid_age_max_percent: Percent
+    dead_tuple_max_percent: Percent
+    checkpoints_requested_max_percent: Percent
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Thresholds:
+        if self.connection_utilization_warning_percent >= self.connection_utilization_critical_percent:
+            raise ValueError(
+                "connection_utilization_warning_percent must be below "
+                "connection_utilization_critical_percent"
+            )
+        return self
+
+
+class Retention(Model):
+    """Days each kind of stored data is kept; whole expired partitions are dropped."""
+
+    query_metrics_days: PositiveInt
+    resource_metrics_days: PositiveInt
+    alerts_days: PositiveInt
+    reports_days: PositiveInt
+
+
+class Notifications(Model):
+    """Which notification channels the profile turns on (Alertmanager receivers)."""
+
+    email: bool = False
+    slack: bool = False
+    pagerduty: bool = False
+    webhook: bool = False
+
+
+class Connection(Model):
+    pool_size: int = Field(2, ge=1, le=20)
+    connect_timeout: Duration = 5.0
+    statement_timeout: Duration = 5.0
+    lock_timeout: Duration = 1.0
+    idle_in_transaction_session_timeout: Duration = 30.0
+    #: Connections to other databases (database-scoped collectors), across all targets.
+    max_database_connections: int = Field(3, ge=1, le=100)
+
+
+class Store(Model):
+    enabled: bool = True
+    #: Where samples are stored; default: the (first) monitored database.
+    dsn: str | None = None
+    schema_name: str = Field("pgperf", alias="schema", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    #: Directory of the on-disk spool used while the store is unreachable.
+    spool_dir: str | None = None
+    spool_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    #: Statement rows per sample; the rest is summed into one remainder row.
+    max_query_rows: int = Field(500, ge=1)
+    partitions_ahead: int = Field(3, ge=1, le=60)
+
+
+class Web(Model):
+    listen_address: str = ":9187"
+    config_file: str | None = None
+    max_request_bytes: int = Field(1024 * 1024, ge=1024)
+    threads: int = Field(16, ge=2, le=256)
+
+    @field_validator("listen_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("expected HOST:PORT or :PORT, for example :9187 or 127.0.0.1:9187")
+        return value
+
+
+class Api(Model):
+    token: SecretStr | None = None
+
+
+def _target_name(value: str | None) -> str | None:
+    if value is not None and not _NAME.match(value):
+        raise ValueError("use up to 128 letters, digits and _ . : / @ - (starting with a letter or digit)")
+    return value
+
+
+class Target(Model):
+    name: str
+    dsn: str
+
+    _check_name = field_validator("name")(classmethod(lambda cls, v: _target_name(v)))
+
+
+def _collectors_model() -> type[Model]:
+    fields: dict[str, Any] = {
+        spec.name: (spec.options, spec.options()) for spec in REGISTRY
+    }
+    return create_model("Collectors", __base__=Model, **fields)
+
+
+Collectors = _collectors_model()
+
+
+class Config(Model):
+    """The whole, validated configuration of one pgperf process."""
+
+    profile: ProfileName
+    sampling_interval: Duration
+    #: Shorthand for one target (flag --dsn, PGPERF_DSN or DATA_SOURCE_NAME).
+    dsn: str | None = None
+    target_name: str | None = None
+    targets: tuple[Target, ...] = ()
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    web: Web = Web()
+    api: Api = Api()
+    connection: Connection = Connection()
+    store: Store = Store()
+    collectors: Collectors = Collectors()  # type: ignore[valid-type]
+    thresholds: Thresholds
+    retention: Retention
+    notifications: Notifications = Notifications()
+
+    _check_target_name = field_validator("target_name")(classmethod(lambda cls, v: _target_name(v)))
+
+    @model_validator(mode="after")
+    def _targets(self) -> Config:
+        names = [t.name for t in self.targets]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"targets: duplicate target names {duplicates}")
+        return self
+
+    def resolved_targets(self) -> tuple[Target, ...]:
+        """The targets to monitor: ``dsn`` if set, else ``targets``, else libpq defaults."""
+        from ..db import describe_dsn
+
+        if self.dsn is not None or not self.targets:
+            dsn = self.dsn or ""
+            return (Target(name=self.target_name or describe_dsn(dsn), dsn=dsn),)
+        return self.targets
+
+    def store_dsn(self) -> str:
+        return self.store.dsn if self.store.dsn is not None else self.resolved_targets()[0].dsn

@@ -1,0 +1,177 @@
+"""HTTP: ``/metrics``, ``/probe``, ``/healthz``, ``/readyz`` and the routes other parts add.
+
+Werkzeug does routing and request parsing; cheroot, a production WSGI server with a fixed
+thread pool, serves it. No route on the scrape path touches the database.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from cheroot import wsgi
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from .config import Config
+from .exposition import CONTENT_TYPE, MetricsCache
+from .sampler import Sampler, Snapshot
+
+__all__ = ["WebApp", "WebServer", "json_response", "parse_listen_address"]
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[..., Response]
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    return Response(json.dumps(data, default=str, indent=1) + "\n", status=status, mimetype="application/json")
+
+
+def parse_listen_address(address: str) -> tuple[str, int]:
+    """``:9187`` -> ("0.0.0.0", 9187); ``[::1]:9187`` -> ("::1", 9187)."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+class WebApp:
+    """The WSGI application. Parts of pgperf register their routes with ``add()``."""
+
+    def __init__(self, config: Config, sampler: Sampler, metrics: MetricsCache) -> None:
+        self.config = config
+        self.sampler = sampler
+        self.metrics = metrics
+        self.url_map = Map(strict_slashes=False)
+        self.handlers: dict[str, Handler] = {}
+        self._probes: dict[str, MetricsCache] = {}
+        self.add("/", self.index)
+        self.add("/metrics", self.metrics_endpoint)
+        self.add("/probe", self.probe)
+        self.add("/healthz", self.healthz)
+        self.add("/readyz", self.readyz)
+        self.links: list[tuple[str, str]] = [
+            ("/metrics", "metrics"), ("/healthz", "liveness"), ("/readyz", "readiness"),
+        ]
+
+    def add(self, rule: str, handler: Handler, methods: Iterable[str] = ("GET",)) -> None:
+        endpoint = f"{handler.__qualname__}:{rule}"
+        self.url_map.add(Rule(rule, endpoint=endpoint, methods=list(methods)))
+        self.handlers[endpoint] = handler
+
+    # -- core routes --------------------------------------------------------------------
+
+    def index(self, request: Request) -> Response:
+        items = "".join(f'<li><a href="{href}">{href}</a> {text}</li>' for href, text in self.links)
+        targets = "".join(
+            f'<li><a href="/probe?target={name}">{name}</a></li>' for name in self.sampler.targets
+        )
+        page = (
+            "<!doctype html><html><head><meta charset='utf-8'><title>pgperf</title></head><body>"
+            f"<h1>pgperf</h1><ul>{items}</ul><h2>Targets</h2><ul>{targets}</ul></body></html>"
+        )
+        return Response(page, mimetype="text/html")
+
+    def metrics_endpoint(self, request: Request) -> Response:
+        gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
+        body = self.metrics.render(gzipped=gzipped)
+        response = Response(body, content_type=CONTENT_TYPE)
+        if gzipped:
+            response.headers["Content-Encoding"] = "gzip"
+        response.headers["Vary"] = "Accept-Encoding"
+        return response
+
+    def probe(self, request: Request) -> Response:
+        """One target's metrics, unlabelled: ``/probe?target=NAME`` (names from the config;
+        no DSN or credential is ever taken from the query string)."""
+        name = request.args.get("target", "")
+        target = self.sampler.targets.get(name)
+        if target is None:
+            known = ", ".join(sorted(self.sampler.targets)) or "none"
+            return Response(
+                f"unknown target {name!r}; configured targets: {known}\n", status=404, mimetype="text/plain"
+            )
+        cache = self._probes.get(name)
+        if cache is None:
+            single = self.config.model_copy(update={"targets": (target.target,), "dsn": None})
+            cache = MetricsCache(lambda t=target: [t.latest] if t.latest else [], single, process_metrics=False)
+            self._probes[name] = cache
+        gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
+        response = Response(cache.render(gzipped=gzipped), content_type=CONTENT_TYPE)
+        if gzipped:
+            response.headers["Content-Encoding"] = "gzip"
+        return response
+
+    def healthz(self, request: Request) -> Response:
+        dead = [name for name, alive in self.sampler.threads_alive().items() if not alive]
+        if dead:
+            return Response(f"sampler thread stopped for {', '.join(dead)}\n", status=503, mimetype="text/plain")
+        return Response("ok\n", mimetype="text/plain")
+
+    def readyz(self, request: Request) -> Response:
+        """200 while every target is reachable and its sampling is current, else 503."""
+        now = time.time()
+        problems: dict[str, str] = {}
+        for name, target in self.sampler.targets.items():
+            snap: Snapshot | None = target.latest
+            if snap is None:
+                problems[name] = "no sample taken yet"
+            elif not snap.up:
+                problems[name] = f"database unreachable ({snap.error_kind})"
+            elif now - snap.taken_at > 3 * snap.interval + 5:
+                problems[name] = f"last sample is {now - snap.taken_at:.0f}s old"
+        if problems:
+            return json_response({"ready": False, "targets": problems}, status=503)
+        return json_response({"ready": True})
+
+    # -- WSGI ---------------------------------------------------------------------------
+
+    def dispatch(self, request: Request) -> Response:
+        adapter = self.url_map.bind_to_environ(request.environ)
+        try:
+            endpoint, values = adapter.match()
+            return self.handlers[endpoint](request, **values)
+        except HTTPException as exc:
+            return exc.get_response()  # type: ignore[return-value]
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request = Request(environ)
+        request.max_content_length = self.config.web.max_request_bytes
+        try:
+            response = self.dispatch(request)
+        except HTTPException as exc:
+            response = exc.get_response()  # type: ignore[assignment]
+        except Exception:  # last line of defence: log it, answer 500 with no detail
+            log.exception("unhandled error serving %s %s", request.method, request.path)
+            response = json_response({"error": "internal error; see the exporter's log"}, status=500)
+        return response(environ, start_response)
+
+
+class WebServer:
+    """cheroot serving a WebApp on the configured address, in a background thread."""
+
+    def __init__(self, app: WebApp, address: str, threads: int = 16) -> None:
+        host, port = parse_listen_address(address)
+        self.server = wsgi.Server((host, port), app, numthreads=threads, request_queue_size=256)
+        self.server.shutdown_timeout = 2
+        self._thread: Any = None
+
+    def start(self) -> None:
+        self.server.prepare()  # binds now, so an address in use fails here, loudly
+        self._thread = threading.Thread(target=self.server.serve, name="web", daemon=True)
+        self._thread.start()
+
+    @property
+    def port(self) -> int:
+        return int(self.server.bind_addr[1])
+
+    def stop(self) -> None:
+        self.server.stop()
+        if self._thread is not None:
+            self._thread.join(5)
+
