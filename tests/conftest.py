@@ -1,0 +1,1 @@
+"""Test-suite configuration; fixtures live in plugins (fix_pg.py)."""

@@ -1,0 +1,99 @@
+"""Helpers shared by the tests: an in-process exporter, scrape parsing, waiting."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from pgperf.config import Config, load_config
+from pgperf.exposition import MetricsCache
+from pgperf.sampler import Sampler
+from pgperf.web import WebApp, WebServer
+
+T = TypeVar("T")
+
+
+def make_config(dsn: str, **flags: Any) -> Config:
+    """A development-profile configuration for *dsn*; *flags* are nested overrides."""
+    base: dict[str, Any] = {"profile": "development", "dsn": dsn, "sampling_interval": 1}
+    base.update(flags)
+    base.setdefault("store", {}).setdefault("enabled", False)
+    return load_config(flags=base, env={})
+
+
+class Exporter:
+    """pgperf's sampler and web server running in this process on a free port."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.sampler = Sampler(config)
+        self.metrics = MetricsCache(self.sampler.snapshots, config)
+        self.app = WebApp(config, self.sampler, self.metrics)
+        self.server = WebServer(self.app, "127.0.0.1:0", threads=config.web.threads)
+
+    def start(self) -> Exporter:
+        self.server.start()
+        self.sampler.start()
+        return self
+
+    def stop(self) -> None:
+        self.sampler.stop()
+        self.server.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}"
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.get(self.url + path, timeout=10, **kwargs)
+
+    def scrape(self) -> dict[str, list[tuple[dict[str, str], float]]]:
+        response = self.get("/metrics")
+        response.raise_for_status()
+        return parse(response.text)
+
+    def value(self, name: str, **labels: str) -> float | None:
+        return value(self.scrape(), name, **labels)
+
+
+def parse(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Exposition text -> {sample name: [(labels, value), ...]}."""
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
+    return out
+
+
+def value(samples: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str) -> float | None:
+    for sample_labels, v in samples.get(name, []):
+        if all(sample_labels.get(k) == want for k, want in labels.items()):
+            return v
+    return None
+
+
+@contextmanager
+def running_exporter(config: Config) -> Iterator[Exporter]:
+    exporter = Exporter(config).start()
+    try:
+        yield exporter
+    finally:
+        exporter.stop()
+
+
+def wait_until(check: Callable[[], T | None], timeout: float = 15.0, interval: float = 0.1,
+               message: str = "condition") -> T:
+    """Poll *check* until it returns something truthy; fail with *message* after *timeout*."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")

@@ -1,0 +1,115 @@
+"""The ``pgperf`` command as a user runs it: a real process, real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import requests
+
+from helpers import parse, value, wait_until
+from pgperf.devtools.cluster import Cluster, free_port
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("PGPERF_", "PG"))}
+
+
+@contextmanager
+def serve(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pgperf", "serve", *args, "--web.listen-address", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _reachable(url) or proc.poll() is not None, message="exporter listening")
+        assert proc.poll() is None, proc.communicate()[0]
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _reachable(url: str) -> bool:
+    try:
+        requests.get(url + "/healthz", timeout=1)
+        return True
+    except requests.ConnectionError:
+        return False
+
+
+def test_serve_as_documented(pg_cluster: Cluster, pgbench: Any) -> None:
+    with pgbench(clients=2), serve("--dsn", pg_cluster.dsn(), "--profile", "development",
+                                   "--sampling-interval", "1", "--no-store") as (proc, url):
+        samples = wait_until(
+            lambda: (s := parse(requests.get(url + "/metrics", timeout=5).text))
+            and value(s, "pg_up") == 1 and s.get("pg_stat_statements_calls_total") and s,
+            message="pg_up 1 and statement series",
+        )
+        assert value(samples, "pgperf_host_cpu_seconds_total") is not None
+        assert requests.get(url + "/readyz", timeout=5).status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        output, _ = proc.communicate(timeout=15)
+        assert proc.returncode == 0
+        assert time.monotonic() - started < 10
+        assert "serving http://127.0.0.1:" in output
+        assert "received SIGTERM, shutting down" in output
+
+
+def test_serve_reports_address_in_use(pg_cluster: Cluster) -> None:
+    with serve("--dsn", pg_cluster.dsn(), "--no-store") as (_, url):
+        port = url.rsplit(":", 1)[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "pgperf", "serve", "--dsn", pg_cluster.dsn(), "--no-store",
+             "--web.listen-address", f"127.0.0.1:{port}"],
+            capture_output=True, text=True, env=_env(), timeout=30,
+        )
+    assert proc.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
+
+
+def test_check_passes_on_a_prepared_server(pg_cluster: Cluster) -> None:
+    proc = subprocess.run([sys.executable, "-m", "pgperf", "check", "--dsn", pg_cluster.dsn()],
+                          capture_output=True, text=True, env=_env(), timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"connected to PostgreSQL {pg_cluster.major}" in proc.stdout
+    assert "pg_stat_statements" in proc.stdout
+    assert "collector statements:" in proc.stdout
+
+
+def test_check_explains_missing_pg_stat_statements(make_cluster: Any) -> None:
+    cluster: Cluster = make_cluster(preload_pg_stat_statements=False)
+    proc = subprocess.run([sys.executable, "-m", "pgperf", "check", "--dsn", cluster.dsn()],
+                          capture_output=True, text=True, env=_env(), timeout=60)
+    assert proc.returncode == 1
+    assert "shared_preload_libraries = 'pg_stat_statements'" in proc.stdout
+    assert "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;" in proc.stdout
+
+
+def test_check_reports_unreachable_server() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pgperf", "check", "--dsn", f"postgresql://postgres:hunter2@127.0.0.1:{free_port()}/postgres"],
+        capture_output=True, text=True, env=_env(), timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "cannot connect (connection_refused)" in proc.stdout
+    assert "hunter2" not in proc.stdout + proc.stderr
+
+
+def test_version_and_module_entry_point() -> None:
+    out = subprocess.run([sys.executable, "-m", "pgperf", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("pgperf ")
