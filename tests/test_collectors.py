@@ -265,8 +265,7 @@ def test_statements_include_query(pg_cluster: Cluster, pg_conn: psycopg.Connecti
 def test_statements_disabled_without_extension(pg_cluster: Cluster) -> None:
     pg_cluster.execute("DROP DATABASE IF EXISTS no_pgss")
     pg_cluster.execute("CREATE DATABASE no_pgss")
-    with pg_cluster.connect("no_pgss") as conn:
-        with pytest.raises(CollectorDisabled) as info:
-            _statements(conn)
+    with pg_cluster.connect("no_pgss") as conn, pytest.raises(CollectorDisabled) as info:
+        _statements(conn)
     assert info.value.reason == "extension_missing"
     assert "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" in info.value.detail

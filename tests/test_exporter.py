@@ -17,7 +17,7 @@ import requests
 
 from helpers import make_config, parse, running_exporter, value, wait_until
 from pgperf import collectors
-from pgperf.collectors import CollectorResult, CollectorSpec, MetricDef
+from pgperf.collectors import CollectorResult, CollectorSpec
 from pgperf.devtools.cluster import Cluster, free_port
 from pgperf.sampler import TargetSampler
 

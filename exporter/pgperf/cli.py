@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from . import collectors
 from ._version import __version__
@@ -24,7 +24,7 @@ EXIT_CONFIG = 2
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse's own exit status is 2 as well
+    def error(self, message: str) -> NoReturn:  # argparse's own exit status is 2 as well
         self.print_usage(sys.stderr)
         self.exit(EXIT_CONFIG, f"{self.prog}: error: {message}\n")
 

@@ -280,7 +280,7 @@ class TargetDatabase:
             """Records why the pool's last connection attempt failed (for ``pg_up``)."""
 
             @classmethod
-            def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:  # type: ignore[override]
+            def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
                 try:
                     conn = super().connect(conninfo, **kwargs)
                 except psycopg.Error as exc:

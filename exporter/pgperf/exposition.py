@@ -70,7 +70,7 @@ def _metric(fam: Family, extra: Sequence[tuple[str, str]] = ()) -> Metric:
     extra_values = tuple(v for _, v in extra)
     names = extra_names + fam.labels
     for values, value in fam.samples:
-        metric.add_sample(sample_name, dict(zip(names, extra_values + values)), value)
+        metric.add_sample(sample_name, dict(zip(names, extra_values + values, strict=True)), value)
     return metric
 
 
@@ -152,25 +152,19 @@ class SnapshotCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         snapshots = self._snapshots()
         labelled = len(self._config.resolved_targets()) > 1 and len(snapshots) > 0
-        merged: dict[str, tuple[Family, list[tuple[str, Family]]]] = {}
+        merged: dict[str, list[tuple[str, Family]]] = {}
         for snap in snapshots:
             for fam in (*snap.families, *self_families(snap, self._config)):
-                entry = merged.get(fam.name)
-                if entry is None:
-                    merged[fam.name] = (fam, [(snap.target, fam)])
-                else:
-                    entry[1].append((snap.target, fam))
-        for name, (first, parts) in merged.items():
-            if labelled:
-                metric = _metric(Family(first.name, first.type, first.help, ("target",) + first.labels, ()))
-                for target, fam in parts:
-                    for sample in _metric(fam, (("target", target),)).samples:
-                        metric.samples.append(sample)
-                yield metric
-            elif len(parts) == 1:
-                yield _metric(parts[0][1])
-            else:  # several snapshots of one target cannot happen; keep the first
+                merged.setdefault(fam.name, []).append((snap.target, fam))
+        for parts in merged.values():
+            first = parts[0][1]
+            if not labelled:  # one target: its families as they are
                 yield _metric(first)
+                continue
+            metric = _metric(Family(first.name, first.type, first.help, ("target", *first.labels), ()))
+            for target, fam in parts:
+                metric.samples.extend(_metric(fam, (("target", target),)).samples)
+            yield metric
         for fam in self._extra():
             yield _metric(fam)
         yield _metric(BUILD_INFO.family([((__version__,), 1)]))

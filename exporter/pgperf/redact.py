@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 
-__all__ = ["MASK", "redact", "RedactingFilter"]
+__all__ = ["MASK", "RedactingFilter", "redact"]
 
 MASK = "***"
 

@@ -31,7 +31,14 @@ from . import collectors
 from .collectors import CollectContext, CollectorDisabled, CollectorSpec, Family
 from .collectors.statements import TextCache
 from .config import Config, Target
-from .db import ConnectionFailed, ServerInfo, SessionSettings, TargetDatabase, classify_error, is_local
+from .db import (
+    ConnectionFailed,
+    ServerInfo,
+    SessionSettings,
+    TargetDatabase,
+    classify_error,
+    is_local,
+)
 
 __all__ = ["CollectorStatus", "Sampler", "Snapshot", "TargetSampler"]
 

@@ -20,7 +20,7 @@ from werkzeug.wrappers import Request, Response
 
 from .config import Config
 from .exposition import CONTENT_TYPE, MetricsCache
-from .sampler import Sampler, Snapshot
+from .sampler import Sampler, Snapshot, TargetSampler
 
 __all__ = ["WebApp", "WebServer", "json_response", "parse_listen_address"]
 
@@ -99,7 +99,10 @@ class WebApp:
         cache = self._probes.get(name)
         if cache is None:
             single = self.config.model_copy(update={"targets": (target.target,), "dsn": None})
-            cache = MetricsCache(lambda t=target: [t.latest] if t.latest else [], single, process_metrics=False)
+            def latest(t: TargetSampler = target) -> list[Snapshot]:
+                return [t.latest] if t.latest else []
+
+            cache = MetricsCache(latest, single, process_metrics=False)
             self._probes[name] = cache
         gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
         response = Response(cache.render(gzipped=gzipped), content_type=CONTENT_TYPE)
@@ -137,7 +140,7 @@ class WebApp:
             endpoint, values = adapter.match()
             return self.handlers[endpoint](request, **values)
         except HTTPException as exc:
-            return exc.get_response()  # type: ignore[return-value]
+            return exc.get_response()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
@@ -145,7 +148,7 @@ class WebApp:
         try:
             response = self.dispatch(request)
         except HTTPException as exc:
-            response = exc.get_response()  # type: ignore[assignment]
+            response = exc.get_response()
         except Exception:  # last line of defence: log it, answer 500 with no detail
             log.exception("unhandled error serving %s %s", request.method, request.path)
             response = json_response({"error": "internal error; see the exporter's log"}, status=500)

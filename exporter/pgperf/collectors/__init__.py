@@ -8,6 +8,7 @@ this table. Adding a collector touches its module, its test and one line here.
 
 from __future__ import annotations
 
+from . import activity, database, host, settings, statements
 from ._base import (
     CollectContext,
     CollectorDisabled,
@@ -17,7 +18,6 @@ from ._base import (
     Family,
     MetricDef,
 )
-from . import activity, database, host, settings, statements
 
 REGISTRY: tuple[CollectorSpec, ...] = (
     statements.SPEC,

@@ -14,7 +14,14 @@ from typing import Literal
 
 import psutil
 
-from ._base import CollectContext, CollectorOptions, CollectorResult, CollectorSpec, Family, MetricDef
+from ._base import (
+    CollectContext,
+    CollectorOptions,
+    CollectorResult,
+    CollectorSpec,
+    Family,
+    MetricDef,
+)
 
 
 class HostOptions(CollectorOptions):

@@ -305,8 +305,8 @@ def compute_deltas(
             min_ms=cur.min_ms, max_ms=cur.max_ms, restarted=restarted and prev is not None,
         )
         sid = key[:3]
-        other = acc.get(sid)  # type: ignore[call-overload]
-        acc[sid] = d if other is None else _merge(other, d)  # type: ignore[index]
+        other = acc.get(sid)
+        acc[sid] = d if other is None else _merge(other, d)
     return list(acc.values())
 
 
@@ -347,7 +347,7 @@ def _per_statement(entries: dict[Key, Entry]) -> dict[StatementId, Entry]:
     """Sum toplevel and nested entries of the same statement (for per-queryid series)."""
     out: dict[StatementId, Entry] = {}
     for key, e in entries.items():
-        sid: StatementId = key[:3]  # type: ignore[assignment]
+        sid: StatementId = key[:3]
         if (o := out.get(sid)) is None:
             out[sid] = e
         else:

@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, create_model, field_validator, model_validator
 
-from ..collectors import REGISTRY
 from .._types import Duration, Model, Percent, PositiveInt
+from ..collectors import REGISTRY
 
 PROFILES = ("development", "production", "analytics")
 ProfileName = Literal["development", "production", "analytics"]

@@ -152,8 +152,7 @@ class Cluster:
         conf.update(self.settings)
         with open(self.data / "postgresql.conf", "a") as f:
             f.write("\n# pgperf throwaway cluster\n")
-            for key, value in conf.items():
-                f.write(f"{key} = {value}\n")
+            f.writelines(f"{key} = {value}\n" for key, value in conf.items())
         (self.data / "pg_hba.conf").write_text(
             "local all all trust\n"
             "host all postgres 127.0.0.1/32 trust\n"
@@ -203,7 +202,7 @@ class Cluster:
 
     def execute(self, sql: str, dbname: str = "postgres", params: Any = None) -> list[tuple[Any, ...]]:
         with self.connect(dbname) as conn:
-            cur = conn.execute(sql, params)  # type: ignore[arg-type]
+            cur = conn.execute(sql, params)
             return cur.fetchall() if cur.description else []
 
     def pgbench_bin(self) -> str:
