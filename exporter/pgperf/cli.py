@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 from . import collectors
 from ._version import __version__
 from .config import Config, ConfigError, load_config
+from .db import describe_dsn
 from .redact import RedactingFilter
 
 log = logging.getLogger("pgperf")
@@ -60,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="check configuration, connectivity, privileges and pg_stat_statements")
     _config_flags(check)
+
+    migrate = sub.add_parser("migrate", help="create or upgrade the monitoring tables in the store")
+    _config_flags(migrate)
     return parser
 
 
@@ -116,17 +120,26 @@ def load(args: argparse.Namespace) -> Config:
 
 def cmd_serve(config: Config) -> int:
     from .exposition import MetricsCache
-    from .sampler import Sampler
+    from .monitor import Monitor
+    from .store import SpoolLocked
     from .web import WebApp, WebServer
 
-    sampler = Sampler(config)
-    metrics = MetricsCache(sampler.snapshots, config)
-    app = WebApp(config, sampler, metrics)
+    try:
+        monitor = Monitor(config)
+    except SpoolLocked as exc:
+        log.error("%s", exc)
+        return 1
+    store = monitor.store
+    metrics = MetricsCache(monitor.snapshots, config, store.families if store else (lambda: ()))
+    if store is not None:
+        metrics.set_extra_key(lambda: store.version)
+    app = WebApp(config, monitor.sampler, metrics)
     server = WebServer(app, config.web.listen_address, threads=config.web.threads)
     try:
         server.start()
     except OSError as exc:
         log.error("cannot listen on %s: %s", config.web.listen_address, exc.strerror or exc)
+        monitor.stop()
         return 1
     stop = threading.Event()
 
@@ -136,17 +149,39 @@ def cmd_serve(config: Config) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    sampler.start()
-    targets = ", ".join(sampler.targets)
+    monitor.start()  # an unreachable store does not stop sampling: samples are spooled
+    targets = ", ".join(monitor.sampler.targets)
     log.info(
-        "pgperf %s serving http://%s/metrics (profile %s, sampling every %gs, targets: %s)",
+        "pgperf %s serving http://%s/metrics (profile %s, sampling every %gs, targets: %s, store: %s)",
         __version__, _display_address(config.web.listen_address, server.port), config.profile,
         config.sampling_interval, targets,
+        f"schema {config.store.schema_name} at {describe_dsn(config.store_dsn())}" if store else "off",
     )
     stop.wait()
-    sampler.stop()
     server.stop()
+    monitor.stop()
     log.info("stopped")
+    return 0
+
+
+def cmd_migrate(config: Config) -> int:
+    from .store import StoreClient, StoreUnavailable
+    from .store.schema import MIGRATIONS
+
+    client = StoreClient(config)
+    try:
+        applied = client.migrate()
+    except StoreUnavailable as exc:
+        log.error("%s", exc)
+        return 1
+    finally:
+        client.close()
+    latest = MIGRATIONS[-1].version if MIGRATIONS else 0
+    where = f"schema {config.store.schema_name} at {describe_dsn(config.store_dsn())}"
+    if applied:
+        print(f"store {where}: applied migration(s) {', '.join(f'{v:03d}' for v in applied)}; now at {latest:03d}")
+    else:
+        print(f"store {where}: already at version {latest:03d}, nothing to do")
     return 0
 
 
@@ -161,7 +196,7 @@ def cmd_check(config: Config) -> int:
     return run_check(config)
 
 
-COMMANDS = {"serve": cmd_serve, "check": cmd_check}
+COMMANDS = {"serve": cmd_serve, "check": cmd_check, "migrate": cmd_migrate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psutil
@@ -95,6 +96,7 @@ class ServerInfo:
     current_user: str
     current_database: str
     server_address: str | None
+    postmaster_start_time: datetime | None = None
 
     @property
     def pgss_version_tuple(self) -> tuple[int, ...]:
@@ -121,7 +123,8 @@ SELECT current_setting('server_version_num')::int AS version_num,
          + COALESCE(current_setting('reserved_connections', true)::int, 0) AS reserved_connections,
        current_user::text AS current_user,
        current_database()::text AS current_database,
-       host(inet_server_addr()) AS server_address
+       host(inet_server_addr()) AS server_address,
+       pg_postmaster_start_time() AS postmaster_start_time
 FROM pg_roles r
 LEFT JOIN pg_extension e ON e.extname = 'pg_stat_statements'
 LEFT JOIN pg_namespace n ON n.oid = e.extnamespace

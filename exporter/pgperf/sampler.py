@@ -167,9 +167,10 @@ class TargetSampler:
 
     # -- one sample -----------------------------------------------------------------
 
-    def sample(self) -> Snapshot | None:
-        """Take one sample now; return None if a sampling of this target is under way."""
-        if not self._busy.acquire(blocking=False):
+    def sample(self, wait: bool = False) -> Snapshot | None:
+        """Take one sample now. If a sampling of this target is under way, return None
+        (counted as an overrun) or, with *wait*, take the sample after it."""
+        if not self._busy.acquire(blocking=wait):
             self._count(overruns=1)
             return None
         try:

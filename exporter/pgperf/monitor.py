@@ -1,0 +1,212 @@
+"""``pgperf.Monitor``: the engine of ``pgperf serve``, usable from Python.
+
+It owns the sampler (one thread per target), the store writer and the store client, and
+mirrors the original requirement's usage examples::
+
+    monitor = Monitor.for_profile("production", "postgresql://pgperf@db/postgres")
+    monitor.on("alert", lambda alert: print(f"Alert: {alert.message}"))
+    monitor.initialize()                        # create/migrate the tables, start sampling
+    queries = monitor.track_query_performance()  # sample now: statements of the interval
+    resources = monitor.monitor_resource_usage()
+    monitor.acknowledge_alert(alert_id, "admin-user")
+    monitor.resolve_alert(alert_id, "admin-user")
+    monitor.stop()
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from .alerts.store import AlertStore
+from .config import Config, load_config
+from .models import PerformanceAlert, QueryPerformanceMetric, ResourceMetric
+from .sampler import Sampler, Snapshot, TargetSampler
+from .store import BatchBuilder, SampleBatch, StoreClient, StoreUnavailable, StoreWriter
+from .store.rows import QUERY_COLUMNS
+
+__all__ = ["EVENTS", "Monitor"]
+
+log = logging.getLogger(__name__)
+
+#: Events ``Monitor.on`` accepts.
+EVENTS = ("alert", "alert_acknowledged", "alert_resolved", "sample")
+
+
+class Monitor:
+    """Sampling, storage and alert lifecycle for the targets of one configuration."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._callbacks: dict[str, list[Callable[[Any], None]]] = defaultdict(list)
+        self._builder = BatchBuilder(config.store.max_query_rows)
+        self._builder_lock = threading.Lock()
+        self._batches: dict[str, SampleBatch] = {}
+        self.store: StoreWriter | None = StoreWriter(config) if config.store.enabled else None
+        self.client: StoreClient | None = StoreClient(config) if config.store.enabled else None
+        self.alerts: AlertStore | None = AlertStore(self.client) if self.client else None
+        self.sampler = Sampler(config, listeners=(self._on_snapshot,))
+        self._started = False
+
+    @classmethod
+    def for_profile(
+        cls,
+        profile: str,
+        dsn: str | None = None,
+        *,
+        store_dsn: str | None = None,
+        config_file: str | None = None,
+        env: Mapping[str, str] | None = None,
+        **settings: Any,
+    ) -> Monitor:
+        """A monitor with a built-in profile's values; *settings* override any key
+        (``sampling_interval=5``, ``store={"schema": "monitoring"}``, ...). ``PGPERF_*``
+        environment variables apply as for the command line (pass ``env={}`` to ignore them).
+        """
+        flags: dict[str, Any] = {"profile": profile, **settings}
+        if dsn is not None:
+            flags["dsn"] = dsn
+        if store_dsn is not None:
+            flags.setdefault("store", {})["dsn"] = store_dsn
+        return cls(load_config(config_file=config_file, flags=flags, env=os.environ if env is None else env))
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def initialize(self) -> None:
+        """Create or migrate the monitoring tables, then start sampling in the background.
+
+        Raises StoreUnavailable when the store cannot be reached (``pgperf serve`` starts
+        anyway and spools; a program asking to initialise wants to know).
+        """
+        if self.client is not None:
+            self.client.migrate()
+        self.start()
+
+    def start(self) -> None:
+        if self._started:
+            return
+        if self.store is not None:
+            self.store.start()
+        self.sampler.start()
+        self._started = True
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop sampling, write or spool what was accepted, close connections."""
+        self.sampler.stop(timeout)
+        if self.store is not None:
+            self.store.stop(timeout)
+        if self.client is not None:
+            self.client.close()
+        self._started = False
+
+    def __enter__(self) -> Monitor:
+        self.initialize()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- events --------------------------------------------------------------------------
+
+    def on(self, event: str, callback: Callable[[Any], None]) -> None:
+        """Call *callback* on *event*: ``alert`` (a PerformanceAlert recorded as firing),
+        ``alert_acknowledged``, ``alert_resolved``, ``sample`` (each Snapshot)."""
+        if event not in EVENTS:
+            raise ValueError(f"unknown event {event!r}; choose one of {', '.join(EVENTS)}")
+        self._callbacks[event].append(callback)
+
+    def emit(self, event: str, value: Any) -> None:
+        for callback in self._callbacks.get(event, ()):
+            try:
+                callback(value)
+            except Exception:  # a user's callback must not break sampling
+                log.exception("callback for %r failed", event)
+
+    def _on_snapshot(self, snap: Snapshot) -> None:
+        with self._builder_lock:
+            batch = self._builder.build(snap)
+            self._batches[snap.target] = batch
+        if self.store is not None:
+            self.store.submit(batch)
+        self.emit("sample", snap)
+
+    # -- sampling on demand -----------------------------------------------------------------
+
+    def _target(self, target: str | None) -> TargetSampler:
+        if target is None:
+            return next(iter(self.sampler.targets.values()))
+        try:
+            return self.sampler.targets[target]
+        except KeyError:
+            raise KeyError(f"unknown target {target!r}; configured: {', '.join(self.sampler.targets)}") from None
+
+    def _sample_now(self, target: str | None) -> SampleBatch:
+        sampler = self._target(target)
+        if not self._started:
+            sampler.open()
+        sampler.sample(wait=True)
+        with self._builder_lock:
+            return self._batches[sampler.target.name]
+
+    def track_query_performance(self, target: str | None = None) -> list[QueryPerformanceMetric]:
+        """Sample now; return the statements that ran since the previous sample (empty on
+        the very first sample, which only sets the baseline)."""
+        batch = self._sample_now(target)
+        out = []
+        for row in batch.queries:
+            values = dict(zip(QUERY_COLUMNS, row, strict=True))
+            out.append(QueryPerformanceMetric(
+                target=values["target"], query_id=values["query_id"], query_text=values["query_text"],
+                datname=values["datname"], username=values["username"], calls=values["calls"],
+                total_time=values["total_time"], mean_time=values["mean_time"], min_time=values["min_time"],
+                max_time=values["max_time"], stddev_time=values["stddev_time"],
+                rows_affected=values["rows_affected"], cache_hits=values["cache_hits"],
+                cache_misses=values["cache_misses"], recorded_at=datetime.fromtimestamp(batch.taken_at, UTC),
+                interval_seconds=values["interval_seconds"], spans_reset=values["spans_reset"],
+                is_remainder=values["is_remainder"],
+            ))
+        return out
+
+    def monitor_resource_usage(self, target: str | None = None) -> ResourceMetric:
+        """Sample now; return the host and connection figures of this sample."""
+        r = self._sample_now(target).resource
+        return ResourceMetric(
+            target=r["target"], timestamp=datetime.fromtimestamp(r["timestamp"], UTC), pg_up=r["pg_up"],
+            cpu_usage_percent=r["cpu_usage_percent"], memory_usage_bytes=r["memory_usage_bytes"],
+            memory_usage_percent=r["memory_usage_percent"], disk_usage_bytes=r["disk_usage_bytes"],
+            disk_usage_percent=r["disk_usage_percent"], network_bytes_sent=r["network_bytes_sent"],
+            network_bytes_received=r["network_bytes_received"], connection_count=r["connection_count"],
+            connection_utilization=r["connection_utilization"], interval_seconds=r["interval_seconds"],
+        )
+
+    # -- alerts -------------------------------------------------------------------------------
+
+    def _alert_store(self) -> AlertStore:
+        if self.alerts is None:
+            raise StoreUnavailable("the sample store is disabled (store.enabled: false); alerts live in it")
+        return self.alerts
+
+    def list_alerts(self, **filters: Any) -> list[PerformanceAlert]:
+        return self._alert_store().list(**filters)
+
+    def acknowledge_alert(self, alert_id: str, by: str) -> PerformanceAlert:
+        """Record that *by* acknowledged the alert (and, with Alertmanager, silence it)."""
+        alert = self._alert_store().acknowledge(alert_id, by)
+        self.emit("alert_acknowledged", alert)
+        return alert
+
+    def resolve_alert(self, alert_id: str, by: str) -> PerformanceAlert:
+        """Record that *by* resolved the alert."""
+        alert = self._alert_store().resolve(alert_id, by)
+        self.emit("alert_resolved", alert)
+        return alert
+
+    # -- for the exporter ------------------------------------------------------------------
+
+    def snapshots(self) -> list[Snapshot]:
+        return self.sampler.snapshots()

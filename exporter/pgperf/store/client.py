@@ -1,0 +1,63 @@
+"""Short database work against the store (API, alerts, reports): a small pool."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ..config import Config
+from ..db import SessionSettings, classify_error, describe_dsn
+from ..redact import redact
+from .schema import migrate
+
+__all__ = ["StoreClient", "StoreUnavailable"]
+
+
+class StoreUnavailable(Exception):
+    """The store database cannot be reached; the message says which and why."""
+
+
+class StoreClient:
+    def __init__(self, config: Config, *, pool_size: int = 2) -> None:
+        self.dsn = config.store_dsn()
+        self.schema = config.store.schema_name
+        settings = SessionSettings(
+            application_name="pgperf-api",
+            connect_timeout=config.connection.connect_timeout,
+            statement_timeout=max(30.0, config.connection.statement_timeout),
+            lock_timeout=5.0,
+            idle_in_transaction_session_timeout=60.0,
+        )
+        kwargs = {"autocommit": True, **settings.connect_kwargs(self.dsn)}
+        kwargs["options"] = f"{kwargs['options']} -c TimeZone=UTC"
+        self.pool = ConnectionPool(self.dsn, kwargs=kwargs, min_size=0, max_size=pool_size, open=False,
+                                   timeout=settings.connect_timeout, name="pgperf-store-client",
+                                   check=ConnectionPool.check_connection, max_idle=120)
+        self._opened = False
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        if not self._opened:
+            self.pool.open(wait=False)
+            self._opened = True
+        try:
+            with self.pool.connection() as conn:
+                yield conn
+        except PoolTimeout:
+            raise StoreUnavailable(f"store {describe_dsn(self.dsn)} unreachable (no connection within "
+                                   f"{self.pool.timeout:.0f}s)") from None
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"store {describe_dsn(self.dsn)} unreachable ({classify_error(exc)}): "
+                                   f"{redact(str(exc)).strip()}") from None
+
+    def migrate(self) -> list[int]:
+        with self.connection() as conn:
+            return migrate(conn, self.schema)
+
+    def close(self) -> None:
+        if self._opened:
+            self.pool.close(timeout=5)

@@ -1,0 +1,143 @@
+"""From a snapshot to the rows of one sample: what the store writes in one transaction.
+
+The conversion happens when the sample is taken (it needs the previous sample of the same
+target for the database counters' deltas); the result is plain data that can wait in the
+spool, serialised as JSON, and be written later with its original timestamps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from ..collectors.statements import StatementDelta, StatementRecords
+from ..sampler import Snapshot
+
+__all__ = ["QUERY_COLUMNS", "RESOURCE_COLUMNS", "BatchBuilder", "SampleBatch"]
+
+QUERY_COLUMNS = (
+    "target", "recorded_at", "interval_seconds", "query_id", "datname", "username", "query_text",
+    "calls", "total_time", "mean_time", "min_time", "max_time", "stddev_time", "rows_affected",
+    "cache_hits", "cache_misses", "temp_blocks_written", "plan_time", "spans_reset", "is_remainder",
+)
+RESOURCE_COLUMNS = (
+    "target", "timestamp", "interval_seconds", "pg_up", "cpu_usage_percent", "memory_usage_bytes",
+    "memory_usage_percent", "disk_usage_bytes", "disk_usage_percent", "disk_total_bytes",
+    "network_bytes_sent", "network_bytes_received", "connection_count", "connection_utilization",
+    "max_connections", "database_size_bytes", "xact_commit", "xact_rollback", "deadlocks", "blks_hit",
+    "blks_read", "temp_bytes", "statements_reset", "server_start_time",
+)
+# Cumulative per-database counters whose change per interval goes into resource_metrics.
+_DB_COUNTERS = ("xact_commit", "xact_rollback", "deadlocks", "blks_hit", "blks_read", "temp_bytes")
+REMAINDER_ID = "other"
+
+
+@dataclass(frozen=True)
+class SampleBatch:
+    """Everything stored for one sample of one target. Times are epoch seconds (UTC)."""
+
+    target: str
+    seq: int
+    taken_at: float
+    resource: dict[str, Any]
+    queries: list[list[Any]] = field(default_factory=list)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> SampleBatch:
+        raw = json.loads(data)
+        return cls(raw["target"], raw["seq"], raw["taken_at"], raw["resource"], raw["queries"])
+
+
+def _ms(value: float) -> float:
+    return round(value, 3)
+
+
+def _mean(total_ms: float, calls: int) -> float:
+    """total / calls as PostgreSQL computes ``round(total_time / calls, 3)`` on the stored
+    numeric total (half away from zero), so that the stored columns agree exactly."""
+    if not calls:
+        return 0.0
+    mean = Decimal(repr(_ms(total_ms))) / calls
+    return float(mean.quantize(Decimal("0.001"), rounding=ROUND_HALF_UP))
+
+
+def _query_row(target: str, at: float, interval: float, d: StatementDelta, text: str, reset: bool) -> list[Any]:
+    return [
+        target, at, interval, str(d.queryid), d.datname, d.username, text,
+        d.calls, _ms(d.total_ms), _mean(d.total_ms, d.calls), _ms(d.min_ms), _ms(d.max_ms), _ms(d.stddev_ms),
+        d.rows, d.hit, d.read, d.temp_written, _ms(d.plan_ms), reset or d.restarted, False,
+    ]
+
+
+def _remainder(target: str, at: float, interval: float, rest: list[StatementDelta], reset: bool) -> list[Any]:
+    calls = sum(d.calls for d in rest)
+    total = sum(d.total_ms for d in rest)
+    sum_squares = sum(d.sum_squares for d in rest)
+    mean = total / calls if calls else 0.0
+    stddev = math.sqrt(max(0.0, sum_squares / calls - mean * mean)) if calls else 0.0
+    return [
+        target, at, interval, REMAINDER_ID, None, None, f"({len(rest)} other statements)",
+        calls, _ms(total), _mean(total, calls), _ms(min(d.min_ms for d in rest)), _ms(max(d.max_ms for d in rest)),
+        _ms(stddev), sum(d.rows for d in rest), sum(d.hit for d in rest), sum(d.read for d in rest),
+        sum(d.temp_written for d in rest), _ms(sum(d.plan_ms for d in rest)),
+        reset or any(d.restarted for d in rest), True,
+    ]
+
+
+class BatchBuilder:
+    """Turns snapshots into batches; remembers each target's previous database counters."""
+
+    def __init__(self, max_query_rows: int = 1000) -> None:
+        self.max_query_rows = max_query_rows
+        self._previous: dict[str, tuple[float, dict[str, int]]] = {}
+
+    def build(self, snap: Snapshot) -> SampleBatch:
+        records = snap.records
+        statements: StatementRecords | None = records.get("statements")
+        queries: list[list[Any]] = []
+        if statements is not None and statements.deltas:
+            ranked = sorted(statements.deltas, key=lambda d: (-d.total_ms, d.queryid))
+            keep, rest = ranked[: self.max_query_rows], ranked[self.max_query_rows:]
+            interval = statements.interval_seconds
+            for d in keep:
+                text = statements.texts.get(d.queryid, "")
+                queries.append(_query_row(snap.target, snap.taken_at, interval, d, text, statements.stats_reset))
+            if rest:
+                queries.append(_remainder(snap.target, snap.taken_at, interval, rest, statements.stats_reset))
+
+        resource: dict[str, Any] = dict.fromkeys(RESOURCE_COLUMNS)
+        resource.update(target=snap.target, timestamp=snap.taken_at, pg_up=snap.up,
+                        statements_reset=bool(statements and statements.stats_reset))
+        previous = self._previous.get(snap.target)
+        if previous is not None:
+            resource["interval_seconds"] = round(snap.taken_at - previous[0], 3)
+        host = records.get("host") or {}
+        for key in ("cpu_usage_percent", "memory_usage_bytes", "memory_usage_percent", "disk_usage_bytes",
+                    "disk_usage_percent", "disk_total_bytes", "network_bytes_sent", "network_bytes_received"):
+            resource[key] = host.get(key)
+        activity = records.get("activity") or {}
+        resource["connection_count"] = activity.get("connection_count")
+        resource["max_connections"] = activity.get("max_connections")
+        if activity.get("connection_utilization") is not None:
+            resource["connection_utilization"] = round(activity["connection_utilization"] * 100, 2)
+        size = records.get("database_size") or {}
+        resource["database_size_bytes"] = size.get("total_bytes")
+        if snap.server is not None and snap.server.postmaster_start_time is not None:
+            resource["server_start_time"] = snap.server.postmaster_start_time.timestamp()
+
+        database = records.get("database")
+        if database is not None and previous is not None and previous[1]:
+            for key in _DB_COUNTERS:
+                now, before = int(database.get(key, 0)), int(previous[1].get(key, 0))
+                # A smaller value means the statistics were reset: count from zero.
+                resource[key] = now - before if now >= before else now
+        # Keep the last counters read: after an outage the change covers the whole gap.
+        counters = dict(database) if database is not None else (previous[1] if previous else {})
+        self._previous[snap.target] = (snap.taken_at, counters)
+        return SampleBatch(snap.target, snap.seq, snap.taken_at, resource, queries)

@@ -1,0 +1,349 @@
+"""The store writer: every accepted sample reaches the store, in order, or waits on disk.
+
+Each sample's rows (a ``SampleBatch``, built from the snapshot when it is taken) are
+handed over with ``submit`` and queued in memory. A writer thread writes each batch in one transaction with COPY. While
+the store is unreachable every batch goes to the on-disk spool instead, and while the
+spool holds anything new batches join it, so that samples are written in the order they
+were taken, with their original timestamps, when the store returns. ``stop()`` writes
+what it can within its timeout and leaves the rest in the spool for the next start.
+
+A batch the store refuses for its content (a constraint or data error, which retrying
+cannot fix) is moved to ``<spool>/rejected`` and counted, never silently discarded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from ..collectors import Family, MetricDef
+from ..config import Config
+from ..db import SessionSettings, classify_error, describe_dsn
+from ..redact import redact
+from .rows import QUERY_COLUMNS, RESOURCE_COLUMNS, SampleBatch
+from .schema import apply_retention, ensure_partitions, list_partitions, migrate, upcoming_days
+from .spool import Spool, default_spool_dir
+
+__all__ = ["STORE_METRICS", "StoreWriter"]
+
+log = logging.getLogger(__name__)
+
+MEMORY_QUEUE = 64  # batches kept in memory before they go to the spool
+MAINTENANCE_EVERY = 3600.0  # seconds between partition/retention runs
+_TIME_COLUMNS = {"recorded_at", "timestamp", "server_start_time"}
+
+
+def _def(name: str, kind: str, help_text: str, labels: tuple[str, ...] = ()) -> MetricDef:
+    return MetricDef(name, kind, help_text, labels, source="pgperf store")  # type: ignore[arg-type]
+
+
+STORE_UP = _def("pgperf_store_up", "gauge", "Whether the last write to the sample store succeeded (1) or the store is unreachable (0).")
+ACCEPTED = _def("pgperf_store_samples_accepted_total", "counter", "Samples handed to the store writer.")
+WRITTEN = _def("pgperf_store_samples_written_total", "counter", "Samples written to the store.")
+ROWS = _def("pgperf_store_rows_written_total", "counter", "Rows written to the store, by table.", ("table",))
+SPOOLED = _def("pgperf_store_samples_spooled_total", "counter", "Samples that went to the on-disk spool because the store was unreachable or behind.")
+SPOOL_SAMPLES = _def("pgperf_store_spool_samples", "gauge", "Samples waiting in the on-disk spool.")
+SPOOL_BYTES = _def("pgperf_store_spool_bytes", "gauge", "Size of the on-disk spool, in bytes.")
+DROPPED = _def("pgperf_store_spool_dropped_samples_total", "counter", "Samples dropped because the spool reached store.spool_max_bytes (oldest first).")
+REJECTED = _def("pgperf_store_rejected_samples_total", "counter", "Samples the store refused for their content, kept in the spool's rejected/ directory.")
+ERRORS = _def("pgperf_store_errors_total", "counter", "Failed attempts to reach or write the store, by kind of error.", ("kind",))
+WRITE_SECONDS = _def("pgperf_store_write_duration_seconds", "gauge", "Time the last sample took to write (one transaction), in seconds.")
+LAST_WRITE = _def("pgperf_store_last_write_timestamp_seconds", "gauge", "Time of the last successful write, in seconds since the epoch.")
+
+STORE_METRICS = (STORE_UP, ACCEPTED, WRITTEN, ROWS, SPOOLED, SPOOL_SAMPLES, SPOOL_BYTES, DROPPED, REJECTED,
+                 ERRORS, WRITE_SECONDS, LAST_WRITE)
+
+
+@dataclass
+class _Counters:
+    accepted: int = 0
+    written: int = 0
+    spooled: int = 0
+    rejected: int = 0
+    query_rows: int = 0
+    resource_rows: int = 0
+    last_write_seconds: float | None = None
+    last_write_at: float | None = None
+
+
+class StoreWriter:
+    """Writes batches to ``config.store`` in a background thread; see the module docstring."""
+
+    def __init__(self, config: Config, *, spool_dir: str | Path | None = None) -> None:
+        store = config.store
+        self.config = config
+        self.dsn = config.store_dsn()
+        self.schema = store.schema_name
+        self.settings = SessionSettings(
+            application_name="pgperf-store",
+            connect_timeout=config.connection.connect_timeout,
+            statement_timeout=max(30.0, config.connection.statement_timeout),
+            lock_timeout=5.0,
+            idle_in_transaction_session_timeout=60.0,
+        )
+        if spool_dir is None and store.spool_dir is None:
+            # One spool per store, schema and first target, so that two pgperf processes on
+            # one machine do not meet in the same directory by default.
+            name = f"{describe_dsn(self.dsn)}-{self.schema}-{config.resolved_targets()[0].name}"
+            spool_dir = default_spool_dir() / "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        self.spool = Spool(spool_dir or store.spool_dir or default_spool_dir(), store.spool_max_bytes)
+        self.retry_delay = min(5.0, max(0.5, config.sampling_interval / 2))
+        self._queue: deque[SampleBatch] = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._conn: psycopg.Connection[Any] | None = None
+        self._known_days: set[date] = set()
+        self._down = False
+        self._down_kind: str | None = None
+        self._errors: dict[str, int] = {}
+        self._counters = _Counters()
+        self._next_maintenance = 0.0
+        self._stop_deadline = float("inf")
+        self.version = 0  # changes whenever a metric changes (exposition cache key)
+
+    # -- intake (sampler threads) ----------------------------------------------------------
+
+    def submit(self, batch: SampleBatch) -> None:
+        """Accept one sample's rows; never blocks on the store."""
+        with self._lock:
+            self._counters.accepted += 1
+            to_spool = self._down or len(self.spool) > 0 or len(self._queue) >= MEMORY_QUEUE
+            if not to_spool:
+                self._queue.append(batch)
+        if to_spool:
+            self.spool.append(batch)
+            with self._lock:
+                self._counters.spooled += 1
+        self._touch()
+        self._wake.set()
+
+    # -- the thread --------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Write what can be written within *timeout*; spool the rest for the next start."""
+        self._stop_deadline = time.monotonic() + timeout
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout + 5)
+            if self._thread.is_alive():
+                log.warning("store writer still busy after %.0fs; remaining samples stay in the spool", timeout)
+        with self._lock:
+            pending = list(self._queue)
+            self._queue.clear()
+        for batch in pending:
+            self.spool.append(batch)
+        if pending or len(self.spool):
+            log.info("store: %d sample(s) left in the spool %s for the next start", len(self.spool), self.spool.dir)
+        if self._conn is not None:
+            self._conn.close()
+        self.spool.close()
+
+    def _run(self) -> None:
+        while True:
+            if self._stopping.is_set() and time.monotonic() > self._stop_deadline:
+                return
+            item = self._next()
+            if item is None:
+                if self._stopping.is_set():
+                    return
+                self._maintain()
+                self._wake.wait(min(self.retry_delay * 4, 30.0))
+                self._wake.clear()
+                continue
+            path, batch = item
+            if not self._connected():
+                if path is None:
+                    self._spool_queue(batch)
+                if self._stopping.is_set():
+                    return
+                self._stopping.wait(self.retry_delay)
+                continue
+            self._write_one(path, batch)
+
+    def _next(self) -> tuple[Path | None, SampleBatch] | None:
+        with self._lock:
+            if self._queue:
+                return None, self._queue.popleft()
+        oldest = self.spool.oldest()
+        if oldest is not None:
+            return oldest
+        return None
+
+    def _spool_queue(self, first: SampleBatch) -> None:
+        """The store is down: move the batch in hand and the memory queue to the spool."""
+        with self._lock:
+            pending = [first, *self._queue]
+            self._queue.clear()
+        for batch in pending:
+            self.spool.append(batch)
+        with self._lock:
+            self._counters.spooled += len(pending)
+        self._touch()
+
+    def _write_one(self, path: Path | None, batch: SampleBatch) -> None:
+        started = time.monotonic()
+        try:
+            self._write(batch)
+        except psycopg.OperationalError as exc:
+            self._lost(exc)
+            if path is None:
+                self._spool_queue(batch)
+            return
+        except psycopg.Error as exc:
+            # The batch itself is at fault (bad data): retrying cannot help. Keep it aside.
+            log.error("store refused the sample of %s taken at %s: %s", batch.target,
+                      datetime.fromtimestamp(batch.taken_at, UTC).isoformat(), redact(str(exc)).strip())
+            self._count_error("rejected")
+            self.spool.reject(path if path is not None else self.spool.append(batch))
+            with self._lock:
+                self._counters.rejected += 1
+            self._touch()
+            return
+        if path is not None:
+            self.spool.remove(path)
+        with self._lock:
+            c = self._counters
+            c.written += 1
+            c.resource_rows += 1
+            c.query_rows += len(batch.queries)
+            c.last_write_seconds = time.monotonic() - started
+            c.last_write_at = time.time()
+        self._touch()
+
+    # -- database -------------------------------------------------------------------------
+
+    def _connected(self) -> bool:
+        if self._conn is not None and not self._conn.closed and not self._conn.broken:
+            return True
+        try:
+            conn = psycopg.connect(self.dsn, autocommit=True, **self.settings.connect_kwargs(self.dsn))
+            conn.execute("SET TimeZone = 'UTC'")
+            migrate(conn, self.schema)
+            self._known_days = {day for (_, day) in list_partitions(conn, self.schema)}
+        except psycopg.Error as exc:
+            self._lost(exc)
+            return False
+        self._conn = conn
+        if self._down:
+            log.info("store %s reachable again; writing %d spooled sample(s)", describe_dsn(self.dsn), len(self.spool))
+        self._down, self._down_kind = False, None
+        self._next_maintenance = 0.0
+        self._touch()
+        return True
+
+    def _lost(self, exc: BaseException) -> None:
+        kind = classify_error(exc)
+        self._count_error(kind)
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+        if not self._down or kind != self._down_kind:
+            log.error("store %s unreachable (%s): %s; samples go to the spool %s", describe_dsn(self.dsn), kind,
+                      redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else kind, self.spool.dir)
+        self._down, self._down_kind = True, kind
+        self._touch()
+
+    def _touch(self) -> None:
+        with self._lock:
+            self.version += 1
+
+    def _count_error(self, kind: str) -> None:
+        with self._lock:
+            self._errors[kind] = self._errors.get(kind, 0) + 1
+
+    def _write(self, batch: SampleBatch) -> None:
+        conn = self._conn
+        assert conn is not None
+        day = datetime.fromtimestamp(batch.taken_at, UTC).date()
+        if day not in self._known_days:
+            ensure_partitions(conn, self.schema, [day])
+            self._known_days.add(day)
+        ident = sql.Identifier(self.schema)
+        with conn.transaction(), conn.cursor() as cur:
+            resource_copy = sql.SQL("COPY {}.resource_metrics ({}) FROM STDIN").format(
+                ident, sql.SQL(", ").join(map(sql.Identifier, RESOURCE_COLUMNS)))
+            with cur.copy(resource_copy) as copy:
+                copy.write_row([_value(col, batch.resource.get(col)) for col in RESOURCE_COLUMNS])
+            if batch.queries:
+                at = datetime.fromtimestamp(batch.taken_at, UTC)
+                query_copy = sql.SQL("COPY {}.query_performance_metrics ({}) FROM STDIN").format(
+                    ident, sql.SQL(", ").join(map(sql.Identifier, QUERY_COLUMNS)))
+                with cur.copy(query_copy) as copy:
+                    for row in batch.queries:
+                        copy.write_row([row[0], at, *row[2:]])
+
+    def _maintain(self) -> None:
+        """Partitions ahead and retention, at most once per MAINTENANCE_EVERY."""
+        now = time.monotonic()
+        if now < self._next_maintenance or self._conn is None or self._down:
+            return
+        self._next_maintenance = now + MAINTENANCE_EVERY
+        retention = self.config.retention
+        try:
+            today = datetime.now(UTC).date()
+            ensure_partitions(self._conn, self.schema, upcoming_days(today, self.config.store.partitions_ahead))
+            self._known_days |= set(upcoming_days(today, self.config.store.partitions_ahead))
+            result = apply_retention(
+                self._conn, self.schema,
+                query_days=retention.query_metrics_days, resource_days=retention.resource_metrics_days,
+                alerts_days=retention.alerts_days, reports_days=retention.reports_days,
+            )
+            if result.dropped:
+                self._known_days = {day for (_, day) in list_partitions(self._conn, self.schema)}
+        except psycopg.OperationalError as exc:
+            self._lost(exc)
+        except psycopg.Error as exc:
+            log.warning("store maintenance failed (will retry in an hour): %s", redact(str(exc)).strip())
+            self._next_maintenance = now + 300
+
+    # -- metrics --------------------------------------------------------------------------
+
+    def families(self) -> Iterable[Family]:
+        with self._lock:
+            c = self._counters
+            errors = dict(self._errors)
+            snapshot = _Counters(**vars(c))
+        yield STORE_UP.single(0 if self._down else 1)
+        yield ACCEPTED.single(snapshot.accepted)
+        yield WRITTEN.single(snapshot.written)
+        yield ROWS.family([(("query_performance_metrics",), snapshot.query_rows),
+                           (("resource_metrics",), snapshot.resource_rows)])
+        yield SPOOLED.single(snapshot.spooled)
+        yield SPOOL_SAMPLES.single(len(self.spool))
+        yield SPOOL_BYTES.single(self.spool.bytes)
+        yield DROPPED.single(self.spool.dropped)
+        yield REJECTED.single(snapshot.rejected)
+        yield ERRORS.family(((k,), v) for k, v in sorted(errors.items()))
+        yield WRITE_SECONDS.single(snapshot.last_write_seconds)
+        yield LAST_WRITE.single(snapshot.last_write_at)
+
+    @property
+    def counters(self) -> _Counters:
+        return self._counters
+
+    @property
+    def up(self) -> bool:
+        return not self._down
+
+
+def _value(column: str, value: Any) -> Any:
+    if column in _TIME_COLUMNS and isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, UTC)
+    return value
