@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -149,13 +150,17 @@ class Monitor:
         sampler = self._target(target)
         if not self._started:
             sampler.open()
+        if sampler.latest is None:
+            # Interval figures need two readings: take the baseline, let a moment pass.
+            sampler.sample(wait=True)
+            time.sleep(min(1.0, self.config.sampling_interval))
         sampler.sample(wait=True)
         with self._builder_lock:
             return self._batches[sampler.target.name]
 
     def track_query_performance(self, target: str | None = None) -> list[QueryPerformanceMetric]:
-        """Sample now; return the statements that ran since the previous sample (empty on
-        the very first sample, which only sets the baseline)."""
+        """Sample now; return the statements that ran since the previous sample (on the
+        first call, since a baseline sample taken one second earlier)."""
         batch = self._sample_now(target)
         out = []
         for row in batch.queries:
