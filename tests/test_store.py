@@ -90,30 +90,30 @@ def test_retention_drops_exactly_the_expired_partitions(pg_conn: Any) -> None:
 def test_samples_reach_a_separate_store_and_stay_consistent(pg_cluster: Cluster, make_cluster: Any,
                                                             pgbench: Any, tmp_path: Path) -> None:
     store: Cluster = make_cluster()
-    config = store_config(pg_cluster.dsn(), store.dsn(), tmp_path / "spool")
+    config = store_config(pg_cluster.dsn(), store.dsn(), tmp_path / "spool", store={"schema": "separate"})
     monitor = Monitor(config)
     with pgbench(clients=2):
         monitor.initialize()
         try:
-            wait_until(lambda: store.execute("SELECT count(*) FROM pgperf.query_performance_metrics")[0][0] > 0,
+            wait_until(lambda: store.execute("SELECT count(*) FROM separate.query_performance_metrics")[0][0] > 0,
                        message="query rows in the store")
             pg_cluster.execute("SELECT pg_stat_statements_reset()")
             time.sleep(3)
         finally:
             monitor.stop()
-    counts = store.execute("SELECT (SELECT count(*) FROM pgperf.resource_metrics),"
-                           " (SELECT count(*) FROM pgperf.query_performance_metrics)")[0]
+    counts = store.execute("SELECT (SELECT count(*) FROM separate.resource_metrics),"
+                           " (SELECT count(*) FROM separate.query_performance_metrics)")[0]
     assert counts[0] >= 4 and counts[1] > 0
-    bad = store.execute("SELECT count(*) FROM pgperf.query_performance_metrics WHERE calls < 0 OR total_time < 0"
+    bad = store.execute("SELECT count(*) FROM separate.query_performance_metrics WHERE calls < 0 OR total_time < 0"
                         " OR (calls > 0 AND mean_time <> round(total_time / calls, 3))")[0][0]
     assert bad == 0
     if pg_cluster.major >= 14:
-        assert store.execute("SELECT bool_or(statements_reset) FROM pgperf.resource_metrics")[0][0]
-    targets = store.execute("SELECT DISTINCT target FROM pgperf.resource_metrics")
+        assert store.execute("SELECT bool_or(statements_reset) FROM separate.resource_metrics")[0][0]
+    targets = store.execute("SELECT DISTINCT target FROM separate.resource_metrics")
     assert targets == [(config.resolved_targets()[0].name,)]
     # Nothing was written into the monitored database.
-    assert pg_cluster.execute("SELECT to_regclass('pgperf.resource_metrics')")[0][0] is None
-    assert store.execute("SELECT sum(xact_commit) FROM pgperf.resource_metrics")[0][0] > 0
+    assert pg_cluster.execute("SELECT to_regclass('separate.resource_metrics')")[0][0] is None
+    assert store.execute("SELECT sum(xact_commit) FROM separate.resource_metrics")[0][0] > 0
 
 
 def test_store_outage_loses_nothing(pg_cluster: Cluster, make_cluster: Any, pgbench: Any, tmp_path: Path) -> None:
