@@ -7,7 +7,7 @@ PY      := $(VENV)/bin/python
 # Debian packages the demo and the tests use.
 APT_PACKAGES ?= postgresql-15 postgresql-client-15 prometheus prometheus-alertmanager
 
-.PHONY: demo test deps system-deps venv docs clean
+.PHONY: demo test bench deps system-deps venv docs clean
 
 demo: deps
 	$(PY) -m pgperf.devtools.demo
@@ -15,6 +15,10 @@ demo: deps
 # pytest's exit status 5 means "no tests collected": not a failure of the suite.
 test: deps
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+# Rewrites bench/README.md (about 10 minutes on 2 cores).
+bench: deps
+	$(PY) bench/harness.py
 
 deps: system-deps venv
 

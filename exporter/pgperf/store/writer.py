@@ -227,6 +227,14 @@ class StoreWriter:
             c.last_write_at = time.time()
         self._touch()
 
+    def write_now(self, batch: SampleBatch) -> None:
+        """Write one batch synchronously, bypassing queue and spool (benchmarks, tools).
+
+        Raises psycopg errors as they come; the background thread must not be running."""
+        if not self._connected():
+            raise psycopg.OperationalError(f"store {describe_dsn(self.dsn)} unreachable ({self._down_kind})")
+        self._write(batch)
+
     # -- database -------------------------------------------------------------------------
 
     def _connected(self) -> bool:

@@ -1,0 +1,22 @@
+"""The benchmark harness runs end to end with tiny sizes (no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_harness_quick(tmp_path: Path) -> None:
+    out, results = tmp_path / "README.md", tmp_path / "results.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "harness.py"), "--quick", "--output", str(out),
+                           "--results", str(results)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(results.read_text())
+    assert data["quick"] is True
+    assert data["store"]["size"]["rows"] > 0
+    text = out.read_text()
+    assert "time to store one sample" in text and "quick mode" in text
