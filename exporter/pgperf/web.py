@@ -6,6 +6,7 @@ thread pool, serves it. No route on the scrape path touches the database.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import threading
@@ -22,7 +23,7 @@ from .config import Config
 from .exposition import CONTENT_TYPE, MetricsCache
 from .sampler import Sampler, Snapshot, TargetSampler
 
-__all__ = ["WebApp", "WebServer", "json_response", "parse_listen_address"]
+__all__ = ["WebApp", "WebServer", "error_response", "json_response", "parse_listen_address"]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,11 @@ Handler = Callable[..., Response]
 
 def json_response(data: Any, status: int = 200) -> Response:
     return Response(json.dumps(data, default=str, indent=1) + "\n", status=status, mimetype="application/json")
+
+
+def error_response(status: int, message: str, **extra: Any) -> Response:
+    """A JSON error body: ``{"error": message, ...}``."""
+    return json_response({"error": message, **extra}, status=status)
 
 
 def parse_listen_address(address: str) -> tuple[str, int]:
@@ -63,6 +69,20 @@ class WebApp:
         endpoint = f"{handler.__qualname__}:{rule}"
         self.url_map.add(Rule(rule, endpoint=endpoint, methods=list(methods)))
         self.handlers[endpoint] = handler
+
+    def authorize(self, request: Request) -> Response | None:
+        """None when the request carries the API token (``Authorization: Bearer <token>``),
+        else the 401 response to send. Without a configured token the API is closed."""
+        token = self.config.api.token
+        if token is None:
+            return error_response(401, "the API is disabled: set PGPERF_API_TOKEN (api.token) to enable it")
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode()):
+            response = error_response(401, "missing or wrong bearer token (Authorization: Bearer <PGPERF_API_TOKEN>)")
+            response.headers["WWW-Authenticate"] = 'Bearer realm="pgperf"'
+            return response
+        return None
 
     # -- core routes --------------------------------------------------------------------
 
