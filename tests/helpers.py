@@ -11,9 +11,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from pgperf.config import Config, load_config
-from pgperf.exposition import MetricsCache
-from pgperf.sampler import Sampler
-from pgperf.web import WebApp, WebServer
+from pgperf.monitor import Monitor
+from pgperf.web import WebServer, create_app
 
 T = TypeVar("T")
 
@@ -27,22 +26,22 @@ def make_config(dsn: str, **flags: Any) -> Config:
 
 
 class Exporter:
-    """pgperf's sampler and web server running in this process on a free port."""
+    """What ``pgperf serve`` runs (Monitor and web server) in this process, on a free port."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.sampler = Sampler(config)
-        self.metrics = MetricsCache(self.sampler.snapshots, config)
-        self.app = WebApp(config, self.sampler, self.metrics)
+        self.monitor = Monitor(config)
+        self.sampler = self.monitor.sampler
+        self.app = create_app(self.monitor)
         self.server = WebServer(self.app, "127.0.0.1:0", threads=config.web.threads)
 
     def start(self) -> Exporter:
         self.server.start()
-        self.sampler.start()
+        self.monitor.start()
         return self
 
     def stop(self) -> None:
-        self.sampler.stop()
+        self.monitor.stop()
         self.server.stop()
 
     @property

@@ -10,7 +10,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from . import collectors
@@ -64,6 +64,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="create or upgrade the monitoring tables in the store")
     _config_flags(migrate)
+
+    alerts = sub.add_parser("alerts", help="list, acknowledge or resolve alerts recorded in the store")
+    actions = alerts.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    listing = actions.add_parser("list", help="list alerts (newest first)")
+    listing.add_argument("--state", action="append", choices=("firing", "acknowledged", "resolved"))
+    listing.add_argument("--severity", action="append", choices=("critical", "error", "warning", "info"))
+    listing.add_argument("--since", help="RFC 3339 time or a duration back from now (1h, 2d)")
+    listing.add_argument("--target")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    _config_flags(listing)
+    for name, text in (("ack", "acknowledge an alert (and silence it in Alertmanager)"),
+                       ("resolve", "resolve an alert by hand")):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("alert_id")
+        action.add_argument("--by", required=True, help="who acts (recorded)")
+        action.add_argument("--alertmanager.url", dest="alertmanager_url", help="Alertmanager base URL")
+        _config_flags(action)
     return parser
 
 
@@ -86,6 +103,7 @@ def _flags(args: argparse.Namespace) -> tuple[dict[str, Any], dict[tuple[str | i
         "log_level": (("log_level",), "--log.level"),
         "sampling_interval": (("sampling_interval",), "--sampling-interval"),
         "listen_address": (("web", "listen_address"), "--web.listen-address"),
+        "alertmanager_url": (("alerts", "alertmanager_url"), "--alertmanager.url"),
     }
     for attr, (path, flag) in simple.items():
         value = getattr(args, attr, None)
@@ -119,10 +137,9 @@ def load(args: argparse.Namespace) -> Config:
 
 
 def cmd_serve(config: Config) -> int:
-    from .exposition import MetricsCache
     from .monitor import Monitor
     from .store import SpoolLocked
-    from .web import WebApp, WebServer
+    from .web import WebServer, create_app
 
     try:
         monitor = Monitor(config)
@@ -130,10 +147,7 @@ def cmd_serve(config: Config) -> int:
         log.error("%s", exc)
         return 1
     store = monitor.store
-    metrics = MetricsCache(monitor.snapshots, config, store.families if store else (lambda: ()))
-    if store is not None:
-        metrics.set_extra_key(lambda: store.version)
-    app = WebApp(config, monitor.sampler, metrics)
+    app = create_app(monitor)
     server = WebServer(app, config.web.listen_address, threads=config.web.threads)
     try:
         server.start()
@@ -196,7 +210,49 @@ def cmd_check(config: Config) -> int:
     return run_check(config)
 
 
-COMMANDS = {"serve": cmd_serve, "check": cmd_check, "migrate": cmd_migrate}
+def cmd_alerts(config: Config, args: argparse.Namespace) -> int:
+    import json
+
+    from .alerts import AlertNotFound, AlertStore, InvalidTransition
+    from .alerts.alertmanager import AlertmanagerError
+    from .alerts.service import AlertService
+    from .alerts.web import BadRequest, _since
+    from .store import StoreClient, StoreUnavailable
+
+    client = StoreClient(config)
+    service = AlertService(AlertStore(client), config)
+    try:
+        if args.action == "list":
+            since = _since(args.since) if args.since else None
+            alerts = service.store.search(states=args.state or (), severities=args.severity or (), since=since,
+                                          target=args.target)
+            if args.json:
+                print(json.dumps([a.to_dict() for a in alerts], default=str, indent=1))
+            else:
+                print(f"{'ALERT ID':16}  {'STATUS':12}  {'SEVERITY':8}  {'SINCE (UTC)':19}  {'ALERT':28}  TARGET / BY")
+                for a in alerts:
+                    who = a.resolved_by or a.acknowledged_by or ""
+                    print(f"{a.alert_id:16}  {a.status:12}  {a.severity:8}  {a.timestamp:%Y-%m-%d %H:%M:%S}  "
+                          f"{a.metric[:28]:28}  {a.target or '-'}{'  by ' + who if who else ''}")
+            return 0
+        action = service.acknowledge if args.action == "ack" else service.resolve
+        alert = action(args.alert_id, args.by)
+        print(f"alert {alert.alert_id} ({alert.metric}) is {alert.status}"
+              + (f"; silence {alert.silence_id} in Alertmanager" if args.action == "ack" and alert.silence_id else ""))
+        return 0
+    except (AlertNotFound, InvalidTransition, AlertmanagerError, StoreUnavailable, BadRequest) as exc:
+        print(f"pgperf alerts {args.action}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+
+
+COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
+    "serve": lambda config, args: cmd_serve(config),
+    "check": lambda config, args: cmd_check(config),
+    "migrate": lambda config, args: cmd_migrate(config),
+    "alerts": cmd_alerts,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -210,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_CONFIG
     setup_logging(config.log_level)
-    return COMMANDS[args.command](config)
+    return COMMANDS[args.command](config, args)
 
 
 if __name__ == "__main__":

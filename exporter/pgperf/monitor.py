@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from .alerts.service import AlertService
 from .alerts.store import AlertStore
 from .config import Config, load_config
 from .models import PerformanceAlert, QueryPerformanceMetric, ResourceMetric
@@ -51,6 +52,9 @@ class Monitor:
         self.store: StoreWriter | None = StoreWriter(config) if config.store.enabled else None
         self.client: StoreClient | None = StoreClient(config) if config.store.enabled else None
         self.alerts: AlertStore | None = AlertStore(self.client) if self.client else None
+        self.alert_service: AlertService | None = (
+            AlertService(self.alerts, config, emit=self.emit) if self.alerts else None
+        )
         self.sampler = Sampler(config, listeners=(self._on_snapshot,))
         self._started = False
 
@@ -94,10 +98,14 @@ class Monitor:
         if self.store is not None:
             self.store.start()
         self.sampler.start()
+        if self.alert_service is not None:
+            self.alert_service.start()
         self._started = True
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop sampling, write or spool what was accepted, close connections."""
+        if self.alert_service is not None:
+            self.alert_service.stop()
         self.sampler.stop(timeout)
         if self.store is not None:
             self.store.stop(timeout)
@@ -191,25 +199,23 @@ class Monitor:
 
     # -- alerts -------------------------------------------------------------------------------
 
-    def _alert_store(self) -> AlertStore:
-        if self.alerts is None:
+    def _alert_service(self) -> AlertService:
+        if self.alert_service is None:
             raise StoreUnavailable("the sample store is disabled (store.enabled: false); alerts live in it")
-        return self.alerts
+        return self.alert_service
 
     def list_alerts(self, **filters: Any) -> list[PerformanceAlert]:
-        return self._alert_store().list(**filters)
+        """Alerts from performance_alerts; filters: states, severities, since, target, limit."""
+        return self._alert_service().store.search(**filters)
 
     def acknowledge_alert(self, alert_id: str, by: str) -> PerformanceAlert:
-        """Record that *by* acknowledged the alert (and, with Alertmanager, silence it)."""
-        alert = self._alert_store().acknowledge(alert_id, by)
-        self.emit("alert_acknowledged", alert)
-        return alert
+        """Record that *by* acknowledged the alert; with ``alerts.alertmanager_url``, first
+        silence it in Alertmanager (if that fails, nothing is recorded)."""
+        return self._alert_service().acknowledge(alert_id, by)
 
     def resolve_alert(self, alert_id: str, by: str) -> PerformanceAlert:
-        """Record that *by* resolved the alert."""
-        alert = self._alert_store().resolve(alert_id, by)
-        self.emit("alert_resolved", alert)
-        return alert
+        """Record that *by* resolved the alert (and expire its acknowledgment's silence)."""
+        return self._alert_service().resolve(alert_id, by)
 
     # -- for the exporter ------------------------------------------------------------------
 

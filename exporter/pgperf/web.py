@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cheroot import wsgi
 from werkzeug.exceptions import HTTPException
@@ -23,7 +23,10 @@ from .config import Config
 from .exposition import CONTENT_TYPE, MetricsCache
 from .sampler import Sampler, Snapshot, TargetSampler
 
-__all__ = ["WebApp", "WebServer", "error_response", "json_response", "parse_listen_address"]
+if TYPE_CHECKING:
+    from .monitor import Monitor
+
+__all__ = ["WebApp", "WebServer", "create_app", "error_response", "json_response", "parse_listen_address"]
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +176,21 @@ class WebApp:
             log.exception("unhandled error serving %s %s", request.method, request.path)
             response = json_response({"error": "internal error; see the exporter's log"}, status=500)
         return response(environ, start_response)
+
+
+def create_app(monitor: Monitor) -> WebApp:
+    """The whole HTTP application of ``pgperf serve`` around a Monitor."""
+    config = monitor.config
+    store = monitor.store
+    metrics = MetricsCache(monitor.snapshots, config, store.families if store else (lambda: ()))
+    if store is not None:
+        metrics.set_extra_key(lambda: store.version)
+    app = WebApp(config, monitor.sampler, metrics)
+    if monitor.alert_service is not None:
+        from .alerts.web import register as register_alerts
+
+        register_alerts(app, monitor.alert_service)
+    return app
 
 
 class WebServer:

@@ -13,9 +13,11 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from ..models import PerformanceAlert
 from ..store.client import StoreClient
+from .webhook import AlertEvent
 
 __all__ = ["AlertNotFound", "AlertStore", "InvalidTransition"]
 
@@ -59,7 +61,7 @@ class AlertStore:
             raise AlertNotFound(alert_id)
         return _alert(row)
 
-    def list(
+    def search(
         self,
         *,
         states: Sequence[str] = (),
@@ -89,6 +91,61 @@ class AlertStore:
         params.append(limit)
         with self.client.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             return [_alert(r) for r in cur.execute(query, params).fetchall()]
+
+    def record(self, events: Sequence[AlertEvent]) -> list[PerformanceAlert]:
+        """Record notifications, idempotently per alert id (fingerprint + start time).
+
+        A firing event inserts the alert or refreshes its message and value without
+        touching its state (an acknowledged alert stays acknowledged); a resolved event
+        resolves it, by ``alertmanager``, unless someone resolved it already. Returns the
+        alerts that were new and firing.
+        """
+        fired: list[str] = []
+        firing_sql = sql.SQL(
+            "INSERT INTO {t} (alert_id, target, severity, metric, message, threshold_value, current_value,"
+            ' "timestamp", fingerprint, source, status, labels, annotations, starts_at, ends_at)'
+            " VALUES (%(alert_id)s, %(target)s, %(severity)s, %(metric)s, %(message)s, %(threshold)s, %(value)s,"
+            " %(starts_at)s, %(fingerprint)s, 'alertmanager', 'firing', %(labels)s, %(annotations)s, %(starts_at)s,"
+            " %(ends_at)s)"
+            " ON CONFLICT (alert_id) DO UPDATE SET message = EXCLUDED.message, severity = EXCLUDED.severity,"
+            " current_value = EXCLUDED.current_value, threshold_value = EXCLUDED.threshold_value,"
+            " annotations = EXCLUDED.annotations, ends_at = EXCLUDED.ends_at, updated_at = now()"
+            " RETURNING (xmax = 0) AS inserted"
+        ).format(t=self.table)
+        resolved_sql = sql.SQL(
+            "INSERT INTO {t} (alert_id, target, severity, metric, message, threshold_value, current_value,"
+            ' "timestamp", fingerprint, source, status, labels, annotations, starts_at, ends_at, resolved_at,'
+            " resolved_by)"
+            " VALUES (%(alert_id)s, %(target)s, %(severity)s, %(metric)s, %(message)s, %(threshold)s, %(value)s,"
+            " %(starts_at)s, %(fingerprint)s, 'alertmanager', 'resolved', %(labels)s, %(annotations)s,"
+            " %(starts_at)s, %(ends_at)s, COALESCE(%(ends_at)s, now()), 'alertmanager')"
+            " ON CONFLICT (alert_id) DO UPDATE SET status = 'resolved',"
+            " resolved_at = COALESCE({t}.resolved_at, EXCLUDED.resolved_at),"
+            " resolved_by = COALESCE({t}.resolved_by, EXCLUDED.resolved_by),"
+            " ends_at = EXCLUDED.ends_at, updated_at = now()"
+            " RETURNING false AS inserted"
+        ).format(t=self.table)
+        with self.client.connection() as conn, conn.transaction():
+            for e in events:
+                params = {
+                    "alert_id": e.alert_id, "target": e.target, "severity": e.severity, "metric": e.name,
+                    "message": e.message, "threshold": e.threshold_value, "value": e.current_value,
+                    "starts_at": e.starts_at, "ends_at": e.ends_at, "fingerprint": e.fingerprint,
+                    "labels": Jsonb(e.labels), "annotations": Jsonb(e.annotations),
+                }
+                row = conn.execute(firing_sql if e.status == "firing" else resolved_sql, params).fetchone()
+                if e.status == "firing" and row is not None and row[0]:
+                    fired.append(e.alert_id)
+        return [self.get(alert_id) for alert_id in fired]
+
+    def open_alerts(self) -> list[tuple[str, str | None, str, str | None]]:
+        """(alert_id, fingerprint, status, silence_id) of unresolved Alertmanager alerts."""
+        query = sql.SQL(
+            "SELECT alert_id, fingerprint, status, silence_id FROM {} WHERE status <> 'resolved'"
+            " AND source = 'alertmanager'"
+        ).format(self.table)
+        with self.client.connection() as conn:
+            return [tuple(r) for r in conn.execute(query).fetchall()]
 
     def acknowledge(self, alert_id: str, by: str, *, silence_id: str | None = None,
                     conn: psycopg.Connection[Any] | None = None) -> PerformanceAlert:

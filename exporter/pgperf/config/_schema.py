@@ -117,6 +117,28 @@ def _target_name(value: str | None) -> str | None:
     return value
 
 
+class Alerts(Model):
+    """The alert lifecycle: where Alertmanager is (silences on acknowledge, reconciliation)."""
+
+    #: Alertmanager's base URL, e.g. http://alertmanager:9093; without it acknowledging
+    #: records who and when but creates no silence.
+    alertmanager_url: str | None = None
+    silence_duration: Duration = 86400.0
+    #: How often open alerts are compared with Alertmanager's (a silenced alert gets no
+    #: resolved notification, so pgperf looks for itself).
+    reconcile_interval: Duration = 30.0
+    #: An open alert absent from Alertmanager this long is resolved by "alertmanager".
+    resolve_after: Duration = 120.0
+    request_timeout: Duration = 5.0
+
+    @field_validator("alertmanager_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("expected an http:// or https:// URL, for example http://alertmanager:9093")
+        return value.rstrip("/") if value else value
+
+
 class Target(Model):
     name: str
     dsn: str
@@ -152,6 +174,7 @@ class Config(Model):
     thresholds: Thresholds
     retention: Retention
     notifications: Notifications = Notifications()
+    alerts: Alerts = Alerts()
 
     _check_target_name = field_validator("target_name")(classmethod(lambda cls, v: _target_name(v)))
 

@@ -156,6 +156,7 @@ class StoreWriter:
         self.spool.close()
 
     def _run(self) -> None:
+        self._connected()  # migrate and create partitions before the first sample arrives
         while True:
             if self._stopping.is_set() and time.monotonic() > self._stop_deadline:
                 return
@@ -328,7 +329,7 @@ class StoreWriter:
             c = self._counters
             errors = dict(self._errors)
             snapshot = _Counters(**vars(c))
-        yield STORE_UP.single(0 if self._down else 1)
+        yield STORE_UP.single(1 if self.up else 0)
         yield ACCEPTED.single(snapshot.accepted)
         yield WRITTEN.single(snapshot.written)
         yield ROWS.family([(("query_performance_metrics",), snapshot.query_rows),
@@ -348,7 +349,8 @@ class StoreWriter:
 
     @property
     def up(self) -> bool:
-        return not self._down
+        """True once connected and while writes succeed."""
+        return self._conn is not None and not self._down
 
 
 def _value(column: str, value: Any) -> Any:

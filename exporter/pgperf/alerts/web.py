@@ -1,0 +1,127 @@
+"""The alerts API: Alertmanager's webhook, listing, acknowledge and resolve.
+
+Every route needs the bearer token. A malformed body is a 400 with the reason, an
+oversized one 413 (``web.max_request_bytes``), an unreachable store 503 and an
+unreachable Alertmanager 502 — never a 500 for bad input.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from .._types import parse_duration
+from ..store.client import StoreUnavailable
+from ..web import WebApp, error_response, json_response
+from .alertmanager import AlertmanagerError
+from .service import AlertService
+from .store import STATES, AlertNotFound, InvalidTransition
+from .webhook import SEVERITIES, WebhookError
+
+__all__ = ["register"]
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def _json_body(request: Request) -> Any:
+    raw = request.get_data(cache=True)  # raises 413 past web.max_request_bytes
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from None
+
+
+def _since(text: str) -> datetime:
+    """An RFC 3339 time, or a duration back from now such as ``1h`` or ``2d``."""
+    try:
+        seconds = parse_duration(text)
+        if isinstance(seconds, float):
+            return datetime.now(UTC) - timedelta(seconds=seconds)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"since: expected an RFC 3339 time or a duration such as 1h, got {text[:40]!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _by(request: Request) -> str:
+    body = _json_body(request)
+    by = (body.get("by") if isinstance(body, dict) else None) or request.args.get("by")
+    if not isinstance(by, str) or not by.strip():
+        raise BadRequest('who is acting is required: {"by": "name"} in the body or ?by=name')
+    if len(by) > 100:
+        raise BadRequest("by: at most 100 characters")
+    return by.strip()
+
+
+def register(app: WebApp, service: AlertService) -> None:
+    """Add the alert routes to *app*."""
+
+    def guarded(handler: Any) -> Any:
+        def wrapper(request: Request, **values: Any) -> Response:
+            if (denied := app.authorize(request)) is not None:
+                return denied
+            try:
+                return handler(request, **values)  # type: ignore[no-any-return]
+            except BadRequest as exc:
+                return error_response(400, str(exc))
+            except WebhookError as exc:
+                return error_response(400, f"not an Alertmanager webhook payload: {exc}")
+            except AlertNotFound as exc:
+                return error_response(404, str(exc))
+            except InvalidTransition as exc:
+                return error_response(409, str(exc))
+            except AlertmanagerError as exc:
+                return error_response(502, f"{exc}; nothing was recorded")
+            except StoreUnavailable as exc:
+                return error_response(503, str(exc))
+
+        wrapper.__qualname__ = handler.__qualname__
+        return wrapper
+
+    def webhook(request: Request) -> Response:
+        return json_response({"status": "ok", **service.handle_webhook(_json_body(request))})
+
+    def list_alerts(request: Request) -> Response:
+        args = request.args
+        states = [s for s in args.getlist("state") for s in s.split(",") if s]
+        severities = [s for s in args.getlist("severity") for s in s.split(",") if s]
+        for value, allowed, name in ((states, STATES, "state"), (severities, SEVERITIES, "severity")):
+            wrong = [v for v in value if v not in allowed]
+            if wrong:
+                raise BadRequest(f"{name}: unknown value(s) {wrong}; choose from {', '.join(allowed)}")
+        try:
+            limit = int(args.get("limit", "500"))
+        except ValueError:
+            raise BadRequest("limit: expected an integer") from None
+        if not 1 <= limit <= 10000:
+            raise BadRequest("limit: between 1 and 10000")
+        since = _since(args["since"]) if args.get("since") else None
+        alerts = service.store.search(states=states, severities=severities, since=since,
+                                      target=args.get("target") or None, limit=limit)
+        return json_response({"alerts": [a.to_dict() for a in alerts]})
+
+    def get_alert(request: Request, alert_id: str) -> Response:
+        return json_response(service.store.get(alert_id).to_dict())
+
+    def ack(request: Request, alert_id: str) -> Response:
+        return json_response(service.acknowledge(alert_id, _by(request)).to_dict())
+
+    def resolve(request: Request, alert_id: str) -> Response:
+        return json_response(service.resolve(alert_id, _by(request)).to_dict())
+
+    app.add("/api/v1/alerts/webhook", guarded(webhook), methods=("POST",))
+    app.add("/api/v1/alerts", guarded(list_alerts))
+    app.add("/api/v1/alerts/<alert_id>", guarded(get_alert))
+    app.add("/api/v1/alerts/<alert_id>/ack", guarded(ack), methods=("POST",))
+    app.add("/api/v1/alerts/<alert_id>/resolve", guarded(resolve), methods=("POST",))
+    app.links.append(("/api/v1/alerts", "alerts (JSON, bearer token)"))

@@ -1,0 +1,151 @@
+"""Parsing of Alertmanager's webhook payload (version 4) into alert events.
+
+Pure functions with no I/O, so that any input gives either events or a WebhookError that
+says what is wrong and where (``alerts[2].labels.alertname: missing``). See
+https://prometheus.io/docs/alerting/latest/configuration/#webhook_config for the format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["AlertEvent", "WebhookError", "alert_id", "event_from_alert", "parse_webhook"]
+
+MAX_ALERTS = 5000
+SEVERITIES = ("critical", "error", "warning", "info")
+_ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time: "no end time"
+
+
+class WebhookError(ValueError):
+    """The payload is not a valid Alertmanager webhook; the message locates the problem."""
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """One alert of a notification: firing or resolved."""
+
+    alert_id: str
+    fingerprint: str
+    status: str  # firing | resolved
+    name: str
+    severity: str
+    target: str | None
+    message: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: datetime
+    ends_at: datetime | None
+    threshold_value: float | None
+    current_value: float | None
+
+
+def alert_id(fingerprint: str, starts_at: datetime) -> str:
+    """A short, stable id for one episode of one alert (same labels, same start)."""
+    digest = hashlib.sha1(f"{fingerprint}|{starts_at.isoformat()}".encode(), usedforsecurity=False)
+    return digest.hexdigest()[:16]
+
+
+def _time(value: Any, where: str, *, optional: bool = False) -> datetime | None:
+    if value in (None, "", _ZERO_TIME) and optional:
+        return None
+    if not isinstance(value, str):
+        raise WebhookError(f"{where}: expected an RFC 3339 time string, got {type(value).__name__}")
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    # Go writes nanoseconds; Python parses up to microseconds.
+    if "." in text:
+        head, _, rest = text.partition(".")
+        digits = "".join(c for c in rest if c.isdigit())
+        tz = rest[len(digits):]
+        text = f"{head}.{digits[:6]}{tz}"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise WebhookError(f"{where}: not an RFC 3339 time: {value[:40]!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    if parsed.year <= 1:
+        return None if optional else parsed
+    return parsed.astimezone(UTC)
+
+
+def _strings(value: Any, where: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise WebhookError(f"{where}: expected an object of strings")
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not isinstance(item, str):
+            raise WebhookError(f"{where}.{key}: expected a string value")
+        out[key] = item
+    return out
+
+
+def _number(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = float(text.strip().rstrip("%"))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and abs(value) < 1e12 else None
+
+
+def event_from_alert(raw: Any, where: str, status: str | None = None) -> AlertEvent:
+    """One alert object (webhook or Alertmanager API v2 shape) to an event."""
+    if not isinstance(raw, Mapping):
+        raise WebhookError(f"{where}: expected an object")
+    labels = _strings(raw.get("labels"), f"{where}.labels")
+    annotations = _strings(raw.get("annotations"), f"{where}.annotations")
+    name = labels.get("alertname")
+    if not name:
+        raise WebhookError(f"{where}.labels.alertname: missing")
+    state = status or raw.get("status")
+    if state not in ("firing", "resolved"):
+        raise WebhookError(f"{where}.status: expected 'firing' or 'resolved', got {str(state)[:20]!r}")
+    starts = _time(raw.get("startsAt"), f"{where}.startsAt")
+    assert starts is not None
+    ends = _time(raw.get("endsAt"), f"{where}.endsAt", optional=True)
+    fingerprint = raw.get("fingerprint")
+    if not isinstance(fingerprint, str) or not fingerprint:
+        # Older senders omit it: derive one from the sorted labels, as Alertmanager does.
+        fingerprint = hashlib.sha1(repr(sorted(labels.items())).encode(), usedforsecurity=False).hexdigest()[:16]
+    severity = labels.get("severity", "warning")[:20]
+    message = annotations.get("summary") or annotations.get("description") or name
+    return AlertEvent(
+        alert_id=alert_id(fingerprint[:64], starts),
+        fingerprint=fingerprint[:64],
+        status=state,
+        name=name[:100],
+        severity=severity,
+        target=labels.get("target") or labels.get("instance"),
+        message=message,
+        labels=labels,
+        annotations=annotations,
+        starts_at=starts,
+        ends_at=ends,
+        threshold_value=_number(annotations.get("threshold")),
+        current_value=_number(annotations.get("value")),
+    )
+
+
+def parse_webhook(payload: Any) -> list[AlertEvent]:
+    """Validate a decoded webhook body and return its alerts as events."""
+    if not isinstance(payload, Mapping):
+        raise WebhookError("body: expected a JSON object (an Alertmanager webhook notification)")
+    version = payload.get("version")
+    if version != "4":
+        raise WebhookError(f"version: expected \"4\" (Alertmanager webhook format), got {str(version)[:20]!r}")
+    alerts = payload.get("alerts")
+    if not isinstance(alerts, list):
+        raise WebhookError("alerts: expected a list")
+    if len(alerts) > MAX_ALERTS:
+        raise WebhookError(f"alerts: {len(alerts)} alerts in one notification; at most {MAX_ALERTS} are accepted")
+    return [event_from_alert(raw, f"alerts[{i}]") for i, raw in enumerate(alerts)]

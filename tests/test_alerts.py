@@ -1,0 +1,268 @@
+"""The alert lifecycle: Alertmanager's webhook into performance_alerts, acknowledge with a
+silence, resolve, reconciliation — with a real Alertmanager and real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from fix_bundle import Process, post_alerts
+from helpers import make_config, running_exporter, wait_until
+from pgperf.alerts.webhook import WebhookError, parse_webhook
+from pgperf.devtools.cluster import Cluster, free_port
+
+TOKEN = "test-token-123"
+
+
+def payload(status: str = "firing", *, name: str = "PgperfSlowQueries", severity: str = "warning",
+            starts: str = "2026-11-29T10:00:00.123456789Z", fingerprint: str = "abc123", **annotations: str) -> dict[str, Any]:
+    alert = {
+        "status": status,
+        "labels": {"alertname": name, "severity": severity, "instance": "db1:9187", "datname": "app"},
+        "annotations": {"summary": "2 statements slower than 2s", "threshold": "2", "value": "3.5", **annotations},
+        "startsAt": starts,
+        "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2026-11-29T10:05:00Z",
+        "generatorURL": "http://prometheus/graph",
+        "fingerprint": fingerprint,
+    }
+    return {"version": "4", "status": status, "receiver": "pgperf", "groupKey": "{}", "groupLabels": {},
+            "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://am", "truncatedAlerts": 0,
+            "alerts": [alert]}
+
+
+# -- parsing, no I/O --------------------------------------------------------------------
+
+def test_parse_webhook() -> None:
+    (event,) = parse_webhook(payload())
+    assert event.name == "PgperfSlowQueries" and event.severity == "warning" and event.status == "firing"
+    assert event.target == "db1:9187" and event.threshold_value == 2 and event.current_value == 3.5
+    assert event.starts_at == datetime(2026, 11, 29, 10, 0, 0, 123456, tzinfo=UTC)
+    assert event.ends_at is None
+    (again,) = parse_webhook(payload())
+    assert again.alert_id == event.alert_id  # stable per fingerprint and start
+    (other,) = parse_webhook(payload(starts="2026-11-29T11:00:00Z"))
+    assert other.alert_id != event.alert_id
+
+
+@pytest.mark.parametrize("body, message", [
+    ([], "expected a JSON object"),
+    ({"version": "3", "alerts": []}, 'version: expected "4"'),
+    ({"version": "4", "alerts": {}}, "alerts: expected a list"),
+    ({"version": "4", "alerts": [{"status": "firing", "labels": {}, "startsAt": "2026-01-01T00:00:00Z"}]},
+     "alerts[0].labels.alertname: missing"),
+    ({"version": "4", "alerts": [{"status": "odd", "labels": {"alertname": "x"}, "startsAt": "2026-01-01T00:00:00Z"}]},
+     "alerts[0].status"),
+    ({"version": "4", "alerts": [{"status": "firing", "labels": {"alertname": "x"}, "startsAt": "yesterday"}]},
+     "alerts[0].startsAt: not an RFC 3339 time"),
+    ({"version": "4", "alerts": [{"status": "firing", "labels": {"alertname": 5}, "startsAt": "2026-01-01T00:00:00Z"}]},
+     "alerts[0].labels.alertname: expected a string"),
+])
+def test_parse_webhook_errors(body: Any, message: str) -> None:
+    with pytest.raises(WebhookError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse_webhook(body)
+
+
+# -- the API ------------------------------------------------------------------------------
+
+@pytest.fixture
+def alerts_schema(pg_cluster: Cluster, request: pytest.FixtureRequest) -> str:
+    schema = "alerts_" + request.node.name.split("[")[0].removeprefix("test_")[:40]
+    pg_cluster.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    return schema
+
+
+def exporter_config(pg_cluster: Cluster, schema: str, tmp_path: Path, **alerts: Any) -> Any:
+    return make_config(pg_cluster.dsn(), sampling_interval=30, api={"token": TOKEN},
+                       store={"enabled": True, "schema": schema, "spool_dir": str(tmp_path / "spool")},
+                       alerts=alerts)
+
+
+def auth(token: str = TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def rows(cluster: Cluster, schema: str) -> list[tuple[Any, ...]]:
+    return cluster.execute(f"SELECT alert_id, status, severity, metric, message, threshold_value, current_value,"
+                           f" acknowledged_by, resolved_by, silence_id FROM {schema}.performance_alerts ORDER BY 1")
+
+
+def test_webhook_records_the_lifecycle(pg_cluster: Cluster, alerts_schema: str, tmp_path: Path) -> None:
+    with running_exporter(exporter_config(pg_cluster, alerts_schema, tmp_path)) as exporter:
+        fired: list[Any] = []
+        exporter.monitor.on("alert", fired.append)
+        url = exporter.url + "/api/v1/alerts/webhook"
+        wait_until(lambda: exporter.monitor.store and exporter.monitor.store.up and
+                   pg_cluster.execute(f"SELECT to_regclass('{alerts_schema}.performance_alerts')")[0][0],
+                   message="store migrated")
+        assert requests.post(url, json=payload(), timeout=5).status_code == 401
+        assert requests.post(url, json=payload(), headers=auth("wrong"), timeout=5).status_code == 401
+        for _ in range(2):  # Alertmanager repeats notifications: one row, one event
+            response = requests.post(url, json=payload(), headers=auth(), timeout=5)
+            assert response.status_code == 200, response.text
+        (row,) = rows(pg_cluster, alerts_schema)
+        assert row[1:7] == ("firing", "warning", "PgperfSlowQueries", "2 statements slower than 2s", 2, 3.5)
+        assert len(fired) == 1 and fired[0].alert_id == row[0]
+
+        listed = requests.get(exporter.url + "/api/v1/alerts", params={"state": "firing", "since": "3650d"},
+                              headers=auth(), timeout=5)
+        assert listed.status_code == 200 and [a["alert_id"] for a in listed.json()["alerts"]] == [row[0]]
+        assert requests.get(exporter.url + "/api/v1/alerts", params={"state": "bogus"}, headers=auth(),
+                            timeout=5).status_code == 400
+        assert requests.get(exporter.url + f"/api/v1/alerts/{row[0]}", headers=auth(), timeout=5).json()["metric"] \
+            == "PgperfSlowQueries"
+
+        ack = requests.post(exporter.url + f"/api/v1/alerts/{row[0]}/ack", json={"by": "alice"}, headers=auth(), timeout=5)
+        assert ack.status_code == 200 and ack.json()["acknowledged_by"] == "alice"
+        assert requests.post(exporter.url + f"/api/v1/alerts/{row[0]}/ack", json={}, headers=auth(),
+                             timeout=5).status_code == 400  # who acts is required
+
+        resolved = requests.post(url, json=payload("resolved"), headers=auth(), timeout=5)
+        assert resolved.status_code == 200
+        (row,) = rows(pg_cluster, alerts_schema)
+        assert row[1] == "resolved" and row[7] == "alice" and row[8] == "alertmanager"
+        assert requests.post(exporter.url + f"/api/v1/alerts/{row[0]}/ack", json={"by": "bob"}, headers=auth(),
+                             timeout=5).status_code == 409
+        assert requests.post(exporter.url + "/api/v1/alerts/nope/resolve", json={"by": "bob"}, headers=auth(),
+                             timeout=5).status_code == 404
+
+
+def test_webhook_rejects_bad_input_without_500(pg_cluster: Cluster, alerts_schema: str, tmp_path: Path) -> None:
+    config = exporter_config(pg_cluster, alerts_schema, tmp_path)
+    with running_exporter(config) as exporter:
+        url = exporter.url + "/api/v1/alerts/webhook"
+        for body in (b"{not json", b'{"version": "3"}', b"[1, 2]", b'{"version": "4", "alerts": [{}]}', "\udcff"):
+            data = body if isinstance(body, bytes) else body.encode("utf-8", "surrogateescape")
+            response = requests.post(url, data=data, headers={**auth(), "Content-Type": "application/json"}, timeout=5)
+            assert response.status_code == 400, (body, response.status_code, response.text)
+            assert "error" in response.json()
+        big = b'{"version": "4", "alerts": [' + b'{"x": "' + b"y" * (config.web.max_request_bytes + 10) + b'"}]}'
+        response = requests.post(url, data=big, headers=auth(), timeout=10)
+        assert response.status_code == 413
+
+
+def _am_config(webhook_url: str, token_file: Path) -> str:
+    return f"""
+route:
+  receiver: pgperf
+  group_by: [alertname, instance]
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: pgperf
+    webhook_configs:
+      - url: {webhook_url}
+        send_resolved: true
+        http_config:
+          authorization:
+            credentials_file: {token_file}
+"""
+
+
+STARTED = datetime.now(UTC) - timedelta(minutes=10)
+
+
+def _am_alert(name: str, ends: datetime | None = None) -> dict[str, Any]:
+    alert: dict[str, Any] = {"labels": {"alertname": name, "severity": "critical", "instance": "db1:9187"},
+                             "annotations": {"summary": f"{name} fired", "value": "97", "threshold": "95"},
+                             "startsAt": STARTED.isoformat()}
+    if ends is not None:
+        alert["endsAt"] = ends.isoformat()
+    return alert
+
+
+def test_acknowledge_silences_and_reconcile_resolves(pg_cluster: Cluster, alerts_schema: str, tmp_path: Path,
+                                                     alertmanager_factory: Any) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    port = free_port()
+    am: Process = alertmanager_factory(_am_config(f"http://127.0.0.1:{port}/api/v1/alerts/webhook", token_file))
+    config = exporter_config(pg_cluster, alerts_schema, tmp_path, alertmanager_url=am.url,
+                             reconcile_interval="500ms", resolve_after="1s")
+    config = config.model_copy(update={"web": config.web.model_copy(update={"listen_address": f"127.0.0.1:{port}"})})
+    from helpers import Exporter
+    from pgperf.web import WebServer
+
+    exporter = Exporter(config)
+    exporter.server = WebServer(exporter.app, f"127.0.0.1:{port}")
+    exporter.start()
+    try:
+        wait_until(lambda: exporter.monitor.store and exporter.monitor.store.up, message="store up")
+        post_alerts(am, [_am_alert("PgperfConnectionsExhausted")])
+        row = wait_until(lambda: rows(pg_cluster, alerts_schema), timeout=20, message="webhook delivered by Alertmanager")[0]
+        assert row[1:4] == ("firing", "critical", "PgperfConnectionsExhausted")
+
+        ack = requests.post(f"{exporter.url}/api/v1/alerts/{row[0]}/ack", json={"by": "oncall"}, headers=auth(), timeout=10)
+        assert ack.status_code == 200, ack.text
+        silence_id = ack.json()["silence_id"]
+        silence = requests.get(f"{am.url}/api/v2/silence/{silence_id}", timeout=5).json()
+        assert silence["status"]["state"] == "active" and silence["createdBy"] == "oncall"
+        assert {m["name"]: m["value"] for m in silence["matchers"]}["alertname"] == "PgperfConnectionsExhausted"
+
+        # The condition clears: Alertmanager sends no resolved notification for a silenced
+        # alert, so the reconciler notices the alert is gone.
+        post_alerts(am, [_am_alert("PgperfConnectionsExhausted", ends=datetime.now(UTC) - timedelta(seconds=1))])
+        row = wait_until(lambda: (r := rows(pg_cluster, alerts_schema)[0]) and r[1] == "resolved" and r, timeout=20,
+                         message="resolved by reconciliation")
+        assert row[8] == "alertmanager" and row[7] == "oncall"
+        expired = requests.get(f"{am.url}/api/v2/silence/{silence_id}", timeout=5).json()
+        assert expired["status"]["state"] == "expired"
+    finally:
+        exporter.stop()
+
+
+def test_acknowledge_with_alertmanager_down_records_nothing(pg_cluster: Cluster, alerts_schema: str,
+                                                            tmp_path: Path) -> None:
+    config = exporter_config(pg_cluster, alerts_schema, tmp_path, alertmanager_url=f"http://127.0.0.1:{free_port()}",
+                             request_timeout=1)
+    with running_exporter(config) as exporter:
+        wait_until(lambda: exporter.monitor.store and exporter.monitor.store.up, message="store up")
+        assert requests.post(exporter.url + "/api/v1/alerts/webhook", json=payload(), headers=auth(),
+                             timeout=5).status_code == 200
+        (row,) = rows(pg_cluster, alerts_schema)
+        response = requests.post(f"{exporter.url}/api/v1/alerts/{row[0]}/ack", json={"by": "alice"}, headers=auth(),
+                                 timeout=10)
+        assert response.status_code == 502
+        assert "unreachable" in response.json()["error"] and "nothing was recorded" in response.json()["error"]
+        (after,) = rows(pg_cluster, alerts_schema)
+        assert after == row  # still firing, no acknowledgment half-recorded
+        resolved = requests.post(f"{exporter.url}/api/v1/alerts/{row[0]}/resolve", json={"by": "alice"},
+                                 headers=auth(), timeout=10)
+        assert resolved.status_code == 200 and resolved.json()["resolved_by"] == "alice"
+
+
+def test_alerts_cli(pg_cluster: Cluster, alerts_schema: str, tmp_path: Path) -> None:
+    config = exporter_config(pg_cluster, alerts_schema, tmp_path)
+    with running_exporter(config) as exporter:
+        wait_until(lambda: exporter.monitor.store and exporter.monitor.store.up, message="store up")
+        requests.post(exporter.url + "/api/v1/alerts/webhook", json=payload(), headers=auth(), timeout=5)
+    (row,) = rows(pg_cluster, alerts_schema)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PGPERF_")}
+    env["PGPERF_STORE_SCHEMA"] = alerts_schema
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pgperf", "alerts", *args, "--dsn", pg_cluster.dsn()],
+                              capture_output=True, text=True, env=env, timeout=60)
+
+    listed = cli("list", "--state", "firing")
+    assert listed.returncode == 0 and row[0] in listed.stdout and "PgperfSlowQueries" in listed.stdout
+    as_json = json.loads(cli("list", "--json").stdout)
+    assert as_json[0]["alert_id"] == row[0]
+    acked = cli("ack", row[0], "--by", "carol")
+    assert acked.returncode == 0 and "acknowledged" in acked.stdout
+    resolved = cli("resolve", row[0], "--by", "carol")
+    assert resolved.returncode == 0 and "resolved" in resolved.stdout
+    again = cli("ack", row[0], "--by", "carol")
+    assert again.returncode == 1 and "cannot be acknowledged" in again.stderr
+    assert cli("resolve", "missing-id", "--by", "x").returncode == 1
+    final = rows(pg_cluster, alerts_schema)[0]
+    assert final[1] == "resolved" and final[7] == "carol" and final[8] == "carol"
