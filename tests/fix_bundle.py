@@ -30,7 +30,7 @@ class Process:
         self.url = url
         self.workdir = workdir
         self.log_path = workdir / "process.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
+        self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=workdir)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
