@@ -42,6 +42,8 @@ def _config_flags(parser: argparse.ArgumentParser, *, collectors_flags: bool = F
         g.add_argument("--sampling-interval", metavar="SECONDS", help="seconds between samples (e.g. 10, 500ms, 1m)")
         g.add_argument("--web.listen-address", dest="listen_address", metavar="HOST:PORT",
                        help="address to serve HTTP on (default :9187)")
+        g.add_argument("--web.config.file", dest="web_config_file", metavar="FILE",
+                       help="TLS and basic authentication, exporter-toolkit format")
         g.add_argument("--no-store", action="store_true", help="do not store samples in PostgreSQL")
         for spec in collectors.REGISTRY:
             g.add_argument(f"--collector.{spec.name}", dest=f"collector_{spec.name}",
@@ -104,6 +106,7 @@ def _flags(args: argparse.Namespace) -> tuple[dict[str, Any], dict[tuple[str | i
         "sampling_interval": (("sampling_interval",), "--sampling-interval"),
         "listen_address": (("web", "listen_address"), "--web.listen-address"),
         "alertmanager_url": (("alerts", "alertmanager_url"), "--alertmanager.url"),
+        "web_config_file": (("web", "config_file"), "--web.config.file"),
     }
     for attr, (path, flag) in simple.items():
         value = getattr(args, attr, None)
@@ -147,7 +150,17 @@ def cmd_serve(config: Config) -> int:
         log.error("%s", exc)
         return 1
     store = monitor.store
-    app = create_app(monitor)
+    web_config = None
+    if config.web.config_file:
+        from .webconfig import WebConfigError, load_web_config
+
+        try:
+            web_config = load_web_config(config.web.config_file)
+        except WebConfigError as exc:
+            print(f"pgperf: {exc}", file=sys.stderr)
+            monitor.stop()
+            return EXIT_CONFIG
+    app = create_app(monitor, web_config)
     server = WebServer(app, config.web.listen_address, threads=config.web.threads)
     try:
         server.start()
@@ -166,8 +179,8 @@ def cmd_serve(config: Config) -> int:
     monitor.start()  # an unreachable store does not stop sampling: samples are spooled
     targets = ", ".join(monitor.sampler.targets)
     log.info(
-        "pgperf %s serving http://%s/metrics (profile %s, sampling every %gs, targets: %s, store: %s)",
-        __version__, _display_address(config.web.listen_address, server.port), config.profile,
+        "pgperf %s serving %s://%s/metrics (profile %s, sampling every %gs, targets: %s, store: %s)",
+        __version__, "https" if web_config is not None and web_config.tls else "http", _display_address(config.web.listen_address, server.port), config.profile,
         config.sampling_interval, targets,
         f"schema {config.store.schema_name} at {describe_dsn(config.store_dsn())}" if store else "off",
     )

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
@@ -22,6 +23,7 @@ from werkzeug.wrappers import Request, Response
 from .config import Config
 from .exposition import CONTENT_TYPE, MetricsCache
 from .sampler import Sampler, Snapshot, TargetSampler
+from .webconfig import WebConfig
 
 if TYPE_CHECKING:
     from .monitor import Monitor
@@ -52,10 +54,12 @@ def parse_listen_address(address: str) -> tuple[str, int]:
 class WebApp:
     """The WSGI application. Parts of pgperf register their routes with ``add()``."""
 
-    def __init__(self, config: Config, sampler: Sampler, metrics: MetricsCache) -> None:
+    def __init__(self, config: Config, sampler: Sampler, metrics: MetricsCache,
+                 web_config: WebConfig | None = None) -> None:
         self.config = config
         self.sampler = sampler
         self.metrics = metrics
+        self.web_config = web_config
         self.url_map = Map(strict_slashes=False)
         self.handlers: dict[str, Handler] = {}
         self._probes: dict[str, MetricsCache] = {}
@@ -79,9 +83,11 @@ class WebApp:
         token = self.config.api.token
         if token is None:
             return error_response(401, "the API is disabled: set PGPERF_API_TOKEN (api.token) to enable it")
-        header = request.headers.get("Authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode()):
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            # With basic authentication in front, the token travels in its own header.
+            given = request.headers.get("X-Pgperf-Token", "")
+        if not hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode()):
             response = error_response(401, "missing or wrong bearer token (Authorization: Bearer <PGPERF_API_TOKEN>)")
             response.headers["WWW-Authenticate"] = 'Bearer realm="pgperf"'
             return response
@@ -168,6 +174,11 @@ class WebApp:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
         request.max_content_length = self.config.web.max_request_bytes
+        web = self.web_config
+        if web is not None and not web.check_basic_auth(request.headers.get("Authorization")):
+            denied = Response("401 Unauthorized\n", status=401, mimetype="text/plain")
+            denied.headers["WWW-Authenticate"] = 'Basic realm="pgperf"'
+            return denied(environ, start_response)
         try:
             response = self.dispatch(request)
         except HTTPException as exc:
@@ -175,17 +186,20 @@ class WebApp:
         except Exception:  # last line of defence: log it, answer 500 with no detail
             log.exception("unhandled error serving %s %s", request.method, request.path)
             response = json_response({"error": "internal error; see the exporter's log"}, status=500)
+        if web is not None:
+            for name, value in web.headers.items():
+                response.headers[name] = value
         return response(environ, start_response)
 
 
-def create_app(monitor: Monitor) -> WebApp:
+def create_app(monitor: Monitor, web_config: WebConfig | None = None) -> WebApp:
     """The whole HTTP application of ``pgperf serve`` around a Monitor."""
     config = monitor.config
     store = monitor.store
     metrics = MetricsCache(monitor.snapshots, config, store.families if store else (lambda: ()))
     if store is not None:
         metrics.set_extra_key(lambda: store.version)
-    app = WebApp(config, monitor.sampler, metrics)
+    app = WebApp(config, monitor.sampler, metrics, web_config)
     if monitor.alert_service is not None:
         from .alerts.web import register as register_alerts
 
@@ -200,6 +214,12 @@ class WebServer:
         host, port = parse_listen_address(address)
         self.server = wsgi.Server((host, port), app, numthreads=threads, request_queue_size=256)
         self.server.shutdown_timeout = 2
+        web = app.web_config
+        if web is not None and web.tls:
+            assert web.cert_file and web.key_file
+            adapter = BuiltinSSLAdapter(web.cert_file, web.key_file)
+            adapter.context = web.ssl_context()  # versions and client certificates as configured
+            self.server.ssl_adapter = adapter
         self._thread: Any = None
 
     def start(self) -> None:
