@@ -5,7 +5,7 @@ PYTHON  ?= python3
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 # Debian packages the demo and the tests use.
-APT_PACKAGES ?= postgresql-15 postgresql-client-15 prometheus prometheus-alertmanager
+APT_PACKAGES ?= postgresql-15 postgresql-client-15 prometheus prometheus-alertmanager curl openssl
 
 .PHONY: demo test bench deps system-deps venv docs clean
 

@@ -1,0 +1,156 @@
+"""Property tests: any input to the configuration loader, the DSN redaction and the
+webhook parser gives a clear error or a valid result — never an unhandled exception,
+never a 500."""
+
+from __future__ import annotations
+
+import json
+import string
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from werkzeug.test import Client
+
+from helpers import make_config
+from pgperf.alerts.webhook import WebhookError, parse_webhook
+from pgperf.config import Config, ConfigError, env_variables, load_config
+from pgperf.devtools.cluster import Cluster
+from pgperf.redact import redact
+
+# -- DSN redaction -------------------------------------------------------------------------
+
+passwords = st.text(alphabet=string.ascii_letters + string.digits + string.punctuation + " ", min_size=1, max_size=30)
+
+
+@given(secret=passwords, user=st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True),
+       host=st.from_regex(r"[a-z][a-z0-9.-]{0,20}", fullmatch=True))
+def test_redaction_hides_every_form(secret: str, user: str, host: str) -> None:
+    token = "Zq9" + secret  # a prefix that appears nowhere else in the DSN
+    uri_secret = quote(token, safe="")
+    escaped = token.replace("\\", "\\\\").replace("'", "\\'")
+    forms = [
+        f"postgresql://{user}:{uri_secret}@{host}:5432/app",
+        f"postgresql://{user}@{host}/app?sslmode=require&password={uri_secret}",
+        f"host={host} user={user} password='{escaped}' dbname=app",
+        f"connection to postgresql://{user}:{uri_secret}@{host}/db failed",
+    ]
+    if not any(c in token for c in " '\\"):
+        forms.append(f"host={host} password={token} user={user}")
+    for form in forms:
+        cleaned = redact(form)
+        assert token not in cleaned and uri_secret not in cleaned, (form, cleaned)
+
+
+@given(st.text(max_size=300))
+def test_redaction_never_fails(text: str) -> None:
+    assert isinstance(redact(text), str)
+
+
+# -- configuration loader ----------------------------------------------------------------
+
+KEYS = sorted({str(p[-1]) for p in env_variables().values()} | {"thresholds", "collectors", "store", "web", "targets"})
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
+                    st.text(max_size=20), st.sampled_from(["10s", "-1", "1m30s", "auto", "development", "fast"]))
+values = st.recursive(scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4),
+    st.dictionaries(st.one_of(st.sampled_from(KEYS), st.text(max_size=8)), inner, max_size=5)), max_leaves=20)
+documents = st.dictionaries(st.one_of(st.sampled_from(KEYS), st.text(max_size=10)), values, max_size=8)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(document=documents)
+def test_config_file_gives_config_or_clear_error(tmp_path_factory: pytest.TempPathFactory, document: dict[str, Any]) -> None:
+    path = tmp_path_factory.mktemp("cfg") / "pgperf.yaml"
+    path.write_text(yaml.safe_dump(document))
+    try:
+        config = load_config(config_file=str(path), env={})
+    except ConfigError as exc:
+        # Every problem names where it comes from and what is wrong: "<where>: <key>: <reason>".
+        assert exc.problems and all(p.startswith((str(path), "profile ")) and ": " in p for p in exc.problems)
+    else:
+        assert isinstance(config, Config)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=200))
+def test_config_file_any_text(tmp_path_factory: pytest.TempPathFactory, text: str) -> None:
+    path = tmp_path_factory.mktemp("cfg") / "pgperf.yaml"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    try:
+        load_config(config_file=str(path), env={})
+    except ConfigError as exc:
+        assert exc.problems
+
+
+@settings(max_examples=200, deadline=None)
+@given(env=st.dictionaries(st.sampled_from(sorted(env_variables())), st.text(max_size=15), max_size=6))
+def test_environment_gives_config_or_clear_error(env: dict[str, str]) -> None:
+    env = {k: v.replace("\x00", "") for k, v in env.items()}
+    try:
+        load_config(env=env)
+    except ConfigError as exc:
+        assert all(p.startswith(("environment variable PGPERF_", "profile ")) for p in exc.problems), exc.problems
+
+
+# -- webhook -------------------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=10), inner, max_size=5)),
+    max_leaves=25)
+alert_like = st.fixed_dictionaries({
+    "status": st.one_of(st.sampled_from(["firing", "resolved"]), json_values),
+    "labels": st.one_of(st.dictionaries(st.sampled_from(["alertname", "severity", "instance", "x"]), st.text(max_size=10)),
+                        json_values),
+    "startsAt": st.one_of(st.sampled_from(["2026-11-29T10:00:00Z", "2026-11-29T10:00:00.123456789+02:00", "bad"]),
+                          json_values),
+}, optional={"annotations": json_values, "endsAt": json_values, "fingerprint": json_values})
+payloads = st.one_of(json_values, st.fixed_dictionaries({"version": st.sampled_from(["4", "3", 4]),
+                                                         "alerts": st.one_of(st.lists(alert_like, max_size=3), json_values)}))
+
+
+@settings(max_examples=500, deadline=None)
+@given(payload=payloads)
+def test_webhook_parser_total(payload: Any) -> None:
+    try:
+        events = parse_webhook(payload)
+    except WebhookError as exc:
+        assert str(exc)
+    else:
+        assert all(e.name and e.status in ("firing", "resolved") for e in events)
+
+
+@pytest.fixture(scope="module")
+def webhook_client(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from pgperf.monitor import Monitor
+    from pgperf.web import create_app
+
+    pg_cluster.execute("DROP SCHEMA IF EXISTS fuzz CASCADE")
+    config = make_config(pg_cluster.dsn(), api={"token": "t"}, sampling_interval=60,
+                         store={"enabled": True, "schema": "fuzz", "spool_dir": str(tmp_path_factory.mktemp("spool"))})
+    monitor = Monitor(config)
+    assert monitor.client is not None
+    monitor.client.migrate()
+    yield Client(create_app(monitor))
+    monitor.stop()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=payloads, raw=st.one_of(st.none(), st.binary(max_size=64)))
+def test_webhook_endpoint_never_500(webhook_client: Any, payload: Any, raw: bytes | None) -> None:
+    body = raw if raw is not None else json.dumps(payload).encode()
+    response = webhook_client.post("/api/v1/alerts/webhook", data=body, headers={"Authorization": "Bearer t"})
+    assert response.status_code in (200, 400), response.get_data(as_text=True)
+    assert "error" in response.get_json() if response.status_code == 400 else True
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(query=st.dictionaries(st.sampled_from(["state", "severity", "since", "limit", "target", "x"]),
+                             st.text(max_size=12), max_size=4))
+def test_alert_listing_never_500(webhook_client: Any, query: dict[str, str]) -> None:
+    response = webhook_client.get("/api/v1/alerts", query_string=query, headers={"Authorization": "Bearer t"})
+    assert response.status_code in (200, 400), response.get_data(as_text=True)
