@@ -34,6 +34,7 @@ __all__ = [
     "TargetDatabase",
     "classify_error",
     "connect",
+    "database_dsn",
     "describe_dsn",
     "detect_server",
     "is_local",
@@ -224,6 +225,11 @@ def is_local(dsn: str) -> bool:
         except ValueError:
             continue
     return False
+
+
+def database_dsn(dsn: str, dbname: str) -> str:
+    """*dsn* with its database replaced by *dbname* (every other parameter kept)."""
+    return _conninfo.make_conninfo(dsn, dbname=dbname)
 
 
 def connect(dsn: str, settings: SessionSettings, **kwargs: Any) -> psycopg.Connection[Any]:

