@@ -9,8 +9,9 @@ A database can hold tens of thousands of tables; serving them all would cost the
 a size computation per table and Prometheus tens of series per table. One query ranks the
 tables twice, by size (``pg_class.relpages`` of the table and its TOAST table, kept by
 VACUUM and ANALYZE, so ranking costs no file-system call) and by activity (scans and rows
-written since the statistics were reset), takes the best of both ranks, and keeps the
-first ``limit``; only those get their statistics and exact sizes. ``pgperf_tables_total``
+written since the statistics were reset), each rank breaking its ties with the other, and
+keeps the first ``limit`` by the better of the two ranks: the largest and the busiest
+tables, alternately; only those get their statistics and exact sizes. ``pgperf_tables_total``
 and ``pgperf_tables_truncated`` say how many tables there are and whether the limit cut
 some off. Dropped tables simply stop appearing: families are rebuilt every run.
 """
@@ -52,7 +53,8 @@ WITH locked AS (
     AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
 ), ranked AS (
   SELECT oid, count(*) OVER () AS total_tables,
-         least(rank() OVER (ORDER BY pages DESC), rank() OVER (ORDER BY activity DESC)) AS best
+         least(row_number() OVER (ORDER BY pages DESC, activity DESC, oid),
+               row_number() OVER (ORDER BY activity DESC, pages DESC, oid)) AS best
   FROM candidates
 ), top AS (
   SELECT oid, total_tables, best FROM ranked ORDER BY best, oid LIMIT %(limit)s

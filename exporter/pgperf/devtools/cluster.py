@@ -202,6 +202,53 @@ class Cluster:
     def reload(self) -> None:
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "reload")
 
+    def allow_replication(self, user: str = "postgres") -> None:
+        """Let *user* open replication connections over 127.0.0.1 without a password."""
+        with open(self.data / "pg_hba.conf", "a") as f:
+            f.write(f"host replication {user} 127.0.0.1/32 trust\n")
+        self.reload()
+
+    def standby(self, *, slot: str | None = None, application_name: str = "standby", base_dir: str | None = None,
+                name: str = "pgperf-standby") -> Cluster:
+        """A streaming standby of this cluster, started, that the caller destroys.
+
+        It is made from a cold copy of the data directory (this server is stopped for the
+        copy, then started again) rather than with pg_basebackup, which the npm builds of
+        PostgreSQL do not ship and which refuses servers newer than itself.
+        """
+        self.allow_replication()
+        standby = Cluster(self.bindir, base_dir=base_dir or str(self.base.parent), name=name,
+                          preload_pg_stat_statements=False)
+        self.stop("fast")
+        try:
+            shutil.copytree(self.data, standby.data, symlinks=True)
+        finally:
+            self.start()
+        if self._as_postgres:
+            pw = pwd.getpwnam("postgres")
+            for root, dirs, files in os.walk(standby.data):
+                os.chown(root, pw.pw_uid, pw.pw_gid)
+                for entry in (*dirs, *files):
+                    os.lchown(os.path.join(root, entry), pw.pw_uid, pw.pw_gid)
+        (standby.data / "standby.signal").touch()
+        conninfo = f"host=127.0.0.1 port={self.port} user=postgres application_name={application_name}"
+        settings = {
+            "port": standby.port,
+            "unix_socket_directories": f"'{standby.socket_dir}'",
+            "primary_conninfo": f"'{conninfo}'",
+            "hot_standby": "on",
+        }
+        if slot:
+            settings["primary_slot_name"] = f"'{slot}'"
+        with open(standby.data / "postgresql.auto.conf", "a") as f:
+            f.writelines(f"{key} = {value}\n" for key, value in settings.items())
+        for leftover in ("postmaster.pid", "postmaster.opts"):
+            (standby.data / leftover).unlink(missing_ok=True)
+        if self._as_postgres:
+            pw = pwd.getpwnam("postgres")
+            os.chown(standby.data / "standby.signal", pw.pw_uid, pw.pw_gid)
+        return standby.start()
+
     def destroy(self) -> None:
         self.stop("immediate")
         shutil.rmtree(self.base, ignore_errors=True)
