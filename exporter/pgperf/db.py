@@ -90,7 +90,9 @@ class ServerInfo:
     data_directory: str | None
     pgss_schema: str | None  # schema of pg_stat_statements, None if not created
     pgss_version: str | None
-    pgss_preloaded: bool
+    # None when the role may not read shared_preload_libraries (superuser or
+    # pg_read_all_settings only; pg_settings then hides the row instead of failing)
+    pgss_preloaded: bool | None
     max_connections: int
     reserved_connections: int  # superuser_reserved_connections (+ reserved_connections, 16+)
     current_user: str
@@ -115,8 +117,9 @@ SELECT current_setting('server_version_num')::int AS version_num,
             THEN current_setting('data_directory') END AS data_directory,
        n.nspname AS pgss_schema,
        e.extversion AS pgss_version,
-       'pg_stat_statements' = ANY(string_to_array(
-           replace(current_setting('shared_preload_libraries'), ' ', ''), ',')) AS pgss_preloaded,
+       'pg_stat_statements' = ANY(string_to_array(replace(
+           (SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries'), ' ', ''), ',')
+       ) AS pgss_preloaded,
        current_setting('max_connections')::int AS max_connections,
        current_setting('superuser_reserved_connections')::int
          + COALESCE(current_setting('reserved_connections', true)::int, 0) AS reserved_connections,

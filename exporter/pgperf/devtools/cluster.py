@@ -166,6 +166,8 @@ class Cluster:
             "track_io_timing": "on",
             "log_min_messages": "warning",
             "log_line_prefix": "'%m [%p] %q%u@%d '",
+            # pg_hba.conf below asks for SCRAM; PostgreSQL 13 still stored md5 by default.
+            "password_encryption": "'scram-sha-256'",
         }
         if self.preload:
             conf["shared_preload_libraries"] = "'pg_stat_statements'"
