@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ __all__ = [
     "SessionSettings",
     "TargetDatabase",
     "classify_error",
+    "close_and_wait",
     "connect",
     "database_dsn",
     "describe_dsn",
@@ -228,6 +230,32 @@ def is_local(dsn: str) -> bool:
         except ValueError:
             continue
     return False
+
+
+def close_and_wait(conn: psycopg.Connection[Any], timeout: float = 2.0) -> None:
+    """Close *conn* and wait until its server process has exited.
+
+    Closing a connection only sends the server a goodbye: its backend still shows in
+    pg_stat_activity for a moment. A connection cap must count backends, not client
+    handles, so before the socket is released a duplicate of it is kept and read until
+    the server closes its end, which it does when the backend process exits (after it
+    left pg_stat_activity).
+    """
+    try:
+        fd = os.dup(conn.fileno())
+    except (OSError, psycopg.Error):
+        conn.close()
+        return
+    conn.close()
+    with socket.socket(fileno=fd) as sock:
+        deadline = time.monotonic() + timeout
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                sock.settimeout(left)
+                if not sock.recv(4096):
+                    break
+        except OSError:
+            pass  # timed out or reset: nothing more to wait for
 
 
 def database_dsn(dsn: str, dbname: str) -> str:

@@ -45,6 +45,7 @@ from .db import (
     SessionSettings,
     TargetDatabase,
     classify_error,
+    close_and_wait,
     connect,
     database_dsn,
     is_local,
@@ -533,8 +534,10 @@ class TargetSampler:
                 db_conn = connect(database_dsn(self.target.dsn, datname), self.db.settings)
             except ConnectionFailed as exc:
                 return datname, {}, (exc.kind, str(exc).strip().splitlines()[0] if str(exc).strip() else exc.kind)
-            with db_conn:
+            try:
                 return datname, self._run_in(active, db_conn, server, now, previous, datname, databases), None
+            finally:
+                close_and_wait(db_conn)  # its permit is free only once its backend is gone
 
         results: list[tuple[str, dict[str, _Outcome], tuple[str, str] | None]] = []
         try:
