@@ -486,3 +486,22 @@ def test_every_collector_succeeds_under_pgbench(pg_cluster: Cluster, pgbench: An
         assert (snap.family("pg_stat_user_tables_n_tup_upd").value(relname="pgbench_accounts") or 0) > 0
     finally:
         sampler.close()
+
+
+def test_tables_rows_mapped_by_name() -> None:
+    """Canned rows: unknown columns are ignored, missing ones not served, NULL is no sample."""
+    from datetime import UTC, datetime
+
+    from pgperf.collectors.tables import families_from_rows
+
+    row = {"datname": "d", "schemaname": "s", "relname": "r", "seq_scan": 3, "n_dead_tup": 7,
+           "last_vacuum": None, "last_analyze": datetime(2024, 1, 1, tzinfo=UTC),
+           "a_column_of_postgresql_99": 1, "table_size": 8192}
+    fams = {f.name: f for f in families_from_rows([row], "d", total=5, limit=1)}
+    assert fams["pg_stat_user_tables_seq_scan"].value(relname="r") == 3
+    assert fams["pg_stat_user_tables_last_vacuum"].samples == ()
+    assert fams["pg_stat_user_tables_last_analyze"].value(relname="r") == 1704067200
+    assert "pg_stat_user_tables_idx_scan" not in fams  # column absent: family absent
+    assert not any("postgresql_99" in name for name in fams)
+    assert fams["pgperf_tables_truncated"].value(datname="d") == 1
+    assert fams["pgperf_tables_served"].value(datname="d") == 1
