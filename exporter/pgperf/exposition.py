@@ -82,6 +82,8 @@ UP = _def("pg_up", "gauge", "Whether the last sample could connect to PostgreSQL
 COLLECTOR_SUCCESS = _def("pg_scrape_collector_success", "gauge", "Whether the collector succeeded in the last sample (1 for yes, 0 for no).", ("collector",), compat=True)
 COLLECTOR_DURATION = _def("pg_scrape_collector_duration_seconds", "gauge", "Time the collector took in the last sample, in seconds.", ("collector",), compat=True)
 COLLECTOR_DISABLED = _def("pgperf_collector_disabled", "gauge", "1 for a collector disabled on this server, with the reason (see docs/metrics.md).", ("collector", "reason"))
+COLLECTOR_LAST_RUN = _def("pgperf_collector_last_run_timestamp_seconds", "gauge", "Time of the collector run whose families are served, in seconds since the epoch (older than the sample for collectors with an interval).", ("collector",))
+DATABASE_VISIT = _def("pgperf_database_visit_success", "gauge", "Whether database-scoped collectors could connect to this database in the last sample (1 for yes, 0 for no).", ("datname",))
 COLLECTOR_ERRORS = _def("pgperf_collector_errors_total", "counter", "Samples in which the collector failed (timeouts, query errors).", ("collector",))
 CONNECTION_ERROR = _def("pgperf_connection_error", "gauge", "1 while the last sample could not reach PostgreSQL, labelled with the kind of error.", ("kind",))
 CONNECTION_ERRORS = _def("pgperf_connection_errors_total", "counter", "Samples that could not reach PostgreSQL, by kind of error.", ("kind",))
@@ -99,7 +101,8 @@ THRESHOLDS = {key: _def(name, "gauge", help_text) for key, name, _, help_text in
 
 #: Every family pgperf itself adds, for docs/metrics.md.
 SELF_METRICS: tuple[MetricDef, ...] = (
-    UP, COLLECTOR_SUCCESS, COLLECTOR_DURATION, COLLECTOR_DISABLED, COLLECTOR_ERRORS, CONNECTION_ERROR,
+    UP, COLLECTOR_SUCCESS, COLLECTOR_DURATION, COLLECTOR_DISABLED, COLLECTOR_LAST_RUN, DATABASE_VISIT,
+    COLLECTOR_ERRORS, CONNECTION_ERROR,
     CONNECTION_ERRORS, SAMPLING_DURATION, SAMPLING_INTERVAL, SAMPLES, OVERRUNS, LAST_SAMPLE, LAST_SUCCESS,
     STATIC, VERSION_NUM, BUILD_INFO, PROFILE_INFO, *THRESHOLDS.values(),
 )
@@ -114,6 +117,8 @@ def self_families(snapshot: Snapshot, config: Config) -> list[Family]:
         COLLECTOR_SUCCESS.family(((st.name,), 1 if st.success else 0) for st in s.statuses),
         COLLECTOR_DURATION.family(((st.name,), st.duration) for st in s.statuses),
         COLLECTOR_DISABLED.family(((st.name, st.disabled), 1) for st in s.statuses if st.disabled),
+        COLLECTOR_LAST_RUN.family(((st.name,), st.ran_at) for st in s.statuses),
+        DATABASE_VISIT.family(((d,), 0 if err else 1) for d, err in sorted(s.databases.items())),
         COLLECTOR_ERRORS.family(((name,), n) for name, n in sorted(c.collector_errors.items())),
         CONNECTION_ERROR.family([] if s.up else [((s.error_kind or "other",), 1)]),
         CONNECTION_ERRORS.family(((kind,), n) for kind, n in sorted(c.connection_errors.items())),

@@ -8,7 +8,24 @@ this table. Adding a collector touches its module, its test and one line here.
 
 from __future__ import annotations
 
-from . import activity, database, host, settings, statements
+from . import (
+    activity,
+    archiver,
+    bgwriter,
+    checkpointer,
+    database,
+    database_size,
+    host,
+    locks,
+    postmaster,
+    replication,
+    roles,
+    settings,
+    statements,
+    tables,
+    wal,
+    wraparound,
+)
 from ._base import (
     CollectContext,
     CollectorDisabled,
@@ -17,6 +34,7 @@ from ._base import (
     CollectorSpec,
     Family,
     MetricDef,
+    merge_families,
 )
 
 REGISTRY: tuple[CollectorSpec, ...] = (
@@ -24,6 +42,17 @@ REGISTRY: tuple[CollectorSpec, ...] = (
     database.SPEC,
     activity.SPEC,
     settings.SPEC,
+    locks.SPEC,
+    bgwriter.SPEC,
+    checkpointer.SPEC,
+    wal.SPEC,
+    replication.SPEC,
+    archiver.SPEC,
+    wraparound.SPEC,
+    roles.SPEC,
+    postmaster.SPEC,
+    database_size.SPEC,
+    tables.SPEC,
     host.SPEC,
 )
 
@@ -39,4 +68,5 @@ __all__ = [
     "CollectorSpec",
     "Family",
     "MetricDef",
+    "merge_families",
 ]

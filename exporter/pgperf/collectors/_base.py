@@ -13,7 +13,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from .._types import Model
+from pydantic import Field
+
+from .._types import Duration, Model
 
 if TYPE_CHECKING:
     import psycopg
@@ -28,6 +30,7 @@ __all__ = [
     "CollectorSpec",
     "Family",
     "MetricDef",
+    "merge_families",
 ]
 
 MetricType = Literal["gauge", "counter", "info"]
@@ -94,6 +97,22 @@ class CollectorOptions(Model):
     """Options every collector has; collectors with more options subclass it."""
 
     enabled: bool = True
+    #: Run the collector at most this often (seconds); the samples in between serve the
+    #: families of its last successful run again. Default: every sample.
+    interval: Duration | None = Field(None)
+
+
+def merge_families(families: Iterable[Family]) -> tuple[Family, ...]:
+    """One family per name: samples of families with the same name (the results of one
+    database-scoped collector in several databases) are concatenated, in order."""
+    merged: dict[str, Family] = {}
+    for fam in families:
+        seen = merged.get(fam.name)
+        if seen is None:
+            merged[fam.name] = fam
+        else:
+            merged[fam.name] = Family(seen.name, seen.type, seen.help, seen.labels, seen.samples + fam.samples)
+    return tuple(merged.values())
 
 
 class CollectorDisabled(Exception):
@@ -122,6 +141,9 @@ class CollectContext:
     now: float  # wall-clock time of this sample
     database: TargetDatabase | None = None
     settings: Mapping[str, Any] = field(default_factory=dict)
+    #: The databases the configuration selects (``databases.include``/``exclude``) among
+    #: those accepting connections, discovered once per sample; None outside the sampler.
+    databases: tuple[str, ...] | None = None
 
     @property
     def interval(self) -> float | None:
@@ -149,6 +171,11 @@ class CollectorSpec:
     options: type[CollectorOptions] = CollectorOptions
     needs_database: bool = True
     min_version: int = 0
+    #: Database-scoped: run once in every selected database (``ctx.conn`` is connected to
+    #: it), under the process-wide cap ``connection.max_database_connections``; the
+    #: families of all databases are merged. Instance-wide collectors (the default) run
+    #: once per sample on the target's own connection.
+    per_database: bool = False
     # Families whose names are only known at run time (pg_settings_<name>) are documented
     # by a pattern instead of a MetricDef.
     dynamic_metrics: tuple[str, ...] = ()

@@ -382,11 +382,13 @@ def collect(ctx: CollectContext) -> CollectorResult:
     assert ctx.conn is not None and server is not None
     options: StatementsOptions = ctx.options
     if not server.pgss_schema:
-        if server.pgss_preloaded:
+        if server.pgss_preloaded or server.pgss_preloaded is None:
+            unknown = " (this role cannot read shared_preload_libraries: check it lists pg_stat_statements)"
             raise CollectorDisabled(
                 "extension_missing",
                 "pg_stat_statements is preloaded but not created in this database: "
-                "run CREATE EXTENSION IF NOT EXISTS pg_stat_statements;",
+                "run CREATE EXTENSION IF NOT EXISTS pg_stat_statements;"
+                + (unknown if server.pgss_preloaded is None else ""),
             )
         raise CollectorDisabled(
             "not_preloaded",

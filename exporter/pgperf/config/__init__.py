@@ -9,12 +9,13 @@
 from __future__ import annotations
 
 from ._loader import ConfigError, env_variables, load_config, load_profile
-from ._schema import PROFILES, Config, Target, Thresholds
+from ._schema import PROFILES, Config, Databases, Target, Thresholds
 
 __all__ = [
     "PROFILES",
     "Config",
     "ConfigError",
+    "Databases",
     "Target",
     "Thresholds",
     "env_variables",

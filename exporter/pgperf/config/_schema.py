@@ -7,6 +7,7 @@ the same thresholds drive the exporter, the Prometheus rules and the dashboards.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from typing import Any, Literal
 
@@ -75,8 +76,45 @@ class Connection(Model):
     statement_timeout: Duration = 5.0
     lock_timeout: Duration = 1.0
     idle_in_transaction_session_timeout: Duration = 30.0
-    #: Connections to other databases (database-scoped collectors), across all targets.
-    max_database_connections: int = Field(3, ge=1, le=100)
+    #: Connections the samplers of all targets may hold at once while database-scoped
+    #: collectors (tables) visit databases; the target's own connection counts against it.
+    max_database_connections: int = Field(3, ge=2, le=100)
+
+
+class Databases(Model):
+    """Which databases database-scoped collectors (tables) visit, and database_size measures.
+
+    Patterns are shell-style globs (``app_*``), or regular expressions written between
+    slashes (``/^shard_[0-9]+$/``, matched with ``re.search``). A database is visited when
+    it matches an ``include`` pattern and no ``exclude`` pattern; templates and databases
+    that refuse connections (``datallowconn = false``) are never visited.
+    """
+
+    include: tuple[str, ...] = ("*",)
+    exclude: tuple[str, ...] = ()
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            if len(pattern) >= 2 and pattern.startswith("/") and pattern.endswith("/"):
+                try:
+                    re.compile(pattern[1:-1])
+                except re.error as exc:
+                    raise ValueError(f"invalid regular expression {pattern}: {exc}") from None
+        return value
+
+    def matches(self, datname: str) -> bool:
+        """True when *datname* is selected by these patterns."""
+        return any(_match(p, datname) for p in self.include) and not any(
+            _match(p, datname) for p in self.exclude
+        )
+
+
+def _match(pattern: str, name: str) -> bool:
+    if len(pattern) >= 2 and pattern.startswith("/") and pattern.endswith("/"):
+        return re.search(pattern[1:-1], name) is not None
+    return fnmatch.fnmatchcase(name, pattern)
 
 
 class Store(Model):
@@ -169,6 +207,7 @@ class Config(Model):
     web: Web = Web()
     api: Api = Api()
     connection: Connection = Connection()
+    databases: Databases = Databases()
     store: Store = Store()
     collectors: Collectors = Collectors()  # type: ignore[valid-type]
     thresholds: Thresholds

