@@ -11,6 +11,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 from werkzeug.wrappers import Request, Response
 
 from .._types import parse_duration
@@ -84,6 +85,8 @@ def register(app: WebApp, service: AlertService) -> None:
                 return error_response(502, f"{exc}; nothing was recorded")
             except StoreUnavailable as exc:
                 return error_response(503, str(exc))
+            except psycopg.DataError as exc:  # e.g. a NUL character PostgreSQL cannot store
+                return error_response(400, f"invalid value: {str(exc).strip().splitlines()[0]}")
 
         wrapper.__qualname__ = handler.__qualname__
         return wrapper

@@ -84,6 +84,8 @@ def _strings(value: Any, where: str) -> dict[str, str]:
     for key, item in value.items():
         if not isinstance(key, str) or not isinstance(item, str):
             raise WebhookError(f"{where}.{key}: expected a string value")
+        if "\x00" in key or "\x00" in item:
+            raise WebhookError(f"{where}.{key}: NUL characters are not allowed")
         out[key] = item
     return out
 
