@@ -165,7 +165,7 @@ def _alert(name: str, severity: str, category: str, instance: str, **labels: str
                    "job": "pgperf", **labels},
         "annotations": {"summary": f"{name} summary", "description": f"{name} on {instance}",
                         "value": "1", "threshold": "0.5",
-                        "runbook_url": bundle.ROOT.as_uri() + "#" + name.lower(),
+                        "runbook_url": "https://github.com/pgperf/pgperf/blob/main/docs/runbook.md#" + name.lower(),
                         "dashboard_url": f"http://localhost:3000/d/pgperf-overview?var-instance={instance}"},
     }
 

@@ -14,7 +14,6 @@ receivers and templates stay those of the committed files.
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -70,17 +69,17 @@ def prometheus_config(
     return config
 
 
-def _secret_files(node: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[dict[str, Any], str]]:
+def _secret_files(node: Any) -> Iterator[tuple[dict[str, Any], str]]:
     """(mapping, key) of every ``*_file`` setting of an Alertmanager configuration."""
     if isinstance(node, dict):
         for key, value in node.items():
             if key.endswith("_file") and isinstance(value, str):
                 yield node, key
             else:
-                yield from _secret_files(value, (*path, key))
+                yield from _secret_files(value)
     elif isinstance(node, list):
         for item in node:
-            yield from _secret_files(item, path)
+            yield from _secret_files(item)
 
 
 def secret_files(config: Mapping[str, Any] | None = None) -> list[str]:
@@ -130,7 +129,7 @@ def write_secrets(directory: Path, values: Mapping[str, str] | None = None) -> d
 
 
 def dump(config: Mapping[str, Any]) -> str:
-    return yaml.safe_dump(copy.deepcopy(dict(config)), sort_keys=False, width=1000)
+    return yaml.safe_dump(dict(config), sort_keys=False, width=1000)
 
 
 def main(argv: list[str] | None = None) -> int:
