@@ -1,0 +1,168 @@
+"""The Prometheus and Alertmanager configurations of the bundle, for other layouts.
+
+``prometheus/prometheus.yml`` and ``alertmanager/alertmanager.yml`` are written for
+docker-compose (the exporter at ``pgperf:9187``, Alertmanager at ``alertmanager:9093``,
+secrets under ``/etc/alertmanager/secrets/``). This module renders variants of them from a
+checkout, for ``make demo`` and the tests: loopback addresses, absolute paths to the rules
+and templates, secret files in another directory, shorter intervals. The rules, routes,
+receivers and templates stay those of the committed files.
+
+    python -m pgperf.devtools.bundle prometheus --exporter 127.0.0.1:9187 --alertmanager 127.0.0.1:9093
+    python -m pgperf.devtools.bundle alertmanager --pgperf-url http://127.0.0.1:9187 --secrets-dir DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+PROMETHEUS_DIR = ROOT / "prometheus"
+ALERTMANAGER_DIR = ROOT / "alertmanager"
+SECRETS_DIR = "/etc/alertmanager/secrets"
+WEBHOOK_PATH = "/api/v1/alerts/webhook"
+# Notification timings of the "fast" variant: alerts reach receivers within seconds.
+FAST_TIMINGS = {"group_wait": "1s", "group_interval": "2s", "repeat_interval": "1m"}
+
+
+def _load(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text())
+    assert isinstance(data, dict), f"{path}: not a mapping"
+    return data
+
+
+def prometheus_config(
+    exporter: Sequence[str],
+    alertmanager: str | None = None,
+    *,
+    prometheus: str | None = None,
+    grafana_url: str | None = None,
+    interval: str | None = None,
+) -> dict[str, Any]:
+    """``prometheus.yml`` scraping *exporter* (host:port, one or more) and sending alerts to
+    *alertmanager*; the ``prometheus`` and ``alertmanager`` jobs scrape *prometheus* and
+    *alertmanager*, and are left out without them. *interval* sets both the scrape and the
+    evaluation interval."""
+    config = _load(PROMETHEUS_DIR / "prometheus.yml")
+    targets: dict[str, list[str | None]] = {
+        "pgperf": list(exporter), "prometheus": [prometheus], "alertmanager": [alertmanager],
+    }
+    config["scrape_configs"] = [
+        {**job, "static_configs": [{"targets": targets[job["job_name"]]}]}
+        for job in config["scrape_configs"]
+        if None not in targets.get(job["job_name"], [None])
+    ]
+    if alertmanager is None:
+        config.pop("alerting", None)
+    else:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
+    config["rule_files"] = [str(PROMETHEUS_DIR / rule) for rule in config["rule_files"]]
+    if grafana_url is not None:
+        config["global"].setdefault("external_labels", {})["grafana_url"] = grafana_url
+    if interval is not None:
+        config["global"]["scrape_interval"] = config["global"]["evaluation_interval"] = interval
+    return config
+
+
+def _secret_files(node: Any) -> Iterator[tuple[dict[str, Any], str]]:
+    """(mapping, key) of every ``*_file`` setting of an Alertmanager configuration."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key.endswith("_file") and isinstance(value, str):
+                yield node, key
+            else:
+                yield from _secret_files(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _secret_files(item)
+
+
+def secret_files(config: Mapping[str, Any] | None = None) -> list[str]:
+    """The secret file paths *config* (default: the committed one) reads."""
+    config = _load(ALERTMANAGER_DIR / "alertmanager.yml") if config is None else config
+    return sorted({node[key] for node, key in _secret_files(config)})
+
+
+def alertmanager_config(
+    pgperf_url: str,
+    *,
+    secrets_dir: str | Path = SECRETS_DIR,
+    webhook_url: str | None = None,
+    fast: bool = False,
+) -> dict[str, Any]:
+    """``alertmanager.yml`` whose pgperf receiver posts to *pgperf_url* (the exporter's base
+    URL), reading its secret files from *secrets_dir*. *webhook_url* replaces the generic
+    webhook's URL; *fast* shortens every group_wait, group_interval and repeat_interval."""
+    config = _load(ALERTMANAGER_DIR / "alertmanager.yml")
+    for node, key in _secret_files(config):
+        node[key] = str(Path(secrets_dir) / Path(node[key]).name)
+    config["templates"] = [str(ALERTMANAGER_DIR / t) for t in config.get("templates", [])]
+    for receiver in config["receivers"]:
+        if receiver["name"] == "pgperf":
+            receiver["webhook_configs"][0]["url"] = pgperf_url.rstrip("/") + WEBHOOK_PATH
+        elif receiver["name"] == "webhook" and webhook_url is not None:
+            receiver["webhook_configs"][0]["url"] = webhook_url
+    if fast:
+        for route in [config["route"], *config["route"].get("routes", [])]:
+            route.update(FAST_TIMINGS)
+    return config
+
+
+def write_secrets(directory: Path, values: Mapping[str, str] | None = None) -> dict[str, Path]:
+    """Create the secret files the Alertmanager configuration reads in *directory*, each
+    holding ``values[name]`` or a placeholder; return them by file name."""
+    values = values or {}
+    directory.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for path in secret_files():
+        name = Path(path).name
+        target = directory / name
+        target.write_text(values.get(name, f"placeholder-{name}") + "\n")
+        target.chmod(0o600)
+        written[name] = target
+    return written
+
+
+def dump(config: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(dict(config), sort_keys=False, width=1000)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pgperf.devtools.bundle", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--output", "-o", help="write here instead of standard output")
+    sub = parser.add_subparsers(dest="which", required=True)
+    prom = sub.add_parser("prometheus", parents=[common], help="render prometheus.yml")
+    prom.add_argument("--exporter", action="append", required=True, help="host:port of pgperf (repeatable)")
+    prom.add_argument("--alertmanager", help="host:port of Alertmanager")
+    prom.add_argument("--prometheus", help="host:port of this Prometheus, to scrape itself")
+    prom.add_argument("--grafana-url", help="base URL of Grafana for the dashboard links")
+    prom.add_argument("--interval", help="scrape and evaluation interval, e.g. 5s")
+    am = sub.add_parser("alertmanager", parents=[common], help="render alertmanager.yml")
+    am.add_argument("--pgperf-url", required=True, help="base URL of pgperf, e.g. http://127.0.0.1:9187")
+    am.add_argument("--secrets-dir", default=SECRETS_DIR, help=f"directory of the secret files (default {SECRETS_DIR})")
+    am.add_argument("--webhook-url", help="URL of the generic webhook receiver")
+    am.add_argument("--fast", action="store_true", help="notify within seconds (demo, tests)")
+    args = parser.parse_args(argv)
+    if args.which == "prometheus":
+        config = prometheus_config(args.exporter, args.alertmanager, prometheus=args.prometheus,
+                                   grafana_url=args.grafana_url, interval=args.interval)
+    else:
+        config = alertmanager_config(args.pgperf_url, secrets_dir=args.secrets_dir,
+                                     webhook_url=args.webhook_url, fast=args.fast)
+    text = dump(config)
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
