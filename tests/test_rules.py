@@ -38,25 +38,9 @@ CATEGORIES = ("query_performance", "cache", "resources", "connections", "errors"
               "replication", "maintenance")
 ANNOTATIONS = {"summary", "description", "value", "threshold", "runbook_url", "dashboard_url"}
 
-# Families the rules use that the collectors of this branch do not define yet (replication,
-# tables, bgwriter, archiver, postmaster). A name that reaches the registry must keep the
-# type given here.
-PENDING: dict[str, str] = {
-    "pg_replication_lag_seconds": "gauge",
-    "pg_replication_is_replica": "gauge",
-    "pg_stat_replication_replay_lag_seconds": "gauge",
-    "pg_replication_slot_active": "gauge",
-    "pg_replication_slot_retained_bytes": "gauge",
-    "pg_database_xid_wraparound_ratio": "gauge",
-    "pg_stat_user_tables_n_dead_tup": "gauge",
-    "pg_stat_user_tables_n_live_tup": "gauge",
-    "pg_stat_user_tables_last_autovacuum": "gauge",
-    "pg_stat_user_tables_last_vacuum": "gauge",
-    "pg_stat_bgwriter_checkpoints_timed_total": "counter",
-    "pg_stat_bgwriter_checkpoints_req_total": "counter",
-    "pg_postmaster_start_time_seconds": "gauge",
-    "pg_stat_archiver_failed_count": "counter",
-}
+# Families a rule may use before the exporter serves them (none now). A name that reaches
+# the registry must keep the type given here.
+PENDING: dict[str, str] = {}
 PROMETHEUS_OWN = {"up": "gauge"}
 
 # Functions that need a counter, and functions that are wrong on one.

@@ -16,16 +16,18 @@ from psycopg.rows import dict_row
 from ._base import CollectContext, CollectorResult, CollectorSpec, MetricDef
 
 # One row per (database, state, backend type). Ages use now(), the statement's start in
-# autocommit mode, so every age in one sample is measured from the same instant.
+# autocommit mode, so every age in one sample is measured from the same instant. Query and
+# idle-in-transaction ages count client backends only: an autovacuum worker or a logical
+# walsender is "active" for hours by design and would make every long-query alert fire.
 SQL = """
 SELECT datname, state, backend_type,
        count(*) AS sessions,
        max(extract(epoch FROM now() - xact_start))::float8 AS max_xact_age,
        max(extract(epoch FROM now() - query_start))
-           FILTER (WHERE state = 'active')::float8 AS max_query_age,
+           FILTER (WHERE state = 'active' AND backend_type = 'client backend')::float8 AS max_query_age,
        max(extract(epoch FROM now() - state_change))
            FILTER (WHERE state LIKE 'idle in transaction%%')::float8 AS max_idle_xact_age,
-       count(*) FILTER (WHERE state = 'active'
+       count(*) FILTER (WHERE state = 'active' AND backend_type = 'client backend'
                           AND now() - query_start > make_interval(secs => %(long)s)) AS long_running,
        count(*) FILTER (WHERE state LIKE 'idle in transaction%%'
                           AND now() - state_change > make_interval(secs => %(idle)s)) AS long_idle_xact,
@@ -72,7 +74,7 @@ AVAILABLE = MetricDef(
 )
 OLDEST_QUERY = MetricDef(
     "pg_stat_activity_oldest_query_age_seconds", "gauge",
-    "Run time of the longest-running active query in this database, in seconds.",
+    "Run time of the longest-running active client query in this database, in seconds.",
     ("datname",), source="pg_stat_activity",
 )
 OLDEST_IDLE_XACT = MetricDef(
@@ -82,7 +84,7 @@ OLDEST_IDLE_XACT = MetricDef(
 )
 LONG_RUNNING = MetricDef(
     "pg_stat_activity_long_running_queries", "gauge",
-    "Active queries running longer than the long_running_query_seconds threshold.",
+    "Client queries running longer than the long_running_query_seconds threshold.",
     ("datname",), source="pg_stat_activity",
 )
 LONG_IDLE_XACT = MetricDef(
