@@ -91,7 +91,8 @@ def test_slow_queries_alert_lifecycle(pg_cluster: Cluster, tmp_path: Path, alert
             timeout=60, interval=0.2, message="alert resolved after the workload stopped")
         assert resolved == ("resolved", "alertmanager", "oncall")
         rules = requests.get(prom.url + "/api/v1/rules", timeout=5).json()["data"]["groups"]
-        assert rules and all(r.get("health") == "ok" for g in rules for r in g["rules"])
+        # No rule failed to evaluate (groups with a longer interval may not have run yet).
+        assert rules and not [r["name"] for g in rules for r in g["rules"] if r.get("health") == "err"]
         print(f"alert recorded {fired_after:.1f}s after the slow workload started; "
               f"resolved {time.monotonic() - stopped:.1f}s after it stopped; "
               f"whole lifecycle {time.monotonic() - started:.1f}s")
