@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -15,6 +16,7 @@ from typing import Any, NoReturn
 
 from . import collectors
 from ._version import __version__
+from .audit import Actor
 from .config import Config, ConfigError, load_config
 from .db import describe_dsn
 from .redact import RedactingFilter
@@ -139,8 +141,8 @@ def load(args: argparse.Namespace) -> Config:
     return load_config(config_file=args.config, flags=flags, flag_names=names)
 
 
-def cmd_serve(config: Config) -> int:
-    from .monitor import Monitor
+def cmd_serve(config: Config, args: argparse.Namespace) -> int:
+    from .monitor import Monitor, ReloadRejected
     from .store import SpoolLocked
     from .web import WebServer, create_app
 
@@ -169,13 +171,37 @@ def cmd_serve(config: Config) -> int:
         monitor.stop()
         return 1
     stop = threading.Event()
+    reload_requested = threading.Event()
+
+    def reloader(actor: Actor) -> list[str]:
+        """Re-read file and environment, apply, and record the reload in the audit log."""
+        detail: dict[str, Any] = {"config_file": args.config or os.environ.get("PGPERF_CONFIG")}
+        try:
+            new = load(args)
+            changed = monitor.reload(new)
+        except (ConfigError, ReloadRejected) as exc:
+            detail.update(result="refused", reason=str(exc))
+            log.error("configuration reload by %s refused: %s", actor.name, exc)
+            _audit(monitor, actor, "config_reload", detail)
+            raise
+        app.apply_config(new)
+        detail.update(result="applied", changed=changed)
+        log.info("configuration reloaded by %s; changed: %s", actor.name, ", ".join(changed) or "nothing")
+        _audit(monitor, actor, "config_reload", detail)
+        return changed
+
+    app.reloader = reloader
 
     def on_signal(signum: int, frame: Any) -> None:
+        if signum == signal.SIGHUP:
+            reload_requested.set()
+            return
         log.info("received %s, shutting down", signal.Signals(signum).name)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
     monitor.start()  # an unreachable store does not stop sampling: samples are spooled
     targets = ", ".join(monitor.sampler.targets)
     log.info(
@@ -184,11 +210,30 @@ def cmd_serve(config: Config) -> int:
         config.sampling_interval, targets,
         f"schema {config.store.schema_name} at {describe_dsn(config.store_dsn())}" if store else "off",
     )
-    stop.wait()
+    while not stop.wait(0.5):
+        if reload_requested.is_set():
+            reload_requested.clear()
+            try:
+                reloader(Actor("signal:SIGHUP", "operator", "localhost"))
+            except (ConfigError, ReloadRejected):
+                pass  # logged and audited; the running configuration stays
     server.stop()
     monitor.stop()
     log.info("stopped")
     return 0
+
+
+def _audit(monitor: Any, actor: Actor, action: str, detail: dict[str, Any]) -> None:
+    from . import audit
+    from .store import StoreUnavailable
+
+    if monitor.client is None:
+        return
+    try:
+        with monitor.client.connection() as conn:
+            audit.record(conn, monitor.client.schema, actor, action, detail.get("config_file"), detail)
+    except StoreUnavailable as exc:
+        log.error("%s not recorded in the audit log: %s", action, exc)
 
 
 def cmd_migrate(config: Config) -> int:
@@ -248,8 +293,10 @@ def cmd_alerts(config: Config, args: argparse.Namespace) -> int:
                     print(f"{a.alert_id:16}  {a.status:12}  {a.severity:8}  {a.timestamp:%Y-%m-%d %H:%M:%S}  "
                           f"{a.metric[:28]:28}  {a.target or '-'}{'  by ' + who if who else ''}")
             return 0
+        from .audit import cli_actor
+
         action = service.acknowledge if args.action == "ack" else service.resolve
-        alert = action(args.alert_id, args.by)
+        alert = action(args.alert_id, args.by, cli_actor())
         print(f"alert {alert.alert_id} ({alert.metric}) is {alert.status}"
               + (f"; silence {alert.silence_id} in Alertmanager" if args.action == "ack" and alert.silence_id else ""))
         return 0
@@ -261,7 +308,7 @@ def cmd_alerts(config: Config, args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
-    "serve": lambda config, args: cmd_serve(config),
+    "serve": cmd_serve,
     "check": lambda config, args: cmd_check(config),
     "migrate": lambda config, args: cmd_migrate(config),
     "alerts": cmd_alerts,

@@ -134,7 +134,8 @@ def self_families(snapshot: Snapshot, config: Config) -> list[Family]:
         out.append(VERSION_NUM.single(s.server.version_num))
     thresholds = config.thresholds
     for key, _, scale, _ in THRESHOLD_METRICS:
-        out.append(THRESHOLDS[key].single(getattr(thresholds, key) * scale))
+        # Rounded: 700 * 0.001 is 0.7000000000000001 in binary floating point.
+        out.append(THRESHOLDS[key].single(round(getattr(thresholds, key) * scale, 10)))
     return out
 
 
@@ -189,10 +190,13 @@ class MetricsCache:
     ) -> None:
         self._snapshots = snapshots
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(SnapshotCollector(snapshots, config, extra))
+        collector = SnapshotCollector(snapshots, config, extra)
+        self.registry.register(collector)
         self._live = CollectorRegistry(auto_describe=False)
         if process_metrics:
             ProcessCollector(registry=self._live)
+        self._collector = collector
+        self._generation = 0
         self._lock = threading.Lock()
         self._key: tuple[Any, ...] | None = None
         self._plain = b""
@@ -202,8 +206,13 @@ class MetricsCache:
         """Something besides the snapshots whose change must invalidate the cache."""
         self._extra_key = key
 
+    def set_config(self, config: Config) -> None:
+        """A reloaded configuration (thresholds, profile): render again at the next scrape."""
+        self._collector._config = config
+        self._generation += 1
+
     def _current_key(self) -> tuple[Any, ...]:
-        return (tuple((s.target, s.seq) for s in self._snapshots()), self._extra_key())
+        return (tuple((s.target, s.seq) for s in self._snapshots()), self._extra_key(), self._generation)
 
     def render(self, gzipped: bool = False) -> bytes:
         """The exposition text of the latest snapshots, then live process metrics."""

@@ -32,9 +32,20 @@ from .sampler import Sampler, Snapshot, TargetSampler
 from .store import BatchBuilder, SampleBatch, StoreClient, StoreUnavailable, StoreWriter
 from .store.rows import QUERY_COLUMNS
 
-__all__ = ["EVENTS", "Monitor"]
+__all__ = ["EVENTS", "RESTART_KEYS", "Monitor", "ReloadRejected"]
+
+
+class ReloadRejected(Exception):
+    """The new configuration changes keys that need a restart; nothing was applied."""
+
+    def __init__(self, keys: list[str]) -> None:
+        super().__init__(f"these settings need a restart, so nothing was reloaded: {', '.join(keys)}")
+        self.keys = keys
 
 log = logging.getLogger(__name__)
+
+#: Top-level keys whose change needs a restart (new connections, sockets or files).
+RESTART_KEYS = ("dsn", "target_name", "targets", "store", "web", "connection")
 
 #: Events ``Monitor.on`` accepts.
 EVENTS = ("alert", "alert_acknowledged", "alert_resolved", "sample")
@@ -119,6 +130,28 @@ class Monitor:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def reload(self, config: Config) -> list[str]:
+        """Apply a new configuration; return the top-level keys that changed.
+
+        Thresholds, profile, sampling interval, collectors, databases, retention, alerts,
+        API tokens and log level change in place; a change to a key of RESTART_KEYS
+        rejects the whole reload (ReloadRejected) rather than applying half of it.
+        """
+        old = self.config.model_dump()  # python mode: secrets compare by value
+        new = config.model_dump()
+        changed = sorted(k for k in new if new[k] != old.get(k))
+        needs_restart = [k for k in changed if k in RESTART_KEYS]
+        if needs_restart:
+            raise ReloadRejected(needs_restart)
+        self.config = config
+        self.sampler.apply_config(config)
+        if self.store is not None:
+            self.store.config = config
+        if self.alert_service is not None:
+            self.alert_service.apply_config(config)
+        logging.getLogger().setLevel(config.log_level.upper())
+        return changed
 
     # -- events --------------------------------------------------------------------------
 

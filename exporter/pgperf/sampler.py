@@ -234,6 +234,13 @@ class TargetSampler:
                 chosen.append(spec)
         return tuple(chosen)
 
+    def apply_config(self, config: Config) -> None:
+        """Take a reloaded configuration (only keys that need no new connection change)."""
+        self.config = config
+        self.interval = config.sampling_interval
+        self.specs = self._enabled_specs()
+        self._thresholds = config.thresholds.model_dump()
+
     @property
     def latest(self) -> Snapshot | None:
         return self._latest
@@ -743,6 +750,11 @@ class Sampler:
 
     def threads_alive(self) -> dict[str, bool]:
         return {name: thread.is_alive() for name, thread in self._threads.items()}
+
+    def apply_config(self, config: Config) -> None:
+        self.config = config
+        for sampler in self.targets.values():
+            sampler.apply_config(config)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cheroot import wsgi
@@ -20,15 +21,19 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from .config import Config
+from .audit import Actor
+from .config import Config, ConfigError
 from .exposition import CONTENT_TYPE, MetricsCache
+from .monitor import ReloadRejected
 from .sampler import Sampler, Snapshot, TargetSampler
 from .webconfig import WebConfig
 
 if TYPE_CHECKING:
     from .monitor import Monitor
 
-__all__ = ["WebApp", "WebServer", "create_app", "error_response", "json_response", "parse_listen_address"]
+__all__ = [
+    "Identity", "WebApp", "WebServer", "create_app", "error_response", "json_response", "parse_listen_address",
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,22 @@ Handler = Callable[..., Response]
 
 def json_response(data: Any, status: int = 200) -> Response:
     return Response(json.dumps(data, default=str, indent=1) + "\n", status=status, mimetype="application/json")
+
+
+IDENTITY_KEY = "pgperf.identity"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who an API request acts as: the token's name and its role."""
+
+    name: str
+    role: str
+
+    @staticmethod
+    def of(request: Request) -> Identity | None:
+        value = request.environ.get(IDENTITY_KEY)
+        return value if isinstance(value, Identity) else None
 
 
 def error_response(status: int, message: str, **extra: Any) -> Response:
@@ -68,6 +89,9 @@ class WebApp:
         self.add("/probe", self.probe)
         self.add("/healthz", self.healthz)
         self.add("/readyz", self.readyz)
+        self.add("/-/reload", self.reload, methods=("POST",))
+        #: Set by ``pgperf serve``: reloads the configuration, records it in the audit log.
+        self.reloader: Callable[[Actor], list[str]] | None = None
         self.links: list[tuple[str, str]] = [
             ("/metrics", "metrics"), ("/healthz", "liveness"), ("/readyz", "readiness"),
         ]
@@ -77,20 +101,41 @@ class WebApp:
         self.url_map.add(Rule(rule, endpoint=endpoint, methods=list(methods)))
         self.handlers[endpoint] = handler
 
-    def authorize(self, request: Request) -> Response | None:
-        """None when the request carries the API token (``Authorization: Bearer <token>``),
-        else the 401 response to send. Without a configured token the API is closed."""
-        token = self.config.api.token
-        if token is None:
+    def identities(self) -> list[tuple[bytes, Identity]]:
+        api = self.config.api
+        found = [(t.token.get_secret_value().encode(), Identity(t.name, t.role)) for t in api.tokens]
+        if api.token is not None:
+            found.append((api.token.get_secret_value().encode(), Identity("operator", "operator")))
+        if api.viewer_token is not None:
+            found.append((api.viewer_token.get_secret_value().encode(), Identity("viewer", "viewer")))
+        return found
+
+    def authorize(self, request: Request, role: str = "operator") -> Response | None:
+        """None when the request carries a token whose role allows *role* (operator
+        allows everything, viewer only reading), else the 401 or 403 response to send.
+
+        The token comes as ``Authorization: Bearer <token>`` or, when basic authentication
+        holds the Authorization header, as ``X-Pgperf-Token``. Without any configured
+        token the API is closed. The identity is kept in ``request.environ`` for the audit log.
+        """
+        known = self.identities()
+        if not known:
             return error_response(401, "the API is disabled: set PGPERF_API_TOKEN (api.token) to enable it")
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer":
-            # With basic authentication in front, the token travels in its own header.
             given = request.headers.get("X-Pgperf-Token", "")
-        if not hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode()):
-            response = error_response(401, "missing or wrong bearer token (Authorization: Bearer <PGPERF_API_TOKEN>)")
+        presented = given.strip().encode()
+        identity = None
+        for secret, candidate in known:  # compare with every token: no early exit to time
+            if hmac.compare_digest(presented, secret) and identity is None:
+                identity = candidate
+        if identity is None:
+            response = error_response(401, "missing or wrong API token (Authorization: Bearer <token>)")
             response.headers["WWW-Authenticate"] = 'Bearer realm="pgperf"'
             return response
+        if role == "operator" and identity.role != "operator":
+            return error_response(403, f"token {identity.name!r} has the {identity.role} role; this needs an operator token")
+        request.environ[IDENTITY_KEY] = identity
         return None
 
     # -- core routes --------------------------------------------------------------------
@@ -138,6 +183,29 @@ class WebApp:
         if gzipped:
             response.headers["Content-Encoding"] = "gzip"
         return response
+
+    def apply_config(self, config: Config) -> None:
+        self.config = config
+        self.metrics.set_config(config)
+        for cache in self._probes.values():
+            cache.set_config(config)
+
+    def reload(self, request: Request) -> Response:
+        """``POST /-/reload`` (operator): re-read the configuration file and environment."""
+        if (denied := self.authorize(request, "operator")) is not None:
+            return denied
+        if self.reloader is None:
+            return error_response(404, "configuration reload is only available in pgperf serve")
+        identity = Identity.of(request)
+        actor = Actor(identity.name if identity else "unknown", identity.role if identity else None,
+                      request.remote_addr)
+        try:
+            changed = self.reloader(actor)
+        except ConfigError as exc:
+            return error_response(400, "invalid configuration; nothing was reloaded", problems=exc.problems)
+        except ReloadRejected as exc:
+            return error_response(409, str(exc), keys=exc.keys)
+        return json_response({"status": "reloaded", "changed": changed})
 
     def healthz(self, request: Request) -> Response:
         dead = [name for name, alive in self.sampler.threads_alive().items() if not alive]

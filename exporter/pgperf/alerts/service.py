@@ -22,6 +22,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from ..audit import PYTHON, Actor
 from ..config import Config
 from ..models import PerformanceAlert
 from ..store.client import StoreUnavailable
@@ -34,6 +35,7 @@ __all__ = ["AlertService"]
 log = logging.getLogger(__name__)
 
 Emit = Callable[[str, Any], None]
+RECONCILER = Actor("pgperf:reconciler", "operator")
 
 
 class AlertService:
@@ -47,6 +49,17 @@ class AlertService:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._reconcile_failing = False
+        self._started = False
+
+    def apply_config(self, config: Config) -> None:
+        self.settings = config.alerts
+        url = self.settings.alertmanager_url
+        if url is None:
+            self.alertmanager = None
+        elif self.alertmanager is None or self.alertmanager.url != url.rstrip("/"):
+            self.alertmanager = AlertmanagerClient(url, self.settings.request_timeout)
+        if self._started and self._thread is None:
+            self.start()  # reconciliation was off until now
 
     # -- intake ---------------------------------------------------------------------------
 
@@ -64,7 +77,7 @@ class AlertService:
 
     # -- operator actions -----------------------------------------------------------------
 
-    def acknowledge(self, alert_id: str, by: str) -> PerformanceAlert:
+    def acknowledge(self, alert_id: str, by: str, actor: Actor = PYTHON) -> PerformanceAlert:
         alert = self.store.get(alert_id)
         if alert.status == "acknowledged":
             return alert
@@ -78,7 +91,7 @@ class AlertService:
                 comment=f"Acknowledged in pgperf by {by} (alert {alert_id}: {alert.message})"[:500],
             )
         try:
-            updated = self.store.acknowledge(alert_id, by, silence_id=silence_id)
+            updated = self.store.acknowledge(alert_id, by, silence_id=silence_id, actor=actor)
         except BaseException:
             if silence_id is not None:
                 self._expire(silence_id)
@@ -87,8 +100,8 @@ class AlertService:
         self.emit("alert_acknowledged", updated)
         return updated
 
-    def resolve(self, alert_id: str, by: str) -> PerformanceAlert:
-        updated = self.store.resolve(alert_id, by)
+    def resolve(self, alert_id: str, by: str, actor: Actor = PYTHON) -> PerformanceAlert:
+        updated = self.store.resolve(alert_id, by, actor=actor)
         if updated.silence_id:
             self._expire(updated.silence_id)
         log.info("alert %s resolved by %s", alert_id, by)
@@ -138,7 +151,7 @@ class AlertService:
             if now - since < self.settings.resolve_after:
                 continue
             try:
-                updated = self.store.resolve(alert_id, "alertmanager")
+                updated = self.store.resolve(alert_id, "alertmanager", actor=RECONCILER)
             except InvalidTransition:
                 continue
             self._absent_since.pop(alert_id, None)
@@ -150,7 +163,8 @@ class AlertService:
         return resolved
 
     def start(self) -> None:
-        if self.alertmanager is None:
+        self._started = True
+        if self.alertmanager is None or self._thread is not None:
             return
         self._thread = threading.Thread(target=self._run, name="alert-reconciler", daemon=True)
         self._thread.start()

@@ -10,11 +10,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from .. import audit
+from ..audit import PYTHON, Actor
 from ..models import PerformanceAlert
 from ..store.client import StoreClient
 from .webhook import AlertEvent
@@ -148,30 +149,31 @@ class AlertStore:
             return [tuple(r) for r in conn.execute(query).fetchall()]
 
     def acknowledge(self, alert_id: str, by: str, *, silence_id: str | None = None,
-                    conn: psycopg.Connection[Any] | None = None) -> PerformanceAlert:
-        """Record who acknowledged the alert and when (idempotent for the same state)."""
+                    actor: Actor = PYTHON) -> PerformanceAlert:
+        """Record who acknowledged the alert and when, with its audit row."""
         query = sql.SQL(
             "UPDATE {} SET acknowledged = true, acknowledged_by = %s, acknowledged_at = now(),"
             " status = 'acknowledged', silence_id = COALESCE(%s, silence_id), updated_at = now()"
             " WHERE alert_id = %s AND status = 'firing'"
         ).format(self.table)
-        return self._transition(query, (by, silence_id, alert_id), alert_id, "acknowledged", conn)
+        return self._transition(query, (by, silence_id, alert_id), alert_id, "acknowledged", actor,
+                                {"by": by, "silence_id": silence_id})
 
-    def resolve(self, alert_id: str, by: str, *, conn: psycopg.Connection[Any] | None = None) -> PerformanceAlert:
-        """Record who resolved the alert and when."""
+    def resolve(self, alert_id: str, by: str, *, actor: Actor = PYTHON) -> PerformanceAlert:
+        """Record who resolved the alert and when, with its audit row."""
         query = sql.SQL(
             "UPDATE {} SET resolved_at = now(), resolved_by = %s, status = 'resolved', updated_at = now()"
             " WHERE alert_id = %s AND status <> 'resolved'"
         ).format(self.table)
-        return self._transition(query, (by, alert_id), alert_id, "resolved", conn)
+        return self._transition(query, (by, alert_id), alert_id, "resolved", actor, {"by": by})
 
     def _transition(self, query: sql.Composed, params: tuple[Any, ...], alert_id: str, state: str,
-                    conn: psycopg.Connection[Any] | None) -> PerformanceAlert:
-        if conn is None:
-            with self.client.connection() as own:
-                updated = own.execute(query, params).rowcount
-        else:
+                    actor: Actor, detail: dict[str, Any]) -> PerformanceAlert:
+        with self.client.connection() as conn, conn.transaction():
             updated = conn.execute(query, params).rowcount
+            if updated:
+                action = "acknowledge" if state == "acknowledged" else "resolve"
+                audit.record(conn, self.client.schema, actor, action, alert_id, detail)
         alert = self.get(alert_id)
         if not updated and alert.status != state:
             raise InvalidTransition(f"alert {alert_id} is {alert.status}; it cannot become {state}")

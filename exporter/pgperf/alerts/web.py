@@ -14,9 +14,11 @@ from typing import Any
 import psycopg
 from werkzeug.wrappers import Request, Response
 
+from .. import audit
 from .._types import parse_duration
+from ..audit import Actor
 from ..store.client import StoreUnavailable
-from ..web import WebApp, error_response, json_response
+from ..web import Identity, WebApp, error_response, json_response
 from .alertmanager import AlertmanagerError
 from .service import AlertService
 from .store import STATES, AlertNotFound, InvalidTransition
@@ -64,12 +66,17 @@ def _by(request: Request) -> str:
     return by.strip()
 
 
+def _actor(request: Request) -> Actor:
+    identity = Identity.of(request)
+    return Actor(identity.name if identity else "unknown", identity.role if identity else None, request.remote_addr)
+
+
 def register(app: WebApp, service: AlertService) -> None:
     """Add the alert routes to *app*."""
 
-    def guarded(handler: Any) -> Any:
+    def guarded(handler: Any, role: str = "viewer") -> Any:
         def wrapper(request: Request, **values: Any) -> Response:
-            if (denied := app.authorize(request)) is not None:
+            if (denied := app.authorize(request, role)) is not None:
                 return denied
             try:
                 return handler(request, **values)  # type: ignore[no-any-return]
@@ -117,14 +124,22 @@ def register(app: WebApp, service: AlertService) -> None:
         return json_response(service.store.get(alert_id).to_dict())
 
     def ack(request: Request, alert_id: str) -> Response:
-        return json_response(service.acknowledge(alert_id, _by(request)).to_dict())
+        return json_response(service.acknowledge(alert_id, _by(request), _actor(request)).to_dict())
 
     def resolve(request: Request, alert_id: str) -> Response:
-        return json_response(service.resolve(alert_id, _by(request)).to_dict())
+        return json_response(service.resolve(alert_id, _by(request), _actor(request)).to_dict())
 
-    app.add("/api/v1/alerts/webhook", guarded(webhook), methods=("POST",))
+    def audit_log(request: Request) -> Response:
+        since = _since(request.args["since"]) if request.args.get("since") else None
+        with service.store.client.connection() as conn:
+            entries = audit.search(conn, service.store.client.schema, since=since,
+                                   action=request.args.get("action") or None)
+        return json_response({"entries": entries})
+
+    app.add("/api/v1/alerts/webhook", guarded(webhook, "operator"), methods=("POST",))
     app.add("/api/v1/alerts", guarded(list_alerts))
     app.add("/api/v1/alerts/<alert_id>", guarded(get_alert))
-    app.add("/api/v1/alerts/<alert_id>/ack", guarded(ack), methods=("POST",))
-    app.add("/api/v1/alerts/<alert_id>/resolve", guarded(resolve), methods=("POST",))
+    app.add("/api/v1/alerts/<alert_id>/ack", guarded(ack, "operator"), methods=("POST",))
+    app.add("/api/v1/alerts/<alert_id>/resolve", guarded(resolve, "operator"), methods=("POST",))
+    app.add("/api/v1/audit", guarded(audit_log, "operator"))
     app.links.append(("/api/v1/alerts", "alerts (JSON, bearer token)"))

@@ -145,8 +145,21 @@ class Web(Model):
         return value
 
 
+class ApiToken(Model):
+    """A named API token with its role (viewer: read; operator: also acknowledge, resolve,
+    receive Alertmanager's webhook, generate reports, reload the configuration)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+    role: Literal["viewer", "operator"]
+    token: SecretStr = Field(min_length=16)
+
+
 class Api(Model):
+    #: Operator token (PGPERF_API_TOKEN); recorded in the audit log as "operator".
     token: SecretStr | None = None
+    #: Read-only token (PGPERF_API_VIEWER_TOKEN); recorded as "viewer".
+    viewer_token: SecretStr | None = None
+    tokens: tuple[ApiToken, ...] = ()
 
 
 def _target_name(value: str | None) -> str | None:
@@ -214,6 +227,8 @@ class Config(Model):
     retention: Retention
     notifications: Notifications = Notifications()
     alerts: Alerts = Alerts()
+    #: Show statement texts in the API and reports (they can hold literals: off by default).
+    expose_query_text: bool = False
 
     _check_target_name = field_validator("target_name")(classmethod(lambda cls, v: _target_name(v)))
 
