@@ -14,7 +14,16 @@ import pytest
 from helpers import make_config, wait_until
 from pgperf.devtools.cluster import Cluster
 from pgperf.monitor import Monitor
-from pgperf.store import SampleBatch, Spool, StoreClient, apply_retention, ensure_partitions, list_partitions, migrate
+from pgperf.store import (
+    MIGRATIONS,
+    SampleBatch,
+    Spool,
+    StoreClient,
+    apply_retention,
+    ensure_partitions,
+    list_partitions,
+    migrate,
+)
 from pgperf.store.rows import QUERY_COLUMNS
 
 SEED_COLUMNS = {
@@ -38,7 +47,7 @@ def store_config(monitored: str, store_dsn: str, spool: Path, **flags: Any) -> A
 
 def test_migrations_idempotent_in_a_configured_schema(pg_cluster: Cluster, pg_conn: Any) -> None:
     pg_conn.execute("DROP SCHEMA IF EXISTS monitoring CASCADE")
-    assert migrate(pg_conn, "monitoring") == [1]
+    assert migrate(pg_conn, "monitoring") == [m.version for m in MIGRATIONS]
     assert migrate(pg_conn, "monitoring") == []
     for table, columns in SEED_COLUMNS.items():
         rows = pg_conn.execute(
