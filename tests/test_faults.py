@@ -465,8 +465,8 @@ def test_sigterm_during_store_outage(monitored: Cluster, store: Cluster, tmp_pat
     left = sorted(spool.glob("*.json.gz"))
     assert left, "the samples taken during the outage stay on disk"
     store.start()
-    second, url2 = serve()
     started = time.monotonic()
+    second, url2 = serve()
     wait_until(lambda: not list(spool.glob("*.json.gz")), timeout=30, message="next start drains the spool")
     recover = time.monotonic() - started
     second.send_signal(signal.SIGTERM)
