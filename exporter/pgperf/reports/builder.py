@@ -390,7 +390,7 @@ class ReportBuilder:
             h1 = h2 = start  # nothing from rollups: every row is raw
         return Window(target, start, end, h1, h2)
 
-    def _json(self, query: sql.Composable, params: dict[str, Any]) -> Any:
+    def _json(self, query: sql.Composed, params: dict[str, Any]) -> Any:
         row = self.conn.execute(query, params).fetchone()
         if row is None or row[0] is None:
             return None

@@ -165,7 +165,7 @@ def _statements_on(report: Report, table: str) -> list[str]:
 def seq_scans(report: Report, s: ReportSettings, catalog: CatalogFacts | None) -> list[Recommendation]:
     if catalog is None:
         return []
-    found = []
+    found: list[dict[str, Any]] = []
     for t in catalog.tables:
         if (t.n_live_tup >= SEQ_SCAN_MIN_ROWS and t.seq_scan >= SEQ_SCAN_MIN_SCANS and t.seq_scan > t.idx_scan
                 and t.seq_tup_read / t.seq_scan >= SEQ_SCAN_MIN_ROWS_PER_SCAN):
@@ -229,7 +229,7 @@ def dead_tuples(report: Report, s: ReportSettings, catalog: CatalogFacts | None)
         return []
     threshold = float(catalog.setting("autovacuum_vacuum_threshold") or 50)
     scale = float(catalog.setting("autovacuum_vacuum_scale_factor") or 0.2)
-    found = []
+    found: list[dict[str, Any]] = []
     for t in catalog.tables:
         total = t.n_live_tup + t.n_dead_tup
         if t.n_dead_tup < DEAD_TUPLES_MIN or not total:

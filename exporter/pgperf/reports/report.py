@@ -53,7 +53,7 @@ def _queries(st: dict[str, Any], top_n: int, slow_ms: float) -> tuple[dict[str, 
     totals = st.get("totals") or {}
     total_time = float(totals.get("total_time") or 0)
     top = st.get("top") or []
-    stmts = [(_statement(q, total_time), q) for q in top]
+    stmts: list[tuple[dict[str, Any], dict[str, Any]]] = [(_statement(q, total_time), q) for q in top]
 
     def ranked(key: str, limit: int = top_n) -> list[dict[str, Any]]:
         chosen = [(q[key], s) for s, q in stmts if q.get(key) is not None and q[key] <= limit]
@@ -63,7 +63,7 @@ def _queries(st: dict[str, Any], top_n: int, slow_ms: float) -> tuple[dict[str, 
         return round(100.0 * float(value) / total_time, 2) if total_time else None
 
     remainder = st.get("remainder") or {}
-    queries = {
+    queries: dict[str, Any] = {
         "slowest_by_mean": ranked("r_mean"),
         "slowest_by_total": ranked("r_total"),
         "most_frequent": ranked("r_calls"),

@@ -30,8 +30,8 @@ from ..collectors import Family, MetricDef
 from ..config import Config
 from ..db import SessionSettings, classify_error, describe_dsn
 from ..redact import redact
-from .rows import QUERY_COLUMNS, RESOURCE_COLUMNS, SampleBatch
 from .rollup import delete_expired, roll_up
+from .rows import QUERY_COLUMNS, RESOURCE_COLUMNS, SampleBatch
 from .schema import apply_retention, ensure_partitions, list_partitions, migrate, upcoming_days
 from .spool import Spool, default_spool_dir
 
