@@ -4,8 +4,8 @@
 PYTHON  ?= python3
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
-# Debian packages the demo and the tests use.
-APT_PACKAGES ?= postgresql-15 postgresql-client-15 prometheus prometheus-alertmanager
+# Debian packages the demo and the tests use (chromium: the HTML report test renders pages headless).
+APT_PACKAGES ?= postgresql-15 postgresql-client-15 prometheus prometheus-alertmanager chromium
 
 .PHONY: demo test bench deps system-deps venv docs clean
 

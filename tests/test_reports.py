@@ -166,6 +166,8 @@ def test_rollup_runs_are_bounded(pg_cluster: Cluster) -> None:
     ("WITH x AS (SELECT 1) UPDATE t SET a = 1 FROM x", "UPDATE", "t"),
     ("WITH x AS (SELECT a FROM src) SELECT * FROM x", "SELECT", "src"),
     ("select pg_sleep($1)", "SELECT", None),
+    ("SELECT extract(epoch FROM now())", "SELECT", None),
+    ("SELECT * FROM generate_series($1, $2) g JOIN items i ON i.id = g", "SELECT", "items"),
     ("BEGIN", "OTHER", None),
     ("VACUUM ANALYZE t", "OTHER", None),
 ])

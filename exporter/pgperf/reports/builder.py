@@ -39,8 +39,13 @@ MAX_POINTS = 300
 # Windows up to this long look for statement anomalies sample by sample; longer ones hour by hour.
 FINE_ANOMALY_SPAN = timedelta(hours=6)
 MIN_BASELINE_POINTS = 5
+# Trends and growth rates (per day) are given only over at least this many seconds of samples:
+# a slope over minutes extrapolated to a day is noise.
+TREND_MIN_SPAN = 3600
 
-_IDENT = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"[^"]+")(?:\.(?:[A-Za-z_][A-Za-z0-9_$]*|"[^"]+"))?'
+# A name, schema-qualified or not; after FROM, not a function call (``extract(epoch FROM now())``).
+_IDENT = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"[^"]+")(?:\.(?:[A-Za-z_][A-Za-z0-9_$]*|"[^"]+"))?(?![A-Za-z0-9_$."])'
+_RELATION = _IDENT[:-1] + r'|\s*\()'
 # Leading whitespace, comments and parentheses are skipped before the first keyword.
 _BODY = r"regexp_replace(query_text, '^(\s|/\*.*?\*/|--[^\n]*\n|\()*', '')"
 STATEMENT_TYPE_SQL = f"""CASE upper(substring({_BODY} from '^([A-Za-z]+)'))
@@ -49,8 +54,8 @@ STATEMENT_TYPE_SQL = f"""CASE upper(substring({_BODY} from '^([A-Za-z]+)'))
     WHEN 'WITH' THEN coalesce(upper(substring(query_text from '(?i)\\)\\s*(insert|update|delete)\\M')), 'SELECT')
     ELSE 'OTHER' END"""
 MAIN_TABLE_SQL = f"""lower(replace(CASE stmt_type
-    WHEN 'SELECT' THEN substring(query_text from '(?i)\\mfrom\\s+({_IDENT})')
-    WHEN 'DELETE' THEN substring(query_text from '(?i)\\mfrom\\s+({_IDENT})')
+    WHEN 'SELECT' THEN substring(query_text from '(?i)\\m(?:from|join)\\s+({_RELATION})')
+    WHEN 'DELETE' THEN substring(query_text from '(?i)\\mfrom\\s+({_RELATION})')
     WHEN 'INSERT' THEN substring(query_text from '(?i)\\minto\\s+({_IDENT})')
     WHEN 'UPDATE' THEN substring(query_text from '(?i)\\mupdate\\s+(?:only\\s+)?({_IDENT})')
     END, '"', ''))"""
@@ -214,13 +219,15 @@ SELECT json_build_object(
         'max', max(cpu_usage_percent),
         'p95', round((percentile_cont(0.95) WITHIN GROUP (ORDER BY cpu_usage_percent))::numeric, 2),
         'over', count(*) FILTER (WHERE cpu_usage_percent > %(cpu_max)s),
-        'trend_per_day', round((regr_slope(cpu_usage_percent, epoch) * 86400)::numeric, 3)),
+        'trend_per_day', CASE WHEN max(epoch) - min(epoch) >= %(trend_span)s
+                              THEN round((regr_slope(cpu_usage_percent, epoch) * 86400)::numeric, 3) END),
     'memory', json_build_object('samples', count(memory_usage_percent), 'avg', round(avg(memory_usage_percent), 2),
         'max', max(memory_usage_percent),
         'p95', round((percentile_cont(0.95) WITHIN GROUP (ORDER BY memory_usage_percent))::numeric, 2),
         'over', count(*) FILTER (WHERE memory_usage_percent > %(mem_max)s),
         'avg_bytes', round(avg(memory_usage_bytes)),
-        'trend_per_day', round((regr_slope(memory_usage_percent, epoch) * 86400)::numeric, 3)),
+        'trend_per_day', CASE WHEN max(epoch) - min(epoch) >= %(trend_span)s
+                              THEN round((regr_slope(memory_usage_percent, epoch) * 86400)::numeric, 3) END),
     'connections', json_build_object('samples', count(connection_count), 'avg', round(avg(connection_count), 2),
         'max', max(connection_count), 'max_connections', max(max_connections),
         'utilization_avg', round(avg(connection_utilization), 2), 'utilization_max', max(connection_utilization),
@@ -232,9 +239,9 @@ SELECT json_build_object(
         'used_percent', (SELECT disk_usage_percent FROM latest_disk),
         'database_size_bytes', (SELECT database_size_bytes FROM latest_size),
         'size_growth_per_day', round((regr_slope(database_size_bytes, epoch) * 86400)::numeric),
-        'size_points', count(database_size_bytes),
+        'size_points', CASE WHEN max(epoch) - min(epoch) >= %(trend_span)s THEN count(database_size_bytes) ELSE 0 END,
         'disk_growth_per_day', round((regr_slope(disk_usage_bytes, epoch) * 86400)::numeric),
-        'disk_points', count(disk_usage_bytes)),
+        'disk_points', CASE WHEN max(epoch) - min(epoch) >= %(trend_span)s THEN count(disk_usage_bytes) ELSE 0 END),
     'resets', (SELECT json_agg("timestamp" ORDER BY "timestamp") FROM r WHERE statements_reset),
     'server_starts', (SELECT json_agg(DISTINCT server_start_time) FROM r
                       WHERE server_start_time >= %(start)s AND server_start_time < %(end)s),
@@ -409,7 +416,7 @@ class ReportBuilder:
     def resources(self, w: Window) -> dict[str, Any]:
         t = self.settings
         params = {**w.params(), "cpu_max": t.cpu_usage_max_percent, "mem_max": t.memory_usage_max_percent,
-                  "conn_warn": t.connection_utilization_warning_percent}
+                  "conn_warn": t.connection_utilization_warning_percent, "trend_span": TREND_MIN_SPAN}
         return dict(self._json(sql.SQL(_RESOURCES).format(s=self.schema), params) or {})
 
     def series(self, w: Window) -> tuple[int, list[dict[str, Any]]]:
