@@ -25,7 +25,7 @@ from pgperf.devtools.cluster import Cluster
 from pgperf.reports import ReportNotFound, ReportService, render
 from pgperf.reports.builder import MAIN_TABLE_SQL, STATEMENT_TYPE_SQL, ReportSettings
 from pgperf.reports.catalog import read_catalog, try_read_catalog
-from pgperf.reports.report import build_report, report_from_data
+from pgperf.reports.report import build_report
 from pgperf.store import StoreClient
 from pgperf.store.rollup import roll_up
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, create_model, field_validator, model_validator
 
-from .._types import Duration, Model, Percent, PositiveInt
+from .._types import Duration, Model, Percent, PositiveInt, parse_duration
 from ..collectors import REGISTRY
 
 PROFILES = ("development", "production", "analytics")
@@ -123,8 +123,8 @@ class Reports(Model):
     weekly: bool = True
     #: Time of day (UTC, HH:MM) at which daily and weekly reports are generated.
     at: str = "00:15"
-    #: When set, also a report of the last ``every`` period, each ``every`` (for example 1h).
-    every: Duration | None = None
+    #: When set, also a report of the last ``every`` period, each ``every`` (a duration such as 1h).
+    every: float | None = Field(None, gt=0)
     #: Target the scheduled reports describe (default: every configured target).
     target: str | None = None
     #: POST each scheduled report's JSON to this URL.
@@ -141,6 +141,8 @@ class Reports(Model):
     anomaly_z: float = Field(3.5, gt=0)
     #: Read live catalog facts (indexes, dead tuples, settings) from the monitored database.
     catalog: bool = True
+
+    _every = field_validator("every", mode="before")(classmethod(lambda cls, v: parse_duration(v)))
 
     @field_validator("at")
     @classmethod

@@ -294,44 +294,72 @@ _ALERTS_CTE = """WITH a AS (SELECT * FROM {s}.performance_alerts WHERE "timestam
 # Per statement, the series of interval means (fine) or hourly means (coarse) over the
 # baseline period; its median and MAD; and the highest interval mean inside the window.
 _STATEMENT_ANOMALIES = """
-WITH src AS ({src}),
-b AS (
-    SELECT query_id, datname, username, {bucket} AS bucket, sum(calls) AS calls, sum(total_time) AS total_time,
-           max(peak) AS peak, min(query_text) AS query_text
-    FROM src WHERE NOT is_remainder AND calls > 0 GROUP BY 1, 2, 3, 4
-),
-m AS (SELECT *, total_time / calls AS mean FROM b),
+WITH m AS MATERIALIZED ({points}),
 med AS (
-    SELECT query_id, datname, username, percentile_cont(0.5) WITHIN GROUP (ORDER BY mean) AS med, count(*) AS n
+    SELECT query_id, db, usr, percentile_cont(0.5) WITHIN GROUP (ORDER BY mean) AS med, count(*) AS n,
+           max(peak) FILTER (WHERE bucket >= %(window_bucket)s) AS peak
     FROM m GROUP BY 1, 2, 3 HAVING count(*) >= %(min_points)s
 ),
+-- The factor test first: the MAD (a second pass) is needed only for the few statements that pass it.
+-- The LIMIT also tells the planner how few they are, so that it hashes them rather than sorting m again.
+cand AS (SELECT * FROM med WHERE med > 0 AND peak / med >= %(factor)s ORDER BY peak / med DESC, query_id LIMIT 50),
 mad AS (
-    SELECT m.query_id, m.datname, m.username, percentile_cont(0.5) WITHIN GROUP (ORDER BY abs(m.mean - med.med)) AS mad
-    FROM m JOIN med ON m.query_id = med.query_id AND m.datname IS NOT DISTINCT FROM med.datname
-                   AND m.username IS NOT DISTINCT FROM med.username
-    GROUP BY 1, 2, 3
+    SELECT query_id, db, usr, percentile_cont(0.5) WITHIN GROUP (ORDER BY abs(m.mean - cand.med)) AS mad
+    FROM m JOIN cand USING (query_id, db, usr) GROUP BY 1, 2, 3
 ),
-peaks AS (
-    SELECT DISTINCT ON (query_id, datname, username) query_id, datname, username, bucket, peak, total_time, calls,
-           query_text
-    FROM m WHERE bucket >= %(window_bucket)s
-    ORDER BY query_id, datname, username, peak DESC, bucket
+hits AS (
+    SELECT cand.*, mad.mad, (cand.peak - cand.med) / greatest(1.4826 * mad.mad, 0.05 * cand.med, 0.01) AS score
+    FROM cand JOIN mad USING (query_id, db, usr)
+    WHERE (cand.peak - cand.med) / greatest(1.4826 * mad.mad, 0.05 * cand.med, 0.01) > %(z)s
+),
+at AS (
+    SELECT DISTINCT ON (m.query_id, m.db, m.usr) m.query_id, m.db, m.usr, m.bucket, m.total_time, m.calls
+    FROM m JOIN hits USING (query_id, db, usr)
+    WHERE m.bucket >= %(window_bucket)s AND m.peak = hits.peak
+    ORDER BY m.query_id, m.db, m.usr, m.bucket
 )
 SELECT json_agg(x ORDER BY x.factor DESC, x.query_id) FROM (
-    SELECT p.query_id, p.datname, p.username, p.query_text, p.bucket AS at, p.peak AS observed,
-           round(med.med::numeric, 3) AS baseline, round(mad.mad::numeric, 3) AS mad, med.n AS points,
-           round((p.peak / nullif(med.med, 0))::numeric, 1) AS factor,
-           round(((p.peak - med.med) / greatest(1.4826 * mad.mad, 0.05 * med.med, 0.01))::numeric, 1) AS score,
-           p.total_time AS bucket_total_time, p.calls AS bucket_calls
-    FROM peaks p
-    JOIN med ON p.query_id = med.query_id AND p.datname IS NOT DISTINCT FROM med.datname
-            AND p.username IS NOT DISTINCT FROM med.username
-    JOIN mad ON p.query_id = mad.query_id AND p.datname IS NOT DISTINCT FROM mad.datname
-            AND p.username IS NOT DISTINCT FROM mad.username
-    WHERE med.med > 0 AND p.peak / med.med >= %(factor)s
-      AND (p.peak - med.med) / greatest(1.4826 * mad.mad, 0.05 * med.med, 0.01) > %(z)s
-    ORDER BY p.peak / med.med DESC, p.query_id LIMIT 20
+    SELECT h.query_id, nullif(h.db, '') AS datname, nullif(h.usr, '') AS username, at.bucket AS at,
+           round(h.peak::numeric, 3) AS observed, round(h.med::numeric, 3) AS baseline,
+           round(h.mad::numeric, 3) AS mad, h.n AS points, round((h.peak / h.med)::numeric, 1) AS factor,
+           round(h.score::numeric, 1) AS score, at.total_time AS bucket_total_time, at.calls AS bucket_calls
+    FROM hits h JOIN at USING (query_id, db, usr)
+    ORDER BY h.peak / h.med DESC, h.query_id LIMIT 20
 ) x
+"""
+
+# The points of each statement's series: (query_id, db, usr, bucket, calls, total_time, peak, mean).
+# coalesce: plain equality in the joins lets them hash (IS NOT DISTINCT FROM cannot).
+_RAW_POINTS = """
+    SELECT query_id, coalesce(datname, '') AS db, coalesce(username, '') AS usr, recorded_at AS bucket, calls,
+           total_time, mean_time::float8 AS peak, mean_time::float8 AS mean
+    FROM {s}.query_performance_metrics
+    WHERE target = %(target)s AND recorded_at >= %(baseline_start)s AND recorded_at < %(end)s
+      AND NOT is_remainder AND calls > 0
+"""
+# Hourly: rollup rows are one point per statement and hour already; raw rows of the partial
+# hours at either end are summed into hours here.
+_HOURLY_POINTS = """
+    SELECT query_id, coalesce(datname, '') AS db, coalesce(username, '') AS usr, hour AS bucket, calls, total_time,
+           peak_mean_time::float8 AS peak, (total_time / calls)::float8 AS mean
+    FROM {s}.query_metrics_hourly
+    WHERE target = %(target)s AND hour >= %(h1)s AND hour < %(h2)s AND NOT is_remainder AND calls > 0
+    UNION ALL
+    SELECT query_id, coalesce(datname, ''), coalesce(username, ''), date_trunc('hour', recorded_at), sum(calls),
+           sum(total_time), max(mean_time)::float8, (sum(total_time) / sum(calls))::float8
+    FROM {s}.query_performance_metrics
+    WHERE target = %(target)s AND NOT is_remainder AND calls > 0
+      AND ((recorded_at >= %(start)s AND recorded_at < least(%(h1)s, %(end)s))
+           OR (recorded_at >= greatest(%(h2)s, %(start)s) AND recorded_at < %(end)s))
+    GROUP BY 1, 2, 3, 4
+"""
+
+# The text of the statements found (a handful), looked up after the heavy query so that it
+# does not carry every row's text.
+_STATEMENT_TEXTS = """
+SELECT DISTINCT ON (query_id) query_id, query_text FROM {s}.query_performance_metrics
+WHERE target = %(target)s AND query_id = ANY(%(ids)s) AND recorded_at >= %(start)s AND recorded_at < %(end)s
+ORDER BY query_id, recorded_at DESC
 """
 
 # Resource series: the same robust statistics over the samples of the baseline period.
@@ -467,16 +495,17 @@ class ReportBuilder:
             baseline_start = max(baseline_start, min(first, start))
         fine = end - baseline_start <= FINE_ANOMALY_SPAN
         bw = self.window(target, baseline_start, end)
-        if fine:
-            bucket, window_bucket = sql.SQL("bucket"), start
-            params = {**bw.params(), "h1": baseline_start, "h2": baseline_start}  # raw rows only
-        else:
-            bucket = sql.SQL("date_trunc('hour', bucket)")
-            window_bucket = floor_hour(start)
-            params = bw.params()
-        params.update(min_points=MIN_BASELINE_POINTS, window_bucket=window_bucket,
-                      factor=self.settings.query_spike_factor, z=self.settings.anomaly_z, baseline_start=baseline_start)
-        statements = self._json(sql.SQL(_STATEMENT_ANOMALIES).format(src=_src(self.schema), bucket=bucket), params) or []
+        points = sql.SQL(_RAW_POINTS if fine else _HOURLY_POINTS).format(s=self.schema)
+        params = {**bw.params(), "min_points": MIN_BASELINE_POINTS,
+                  "window_bucket": start if fine else floor_hour(start), "factor": self.settings.query_spike_factor,
+                  "z": self.settings.anomaly_z, "baseline_start": baseline_start}
+        statements = self._json(sql.SQL(_STATEMENT_ANOMALIES).format(points=points), params) or []
+        if statements:
+            texts = dict(self.conn.execute(sql.SQL(_STATEMENT_TEXTS).format(s=self.schema), {
+                "target": target, "ids": [row["query_id"] for row in statements],
+                "start": floor_hour(start) - HOUR, "end": end}).fetchall())
+            for row in statements:
+                row["query_text"] = texts.get(row["query_id"])
         resources = self._json(sql.SQL(_RESOURCE_ANOMALIES).format(s=self.schema),
                                {"target": target, "start": start, "end": end, "baseline_start": baseline_start,
                                 "min_points": MIN_BASELINE_POINTS}) or []

@@ -30,6 +30,9 @@ __all__ = ["KINDS", "ReportNotFound", "ReportService", "report_id_for"]
 log = logging.getLogger(__name__)
 
 KINDS = ("daily", "weekly", "on_demand", "periodic")
+# Reports sort and group hundreds of thousands of rows (medians per statement): with the
+# server's default work_mem (4 MB) those sorts go to disk and take several times longer.
+_WORK_MEM = "SET LOCAL work_mem = '128MB'"
 #: The longest window a report may cover (retention keeps query samples at most this long anyway).
 MAX_WINDOW = timedelta(days=400)
 
@@ -132,6 +135,7 @@ class ReportService:
             # One snapshot for every part, so that samples written meanwhile cannot make them disagree.
             with conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                conn.execute(_WORK_MEM)
                 report = build_report(conn, self.client.schema, self.settings, target=target, start=start, end=end,
                                       kind=kind, report_id=report_id, now=now, catalog=facts, catalog_error=error)
             if store:
@@ -150,7 +154,8 @@ class ReportService:
         """Anomalies of ``[start, end)`` against the baseline before it, without building a report."""
         start, end = self.check_window(start, end)
         target = target or self.default_target()
-        with self.client.connection() as conn:
+        with self.client.connection() as conn, conn.transaction():
+            conn.execute(_WORK_MEM)
             inputs = ReportBuilder(conn, self.client.schema, self.settings).anomaly_inputs(target, start, end)
         return anomaly_detection.detect(inputs, self.settings, target)
 
