@@ -260,3 +260,39 @@ def test_catalog_facts_from_a_real_database(pg_cluster: Cluster) -> None:
     assert "catalog_probe_v" in unused and "catalog_probe_pkey" not in unused  # constraints are never "unused"
     probe = next(t for t in facts.tables if t.relname == "catalog_probe")
     assert probe.n_live_tup >= 20000 and probe.size_bytes > 0  # statistics are estimates
+
+
+def test_the_store_writer_rolls_up_what_it_wrote(pg_cluster: Cluster, tmp_path: Path) -> None:
+    from pgperf.store import SampleBatch, StoreWriter
+    from pgperf.store.rows import QUERY_COLUMNS, RESOURCE_COLUMNS
+
+    pg_cluster.execute("DROP SCHEMA IF EXISTS report_writer CASCADE")
+    config = make_config(pg_cluster.dsn(), target_name="w",
+                         store={"enabled": True, "schema": "report_writer", "spool_dir": str(tmp_path)})
+    writer = StoreWriter(config)
+
+    def batch(seq: int, at: datetime, calls: int) -> SampleBatch:
+        row = dict.fromkeys(QUERY_COLUMNS, 0)
+        row.update(target="w", recorded_at=at.timestamp(), interval_seconds=60.0, query_id="42", datname="db",
+                   username="u", query_text="SELECT 1", calls=calls, total_time=calls * 2.0, mean_time=2.0,
+                   spans_reset=False, is_remainder=False)
+        resource = dict.fromkeys(RESOURCE_COLUMNS)
+        resource.update(target="w", timestamp=at.timestamp(), pg_up=True, statements_reset=False)
+        return SampleBatch("w", seq, at.timestamp(), resource, [[row[c] for c in QUERY_COLUMNS]])
+
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    try:
+        for i in range(3):
+            writer.write_now(batch(i, hour + timedelta(minutes=10 * (i + 1)), 5))
+        writer.roll_up()
+        rows = pg_cluster.execute("SELECT hour, samples, calls, total_time FROM report_writer.query_metrics_hourly")
+        assert rows == [(hour, 3, 15, 30)]
+        # A sample from the spool lands in the rolled hour later: the next run rebuilds that hour.
+        writer.write_now(batch(9, hour + timedelta(minutes=45), 1))
+        writer.roll_up()
+        rows = pg_cluster.execute("SELECT hour, samples, calls FROM report_writer.query_metrics_hourly")
+        assert rows == [(hour, 4, 16)]
+        until = pg_cluster.execute("SELECT rolled_until FROM report_writer.query_rollup_state WHERE target = 'w'")
+        assert until == [(datetime.now(UTC).replace(minute=0, second=0, microsecond=0),)]
+    finally:
+        writer.stop(timeout=1)

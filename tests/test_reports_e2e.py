@@ -101,3 +101,40 @@ def test_report_command_refuses_bad_windows(pg_cluster: Cluster) -> None:
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
     unreachable = pgperf_report("postgresql://postgres@127.0.0.1:1/postgres", "--period", "daily", env={})
     assert unreachable.returncode == 1 and "unreachable" in unreachable.stderr
+
+
+def test_serve_generates_periodic_reports_and_serves_them(pg_cluster: Cluster, tmp_path: Path) -> None:
+    """`pgperf serve` with reports.every: a report appears at /reports/ and in the API."""
+    import requests
+
+    from pgperf.devtools.cluster import free_port
+
+    schema = "report_serve"
+    pg_cluster.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    port = free_port()
+    env = {**os.environ, "PGPERF_STORE_SCHEMA": schema, "PGPERF_STORE_SPOOL_DIR": str(tmp_path / "spool"),
+           "PGPERF_REPORTS_EVERY": "3s", "PGPERF_API_TOKEN": "t0ken"}
+    proc = subprocess.Popen([sys.executable, "-m", "pgperf", "serve", "--dsn", pg_cluster.dsn(), "--profile",
+                             "development", "--sampling-interval", "1", "--web.listen-address", f"127.0.0.1:{port}"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        def listed() -> list[Any] | None:
+            try:
+                response = requests.get(url + "/api/v1/reports?kind=periodic", timeout=5,
+                                        headers={"Authorization": "Bearer t0ken"})
+            except requests.ConnectionError:
+                return None
+            return response.json()["reports"] if response.status_code == 200 else None
+
+        reports = wait_until(listed, timeout=60, interval=0.5, message="a periodic report")
+        report_id = reports[0]["report_id"]
+        page = requests.get(url + "/reports/", timeout=5)
+        assert page.status_code == 200 and report_id in page.text
+        html = requests.get(url + f"/reports/{report_id}", timeout=30)
+        assert html.status_code == 200 and "Periodic Performance Report" in html.text
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]

@@ -22,7 +22,7 @@ def ms(value: float | None) -> str:
     """Milliseconds as the sample report writes them: 2,150.00ms; small values keep 3 decimals."""
     if value is None:
         return "n/a"
-    return f"{value:,.2f}ms" if value >= 1 or value == 0 else f"{value:,.3f}ms"
+    return f"{value:,.2f}ms" if value >= 1 else f"{value:,.3f}ms"
 
 
 def pct(value: float | None, digits: int = 2) -> str:

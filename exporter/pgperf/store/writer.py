@@ -224,9 +224,6 @@ class StoreWriter:
         if path is not None:
             self.spool.remove(path)
         with self._lock:
-            seen = self._dirty_from.get(batch.target)
-            if seen is None or batch.taken_at < seen:
-                self._dirty_from[batch.target] = batch.taken_at
             c = self._counters
             c.written += 1
             c.resource_rows += 1
@@ -304,6 +301,10 @@ class StoreWriter:
                 with cur.copy(query_copy) as copy:
                     for row in batch.queries:
                         copy.write_row([row[0], at, *row[2:]])
+        with self._lock:
+            seen = self._dirty_from.get(batch.target)
+            if seen is None or batch.taken_at < seen:
+                self._dirty_from[batch.target] = batch.taken_at
 
     def _maintain(self) -> None:
         """Partitions ahead and retention, at most once per MAINTENANCE_EVERY."""
