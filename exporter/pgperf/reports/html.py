@@ -23,7 +23,7 @@ from .render import evidence_line, ms, pct, short, size, title
 __all__ = ["render_html"]
 
 _CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1f2933;background:#f5f7fa}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif,"Apple Color Emoji","Segoe UI Emoji","Noto Color Emoji";margin:0;color:#1f2933;background:#f5f7fa}
 header{background:#1f2933;color:#fff;padding:16px 32px}header a{color:#9fd3ff}
 main{padding:16px 32px;max-width:1280px}section{background:#fff;border-radius:6px;padding:12px 20px;margin:16px 0;
 box-shadow:0 1px 2px rgba(0,0,0,.08)}h1{font-size:22px;margin:0}h2{font-size:18px}
