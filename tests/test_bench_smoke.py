@@ -18,5 +18,7 @@ def test_bench_harness_quick(tmp_path: Path) -> None:
     data = json.loads(results.read_text())
     assert data["quick"] is True
     assert data["store"]["size"]["rows"] > 0
+    assert data["reports"]["report_total_queries"] > 0 and data["reports"]["report_rollup_hours"] > 0
     text = out.read_text()
     assert "time to store one sample" in text and "quick mode" in text
+    assert "report over 2 days" in text

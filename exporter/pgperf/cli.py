@@ -85,6 +85,20 @@ def build_parser() -> argparse.ArgumentParser:
         action.add_argument("--by", required=True, help="who acts (recorded)")
         action.add_argument("--alertmanager.url", dest="alertmanager_url", help="Alertmanager base URL")
         _config_flags(action)
+
+    report = sub.add_parser("report", help="generate a performance report from the stored samples",
+                            description="Build a report of one target over a window from the store, store it in "
+                                        "performance_reports and print or write it.")
+    _config_flags(report)
+    window = report.add_mutually_exclusive_group(required=True)
+    window.add_argument("--period", choices=("daily", "weekly"),
+                        help="the last 24 hours or 7 days, ending now")
+    window.add_argument("--from", dest="start", metavar="ISO", help="window start, e.g. 2024-01-01T00:00:00Z (UTC if no offset)")
+    report.add_argument("--to", dest="end", metavar="ISO", help="window end (with --from; default: now)")
+    report.add_argument("--format", choices=("text", "md", "json", "html"), default="text", help="output format")
+    report.add_argument("--output", metavar="FILE", help="write to FILE instead of standard output")
+    report.add_argument("--target", metavar="NAME", help="target to report on (default: the first configured)")
+    report.add_argument("--no-save", action="store_true", help="do not store the report in performance_reports")
     return parser
 
 
@@ -257,6 +271,52 @@ def cmd_migrate(config: Config) -> int:
     return 0
 
 
+def cmd_report(config: Config, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    import psycopg
+
+    from .reports import ReportService, render
+    from .reports.web import parse_time
+    from .store import StoreClient, StoreUnavailable
+
+    now = datetime.now(UTC)
+    try:
+        if args.period:
+            if args.end:
+                raise ValueError("--to goes with --from, not with --period")
+            start, end = now - (timedelta(days=1) if args.period == "daily" else timedelta(days=7)), now
+        else:
+            start, end = parse_time(args.start, "--from"), parse_time(args.end, "--to") if args.end else now
+        ReportService.check_window(start, end)
+    except ValueError as exc:
+        print(f"pgperf report: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    client = StoreClient(config, pool_size=1)
+    try:
+        client.migrate()  # a store written by an older pgperf gets the rollup tables reports read
+        service = ReportService(config, client)
+        report = service.generate(start, end, args.target, args.period or "on_demand", store=not args.no_save)
+    except StoreUnavailable as exc:
+        log.error("%s", exc)
+        return 1
+    except psycopg.Error as exc:
+        log.error("cannot build the report from the store: %s", str(exc).strip())
+        return 1
+    finally:
+        client.close()
+    text = render(report.data, args.format)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+        log.info("report %s written to %s", report.report_id, args.output)
+    else:
+        # Bytes, so that the emoji reach the terminal whatever the locale says.
+        sys.stdout.buffer.write(text.encode("utf-8"))
+        sys.stdout.flush()
+    return 0
+
+
 def _display_address(address: str, port: int) -> str:
     host = address.rpartition(":")[0] or "0.0.0.0"
     return f"{host}:{port}"
@@ -312,6 +372,7 @@ COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "check": lambda config, args: cmd_check(config),
     "migrate": lambda config, args: cmd_migrate(config),
     "alerts": cmd_alerts,
+    "report": lambda config, args: cmd_report(config, args),
 }
 
 

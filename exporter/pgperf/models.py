@@ -101,17 +101,22 @@ class Anomaly:
     baseline (robust z-score over median/MAD), with the spike factor of the requirement's
     example ("47.5x average")."""
 
-    kind: str  # query_performance, cpu, memory, connections, disk
+    kind: str  # query_performance, cpu, memory, connections
     subject: str  # query id or resource name
     message: str
-    observed: float
-    baseline: float
-    factor: float  # observed / baseline
-    score: float  # robust z-score
+    observed: float  # the highest value in the window (ms, percent or connections)
+    baseline: float  # the median over the baseline period
+    factor: float | None  # observed / baseline (None when the baseline is 0)
+    score: float  # robust z-score: (observed - median) / (1.4826 * MAD)
     impact: str  # high, medium, low
     recommendation: str
     at: datetime | None = None
     target: str | None = None
+    query_text: str | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,9 @@ class Recommendation:
     message: str
     severity: str  # high, medium, low
     evidence: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ mirrors the original requirement's usage examples::
     resources = monitor.monitor_resource_usage()
     monitor.acknowledge_alert(alert_id, "admin-user")
     monitor.resolve_alert(alert_id, "admin-user")
+    anomalies = monitor.detect_anomalies()          # the last hour against its baseline
+    report = monitor.generate_performance_report(start_date, end_date)
     monitor.stop()
 """
 
@@ -21,16 +23,20 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from .alerts.service import AlertService
 from .alerts.store import AlertStore
 from .config import Config, load_config
-from .models import PerformanceAlert, QueryPerformanceMetric, ResourceMetric
+from .models import Anomaly, PerformanceAlert, PerformanceReport, QueryPerformanceMetric, ResourceMetric
 from .sampler import Sampler, Snapshot, TargetSampler
 from .store import BatchBuilder, SampleBatch, StoreClient, StoreUnavailable, StoreWriter
 from .store.rows import QUERY_COLUMNS
+
+if TYPE_CHECKING:
+    from .reports.scheduler import ReportScheduler
+    from .reports.service import ReportService
 
 __all__ = ["EVENTS", "RESTART_KEYS", "Monitor", "ReloadRejected"]
 
@@ -67,6 +73,15 @@ class Monitor:
             AlertService(self.alerts, config, emit=self.emit) if self.alerts else None
         )
         self.sampler = Sampler(config, listeners=(self._on_snapshot,))
+        self.reports: ReportService | None = None
+        self.scheduler: ReportScheduler | None = None
+        if self.client is not None:
+            # Imported here: plotly and the report code load only where reports are possible.
+            from .reports.scheduler import ReportScheduler
+            from .reports.service import ReportService
+
+            self.reports = ReportService(config, self.client)
+            self.scheduler = ReportScheduler(config, self.reports)
         self._started = False
 
     @classmethod
@@ -111,12 +126,16 @@ class Monitor:
         self.sampler.start()
         if self.alert_service is not None:
             self.alert_service.start()
+        if self.scheduler is not None:
+            self.scheduler.start()
         self._started = True
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop sampling, write or spool what was accepted, close connections."""
         if self.alert_service is not None:
             self.alert_service.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop(timeout)
         self.sampler.stop(timeout)
         if self.store is not None:
             self.store.stop(timeout)
@@ -249,6 +268,28 @@ class Monitor:
     def resolve_alert(self, alert_id: str, by: str) -> PerformanceAlert:
         """Record that *by* resolved the alert (and expire its acknowledgment's silence)."""
         return self._alert_service().resolve(alert_id, by)
+
+    # -- reports --------------------------------------------------------------------------
+
+    def _report_service(self) -> ReportService:
+        if self.reports is None:
+            raise StoreUnavailable("the sample store is disabled (store.enabled: false); reports are built from it")
+        return self.reports
+
+    def generate_performance_report(self, start: datetime, end: datetime, target: str | None = None,
+                                    kind: str = "on_demand") -> PerformanceReport:
+        """Build the report of ``[start, end)`` (aware datetimes) from the store, store it in
+        performance_reports and return it; ``report.data`` is its JSON form and
+        ``pgperf.reports.render(report.data, "text")`` its text."""
+        return self._report_service().generate(start, end, target, kind)
+
+    def detect_anomalies(self, start: datetime | None = None, end: datetime | None = None,
+                         target: str | None = None) -> list[Anomaly]:
+        """Statements and resource series whose values in ``[start, end)`` (default: the last
+        hour) are outliers against their own baseline; see ``pgperf.reports.anomalies``."""
+        end = end or datetime.now(UTC)
+        start = start or end - timedelta(hours=1)
+        return self._report_service().detect_anomalies(start, end, target)
 
     # -- for the exporter ------------------------------------------------------------------
 

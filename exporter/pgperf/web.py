@@ -272,6 +272,9 @@ def create_app(monitor: Monitor, web_config: WebConfig | None = None) -> WebApp:
         from .alerts.web import register as register_alerts
 
         register_alerts(app, monitor.alert_service)
+    from .reports.web import register as register_reports
+
+    register_reports(app, monitor)
     return app
 
 

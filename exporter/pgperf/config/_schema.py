@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, create_model, field_validator, model_validator
 
-from .._types import Duration, Model, Percent, PositiveInt
+from .._types import Duration, Model, Percent, PositiveInt, parse_duration
 from ..collectors import REGISTRY
 
 PROFILES = ("development", "production", "analytics")
@@ -162,6 +162,47 @@ class Api(Model):
     tokens: tuple[ApiToken, ...] = ()
 
 
+_AT = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+class Reports(Model):
+    """Scheduled performance reports (``pgperf serve``) and the analysis settings of every report."""
+
+    #: A report of the previous UTC day, generated every day at ``at``.
+    daily: bool = True
+    #: A report of the previous seven UTC days, generated on Mondays at ``at``.
+    weekly: bool = True
+    #: Time of day (UTC, HH:MM) at which daily and weekly reports are generated.
+    at: str = "00:15"
+    #: When set, also a report of the last ``every`` period, each ``every`` (a duration such as 1h).
+    every: float | None = Field(None, gt=0)
+    #: Target the scheduled reports describe (default: every configured target).
+    target: str | None = None
+    #: POST each scheduled report's JSON to this URL.
+    webhook_url: str | None = None
+    #: File holding a Slack incoming-webhook URL: a message with a link is posted for each report.
+    slack_webhook_url_file: str | None = None
+    #: Base URL of this exporter as seen by readers, for links in delivered reports.
+    public_url: str | None = None
+    #: Statements listed in each top list.
+    top_n: int = Field(10, ge=1, le=100)
+    #: Days before a report's window used with it as the anomaly baseline.
+    baseline_days: float = Field(7, ge=0, le=90)
+    #: Robust z-score (median/MAD) above which a value is an anomaly.
+    anomaly_z: float = Field(3.5, gt=0)
+    #: Read live catalog facts (indexes, dead tuples, settings) from the monitored database.
+    catalog: bool = True
+
+    _every = field_validator("every", mode="before")(classmethod(lambda cls, v: parse_duration(v)))
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, value: str) -> str:
+        if not _AT.match(value):
+            raise ValueError("expected a UTC time of day as HH:MM, for example 00:15")
+        return value
+
+
 def _target_name(value: str | None) -> str | None:
     if value is not None and not _NAME.match(value):
         raise ValueError("use up to 128 letters, digits and _ . : / @ - (starting with a letter or digit)")
@@ -229,6 +270,7 @@ class Config(Model):
     alerts: Alerts = Alerts()
     #: Show statement texts in the API and reports (they can hold literals: off by default).
     expose_query_text: bool = False
+    reports: Reports = Reports()
 
     _check_target_name = field_validator("target_name")(classmethod(lambda cls, v: _target_name(v)))
 

@@ -64,16 +64,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"PostgreSQL {cluster.major} running: {cluster.dsn()}  (data in {cluster.base})")
         with cluster.pgbench(clients=2, rate=50):
             port = _port(9187)
+            # A report of the last two minutes every two minutes, so that /reports/ fills quickly.
+            env = {**os.environ, "PGPERF_REPORTS_EVERY": os.environ.get("PGPERF_REPORTS_EVERY", "2m")}
             exporter = subprocess.Popen([
                 sys.executable, "-m", "pgperf", "serve", "--dsn", cluster.dsn(), "--profile", "development",
                 "--sampling-interval", args.sampling_interval, "--web.listen-address", f"127.0.0.1:{port}",
-            ])
+            ], env=env)
             procs.append(exporter)
             url = f"http://127.0.0.1:{port}"
             if not _wait(lambda: "pg_up 1.0" in requests.get(url + "/metrics", timeout=2).text, 30):
                 print("demo: the exporter did not report pg_up 1 within 30 s", file=sys.stderr)
                 return 1
             print(f"\npgperf is up:\n  metrics   {url}/metrics\n  readiness {url}/readyz\n"
+                  f"  reports   {url}/reports/ (a new one every {env['PGPERF_REPORTS_EVERY']})\n"
                   f"  database  {cluster.dsn()}\nPress Ctrl-C to stop and remove everything.\n", flush=True)
             deadline = time.monotonic() + args.duration if args.duration else None
             while not stop.is_set():

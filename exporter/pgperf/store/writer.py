@@ -30,6 +30,7 @@ from ..collectors import Family, MetricDef
 from ..config import Config
 from ..db import SessionSettings, classify_error, describe_dsn
 from ..redact import redact
+from .rollup import delete_expired, roll_up
 from .rows import QUERY_COLUMNS, RESOURCE_COLUMNS, SampleBatch
 from .schema import apply_retention, ensure_partitions, list_partitions, migrate, upcoming_days
 from .spool import Spool, default_spool_dir
@@ -39,7 +40,8 @@ __all__ = ["STORE_METRICS", "StoreWriter"]
 log = logging.getLogger(__name__)
 
 MEMORY_QUEUE = 64  # batches kept in memory before they go to the spool
-MAINTENANCE_EVERY = 3600.0  # seconds between partition/retention runs
+MAINTENANCE_EVERY = 3600.0  # seconds between partition/retention/rollup runs
+ROLLUP_CATCH_UP = 60.0  # seconds to the next run while the hourly rollups are behind
 _TIME_COLUMNS = {"recorded_at", "timestamp", "server_start_time"}
 
 
@@ -105,6 +107,9 @@ class StoreWriter:
         self._thread: threading.Thread | None = None
         self._conn: psycopg.Connection[Any] | None = None
         self._known_days: set[date] = set()
+        # Per target, the oldest sample written since the last rollup run: a sample from the
+        # spool can land in an hour already rolled up, which must then be rebuilt.
+        self._dirty_from: dict[str, float] = {}
         self._down = False
         self._down_kind: str | None = None
         self._errors: dict[str, int] = {}
@@ -297,6 +302,10 @@ class StoreWriter:
                 with cur.copy(query_copy) as copy:
                     for row in batch.queries:
                         copy.write_row([row[0], at, *row[2:]])
+        with self._lock:
+            seen = self._dirty_from.get(batch.target)
+            if seen is None or batch.taken_at < seen:
+                self._dirty_from[batch.target] = batch.taken_at
 
     def _maintain(self) -> None:
         """Partitions ahead and retention, at most once per MAINTENANCE_EVERY."""
@@ -316,11 +325,40 @@ class StoreWriter:
             )
             if result.dropped:
                 self._known_days = {day for (_, day) in list_partitions(self._conn, self.schema)}
+            delete_expired(self._conn, self.schema, query_days=retention.query_metrics_days)
+            self.roll_up()
         except psycopg.OperationalError as exc:
             self._lost(exc)
         except psycopg.Error as exc:
             log.warning("store maintenance failed (will retry in an hour): %s", redact(str(exc)).strip())
             self._next_maintenance = now + 300
+
+    def roll_up(self) -> None:
+        """Sum the complete hours into query_metrics_hourly (see store.rollup); called by the
+        hourly maintenance, and by tools and tests with the background thread stopped."""
+        if not self._connected():
+            return
+        assert self._conn is not None
+        with self._lock:
+            dirty = dict(self._dirty_from)
+            self._dirty_from.clear()
+        try:
+            results = roll_up(self._conn, self.schema, dirty_from=dirty,
+                              targets=tuple(t.name for t in self.config.resolved_targets()))
+        except psycopg.Error:
+            with self._lock:  # keep what still needs rebuilding for the next run
+                for target, at in dirty.items():
+                    self._dirty_from[target] = min(at, self._dirty_from.get(target, at))
+            raise
+        behind = [r for r in results if not r.caught_up]
+        with self._lock:
+            for r in behind:
+                # Hours from r.end on still need a run (maybe already rolled, but dirty).
+                seen = self._dirty_from.get(r.target)
+                if seen is None or r.end.timestamp() < seen:
+                    self._dirty_from[r.target] = r.end.timestamp()
+        if behind:
+            self._next_maintenance = min(self._next_maintenance, time.monotonic() + ROLLUP_CATCH_UP)
 
     # -- metrics --------------------------------------------------------------------------
 

@@ -1,0 +1,298 @@
+"""Reports over a deterministic store (tests/report_fixture.py) on real PostgreSQL.
+
+Golden files: ``tests/golden/report.{txt,md,json}``; after an intended change of the
+report, regenerate them with ``PGPERF_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_reports.py``
+and review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import psycopg
+import pytest
+
+import report_fixture as fx
+from helpers import make_config
+from pgperf.config import Config
+from pgperf.devtools.cluster import Cluster
+from pgperf.reports import ReportNotFound, ReportService, render
+from pgperf.reports.builder import MAIN_TABLE_SQL, STATEMENT_TYPE_SQL, ReportSettings
+from pgperf.reports.catalog import read_catalog, try_read_catalog
+from pgperf.reports.report import build_report
+from pgperf.store import StoreClient
+from pgperf.store.rollup import roll_up
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+UPDATE = os.environ.get("PGPERF_UPDATE_GOLDEN") == "1"
+
+
+def report_config(dsn: str, schema: str, **flags: Any) -> Config:
+    return make_config(dsn, profile="production", target_name=fx.TARGET,
+                       store={"enabled": True, "schema": schema}, **flags)
+
+
+def settings() -> ReportSettings:
+    return ReportSettings.from_config(make_config("postgresql://x@127.0.0.1/x", profile="production"))
+
+
+@pytest.fixture(scope="module")
+def fixture_store(pg_cluster: Cluster) -> str:
+    with pg_cluster.connect() as conn:
+        fx.load(conn, "report_fixture")
+    return "report_fixture"
+
+
+def golden_report(conn: psycopg.Connection[Any], schema: str) -> dict[str, Any]:
+    conn.execute("SET TimeZone = 'UTC'")
+    report = build_report(conn, schema, settings(), target=fx.TARGET, start=fx.WINDOW_START, end=fx.WINDOW_END,
+                          kind="daily", report_id=fx.REPORT_ID, now=fx.NOW, catalog=fx.CATALOG)
+    return report.data
+
+
+def schema_validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads(resources.files("pgperf.reports").joinpath("report.schema.json").read_text("utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
+@pytest.mark.parametrize("fmt, name", [("text", "report.txt"), ("md", "report.md"), ("json", "report.json")])
+def test_golden(pg_cluster: Cluster, fixture_store: str, fmt: str, name: str) -> None:
+    with pg_cluster.connect() as conn:
+        data = golden_report(conn, fixture_store)
+    out = render(data, fmt)
+    path = GOLDEN / name
+    if UPDATE:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(out, encoding="utf-8")
+    assert out == path.read_text(encoding="utf-8"), f"{name} differs: PGPERF_UPDATE_GOLDEN=1 to regenerate, then review"
+
+
+def test_fixture_report_content(pg_cluster: Cluster, fixture_store: str) -> None:
+    """What the golden files say, asserted: the seed's sections and the fixture's events."""
+    with pg_cluster.connect() as conn:
+        data = golden_report(conn, fixture_store)
+    s = data["summary"]
+    assert s["total_queries"] == sum(x[3] for x in fx.STATEMENTS) * 286 + 50 * 286  # 286 samples up, + remainder
+    assert s["error_count"] == 286 * 2 + 1  # rollbacks + the deadlock at 14:05
+    assert s["uptime_percent"] == round(100 * 286 / 288, 2)
+    assert s["slowest_query"]["query_id"] == "1002" and s["fastest_query"]["query_id"] == "1007"
+    assert data["queries"]["slowest_by_mean"][0]["query_id"] == "1002"
+    assert data["queries"]["most_frequent"][0]["query_text"] == "BEGIN"
+    types = {t["statement_type"]: t for t in data["queries"]["by_statement_type"]}
+    assert set(types) == {"SELECT", "INSERT", "UPDATE", "DELETE", "OTHER"}
+    assert types["DELETE"]["statements"] == 2  # the WITH ... DELETE counts as a DELETE
+    quality = data["data_quality"]
+    assert quality["spans_statistics_reset"] and quality["statistics_resets"] == ["2024-01-01T09:00:00.000Z"]
+    assert quality["spans_server_restart"] and quality["server_restarts"] == ["2024-01-01T17:58:00.000Z"]
+    assert quality["rollup_hours"] == 24
+    spike = data["anomalies"][0]
+    assert spike["message"] == "Query execution time spike detected: 2150.00ms (47.5x average)"
+    assert spike["subject"] == "1001" and spike["impact"] == "high"
+    assert any(a["kind"] == "connections" for a in data["anomalies"])
+    rules = {r["rule"]: r for r in data["recommendations"]}
+    assert set(rules) >= {"slow_queries", "cache_hit_ratio", "cpu_sustained", "connection_utilization",
+                          "seq_scans_large_tables", "unused_indexes", "duplicate_indexes", "dead_tuples", "temp_files",
+                          "alert_fatigue", "disk_growth"}
+    assert rules["cache_hit_ratio"]["evidence"]["cache_hit_ratio_percent"] == 94.5
+    assert rules["cpu_sustained"]["evidence"]["avg_percent"] == 87.5
+    assert rules["alert_fatigue"]["evidence"]["count"] == 12
+    assert rules["disk_growth"]["evidence"]["growth_source"] == "disk_usage_bytes"  # database_size_bytes is NULL
+    # The 16 kB unused index is below the rule's floor; the 48 MB one is reported.
+    assert [i["index"] for i in rules["unused_indexes"]["evidence"]["indexes"]] == ["public.game_hands_pot_idx"]
+    assert "error_rate" not in rules  # 0.2 % is under production's 0.5 %
+
+
+def test_report_validates_against_the_json_schema(pg_cluster: Cluster, fixture_store: str) -> None:
+    with pg_cluster.connect() as conn:
+        data = golden_report(conn, fixture_store)
+    errors = [f"{e.json_path}: {e.message}" for e in schema_validator().iter_errors(data)]
+    assert errors == []
+    data["summary"]["total_queries"] = "many"
+    assert list(schema_validator().iter_errors(data)), "the schema must reject a wrong type"
+
+
+def test_rollups_give_the_same_report_as_raw_rows(pg_cluster: Cluster, fixture_store: str) -> None:
+    with pg_cluster.connect() as conn:
+        fx.load(conn, "report_raw", rollup=False)
+        rolled = golden_report(conn, fixture_store)
+        raw = golden_report(conn, "report_raw")
+    assert rolled["data_quality"].pop("rollup_hours") == 24
+    assert raw["data_quality"].pop("rollup_hours") == 0
+    assert rolled == raw
+
+
+def test_a_late_sample_rebuilds_its_rolled_hour(pg_cluster: Cluster) -> None:
+    with pg_cluster.connect() as conn:
+        fx.load(conn, "report_late")
+        hour = datetime(2024, 1, 1, 3, tzinfo=UTC)
+        before = conn.execute("SELECT calls FROM report_late.query_metrics_hourly WHERE hour = %s AND query_id = '1006'",
+                              (hour,)).fetchone()[0]
+        conn.execute("INSERT INTO report_late.query_performance_metrics (target, recorded_at, interval_seconds, query_id,"
+                     " datname, username, query_text, calls, total_time, mean_time, min_time, max_time, stddev_time,"
+                     " rows_affected, cache_hits, cache_misses) VALUES (%s, %s, 300, '1006', 'poker', 'app', 'x', 7, 7,"
+                     " 1, 1, 1, 0, 0, 0, 0)", (fx.TARGET, hour + timedelta(minutes=31)))
+        done = roll_up(conn, "report_late", now=fx.NOW, dirty_from={fx.TARGET: hour + timedelta(minutes=31)})
+        assert done[0].start == hour and done[0].caught_up
+        after = conn.execute("SELECT calls FROM report_late.query_metrics_hourly WHERE hour = %s AND query_id = '1006'",
+                             (hour,)).fetchone()[0]
+        assert after == before + 7
+        # Nothing dirty: a second run has nothing to do.
+        assert roll_up(conn, "report_late", now=fx.NOW) == []
+
+
+def test_rollup_runs_are_bounded(pg_cluster: Cluster) -> None:
+    with pg_cluster.connect() as conn:
+        fx.load(conn, "report_bounded", rollup=False)
+        first = roll_up(conn, "report_bounded", now=fx.NOW, targets=(fx.TARGET,), max_hours=10)
+        assert [(r.start.hour, r.end.hour, r.caught_up) for r in first] == [(0, 10, False)]
+        second = roll_up(conn, "report_bounded", now=fx.NOW, max_hours=100)
+        assert second[0].start == first[0].end and second[0].caught_up
+
+
+@pytest.mark.parametrize("text, kind, table", [
+    ("SELECT * FROM game_hands WHERE id = $1", "SELECT", "game_hands"),
+    ("select count(*) from public.\"Players\" p", "SELECT", "public.players"),
+    ("/* app */ (SELECT 1)", "SELECT", None),
+    ("INSERT INTO audit.log (a) VALUES ($1)", "INSERT", "audit.log"),
+    ("UPDATE ONLY accounts SET x = $1", "UPDATE", "accounts"),
+    ("DELETE FROM sessions WHERE expires_at < $1", "DELETE", "sessions"),
+    ("WITH x AS (SELECT 1) UPDATE t SET a = 1 FROM x", "UPDATE", "t"),
+    ("WITH x AS (SELECT a FROM src) SELECT * FROM x", "SELECT", "src"),
+    ("select pg_sleep($1)", "SELECT", None),
+    ("SELECT extract(epoch FROM now())", "SELECT", None),
+    ("SELECT * FROM generate_series($1, $2) g JOIN items i ON i.id = g", "SELECT", "items"),
+    ("BEGIN", "OTHER", None),
+    ("VACUUM ANALYZE t", "OTHER", None),
+])
+def test_statement_type_and_table_heuristic(pg_conn: Any, text: str, kind: str, table: str | None) -> None:
+    row = pg_conn.execute(f"SELECT stmt_type, {MAIN_TABLE_SQL} FROM (SELECT query_text, {STATEMENT_TYPE_SQL} AS stmt_type"
+                          " FROM (SELECT %s::text AS query_text) q) c", (text,)).fetchone()
+    assert row == (kind, table)
+
+
+def test_service_stores_lists_and_reads_reports(pg_cluster: Cluster, fixture_store: str) -> None:
+    config = report_config(pg_cluster.dsn(), fixture_store)
+    client = StoreClient(config)
+    try:
+        service = ReportService(config, client)
+        report = service.generate(fx.WINDOW_START, fx.WINDOW_END, kind="daily", now=fx.NOW, catalog=fx.CATALOG)
+        assert report.report_id == f"perf-report-daily-{int(fx.WINDOW_END.timestamp() * 1000)}"
+        stored = pg_cluster.execute(f"SELECT kind, target, period_start, period_end, report_data->>'report_id'"
+                                    f" FROM {fixture_store}.performance_reports WHERE report_id = %s",
+                                    params=(report.report_id,))
+        assert stored == [("daily", fx.TARGET, fx.WINDOW_START, fx.WINDOW_END, report.report_id)]
+        again = service.get(report.report_id)
+        assert again.data == report.data and again.anomalies == report.anomalies
+        assert again.recommendations == report.recommendations
+        listed = service.list(kind="daily")
+        assert listed[0]["report_id"] == report.report_id and listed[0]["anomalies"] == len(report.anomalies)
+        with pytest.raises(ReportNotFound):
+            service.get("perf-report-nope")
+        found = service.detect_anomalies(datetime(2024, 1, 1, 14, tzinfo=UTC), datetime(2024, 1, 1, 15, tzinfo=UTC))
+        assert [a.subject for a in found if a.kind == "query_performance"] == ["1001"]
+        # A baseline of more than six hours is read hour by hour (from the rollups).
+        assert found[0].factor == 47.5 and found[0].evidence["resolution"] == "hour"
+        assert found[0].at == datetime(2024, 1, 1, 14, tzinfo=UTC)
+        quiet = service.detect_anomalies(datetime(2024, 1, 1, 3, tzinfo=UTC), datetime(2024, 1, 1, 4, tzinfo=UTC))
+        assert quiet == []
+        with pytest.raises(ValueError, match="after the start"):
+            service.generate(fx.WINDOW_END, fx.WINDOW_START)
+        with pytest.raises(ValueError, match="time zone"):
+            service.generate(datetime(2024, 1, 1), datetime(2024, 1, 2))
+    finally:
+        client.close()
+
+
+def test_anomalies_sample_by_sample_on_a_short_baseline(pg_cluster: Cluster, fixture_store: str) -> None:
+    config = report_config(pg_cluster.dsn(), fixture_store, reports={"baseline_days": 0})
+    client = StoreClient(config)
+    try:
+        found = ReportService(config, client).detect_anomalies(datetime(2024, 1, 1, 13, tzinfo=UTC),
+                                                               datetime(2024, 1, 1, 15, tzinfo=UTC))
+    finally:
+        client.close()
+    assert len(found) == 1
+    spike = found[0]
+    assert spike.evidence["resolution"] == "sample" and spike.evidence["baseline_points"] == 24
+    assert spike.at == datetime(2024, 1, 1, 14, 5, tzinfo=UTC) and spike.factor == 47.5
+    assert spike.message == "Query execution time spike detected: 2150.00ms (47.5x average)"
+
+
+def test_unreachable_catalog_is_reported_not_fatal(pg_cluster: Cluster, fixture_store: str) -> None:
+    facts, error = try_read_catalog("postgresql://nobody@127.0.0.1:1/none", connect_timeout=1)
+    assert facts is None and error is not None and "could not be read" in error
+    with pg_cluster.connect() as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        report = build_report(conn, fixture_store, settings(), target=fx.TARGET, start=fx.WINDOW_START,
+                              end=fx.WINDOW_END, kind="daily", report_id="r", now=fx.NOW, catalog=None,
+                              catalog_error=error)
+    rules = {r.rule for r in report.recommendations}
+    assert not rules & {"seq_scans_large_tables", "unused_indexes", "duplicate_indexes", "dead_tuples"}
+    assert {"slow_queries", "cpu_sustained", "cache_hit_ratio"} <= rules
+    assert report.data["data_quality"]["catalog"] == {"available": False, "database": None, "read_at": None,
+                                                      "stats_reset": None, "error": error}
+    assert any("Live catalog facts were not available" in n for n in report.data["data_quality"]["notes"])
+    assert "catalog facts were not available" in render(report.data, "text")
+
+
+def test_catalog_facts_from_a_real_database(pg_cluster: Cluster) -> None:
+    with pg_cluster.connect() as conn:
+        conn.execute("DROP TABLE IF EXISTS catalog_probe")
+        conn.execute("CREATE TABLE catalog_probe (id int PRIMARY KEY, v int)")
+        conn.execute("INSERT INTO catalog_probe SELECT g, g FROM generate_series(1, 20000) g")
+        conn.execute("CREATE INDEX catalog_probe_v ON catalog_probe (v)")
+        conn.execute("CREATE INDEX catalog_probe_id_again ON catalog_probe (id)")
+        conn.execute("ANALYZE catalog_probe")
+    facts = read_catalog(pg_cluster.dsn())
+    assert facts.database == "postgres"
+    assert facts.setting_bytes("shared_buffers") == 64 * 1024 * 1024  # the test cluster's setting
+    assert facts.setting("autovacuum") == "on"
+    assert any(d.table_name == "catalog_probe" and set(d.indexes) == {"catalog_probe_pkey", "catalog_probe_id_again"}
+               for d in facts.duplicate_indexes)
+    unused = {i.index_name for i in facts.unused_indexes}
+    assert "catalog_probe_v" in unused and "catalog_probe_pkey" not in unused  # constraints are never "unused"
+    probe = next(t for t in facts.tables if t.relname == "catalog_probe")
+    assert probe.n_live_tup >= 20000 and probe.size_bytes > 0  # statistics are estimates
+
+
+def test_the_store_writer_rolls_up_what_it_wrote(pg_cluster: Cluster, tmp_path: Path) -> None:
+    from pgperf.store import SampleBatch, StoreWriter
+    from pgperf.store.rows import QUERY_COLUMNS, RESOURCE_COLUMNS
+
+    pg_cluster.execute("DROP SCHEMA IF EXISTS report_writer CASCADE")
+    config = make_config(pg_cluster.dsn(), target_name="w",
+                         store={"enabled": True, "schema": "report_writer", "spool_dir": str(tmp_path)})
+    writer = StoreWriter(config)
+
+    def batch(seq: int, at: datetime, calls: int) -> SampleBatch:
+        row = dict.fromkeys(QUERY_COLUMNS, 0)
+        row.update(target="w", recorded_at=at.timestamp(), interval_seconds=60.0, query_id="42", datname="db",
+                   username="u", query_text="SELECT 1", calls=calls, total_time=calls * 2.0, mean_time=2.0,
+                   spans_reset=False, is_remainder=False)
+        resource = dict.fromkeys(RESOURCE_COLUMNS)
+        resource.update(target="w", timestamp=at.timestamp(), pg_up=True, statements_reset=False)
+        return SampleBatch("w", seq, at.timestamp(), resource, [[row[c] for c in QUERY_COLUMNS]])
+
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    try:
+        for i in range(3):
+            writer.write_now(batch(i, hour + timedelta(minutes=10 * (i + 1)), 5))
+        writer.roll_up()
+        rows = pg_cluster.execute("SELECT hour, samples, calls, total_time FROM report_writer.query_metrics_hourly")
+        assert rows == [(hour, 3, 15, 30)]
+        # A sample from the spool lands in the rolled hour later: the next run rebuilds that hour.
+        writer.write_now(batch(9, hour + timedelta(minutes=45), 1))
+        writer.roll_up()
+        rows = pg_cluster.execute("SELECT hour, samples, calls FROM report_writer.query_metrics_hourly")
+        assert rows == [(hour, 4, 16)]
+        until = pg_cluster.execute("SELECT rolled_until FROM report_writer.query_rollup_state WHERE target = 'w'")
+        assert until == [(datetime.now(UTC).replace(minute=0, second=0, microsecond=0),)]
+    finally:
+        writer.stop(timeout=1)

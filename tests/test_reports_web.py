@@ -1,0 +1,254 @@
+"""Report routes over HTTP, the scheduler and delivery, against real PostgreSQL and a
+local HTTP receiver."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import requests
+
+import report_fixture as fx
+from helpers import Exporter
+from pgperf.config import Config
+from pgperf.devtools.cluster import Cluster
+from pgperf.reports.scheduler import ReportScheduler, deliver, due_jobs
+from pgperf.reports.service import ReportService
+from pgperf.reports.web import register
+from pgperf.store import StoreClient
+from test_reports import report_config
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def web_store(pg_cluster: Cluster) -> str:
+    with pg_cluster.connect() as conn:
+        fx.load(conn, "report_web")
+    return "report_web"
+
+
+@pytest.fixture
+def served(pg_cluster: Cluster, web_store: str) -> Iterator[tuple[Exporter, ReportService]]:
+    config = report_config(pg_cluster.dsn(), web_store, api={"token": TOKEN})
+    client = StoreClient(config)
+    service = ReportService(config, client)
+    exporter = Exporter(config)
+    register(exporter.app, SimpleNamespace(reports=service))  # type: ignore[arg-type]
+    exporter.server.start()  # no sampling: the routes read the store only
+    try:
+        yield exporter, service
+    finally:
+        exporter.server.stop()
+        client.close()
+
+
+def test_html_pages_need_no_token(served: tuple[Exporter, ReportService]) -> None:
+    exporter, service = served
+    report = service.generate(fx.WINDOW_START, fx.WINDOW_END, kind="daily", now=fx.NOW, catalog=fx.CATALOG)
+    listing = exporter.get("/reports/")
+    assert listing.status_code == 200 and listing.headers["Content-Type"].startswith("text/html")
+    assert f"/reports/{report.report_id}" in listing.text
+    page = exporter.get(f"/reports/{report.report_id}")
+    assert page.status_code == 200
+    assert "Daily Performance Report" in page.text and 'id="chart-throughput"' in page.text
+    assert page.text.count("<script") >= 2  # plotly once, then one call per chart
+    missing = exporter.get("/reports/perf-report-404")
+    assert missing.status_code == 404 and "no report with id" in missing.text
+    assert "/reports/" in exporter.get("/").text  # linked from the index page
+
+
+def test_api_requires_the_token(served: tuple[Exporter, ReportService]) -> None:
+    exporter, _ = served
+    for method, path in (("GET", "/api/v1/reports"), ("GET", "/api/v1/reports/x"), ("POST", "/api/v1/reports")):
+        response = requests.request(method, exporter.url + path, timeout=10)
+        assert response.status_code == 401, path
+        assert "bearer" in response.json()["error"]
+
+
+def test_api_generates_lists_and_reads(served: tuple[Exporter, ReportService], pg_cluster: Cluster) -> None:
+    exporter, _ = served
+    body = {"from": "2024-01-01T12:00:00Z", "to": "2024-01-01T16:00:00+00:00"}
+    created = requests.post(exporter.url + "/api/v1/reports", json=body, headers=AUTH, timeout=30)
+    assert created.status_code == 201, created.text
+    data = created.json()
+    assert data["kind"] == "on_demand" and data["period"] == {"start": "2024-01-01T12:00:00.000Z",
+                                                               "end": "2024-01-01T16:00:00.000Z"}
+    assert created.headers["Location"] == f"/api/v1/reports/{data['report_id']}"
+    assert any(a["subject"] == "1001" for a in data["anomalies"])
+    listed = exporter.get("/api/v1/reports?kind=on_demand", headers=AUTH).json()["reports"]
+    assert data["report_id"] in [r["report_id"] for r in listed]
+    got = exporter.get(f"/api/v1/reports/{data['report_id']}", headers=AUTH)
+    assert got.json() == data
+    text = exporter.get(f"/api/v1/reports/{data['report_id']}?format=text", headers=AUTH)
+    assert text.headers["Content-Type"].startswith("text/plain") and text.text.startswith("📊 On-demand Performance")
+    assert exporter.get("/api/v1/reports/nope", headers=AUTH).status_code == 404
+    stored = pg_cluster.execute("SELECT count(*) FROM report_web.performance_reports WHERE report_id = %s",
+                                params=(data["report_id"],))
+    assert stored == [(1,)]
+
+
+@pytest.mark.parametrize("body, message", [
+    ("not json", "must be JSON"),
+    ("[1, 2]", "JSON object"),
+    ('{"from": "2024-01-01T00:00:00Z"}', "'to' must be an ISO 8601 time"),
+    ('{"from": "yesterday", "to": "2024-01-01T00:00:00Z"}', "not an ISO 8601 time"),
+    ('{"from": "2024-01-02T00:00:00Z", "to": "2024-01-01T00:00:00Z"}', "must be after the start"),
+    ('{"from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z", "kind": "hourly"}', "kind must be one of"),
+    ('{"from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z", "target": 5}', "target must be"),
+    ('{"from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z", "colour": "red"}', "unknown field"),
+    ('{"from": "2000-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z"}', "at most"),
+])
+def test_api_bad_input_is_400(served: tuple[Exporter, ReportService], body: str, message: str) -> None:
+    exporter, _ = served
+    response = requests.post(exporter.url + "/api/v1/reports", data=body, headers=AUTH, timeout=10)
+    assert response.status_code == 400, response.text
+    assert message in response.json()["error"]
+
+
+def test_api_bad_query_parameters_are_400(served: tuple[Exporter, ReportService]) -> None:
+    exporter, _ = served
+    assert exporter.get("/api/v1/reports?limit=zero", headers=AUTH).status_code == 400
+    assert exporter.get("/api/v1/reports?kind=monthly", headers=AUTH).status_code == 400
+    assert exporter.get("/api/v1/reports/x?format=pdf", headers=AUTH).status_code == 400
+
+
+def test_store_disabled_is_503_not_500(pg_cluster: Cluster) -> None:
+    from helpers import make_config
+
+    config = make_config(pg_cluster.dsn(), api={"token": TOKEN})
+    exporter = Exporter(config)
+    register(exporter.app, SimpleNamespace(reports=None))  # type: ignore[arg-type]
+    exporter.server.start()
+    try:
+        assert exporter.get("/reports/").status_code == 503
+        response = requests.post(exporter.url + "/api/v1/reports", headers=AUTH, timeout=10,
+                                 json={"from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z"})
+        assert response.status_code == 503 and "disabled" in response.json()["error"]
+    finally:
+        exporter.server.stop()
+
+
+# -- scheduling and delivery ---------------------------------------------------------------
+
+class Receiver:
+    """A local HTTP server recording what is POSTed to it (webhook and Slack stand-in)."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.received: list[tuple[str, dict[str, str], Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                outer.received.append((self.path, dict(self.headers), json.loads(self.rfile.read(length))))
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def scheduler_config(pg_cluster: Cluster, schema: str, tmp_path: Path, receiver: Receiver, **reports: Any) -> Config:
+    slack = tmp_path / "slack-url"
+    slack.write_text(receiver.url + "/slack\n")
+    return report_config(pg_cluster.dsn(), schema, reports={
+        "webhook_url": receiver.url + "/hook", "slack_webhook_url_file": str(slack),
+        "public_url": "https://pgperf.example.com/", **reports})
+
+
+def test_due_jobs_follow_the_clock(pg_cluster: Cluster) -> None:
+    config = report_config(pg_cluster.dsn(), "x", reports={"at": "00:15"})
+    before = due_jobs(config, datetime(2024, 1, 2, 0, 10, tzinfo=UTC), ["t"], "t")  # a Tuesday, before 00:15
+    daily = next(j for j in before if j.kind == "daily")
+    assert (daily.start, daily.end) == (datetime(2023, 12, 31, tzinfo=UTC), datetime(2024, 1, 1, tzinfo=UTC))
+    after = due_jobs(config, datetime(2024, 1, 2, 0, 20, tzinfo=UTC), ["t"], "t")
+    daily = next(j for j in after if j.kind == "daily")
+    assert (daily.start, daily.end) == (fx.WINDOW_START, fx.WINDOW_END)
+    assert daily.report_id == "perf-report-daily-1704153600000"
+    weekly = next(j for j in after if j.kind == "weekly")  # 2024-01-01 is a Monday
+    assert (weekly.start, weekly.end) == (datetime(2023, 12, 25, tzinfo=UTC), datetime(2024, 1, 1, tzinfo=UTC))
+    other = due_jobs(config, datetime(2024, 1, 2, 0, 20, tzinfo=UTC), ["t", "replica"], "t")
+    ids = [j.report_id for j in other if j.target == "replica"]
+    assert all(i and i.startswith("perf-report-") and len(i.split("-")) == 5 for i in ids)  # hashed target suffix
+    off = report_config(pg_cluster.dsn(), "x", reports={"daily": False, "weekly": False})
+    assert due_jobs(off, datetime(2024, 1, 2, tzinfo=UTC), ["t"], "t") == []
+
+
+def test_scheduler_generates_once_and_delivers(pg_cluster: Cluster, tmp_path: Path) -> None:
+    with pg_cluster.connect() as conn:
+        fx.load(conn, "report_sched")
+    with Receiver() as receiver:
+        config = scheduler_config(pg_cluster, "report_sched", tmp_path, receiver, weekly=False, every="2h")
+        client = StoreClient(config)
+        try:
+            scheduler = ReportScheduler(config, ReportService(config, client))
+            scheduler._next_periodic = datetime(2024, 1, 1, 16, tzinfo=UTC)
+            made = scheduler.run_once(datetime(2024, 1, 2, 0, 20, tzinfo=UTC))
+            assert [r.kind for r in made] == ["daily", "periodic"]
+            daily, periodic = made
+            assert daily.report_id == "perf-report-daily-1704153600000"
+            assert (periodic.period_start, periodic.period_end) == (datetime(2024, 1, 1, 22, 20, tzinfo=UTC),
+                                                                    datetime(2024, 1, 2, 0, 20, tzinfo=UTC))
+            # Nothing new at the next round: the daily report exists, the next periodic one is not due.
+            assert scheduler.run_once(datetime(2024, 1, 2, 0, 21, tzinfo=UTC)) == []
+            # A second process (a fresh scheduler) finds the daily report in the store.
+            assert ReportScheduler(config, ReportService(config, client)).run_once(
+                datetime(2024, 1, 2, 1, 0, tzinfo=UTC)) == []
+            # A day without samples gets no report.
+            assert ReportScheduler(config, ReportService(config, client)).run_once(
+                datetime(2024, 1, 5, 1, 0, tzinfo=UTC)) == []
+            stored = pg_cluster.execute("SELECT kind FROM report_sched.performance_reports ORDER BY kind")
+            assert stored == [("daily",), ("periodic",)]
+        finally:
+            client.close()
+    hooks = [r for r in receiver.received if r[0] == "/hook"]
+    slack = [r for r in receiver.received if r[0] == "/slack"]
+    assert [h[2]["report_id"] for h in hooks] == [daily.report_id, periodic.report_id]
+    assert hooks[0][1]["X-Pgperf-Report-Url"] == f"https://pgperf.example.com/reports/{daily.report_id}"
+    assert hooks[0][2]["summary"]["total_queries"] == daily.data["summary"]["total_queries"]
+    assert len(slack) == 2
+    assert f"<https://pgperf.example.com/reports/{daily.report_id}|Open the report>" in slack[0][2]["text"]
+    assert slack[0][2]["text"].startswith("📊 Daily Performance Report")
+
+
+def test_delivery_failures_are_logged_not_raised(pg_cluster: Cluster, web_store: str, tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    config = report_config(pg_cluster.dsn(), web_store, reports={
+        "webhook_url": "http://127.0.0.1:1/hook", "slack_webhook_url_file": str(tmp_path / "missing")})
+    client = StoreClient(config)
+    try:
+        report = ReportService(config, client).generate(fx.WINDOW_START, fx.WINDOW_START + timedelta(hours=1),
+                                                        catalog=False, store=False)
+    finally:
+        client.close()
+    problems = deliver(config, report)
+    assert problems == ["webhook unreachable: ConnectionError", "cannot read reports.slack_webhook_url_file: "
+                        "No such file or directory"]
+    assert "delivery failed" in caplog.text
+    with Receiver(status=500) as receiver:
+        failing = report_config(pg_cluster.dsn(), web_store, reports={"webhook_url": receiver.url + "/hook"})
+        assert deliver(failing, report) == ["webhook answered HTTP 500"]
