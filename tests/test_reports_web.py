@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -21,7 +20,6 @@ from pgperf.config import Config
 from pgperf.devtools.cluster import Cluster
 from pgperf.reports.scheduler import ReportScheduler, deliver, due_jobs
 from pgperf.reports.service import ReportService
-from pgperf.reports.web import register
 from pgperf.store import StoreClient
 from test_reports import report_config
 
@@ -39,16 +37,15 @@ def web_store(pg_cluster: Cluster) -> str:
 @pytest.fixture
 def served(pg_cluster: Cluster, web_store: str) -> Iterator[tuple[Exporter, ReportService]]:
     config = report_config(pg_cluster.dsn(), web_store, api={"token": TOKEN})
-    client = StoreClient(config)
-    service = ReportService(config, client)
-    exporter = Exporter(config)
-    register(exporter.app, SimpleNamespace(reports=service))  # type: ignore[arg-type]
+    exporter = Exporter(config)  # the app carries the report routes of its monitor
     exporter.server.start()  # no sampling: the routes read the store only
+    service = exporter.monitor.reports
+    assert service is not None
     try:
         yield exporter, service
     finally:
         exporter.server.stop()
-        client.close()
+        exporter.monitor.stop()
 
 
 def test_html_pages_need_no_token(served: tuple[Exporter, ReportService]) -> None:
@@ -71,7 +68,7 @@ def test_api_requires_the_token(served: tuple[Exporter, ReportService]) -> None:
     for method, path in (("GET", "/api/v1/reports"), ("GET", "/api/v1/reports/x"), ("POST", "/api/v1/reports")):
         response = requests.request(method, exporter.url + path, timeout=10)
         assert response.status_code == 401, path
-        assert "bearer" in response.json()["error"]
+        assert "Bearer" in response.json()["error"]
 
 
 def test_api_generates_lists_and_reads(served: tuple[Exporter, ReportService], pg_cluster: Cluster) -> None:
@@ -125,8 +122,7 @@ def test_store_disabled_is_503_not_500(pg_cluster: Cluster) -> None:
     from helpers import make_config
 
     config = make_config(pg_cluster.dsn(), api={"token": TOKEN})
-    exporter = Exporter(config)
-    register(exporter.app, SimpleNamespace(reports=None))  # type: ignore[arg-type]
+    exporter = Exporter(config)  # store disabled: the monitor has no report service
     exporter.server.start()
     try:
         assert exporter.get("/reports/").status_code == 503
