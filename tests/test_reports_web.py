@@ -248,3 +248,19 @@ def test_delivery_failures_are_logged_not_raised(pg_cluster: Cluster, web_store:
     with Receiver(status=500) as receiver:
         failing = report_config(pg_cluster.dsn(), web_store, reports={"webhook_url": receiver.url + "/hook"})
         assert deliver(failing, report) == ["webhook answered HTTP 500"]
+
+
+def test_query_texts_hidden_over_http_unless_enabled(served: tuple[Exporter, ReportService],
+                                                      pg_cluster: Cluster, web_store: str) -> None:
+    exporter, service = served
+    report = service.generate(fx.WINDOW_START, fx.WINDOW_END, kind="daily", now=fx.NOW, catalog=fx.CATALOG)
+    text = "SELECT COUNT(*) FROM player_statistics"
+    assert text in json.dumps(report.data)  # the store keeps them
+    for path in (f"/reports/{report.report_id}", f"/api/v1/reports/{report.report_id}?format=text",
+                 f"/api/v1/reports/{report.report_id}"):
+        body = exporter.get(path, headers=AUTH).text
+        assert text not in body and "player_statistics WHERE" not in body, path
+        assert "query text hidden" in body
+    exposed = report_config(pg_cluster.dsn(), web_store, api={"token": TOKEN}, expose_query_text=True)
+    exporter.app.apply_config(exposed)
+    assert text in exporter.get(f"/api/v1/reports/{report.report_id}?format=text", headers=AUTH).text

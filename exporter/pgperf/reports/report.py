@@ -280,3 +280,47 @@ def report_from_data(data: dict[str, Any]) -> PerformanceReport:
     return PerformanceReport(report_id=data["report_id"], target=data.get("target"), kind=data["kind"],
                              period_start=when(data["period"]["start"]), period_end=when(data["period"]["end"]),
                              generated_at=when(data["generated_at"]), data=data, recommendations=recs, anomalies=found)
+
+
+HIDDEN = "(query text hidden: set expose_query_text: true to show it)"
+
+
+def hide_query_texts(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a report's JSON form without statement texts, which can hold literal
+    values of the application (served over HTTP unless ``expose_query_text``)."""
+    from .recommendations import _short
+
+    texts: set[str] = set()
+
+    def collect(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "query_text" and isinstance(value, str) and value:
+                    texts.add(value)
+                else:
+                    collect(value)
+        elif isinstance(node, list):
+            for item in node:
+                collect(item)
+
+    collect(data)
+    # Longest first, so that a text is replaced before a shorter one that prefixes it.
+    fragments = sorted({f for t in texts for f in (t, " ".join(t.split()), _short(t)) if len(f) >= 8},
+                       key=len, reverse=True)
+
+    def clean(node: Any, key: str | None = None) -> Any:
+        if isinstance(node, dict):
+            return {k: clean(v, k) for k, v in node.items()}
+        if isinstance(node, list):
+            return [clean(item) for item in node]
+        if isinstance(node, str):
+            if key == "query_text":
+                return HIDDEN if node else node
+            for fragment in fragments:
+                if fragment in node:
+                    node = node.replace(fragment, "[query text hidden]")
+            return node
+        return node
+
+    cleaned: dict[str, Any] = clean(data)
+    return cleaned

@@ -31,6 +31,7 @@ from ..config import Config
 from ..models import PerformanceReport
 from ..store.client import StoreUnavailable
 from .render import ms, title
+from .report import hide_query_texts
 from .service import ReportService, report_id_for
 
 __all__ = ["Job", "ReportScheduler", "deliver", "due_jobs"]
@@ -89,7 +90,7 @@ def public_url(config: Config) -> str:
 def deliver(config: Config, report: PerformanceReport, post: Callable[..., Any] = requests.post) -> list[str]:
     """Send *report* to the configured webhook and Slack; return the problems (logged too)."""
     problems = []
-    data = report.data
+    data = report.data if config.expose_query_text else hide_query_texts(report.data)
     link = f"{public_url(config)}/reports/{report.report_id}"
     if config.reports.webhook_url:
         try:

@@ -24,6 +24,7 @@ from ..store.client import StoreUnavailable
 from ..web import WebApp, error_response, json_response
 from .builder import iso
 from .render import FORMATS, render
+from .report import hide_query_texts
 from .service import KINDS, ReportNotFound, ReportService
 
 if TYPE_CHECKING:
@@ -91,7 +92,11 @@ class ReportRoutes:
                          "<p><a href='/reports/'>all reports</a></p>", 404)
         except (StoreUnavailable, psycopg.Error) as exc:
             return _page("pgperf reports", f"<p>{html.escape(str(exc))}</p>", 503)
-        return Response(render(report.data, "html"), mimetype="text/html")
+        return Response(render(self._visible(report.data), "html"), mimetype="text/html")
+
+    def _visible(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Statement texts only when the configuration allows them over HTTP."""
+        return data if self.app.config.expose_query_text else hide_query_texts(data)
 
     # -- API --------------------------------------------------------------------------------
 
@@ -131,7 +136,7 @@ class ReportRoutes:
             return error_response(404, str(exc))
         except (StoreUnavailable, psycopg.Error) as exc:
             return error_response(503, str(exc).strip())
-        return Response(render(report.data, fmt), mimetype=_CONTENT_TYPES[fmt])
+        return Response(render(self._visible(report.data), fmt), mimetype=_CONTENT_TYPES[fmt])
 
     def api_generate(self, request: Request) -> Response:
         denied = self.app.authorize(request)
@@ -161,7 +166,7 @@ class ReportRoutes:
             report = self._service().generate(start, end, target, kind)
         except (StoreUnavailable, psycopg.OperationalError) as exc:
             return error_response(503, str(exc).strip())
-        response = json_response(report.data, status=201)
+        response = json_response(self._visible(report.data), status=201)
         response.headers["Location"] = f"/api/v1/reports/{report.report_id}"
         return response
 
