@@ -1,0 +1,131 @@
+"""A small poker room — the application of the original requirement — as a demo workload.
+
+Tables ``players``, ``poker_tables``, ``game_hands`` and ``player_statistics``; a few client
+threads that deal hands, update statistics and read leaderboards. One query is
+deliberately left without an index — hands of a time range, ``game_hands.created_at`` — so
+that sequential scans, slow queries, recommendations and alerts have something to say.
+
+    python -m pgperf.devtools.workload postgresql://postgres@127.0.0.1:5432/postgres --seconds 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS players (
+    id bigserial PRIMARY KEY,
+    name text NOT NULL,
+    chips bigint NOT NULL DEFAULT 10000,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS poker_tables (
+    id bigserial PRIMARY KEY,
+    name text NOT NULL,
+    small_blind int NOT NULL
+);
+-- No index on created_at: "hands between two times" scans the whole table.
+CREATE TABLE IF NOT EXISTS game_hands (
+    id bigserial PRIMARY KEY,
+    table_id bigint NOT NULL REFERENCES poker_tables (id),
+    winner_id bigint NOT NULL REFERENCES players (id),
+    pot bigint NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS player_statistics (
+    player_id bigint PRIMARY KEY REFERENCES players (id),
+    hands_played bigint NOT NULL DEFAULT 0,
+    hands_won bigint NOT NULL DEFAULT 0,
+    total_winnings bigint NOT NULL DEFAULT 0
+);
+"""
+
+SEED = """
+INSERT INTO players (name) SELECT 'player-' || g FROM generate_series(1, %(players)s) g;
+INSERT INTO poker_tables (name, small_blind) SELECT 'table-' || g, 5 * (1 + g %% 10) FROM generate_series(1, 50) g;
+INSERT INTO player_statistics (player_id) SELECT id FROM players;
+INSERT INTO game_hands (table_id, winner_id, pot, created_at)
+SELECT 1 + (g %% 50), 1 + (g %% %(players)s), (random() * 5000)::bigint,
+       now() - (g || ' seconds')::interval
+FROM generate_series(1, %(hands)s) g;
+ANALYZE;
+"""
+
+Params = Callable[[random.Random], tuple[Any, ...]]
+QUERIES: dict[str, tuple[str, Params]] = {
+    "deal": ("INSERT INTO game_hands (table_id, winner_id, pot) VALUES (%s, %s, %s)",
+             lambda r: (r.randint(1, 50), r.randint(1, PLAYERS), r.randint(10, 5000))),
+    "win": ("UPDATE player_statistics SET hands_played = hands_played + 1, hands_won = hands_won + 1,"
+            " total_winnings = total_winnings + %s WHERE player_id = %s",
+            lambda r: (r.randint(10, 5000), r.randint(1, PLAYERS))),
+    "player": ("SELECT p.name, s.hands_played, s.hands_won FROM players p JOIN player_statistics s"
+               " ON s.player_id = p.id WHERE p.id = %s", lambda r: (r.randint(1, PLAYERS),)),
+    "leaderboard": ("SELECT player_id, total_winnings FROM player_statistics ORDER BY total_winnings DESC LIMIT 10",
+                    lambda r: ()),
+    # The unindexed one (see the module docstring).
+    "hands_between": ("SELECT count(*), sum(pot) FROM game_hands WHERE created_at BETWEEN now() - %s::interval AND now()",
+                      lambda r: (f"{r.randint(1, 60)} minutes",)),
+}
+# How often each query runs, relative to the others.
+MIX = ["deal"] * 4 + ["win"] * 4 + ["player"] * 6 + ["leaderboard"] * 2 + ["hands_between"]
+PLAYERS = 2000
+
+
+def setup(dsn: str, hands: int = 500_000) -> None:
+    """Create and fill the tables (once: an existing room is kept)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(SCHEMA)
+        exists = conn.execute("SELECT count(*) FROM players").fetchone()
+        if exists and exists[0]:
+            return
+        with conn.transaction():
+            conn.execute(SEED, {"players": PLAYERS, "hands": hands})
+
+
+def run(dsn: str, stop: threading.Event, clients: int = 3, pause: float = 0.01) -> list[threading.Thread]:
+    """Start *clients* threads playing until *stop* is set."""
+
+    def client(seed: int) -> None:
+        rng = random.Random(seed)
+        while not stop.is_set():
+            try:
+                with psycopg.connect(dsn, autocommit=True, application_name="poker-room") as conn:
+                    while not stop.is_set():
+                        sql, params = QUERIES[rng.choice(MIX)]
+                        conn.execute(sql, params(rng))
+                        stop.wait(pause)
+            except psycopg.Error:
+                stop.wait(1.0)  # the database restarts in some demos: reconnect
+
+    threads = [threading.Thread(target=client, args=(i,), name=f"poker-{i}", daemon=True) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dsn")
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--clients", type=int, default=3)
+    args = parser.parse_args(argv)
+    setup(args.dsn)
+    stop = threading.Event()
+    threads = run(args.dsn, stop, args.clients)
+    time.sleep(args.seconds)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
