@@ -2,8 +2,10 @@
 -- dashboards: query texts, alert history, reports).
 --
 -- Run as a superuser, connected to the database that holds pgperf's sample store (by
--- default the monitored database, schema pgperf):
+-- default the monitored database, schema pgperf), after docs/setup-role.sql when pgperf
+-- runs as the role that script creates (so that the store's schema is that role's):
 --
+--     psql -d postgres -v ON_ERROR_STOP=1 -f docs/setup-role.sql
 --     psql -d postgres -v ON_ERROR_STOP=1 -f docs/setup-reader.sql
 --
 -- then give the role a password (psql asks for it and sends it hashed):
@@ -39,9 +41,9 @@ ALTER ROLE pgperf_reader SET statement_timeout = '30s';
 -- pg_catalog first, as for pgperf's own role (CVE-2018-1058).
 ALTER ROLE pgperf_reader SET search_path = pg_catalog, pgperf;
 
--- The store's schema, created here if pgperf has not run yet, owned by the pgperf role when
--- docs/setup-role.sql created it (as that script does), so the order of the two scripts
--- does not matter.
+-- The store's schema, created here if neither setup-role.sql nor pgperf did yet: owned by
+-- the pgperf role when it exists (as setup-role.sql would create it), else by the role
+-- running this script (pgperf running as that superuser).
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = 'pgperf') THEN

@@ -20,8 +20,9 @@ Then:
   role of docs/setup-reader.sql, against the store pgperf wrote, and returns rows.
 
 Timing changes only, to take a minute rather than hours: sampling, scraping and rule
-evaluation every second, Alertmanager's fast notification timings. ``make test`` runs this
-on PostgreSQL 15 and 17.
+evaluation every second, Alertmanager's fast notification timings. Marked ``collectors``:
+``make test`` runs it on every PostgreSQL major of the matrix (15 with the whole suite, then
+13, 14, 16, 17 and 18).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from pgperf.devtools import bundle
 from pgperf.devtools.cluster import Cluster, free_port
 from pgperf.web import WebServer
 
-pytestmark = [pytest.mark.bundle, pytest.mark.slow]
+pytestmark = [pytest.mark.bundle, pytest.mark.collectors, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 ALLOWLIST = ROOT / "grafana" / "contract-allowlist.yml"

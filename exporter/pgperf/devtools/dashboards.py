@@ -1097,11 +1097,12 @@ def dashboards_md() -> str:
         variables = ", ".join(f"`{v['name']}`" for v in data["templating"]["list"])
         out += [f"## {data['title']}", "", f"`grafana/dashboards/{name}`, UID `{data['uid']}`. {data['description']}", "",
                 f"Variables: {variables}.", ""]
-        section = ""
         for panel in data["panels"]:
             if panel["type"] == "row":
-                section = panel["title"]
-                out += [f"### {section}", "", "| panel | type | unit | source | what it shows |", "|---|---|---|---|---|"]
+                if out[-1]:
+                    out.append("")
+                out += [f"### {panel['title']}", "", "| panel | type | unit | source | what it shows |",
+                        "|---|---|---|---|---|"]
                 continue
             unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit", "—")
             source = {PROMETHEUS_TYPE: "Prometheus", POSTGRES_TYPE: "store (SQL)"}.get(
