@@ -74,10 +74,11 @@ DB = SEL + ', datname=~"$datname"'
 BY = "job, instance, target"
 WHO = "{{instance}} {{target}}"
 
-# The store's tables carry the pgperf target name, not Prometheus' job and instance: SQL
-# panels filter on target (and the alerts' labels) with the variables in regex form. With
-# "All", Grafana substitutes the variable's custom all value (.*) unformatted.
 def _match(column: str, variable: str) -> str:
+    """SQL filter of *column* by a dashboard variable. The store's tables carry the pgperf
+    target name, not Prometheus' job and instance: SQL panels filter on target (and on the
+    alerts' labels) with the variables in regex form; with "All", Grafana substitutes the
+    variable's custom all value (.*) unformatted."""
     return f"coalesce({column}, '') ~ '^(${{{variable}:regex}})$'"
 
 
