@@ -331,10 +331,6 @@ def _seed(cluster: Cluster) -> None:
         conn.execute(SETUP_READER.read_text())
         conn.execute(f"ALTER ROLE pgperf PASSWORD '{PASSWORD}'")
         conn.execute(f"ALTER ROLE pgperf_reader PASSWORD '{PASSWORD}'")
-        # The store's migration runs CREATE SCHEMA IF NOT EXISTS, for which PostgreSQL checks
-        # CREATE on the database even when the schema exists: setup-role.sql's role cannot
-        # migrate its own schema without it.
-        conn.execute("GRANT CREATE ON DATABASE postgres TO pgperf")
         # The second exporter's store: another schema, so that two writers do not create
         # the same daily partitions at the same moment.
         conn.execute("CREATE SCHEMA pgperf_multi AUTHORIZATION pgperf")
