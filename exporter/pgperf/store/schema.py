@@ -69,7 +69,10 @@ def migrate(conn: psycopg.Connection[Any], schema: str) -> list[int]:
     ident = sql.Identifier(schema)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_KEY,))
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
+        # CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema
+        # exists, which the role of docs/setup-role.sql (given its schema) does not have.
+        if conn.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s", (schema,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(ident))
         conn.execute(sql.SQL(
             "CREATE TABLE IF NOT EXISTS {}.schema_migrations ("
             " version integer PRIMARY KEY, name text NOT NULL,"
