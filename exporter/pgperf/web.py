@@ -173,7 +173,9 @@ class WebApp:
         cache = self._probes.get(name)
         if cache is None:
             single = self.config.model_copy(update={"targets": (target.target,), "dsn": None})
-            def latest(t: TargetSampler = target) -> list[Snapshot]:
+            found: TargetSampler = target
+
+            def latest(t: TargetSampler = found) -> list[Snapshot]:
                 return [t.latest] if t.latest else []
 
             cache = MetricsCache(latest, single, process_metrics=False)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+import psycopg.errors
 from werkzeug.wrappers import Request, Response
 
 from .. import audit
@@ -94,6 +95,12 @@ def register(app: WebApp, service: AlertService) -> None:
                 return error_response(503, str(exc))
             except psycopg.DataError as exc:  # e.g. a NUL character PostgreSQL cannot store
                 return error_response(400, f"invalid value: {str(exc).strip().splitlines()[0]}")
+            except psycopg.errors.UndefinedTable:
+                return error_response(503, "the store's tables are not there yet: pgperf creates them when it "
+                                           "reaches the store (or run pgperf migrate)")
+            except psycopg.Error as exc:  # the store misbehaves: Alertmanager retries on 5xx
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                return error_response(503, f"store error: {first}")
 
         wrapper.__qualname__ = handler.__qualname__
         return wrapper

@@ -112,21 +112,27 @@ def partition_name(table: str, day: date) -> str:
 
 
 def ensure_partitions(conn: psycopg.Connection[Any], schema: str, days: list[date]) -> list[str]:
-    """Create the daily partitions of both sample tables for *days*; return those created."""
+    """Create the daily partitions of both sample tables for *days*; return those created.
+
+    Under the migrations' advisory lock: two pgperf processes writing to one store would
+    otherwise race on CREATE TABLE IF NOT EXISTS (which is not safe against itself).
+    """
     created = []
-    existing = set(list_partitions(conn, schema))
-    for table in PARTITIONED:
-        for day in sorted(set(days)):
-            name = partition_name(table, day)
-            if (table, day) in existing:
-                continue
-            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            # DDL takes no bind parameters: the bounds are literals.
-            conn.execute(sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {}.{} PARTITION OF {}.{} FOR VALUES FROM ({}) TO ({})"
-            ).format(sql.Identifier(schema), sql.Identifier(name), sql.Identifier(schema), sql.Identifier(table),
-                     sql.Literal(start), sql.Literal(start + timedelta(days=1))))
-            created.append(name)
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_KEY,))
+        existing = set(list_partitions(conn, schema))
+        for table in PARTITIONED:
+            for day in sorted(set(days)):
+                name = partition_name(table, day)
+                if (table, day) in existing:
+                    continue
+                start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+                # DDL takes no bind parameters: the bounds are literals.
+                conn.execute(sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {}.{} PARTITION OF {}.{} FOR VALUES FROM ({}) TO ({})"
+                ).format(sql.Identifier(schema), sql.Identifier(name), sql.Identifier(schema), sql.Identifier(table),
+                         sql.Literal(start), sql.Literal(start + timedelta(days=1))))
+                created.append(name)
     if created:
         log.info("store: created partitions %s", ", ".join(created))
     return created
