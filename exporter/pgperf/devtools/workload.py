@@ -48,16 +48,15 @@ CREATE TABLE IF NOT EXISTS player_statistics (
 );
 """
 
-SEED = """
-INSERT INTO players (name) SELECT 'player-' || g FROM generate_series(1, %(players)s) g;
-INSERT INTO poker_tables (name, small_blind) SELECT 'table-' || g, 5 * (1 + g %% 10) FROM generate_series(1, 50) g;
-INSERT INTO player_statistics (player_id) SELECT id FROM players;
-INSERT INTO game_hands (table_id, winner_id, pot, created_at)
-SELECT 1 + (g %% 50), 1 + (g %% %(players)s), (random() * 5000)::bigint,
-       now() - (g || ' seconds')::interval
-FROM generate_series(1, %(hands)s) g;
-ANALYZE;
-"""
+SEED = (
+    "INSERT INTO players (name) SELECT 'player-' || g FROM generate_series(1, %(players)s) g",
+    "INSERT INTO poker_tables (name, small_blind) SELECT 'table-' || g, 5 * (1 + g %% 10) FROM generate_series(1, 50) g",
+    "INSERT INTO player_statistics (player_id) SELECT id FROM players",
+    "INSERT INTO game_hands (table_id, winner_id, pot, created_at)"
+    " SELECT 1 + (g %% 50), 1 + (g %% %(players)s), (random() * 5000)::bigint, now() - (g || ' seconds')::interval"
+    " FROM generate_series(1, %(hands)s) g",
+    "ANALYZE",
+)
 
 Params = Callable[[random.Random], tuple[Any, ...]]
 QUERIES: dict[str, tuple[str, Params]] = {
@@ -87,7 +86,8 @@ def setup(dsn: str, hands: int = 500_000) -> None:
         if exists and exists[0]:
             return
         with conn.transaction():
-            conn.execute(SEED, {"players": PLAYERS, "hands": hands})
+            for statement in SEED:
+                conn.execute(statement, {"players": PLAYERS, "hands": hands})
 
 
 def run(dsn: str, stop: threading.Event, clients: int = 3, pause: float = 0.01) -> list[threading.Thread]:
