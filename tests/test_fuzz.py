@@ -154,3 +154,33 @@ def test_webhook_endpoint_never_500(webhook_client: Any, payload: Any, raw: byte
 def test_alert_listing_never_500(webhook_client: Any, query: dict[str, str]) -> None:
     response = webhook_client.get("/api/v1/alerts", query_string=query, headers={"Authorization": "Bearer t"})
     assert response.status_code in (200, 400), response.get_data(as_text=True)
+
+
+# -- report windows ------------------------------------------------------------------------
+
+times = st.one_of(st.text(max_size=40), st.datetimes().map(lambda d: d.isoformat()),
+                  st.sampled_from(["2024-01-01T00:00:00Z", "2024-01-02", "2024-13-01T00:00:00", "now", "",
+                                   "2024-01-01T00:00:00+25:00", "9999-12-31T23:59:59Z"]), st.integers(), st.none())
+
+
+@settings(max_examples=400, deadline=None)
+@given(start=times, end=times)
+def test_report_window_parsing_total(start: Any, end: Any) -> None:
+    from pgperf.reports.service import ReportService
+    from pgperf.reports.web import parse_time
+
+    try:
+        a, b = parse_time(start, "from"), parse_time(end, "to")
+        ReportService.check_window(a, b)
+    except ValueError as exc:
+        assert str(exc)
+    else:
+        assert a.tzinfo is not None and b.tzinfo is not None and a < b
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(json_values, st.fixed_dictionaries({"from": times, "to": times},
+                                                        optional={"target": json_values, "kind": json_values})))
+def test_report_generation_endpoint_never_500(webhook_client: Any, body: Any) -> None:
+    response = webhook_client.post("/api/v1/reports", data=json.dumps(body), headers={"Authorization": "Bearer t"})
+    assert response.status_code in (201, 400, 503), response.get_data(as_text=True)
