@@ -158,15 +158,21 @@ def render(results: dict[str, Any]) -> str:
             "",
             f"`make soak`: pgperf sampling every {soak['interval']} for {soak['minutes']:g} minutes under pgbench "
             "(4 clients, 200 transactions/s), scraped every 15 s, storing its samples in the monitored database. "
-            "Figures from the end of the two-minute warm-up to the end.",
+            "Figures from the end of a six-minute warm-up (caches and pools settle; the report scheduler's first "
+            "check opens a connection that closes after its idle time) to the end. Backend memory is measured as "
+            "PostgreSQL accounts it (memory contexts) and as private pages outside the shared memory segment; "
+            "USS would count the shared buffers only one backend touched.",
             "",
             "| figure | start | end | change | spread (max − min) / median | target |",
             "|---|---|---|---|---|---|",
             f"| exporter resident memory | {soak['rss_start_mib']:.1f} MiB | {soak['rss_end_mib']:.1f} MiB | "
             f"{soak['rss_growth_percent']:+.1f} % | {soak['rss_spread_percent']:.1f} % | flat within 10 % |",
-            f"| private memory of pgperf's backends (USS) | {soak['backend_uss_start_mib']:.1f} MiB | "
-            f"{soak['backend_uss_end_mib']:.1f} MiB | {soak['backend_uss_growth_percent']:+.1f} % | "
-            f"{soak['backend_uss_spread_percent']:.1f} % | flat within 10 % |",
+            f"| pgperf's backends: PostgreSQL memory contexts | {soak['backend_contexts_start_mib']:.2f} MiB | "
+            f"{soak['backend_contexts_end_mib']:.2f} MiB | {soak['backend_contexts_growth_percent']:+.1f} % | "
+            f"{soak['backend_contexts_spread_percent']:.1f} % | flat within 10 % |",
+            f"| pgperf's backends: private memory outside shared memory | {soak['backend_private_start_mib']:.1f} MiB | "
+            f"{soak['backend_private_end_mib']:.1f} MiB | {soak['backend_private_growth_percent']:+.1f} % | "
+            f"{soak['backend_private_spread_percent']:.1f} % | flat within 10 % |",
             f"| pgperf connections | {soak['connections_min']} | {soak['connections_max']} | — | — | constant |",
             f"| exporter CPU at 1 s sampling | — | — | {soak['cpu_seconds_per_hour']:.0f} CPU-s per hour | — | — |",
             "",

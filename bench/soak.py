@@ -1,8 +1,11 @@
 """Soak: pgperf sampling every second under pgbench for a long time (``make soak``).
 
-Checks that nothing grows: the exporter's resident memory, the private memory of its own
-database backends (USS: shared buffers, which every backend maps, are left out), and the
-number of connections it holds. Prometheus-like scrapes run every 15 s throughout.
+Checks that nothing grows: the exporter's resident memory; the memory of its own database
+backends, as PostgreSQL accounts it (the "Grand total" of ``pg_log_backend_memory_contexts``,
+PostgreSQL 14+) and as the kernel sees it without the shared memory segment (private pages
+of every other mapping: a backend's view of shared buffers would count as "private" while
+no other process touches those pages, so USS is misleading here); and the number of
+connections it holds. Prometheus-like scrapes run every 15 s throughout.
 
     python bench/soak.py --minutes 30            # writes bench/results.json ["soak"], README
     python bench/soak.py --minutes 0.5 --no-write  # smoke run
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -29,7 +33,9 @@ sys.path.insert(0, str(HERE))
 
 from pgperf.devtools.cluster import Cluster, free_port  # noqa: E402
 
-WARM_UP = 120.0  # seconds before the baseline: imports, caches and pools settle
+# Seconds before the baseline: imports, caches and pools settle, and the connection the
+# report scheduler opens at its first round is closed again after its idle time.
+WARM_UP = 360.0
 
 
 def _backend_pids(cluster: Cluster) -> list[int]:
@@ -37,14 +43,38 @@ def _backend_pids(cluster: Cluster) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
-def _uss(pids: list[int]) -> int:
+def _private(pids: list[int]) -> int:
+    """Private pages of the backends, the shared memory segment left out."""
     total = 0
     for pid in pids:
         try:
-            total += psutil.Process(pid).memory_full_info().uss
+            for region in psutil.Process(pid).memory_maps(grouped=True):
+                if region.path.startswith(("/dev/zero", "/SYSV", "/dev/shm", "/memfd")):
+                    continue  # PostgreSQL's shared memory: buffers, locks, statistics
+                total += region.private_clean + region.private_dirty
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return total
+
+
+def _contexts(cluster: Cluster, pids: list[int]) -> int:
+    """Sum of the backends' memory contexts, from pg_log_backend_memory_contexts (the
+    server log is where PostgreSQL writes them)."""
+    before = cluster.log_file.stat().st_size if cluster.log_file.exists() else 0
+    for pid in pids:
+        cluster.execute("SELECT pg_log_backend_memory_contexts(%s)", params=(pid,))
+    deadline = time.monotonic() + 5
+    found: dict[int, int] = {}
+    while time.monotonic() < deadline and len(found) < len(pids):
+        time.sleep(0.2)
+        with open(cluster.log_file, "rb") as f:
+            f.seek(before)
+            text = f.read().decode(errors="replace")
+        for line in text.splitlines():
+            match = re.search(r"\[(\d+)\].*Grand total: (\d+) bytes", line)
+            if match and int(match[1]) in pids:
+                found[int(match[1])] = int(match[2])
+    return sum(found.values())
 
 
 def soak(minutes: float, interval: str = "1s") -> dict[str, Any]:
@@ -75,7 +105,8 @@ def soak(minutes: float, interval: str = "1s") -> dict[str, Any]:
                     if now >= next_point:
                         pids = _backend_pids(cluster)
                         points.append({"t": round(elapsed, 1), "rss": exporter.memory_info().rss,
-                                       "backends": len(pids), "backend_uss": _uss(pids),
+                                       "backends": len(pids), "backend_private": _private(pids),
+                                       "backend_contexts": _contexts(cluster, pids),
                                        "cpu_s": sum(exporter.cpu_times()[:2])})
                         next_point += 30
                     time.sleep(0.5)
@@ -101,8 +132,14 @@ def summarize(points: list[dict[str, float]], minutes: float, interval: str) -> 
         "minutes": minutes, "interval": interval, "points": points,
         "rss_start_mib": first["rss"] / 2**20, "rss_end_mib": last["rss"] / 2**20,
         "rss_growth_percent": growth("rss"), "rss_spread_percent": spread("rss"),
-        "backend_uss_start_mib": first["backend_uss"] / 2**20, "backend_uss_end_mib": last["backend_uss"] / 2**20,
-        "backend_uss_growth_percent": growth("backend_uss"), "backend_uss_spread_percent": spread("backend_uss"),
+        "backend_contexts_start_mib": first["backend_contexts"] / 2**20,
+        "backend_contexts_end_mib": last["backend_contexts"] / 2**20,
+        "backend_contexts_growth_percent": growth("backend_contexts"),
+        "backend_contexts_spread_percent": spread("backend_contexts"),
+        "backend_private_start_mib": first["backend_private"] / 2**20,
+        "backend_private_end_mib": last["backend_private"] / 2**20,
+        "backend_private_growth_percent": growth("backend_private"),
+        "backend_private_spread_percent": spread("backend_private"),
         "connections_min": min(p["backends"] for p in settled), "connections_max": max(p["backends"] for p in settled),
         "cpu_seconds_per_hour": (last["cpu_s"] - first["cpu_s"]) / hours,
     }
