@@ -11,6 +11,7 @@ anomaly when
   (3.5 by default, the usual cut-off for modified z-scores), the scale floored at 5 % of
   the median so that a perfectly steady statement does not flag every wobble, and
 * the factor ``observed / median`` reaches the profile's ``thresholds.query_spike_factor``.
+  Statements faster than a tenth of the slow-query threshold are not reported.
 
 The median and MAD ignore the spike itself, which a mean and standard deviation would not.
 CPU, memory and connection counts are treated the same way sample by sample, with an
@@ -111,8 +112,15 @@ _ORDER = {"high": 0, "medium": 1, "low": 2}
 
 
 def detect(inputs: dict[str, Any], settings: ReportSettings, target: str | None) -> list[Anomaly]:
-    """Anomalies from the builder's ``anomaly_inputs``, most important first."""
-    found = [statement_anomaly(row, settings, target, inputs["resolution"]) for row in inputs["statements"]]
+    """Anomalies from the builder's ``anomaly_inputs``, most important first.
+
+    Statements still faster than a tenth of the slow-query threshold are left out, as in
+    the PgperfQueryTimeSpike rule: sub-millisecond statements vary tenfold with caching
+    and lock waits, and such a "spike" costs nothing.
+    """
+    floor = settings.slow_query_time_ms / 10
+    found = [statement_anomaly(row, settings, target, inputs["resolution"]) for row in inputs["statements"]
+             if float(row["observed"]) >= floor]
     for row in inputs["resources"]:
         anomaly = resource_anomaly(row, settings, target, settings.anomaly_z)
         if anomaly is not None:
