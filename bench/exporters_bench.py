@@ -51,6 +51,7 @@ TOP_N = 100  # per-queryid statements served by each exporter
 ROLES = {
     "pgperf": "bench-pgperf-secret",
     "pgperf_latency": "bench-pgperf-secret",
+    "pgperf_all_tables": "bench-pgperf-secret",
     "pgperf_store": "bench-store-secret",
     "postgres_exporter": "bench-pge-secret",
     "postgres_exporter_latency": "bench-pge-secret",
@@ -243,6 +244,7 @@ class Exporter:
     proc: subprocess.Popen[bytes]
     port: int
     log: Path
+    stores: bool = False  # pgperf with its sample store (role pgperf_store)
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -299,7 +301,7 @@ def start_pgperf(cluster: Cluster, role: str, work: Path, interval: str, *, stor
     log = work / f"{role}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
-    return Exporter("pgperf", role, proc, port, log)
+    return Exporter("pgperf", role, proc, port, log, stores=store)
 
 
 def start_postgres_exporter(cluster: Cluster, role: str, work: Path, queries: Path) -> Exporter:
@@ -418,15 +420,18 @@ class Window:
     database time are read at *warm_up* and at the end."""
 
     def __init__(self, cluster: Cluster, exporters: list[Exporter], seconds: float, warm_up: float,
-                 scrape_every: float) -> None:
+                 scrape_every: float, first_scrape: float) -> None:
         self.cluster = cluster
         self.exporters = exporters
         self.seconds = seconds
         self.warm_up = warm_up
         self.scrape_every = scrape_every
+        self.first_scrape = first_scrape  # monotonic time of the first scrape
         self.started = min(e.started for e in exporters)  # times count from the exporters' start
+        self.quiet_point: dict[str, Any] | None = None
         self.latencies: dict[str, list[float]] = {e.role: [] for e in exporters}
         self.scrape_errors: dict[str, int] = {e.role: 0 for e in exporters}
+        self.samples: dict[str, float] = {}  # pgperf's pgperf_samples_total at the last scrape
         self.start_point: dict[str, Any] | None = None
         self.end_point: dict[str, Any] | None = None
         self._stop = threading.Event()
@@ -448,19 +453,24 @@ class Window:
             if e.name == "pgperf":
                 for line in body.decode().splitlines():
                     if line.startswith("pgperf_samples_total "):
-                        self.samples = float(line.split()[1])
+                        self.samples[e.role] = float(line.split()[1])
         except (OSError, http.client.HTTPException):
             self.scrape_errors[e.role] += 1
 
-    samples: float = 0.0
+    def mark_quiet(self) -> None:
+        """From now on nothing else runs on the machine (the other sections are done)."""
+        if self.end_point is None:
+            point = self._point()
+            point["pgperf_samples"] = dict(self.samples)
+            self.quiet_point = point
 
     def _run(self) -> None:
-        next_scrape = self.started
+        next_scrape = self.first_scrape
         while not self._stop.is_set():
             now = time.monotonic()
             if self.start_point is None and now - self.started >= self.warm_up:
                 self.start_point = self._point()
-                self.start_point["pgperf_samples"] = self.samples
+                self.start_point["pgperf_samples"] = dict(self.samples)
             if now - self.started >= self.seconds:
                 break
             if now >= next_scrape:
@@ -473,7 +483,7 @@ class Window:
             if e.name == "pgperf":
                 self._scrape(e)  # the current sample count at the end
         self.end_point = self._point()
-        self.end_point["pgperf_samples"] = self.samples
+        self.end_point["pgperf_samples"] = dict(self.samples)
 
     def remaining(self) -> float:
         return max(0.0, self.seconds - (time.monotonic() - self.started))
@@ -483,16 +493,20 @@ class Window:
         start, end = self.start_point, self.end_point
         assert start is not None and end is not None
         hours = (end["t"] - start["t"]) / 3600
-        out: dict[str, Any] = {"seconds": end["t"], "measured_seconds": end["t"] - start["t"]}
+        # Database time from the moment the other sections were done, if enough cycles are
+        # left: while they run, every query competes with them for the cores.
+        db_start = start
+        quiet = self.quiet_point
+        if quiet is not None and all(self._cycles(e, quiet, end) >= 4 for e in self.exporters):
+            db_start = quiet
+        out: dict[str, Any] = {"seconds": end["t"], "measured_seconds": end["t"] - start["t"],
+                               "db_from_seconds": db_start["t"]}
         for e in self.exporters:
             a, b = start[e.role], end[e.role]
-            if e.name == "pgperf":
-                cycles = end["pgperf_samples"] - start["pgperf_samples"]
-            else:
-                cycles = b["scrapes"] - a["scrapes"]
-            db_ms = end["db_ms"][e.role] - start["db_ms"][e.role]
+            cycles = self._cycles(e, db_start, end)
+            db_ms = end["db_ms"][e.role] - db_start["db_ms"][e.role]
             lat = self.latencies[e.role][1:] or self.latencies[e.role]
-            out[e.name] = {
+            out[e.role] = {
                 "role": e.role,
                 "cpu_seconds": b["cpu_s"] - a["cpu_s"],
                 "cpu_seconds_total": b["cpu_s"],
@@ -504,10 +518,17 @@ class Window:
                 "scrape": percentiles(lat) if lat else {},
                 "scrape_errors": self.scrape_errors[e.role],
             }
-            if e.name == "pgperf":
-                store_ms = end["db_ms"]["pgperf_store"] - start["db_ms"]["pgperf_store"]
-                out[e.name]["store_db_ms_per_cycle"] = store_ms / cycles if cycles else 0.0
+            if e.stores:
+                store_ms = end["db_ms"]["pgperf_store"] - db_start["db_ms"]["pgperf_store"]
+                out[e.role]["store_db_ms_per_cycle"] = store_ms / cycles if cycles else 0.0
         return out
+
+    @staticmethod
+    def _cycles(e: Exporter, a: dict[str, Any], b: dict[str, Any]) -> float:
+        """Collection cycles between two points: pgperf's samples, postgres_exporter's scrapes."""
+        if e.name == "pgperf":
+            return float(b["pgperf_samples"].get(e.role, 0.0) - a["pgperf_samples"].get(e.role, 0.0))
+        return float(b[e.role]["scrapes"] - a[e.role]["scrapes"])
 
     def stop(self) -> None:
         self._stop.set()
@@ -531,6 +552,10 @@ class Sizes:
     concurrent_pgperf: int
     concurrent_pge: int
     pgbench_rate: int
+
+    @property
+    def interval_seconds(self) -> float:
+        return float(self.interval.rstrip("s"))
 
     @classmethod
     def full(cls) -> Sizes:
@@ -590,9 +615,38 @@ class Comparison:
         self._stack.enter_context(self.cluster.pgbench(clients=2, rate=s.pgbench_rate, dbname=DATABASE))
         for e in (pgperf, pge):
             e.wait_ready()
-        self.window = Window(self.cluster, [pgperf, pge], s.window_seconds, s.warm_up, s.scrape_every)
+        # The collections are staggered, as they would be on their own schedules: pgperf
+        # samples at its start and every interval after; the pgperf serving every table a
+        # third of an interval later; postgres_exporter is scraped (and collects) half an
+        # interval later. Together they would compete for the cores and slow each other.
+        every_at = self._phase(pgperf, s.interval_seconds / 3)
+        time.sleep(max(0.0, every_at - time.monotonic()))
+        # pgperf serving every table, like postgres_exporter's query file: the same coverage of
+        # the tables, for the database time (no store: its writes are counted apart anyway).
+        every = start_pgperf(self.cluster, "pgperf_all_tables", self.work, s.interval, store=False,
+                             settings={"PGPERF_COLLECTORS_TABLES_LIMIT": "100000"})
+        self.exporters.append(every)
+        every.wait_ready()
+        self.window = Window(self.cluster, [pgperf, pge, every], s.window_seconds, s.warm_up, s.scrape_every,
+                             first_scrape=self._phase(pgperf, s.interval_seconds / 2))
         self.facts["postgres"] = self.cluster.major
         self.facts["postgres_exporter_version"] = version_of_postgres_exporter()
+
+    def _phase(self, pgperf: Exporter, offset: float) -> float:
+        """The next monotonic time that is *offset* seconds after one of pgperf's samples."""
+        _, body, _ = fetch(pgperf.port, gzipped=False)
+        last = next(float(line.split()[1]) for line in body.decode().splitlines()
+                    if line.startswith("pgperf_last_sample_timestamp_seconds "))
+        at = time.monotonic() - (time.time() - last) + offset
+        step = self.sizes.interval_seconds
+        while at < time.monotonic():
+            at += step
+        return at
+
+    def quiet(self) -> None:
+        """The other sections are done: database time is measured from here (if long enough)."""
+        if self.window is not None:
+            self.window.mark_quiet()
 
     def latency(self) -> dict[str, Any]:
         """The latency pair: sequential and concurrent scrapes, gzip and plain; series."""

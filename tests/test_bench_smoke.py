@@ -29,6 +29,7 @@ def test_bench_harness_quick(tmp_path: Path) -> None:
         window = compare["window"][name]
         assert window["cycles"] > 0 and window["db_ms_per_cycle"] > 0, window  # its own role, seen apart
         assert window["rss_bytes"] > 0 and window["scrape"]["n"] > 0
+    assert compare["window"]["pgperf_all_tables"]["db_ms_per_cycle"] > 0  # pgperf serving every table
     text = out.read_text()
     assert "time to store one sample" in text and "quick mode" in text
     assert "report over 2 days" in text and "retention run" in text

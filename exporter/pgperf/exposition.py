@@ -10,6 +10,7 @@ per rendering and only the few live kilobytes per response.
 
 from __future__ import annotations
 
+import re
 import struct
 import threading
 import zlib
@@ -21,7 +22,6 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
-from prometheus_client.validation import _is_valid_legacy_labelname, _is_valid_legacy_metric_name
 
 from ._version import __version__
 from .collectors import Family, MetricDef
@@ -36,6 +36,11 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 #: prometheus-client's formatting of sample values (Go's), typed.
 _float_text: Callable[[float], str] = floatToGoString
+
+# Names the text format takes as they are (the "legacy" character set); prometheus-client
+# quotes or escapes any other, and such families are left to it (_slow).
+_PLAIN_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_PLAIN_LABEL_NAME = re.compile(r"(?!__)[a-zA-Z_][a-zA-Z0-9_]*")
 
 # A gzip member header (RFC 1952): no name, no modification time, fastest compression.
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\xff"
@@ -223,13 +228,13 @@ def _render(groups: Iterable[tuple[Family, Sequence[tuple[Family, Sequence[tuple
 def _plain_names(head: Family, sources: Sequence[tuple[Family, Sequence[tuple[str, str]]]]) -> bool:
     """Names prometheus-client writes as they are: a legacy metric name, legacy and
     distinct label names."""
-    if not _is_valid_legacy_metric_name(head.name):
+    if not _PLAIN_METRIC_NAME.fullmatch(head.name):
         return False
     for fam, extra in sources:
         names = tuple(k for k, _ in extra) + fam.labels
         if fam.name != head.name or len(set(names)) != len(names):
             return False
-        if not all(_is_valid_legacy_labelname(n) for n in names):
+        if not all(_PLAIN_LABEL_NAME.fullmatch(n) for n in names):
             return False
     return True
 
