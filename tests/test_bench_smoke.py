@@ -18,7 +18,19 @@ def test_bench_harness_quick(tmp_path: Path) -> None:
     data = json.loads(results.read_text())
     assert data["quick"] is True
     assert data["store"]["size"]["rows"] > 0
+    assert data["store"]["retention"]["dropped"] > 0 and data["store"]["retention"]["left"] > 0
     assert data["reports"]["report_total_queries"] > 0 and data["reports"]["report_rollup_hours"] > 0
+    compare = data["compare"]
+    for name in ("pgperf", "postgres_exporter"):
+        latency = compare["latency"][name]
+        assert latency["series"]["by_prefix"]["pg_stat_statements"] > 0, name  # the custom query file works
+        assert latency["series"]["tables"] > 0, name
+        assert latency["sequential_gzip"]["n"] > 0 and latency["concurrent_gzip"]["n"] > 0
+        window = compare["window"][name]
+        assert window["cycles"] > 0 and window["db_ms_per_cycle"] > 0, window  # its own role, seen apart
+        assert window["rss_bytes"] > 0 and window["scrape"]["n"] > 0
+    assert compare["window"]["pgperf_all_tables"]["db_ms_per_cycle"] > 0  # pgperf serving every table
     text = out.read_text()
     assert "time to store one sample" in text and "quick mode" in text
-    assert "report over 2 days" in text
+    assert "report over 2 days" in text and "retention run" in text
+    assert "side by side" in text and "## Budget" in text

@@ -156,6 +156,7 @@ def load(args: argparse.Namespace) -> Config:
 
 
 def cmd_serve(config: Config, args: argparse.Namespace) -> int:
+    from ._memory import release_free_memory
     from .monitor import Monitor, ReloadRejected
     from .store import SpoolLocked
     from .web import WebServer, create_app
@@ -216,6 +217,8 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
+    # After the rendering for /metrics (create_app registered it first): see pgperf._memory.
+    monitor.on("sample", lambda _snapshot: release_free_memory())
     monitor.start()  # an unreachable store does not stop sampling: samples are spooled
     targets = ", ".join(monitor.sampler.targets)
     log.info(

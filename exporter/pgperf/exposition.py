@@ -2,21 +2,26 @@
 
 A prometheus-client custom collector, registered on pgperf's own ``CollectorRegistry``,
 turns snapshots into fresh metric families; the text is rendered once per new set of
-snapshots and then served from memory, so a scrape costs no database round trip and a
-burst of concurrent scrapes costs one rendering. Process metrics (``process_*``) are
-rendered live on every scrape, and gzip is applied per response.
+snapshots (right after each sample) and then served from memory, so a scrape costs no
+database round trip and a burst of concurrent scrapes costs one rendering. Process
+metrics (``process_*``) are rendered live on every scrape; gzip compresses the bulk once
+per rendering and only the few live kilobytes per response.
 """
 
 from __future__ import annotations
 
-import gzip
+import re
+import struct
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from ._version import __version__
 from .collectors import Family, MetricDef
@@ -28,6 +33,17 @@ __all__ = [
 ]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+#: prometheus-client's formatting of sample values (Go's), typed.
+_float_text: Callable[[float], str] = floatToGoString
+
+# Names the text format takes as they are (the "legacy" character set); prometheus-client
+# quotes or escapes any other, and such families are left to it (_slow).
+_PLAIN_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_PLAIN_LABEL_NAME = re.compile(r"(?!__)[a-zA-Z_][a-zA-Z0-9_]*")
+
+# A gzip member header (RFC 1952): no name, no modification time, fastest compression.
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\xff"
 
 # Profile thresholds exposed as metrics, so one set of rules serves every profile and
 # every instance compares against its own exporter's values. (config key, metric, scale)
@@ -177,8 +193,108 @@ class SnapshotCollector(Collector):
         yield _metric(PROFILE_INFO.family([((self._config.profile,), 1)]))
 
 
+def _render(groups: Iterable[tuple[Family, Sequence[tuple[Family, Sequence[tuple[str, str]]]]]]) -> str:
+    """The text exposition of families, byte for byte what prometheus-client's
+    ``generate_latest`` makes of the same families converted by ``_metric``, without a
+    ``Metric`` per family and a label dict per sample.
+
+    *groups*: one per family rendered, each its head (name, type, help) and the families
+    whose samples it holds, each with extra leading labels. Families whose names
+    prometheus-client would escape or quote are rendered by prometheus-client itself.
+    """
+    out: list[str] = []
+    append = out.append
+    for head, sources in groups:
+        if not _plain_names(head, sources):
+            append(_slow(head, sources))
+            continue
+        append(_header(head))
+        for fam, extra in sources:
+            name = fam.name
+            names = tuple(k for k, _ in extra) + fam.labels
+            extra_values = tuple(v for _, v in extra)
+            if not names:
+                for _, value in fam.samples:
+                    append(f"{name} {_float_text(value)}\n")
+                continue
+            order = sorted(range(len(names)), key=names.__getitem__)
+            for values, value in fam.samples:
+                full = extra_values + values if extra_values else values
+                labels = ",".join([f'{names[i]}="{_escape_value(full[i])}"' for i in order])
+                append(f"{name}{{{labels}}} {_float_text(value)}\n")
+    return "".join(out)
+
+
+def _plain_names(head: Family, sources: Sequence[tuple[Family, Sequence[tuple[str, str]]]]) -> bool:
+    """Names prometheus-client writes as they are: a legacy metric name, legacy and
+    distinct label names."""
+    if not _PLAIN_METRIC_NAME.fullmatch(head.name):
+        return False
+    for fam, extra in sources:
+        names = tuple(k for k, _ in extra) + fam.labels
+        if fam.name != head.name or len(set(names)) != len(names):
+            return False
+        if not all(_PLAIN_LABEL_NAME.fullmatch(n) for n in names):
+            return False
+    return True
+
+
+def _exposed_type(fam: Family) -> str:
+    # See _metric: counters without "_total" are untyped, info families are gauges.
+    if fam.type == "counter":
+        return "counter" if fam.name.endswith("_total") else "untyped"
+    return "gauge" if fam.type == "info" else fam.type
+
+
+def _header(fam: Family) -> str:
+    doc = fam.help.replace("\\", r"\\").replace("\n", r"\n")
+    return f"# HELP {fam.name} {doc}\n# TYPE {fam.name} {_exposed_type(fam)}\n"
+
+
+def _escape_value(value: str) -> str:
+    # Label values: backslash, newline and double quote escaped (the text format).
+    if "\\" in value or "\n" in value or '"' in value:
+        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+    return value
+
+
+def _slow(head: Family, sources: Sequence[tuple[Family, Sequence[tuple[str, str]]]]) -> str:
+    metric = _metric(Family(head.name, head.type, head.help, head.labels, ()))
+    for fam, extra in sources:
+        metric.samples.extend(_metric(fam, extra).samples)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Fixed([metric]))
+    return generate_latest(registry).decode()
+
+
+class _Fixed(Collector):
+    def __init__(self, metrics: list[Metric]) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._metrics)
+
+
+@dataclass(frozen=True)
+class _Rendered:
+    """The snapshots' part of the exposition, plain and as the start of a gzip member."""
+
+    key: tuple[Any, ...] | None = None
+    plain: bytes = b""
+    deflated: bytes = _GZIP_HEADER  # gzip header and raw deflate, flushed to a byte boundary
+    crc: int = 0
+
+
 class MetricsCache:
-    """Rendered exposition text, kept until the snapshots change."""
+    """Rendered exposition text, kept until the snapshots change.
+
+    The text has three parts: the snapshots' families (the bulk, rendered once per new set
+    of snapshots, and compressed once too: as the start of a gzip member, flushed to a byte
+    boundary), then the extra families (the store's) with pgperf's build and profile
+    (rendered again when their key changes), then the live process metrics (every
+    scrape). A gzipped response is the compressed first part, the rest compressed on its
+    own and the gzip trailer: one scrape compresses a few kilobytes, not the whole text.
+    """
 
     def __init__(
         self,
@@ -189,17 +305,22 @@ class MetricsCache:
         process_metrics: bool = True,
     ) -> None:
         self._snapshots = snapshots
+        self._config = config
+        self._extra = extra
+        #: The same exposition through prometheus-client (without process metrics).
         self.registry = CollectorRegistry(auto_describe=False)
         collector = SnapshotCollector(snapshots, config, extra)
         self.registry.register(collector)
         self._live = CollectorRegistry(auto_describe=False)
+        self._process_metrics = process_metrics
         if process_metrics:
             ProcessCollector(registry=self._live)
         self._collector = collector
         self._generation = 0
         self._lock = threading.Lock()
-        self._key: tuple[Any, ...] | None = None
-        self._plain = b""
+        self._rendered = _Rendered()
+        self._tail_key: tuple[Any, ...] | None = None
+        self._tail = b""
         self._extra_key: Callable[[], Any] = lambda: None
 
     def set_extra_key(self, key: Callable[[], Any]) -> None:
@@ -208,19 +329,61 @@ class MetricsCache:
 
     def set_config(self, config: Config) -> None:
         """A reloaded configuration (thresholds, profile): render again at the next scrape."""
+        self._config = config
         self._collector._config = config
         self._generation += 1
 
-    def _current_key(self) -> tuple[Any, ...]:
-        return (tuple((s.target, s.seq) for s in self._snapshots()), self._extra_key(), self._generation)
+    def refresh(self) -> None:
+        """Render the snapshots' part now if they changed (the sampler calls this after each
+        sample, so that scrapes find it ready)."""
+        snapshots = self._snapshots()
+        key = (tuple((s.target, s.seq) for s in snapshots), self._generation)
+        if key == self._rendered.key:
+            return
+        with self._lock:
+            if key != self._rendered.key:
+                plain = _render(self._groups(snapshots)).encode()
+                deflate = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
+                self._rendered = _Rendered(key, plain, _GZIP_HEADER + deflate.compress(plain)
+                                           + deflate.flush(zlib.Z_SYNC_FLUSH), zlib.crc32(plain))
+
+    def _groups(self, snapshots: Sequence[Snapshot]
+                ) -> Iterator[tuple[Family, Sequence[tuple[Family, Sequence[tuple[str, str]]]]]]:
+        # The same grouping as SnapshotCollector.collect.
+        labelled = len(self._config.resolved_targets()) > 1 and len(snapshots) > 0
+        merged: dict[str, list[tuple[str, Family]]] = {}
+        for snap in snapshots:
+            for fam in (*snap.families, *self_families(snap, self._config)):
+                merged.setdefault(fam.name, []).append((snap.target, fam))
+        for parts in merged.values():
+            first = parts[0][1]
+            if not labelled:
+                yield first, ((first, ()),)
+            else:
+                head = Family(first.name, first.type, first.help, ("target", *first.labels), ())
+                yield head, [(fam, (("target", target),)) for target, fam in parts]
+
+    def _tail_part(self) -> bytes:
+        key = (self._extra_key(), self._generation)
+        with self._lock:
+            if key != self._tail_key:
+                families = [*self._extra(), BUILD_INFO.family([((__version__,), 1)]),
+                            PROFILE_INFO.family([((self._config.profile,), 1)])]
+                self._tail = _render((f, ((f, ()),)) for f in families).encode()
+                self._tail_key = key
+            return self._tail
 
     def render(self, gzipped: bool = False) -> bytes:
         """The exposition text of the latest snapshots, then live process metrics."""
-        key = self._current_key()
-        with self._lock:
-            if key != self._key:
-                self._plain = generate_latest(self.registry)
-                self._key = key
-            cached = self._plain
-        body = cached + generate_latest(self._live)
-        return gzip.compress(body, compresslevel=1) if gzipped else body
+        self.refresh()
+        rendered = self._rendered
+        rest = self._tail_part()
+        if self._process_metrics:
+            rest += generate_latest(self._live)
+        if not gzipped:
+            return rendered.plain + rest
+        # The rest is deflated on its own; raw deflate streams join at a byte boundary, and
+        # the gzip trailer's CRC continues over the whole text.
+        deflate = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS, 1)
+        return (rendered.deflated + deflate.compress(rest) + deflate.flush()
+                + struct.pack("<II", zlib.crc32(rest, rendered.crc), (len(rendered.plain) + len(rest)) & 0xFFFFFFFF))

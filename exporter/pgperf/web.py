@@ -269,6 +269,8 @@ def create_app(monitor: Monitor, web_config: WebConfig | None = None) -> WebApp:
     metrics = MetricsCache(monitor.snapshots, config, store.families if store else (lambda: ()))
     if store is not None:
         metrics.set_extra_key(lambda: store.version)
+    # Render each new sample in the sampler's thread, so that no scrape waits for it.
+    monitor.on("sample", lambda _snapshot: metrics.refresh())
     app = WebApp(config, monitor.sampler, metrics, web_config)
     if monitor.alert_service is not None:
         from .alerts.web import register as register_alerts

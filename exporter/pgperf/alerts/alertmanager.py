@@ -7,9 +7,10 @@ Errors become AlertmanagerError with the URL and the reason, never a stack trace
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
+if TYPE_CHECKING:
+    import requests
 
 __all__ = ["AlertmanagerClient", "AlertmanagerError"]
 
@@ -22,9 +23,15 @@ class AlertmanagerClient:
     def __init__(self, url: str, timeout: float = 5.0) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
-        self.session = requests.Session()
+        # Imported here: requests and its dependencies cost the exporter several megabytes
+        # of memory, and most exporters talk to no Alertmanager.
+        import requests
+
+        self.session: requests.Session = requests.Session()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        import requests
+
         url = f"{self.url}/api/v2{path}"
         try:
             response = self.session.request(method, url, timeout=self.timeout, **kwargs)

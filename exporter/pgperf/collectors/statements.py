@@ -19,6 +19,7 @@ statistics itself: other tools depend on them.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
@@ -261,8 +262,9 @@ def _read_entries(ctx: CollectContext, schema: str, version: tuple[int, ...]) ->
     assert ctx.conn is not None
     entries: dict[Key, Entry] = {}
     with ctx.conn.cursor(row_factory=tuple_row) as cur:
-        cur.execute(statements_sql(schema, version))
-        for r in cur:
+        # fetchall() converts the rows in one call; iterating the cursor costs a Python
+        # call per row, and there can be thousands (pg_stat_statements.max).
+        for r in cur.execute(statements_sql(schema, version)).fetchall():
             since = r[19].timestamp() if r[19] is not None else None
             entries[(r[1], r[0], r[2], r[3])] = Entry(
                 r[4] or "", r[5] or "", r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13],
@@ -339,8 +341,9 @@ def select_top(
         score = scores.get(sid, 0.0) * (HYSTERESIS if sid in incumbents else 1.0)
         return (sid in slow, score, sid)
 
-    ranked = sorted(scores, key=rank, reverse=True)
-    return frozenset(ranked[:n])
+    # The keys are distinct (the id is part of them): the n largest are the first n of
+    # the whole ranking, found without sorting every statement.
+    return frozenset(heapq.nlargest(n, scores, key=rank))
 
 
 def _per_statement(entries: dict[Key, Entry]) -> dict[StatementId, Entry]:

@@ -145,6 +145,10 @@ SERVED = MetricDef(
 )
 
 
+# timestamptz columns, served as seconds since the epoch.
+_TIMES = frozenset({"last_vacuum", "last_autovacuum", "last_analyze", "last_autoanalyze"})
+
+
 def _value(value: Any) -> Any:
     if value is None:
         return None
@@ -157,13 +161,22 @@ def families_from_rows(rows: list[dict[str, Any]], datname: str, total: int, lim
     """Build the families from the query's rows (mapped by column name; columns this
     module does not know are ignored, columns the server lacks are not served)."""
     present = rows[0].keys() if rows else ()
+    # The label values of each table, once for all its families (about 30 per table).
+    labels = [tuple(["" if r[k] is None else str(r[k]) for k in _LABELS]) for r in rows]
     families: list[Family] = []
     for defs in (STAT_METRICS, STATIO_METRICS):
         for column, metric in defs.items():
-            if column in present:
-                families.append(metric.family(
-                    ((r["datname"], r["schemaname"], r["relname"]), _value(r[column])) for r in rows
-                ))
+            if column not in present:
+                continue
+            convert = _value if column in _TIMES else None
+            samples = []
+            for lab, r in zip(labels, rows, strict=True):
+                value = r[column]
+                if convert is not None:
+                    value = convert(value)
+                if value is not None:  # NULL: no sample
+                    samples.append((lab, float(value)))
+            families.append(Family(metric.name, metric.type, metric.help, metric.labels, tuple(samples)))
     families += [
         TOTAL.family([((datname,), total)]),
         TRUNCATED.family([((datname,), 1 if total > limit else 0)]),

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import requests
 from psycopg import sql
 
 from ..config import Config
@@ -87,8 +86,13 @@ def public_url(config: Config) -> str:
     return f"http://{host}:{port}"
 
 
-def deliver(config: Config, report: PerformanceReport, post: Callable[..., Any] = requests.post) -> list[str]:
-    """Send *report* to the configured webhook and Slack; return the problems (logged too)."""
+def deliver(config: Config, report: PerformanceReport, post: Callable[..., Any] | None = None) -> list[str]:
+    """Send *report* to the configured webhook and Slack; return the problems (logged too).
+    *post* defaults to ``requests.post``."""
+    # Imported here, like in the Alertmanager client: only a delivery needs requests.
+    import requests
+
+    post = post or requests.post
     problems = []
     data = report.data if config.expose_query_text else hide_query_texts(report.data)
     link = f"{public_url(config)}/reports/{report.report_id}"
