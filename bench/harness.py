@@ -141,7 +141,18 @@ def budget_figures(results: dict[str, Any]) -> dict[str, tuple[float, str]]:
         cpu = win["pgperf"]["cpu_seconds_per_hour"]
         out["cpu_percent"] = (cpu / 36, f"{cpu / 36:.2f} % ({cpu:.1f} CPU-s per hour)")
         rss = win["pgperf"]["rss_bytes"] / 2**20
-        out["rss_mib"] = (rss, f"{rss:.1f} MiB ({win['pgperf']['rss_bytes'] / 1e6:.1f} MB)")
+        minutes = win.get("seconds", 0) / 60
+        out["rss_mib"] = (rss, f"{rss:.1f} MiB ({win['pgperf']['rss_bytes'] / 1e6:.1f} MB) after "
+                               f"{minutes:.1f} minutes at 15 s sampling (this run)")
+    soak = results.get("soak")
+    if soak:  # `make soak`: the same process after exactly 10 minutes (and 30), sampling every second
+        at_10 = next((p for p in soak["points"] if p["t"] >= 600), None)
+        if at_10 is not None:
+            rss10 = at_10["rss"] / 2**20
+            previous = out.get("rss_mib")
+            worst = max(rss10, previous[0]) if previous else rss10
+            text = f"{rss10:.1f} MiB ({at_10['rss'] / 1e6:.1f} MB) after 10 minutes at 1 s sampling (make soak)"
+            out["rss_mib"] = (worst, text + (f"; {previous[1]}" if previous else ""))
     store = results.get("store")
     if store:
         out["store_ms"] = (store["write"]["p50_ms"], f"{store['write']['p50_ms']:.0f} ms (median)")
