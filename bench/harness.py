@@ -379,7 +379,9 @@ def render_optimizations(results: dict[str, Any]) -> list[str]:
                 al[conc]["scrapes_per_second"], lambda v: f"{v:,.0f}"),
             row("CPU seconds per hour at 15 s", bw["cpu_seconds_per_hour"], aw["cpu_seconds_per_hour"],
                 lambda v: f"{v:,.1f} s"),
-            row("resident memory after 10 minutes", bw["rss_bytes"], aw["rss_bytes"], lambda v: f"{v / 2**20:,.1f} MiB"),
+            row(f"resident memory at the end of the window ({before['window']['seconds'] / 60:.0f} / "
+                f"{after['window']['seconds'] / 60:.0f} minutes)", bw["rss_bytes"], aw["rss_bytes"],
+                lambda v: f"{v / 2**20:,.1f} MiB"),
             row("database time per collection cycle (the same queries: the difference is the runs' conditions)",
                 bw["db_ms_per_cycle"], aw["db_ms_per_cycle"]),
             "",
