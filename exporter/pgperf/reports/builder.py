@@ -53,9 +53,14 @@ STATEMENT_TYPE_SQL = f"""CASE upper(substring({_BODY} from '^([A-Za-z]+)'))
     WHEN 'DELETE' THEN 'DELETE' WHEN 'TABLE' THEN 'SELECT' WHEN 'VALUES' THEN 'SELECT'
     WHEN 'WITH' THEN coalesce(upper(substring(query_text from '(?i)\\)\\s*(insert|update|delete)\\M')), 'SELECT')
     ELSE 'OTHER' END"""
+# FROM that does not introduce a relation: ``extract(epoch FROM x)``, ``substring(s FROM $1)``,
+# ``trim(both $1 FROM s)``, ``a IS DISTINCT FROM b`` (constants are ``$n`` in pg_stat_statements).
+_NOT_RELATION_FROM = (r"'(?i)\m(extract\s*\(\s*(?:[A-Za-z_]+|\$[0-9]+|''[^'']*'')"
+                      r"|(?:substring|trim|overlay)\s*\([^()]*?|distinct)\s+from\M'")
+_FROM_TEXT = f"regexp_replace(query_text, {_NOT_RELATION_FROM}, '\\1 ', 'g')"
 MAIN_TABLE_SQL = f"""lower(replace(CASE stmt_type
-    WHEN 'SELECT' THEN substring(query_text from '(?i)\\m(?:from|join)\\s+({_RELATION})')
-    WHEN 'DELETE' THEN substring(query_text from '(?i)\\mfrom\\s+({_RELATION})')
+    WHEN 'SELECT' THEN substring({_FROM_TEXT} from '(?i)\\m(?:from|join)\\s+({_RELATION})')
+    WHEN 'DELETE' THEN substring({_FROM_TEXT} from '(?i)\\mfrom\\s+({_RELATION})')
     WHEN 'INSERT' THEN substring(query_text from '(?i)\\minto\\s+({_IDENT})')
     WHEN 'UPDATE' THEN substring(query_text from '(?i)\\mupdate\\s+(?:only\\s+)?({_IDENT})')
     END, '"', ''))"""
