@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import logging
-import shutil
 import subprocess
 import threading
 import time
@@ -219,7 +218,6 @@ def test_overruns_are_skipped_and_counted(pg_cluster: Cluster) -> None:
     assert sampler.counters.overruns >= 3
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is installed by .ci/run")
 def test_promtool_check_metrics(pg_cluster: Cluster, pgbench: Any) -> None:
     compat = {m.name for spec in collectors.REGISTRY for m in spec.metrics if m.compat}
     compat |= {"pg_stat_activity_count"}
