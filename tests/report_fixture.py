@@ -114,7 +114,8 @@ CATALOG = CatalogFacts(
     },
     tables=(
         TableFact("public", "game_hands", 2_500_000, 40_000, 340, 340 * 2_400_000, 12, 900 * 1024 * 1024,
-                  datetime(2024, 1, 1, 6, tzinfo=UTC), None, 31),
+                  datetime(2024, 1, 1, 6, tzinfo=UTC), None, 31,
+                  columns=("id", "table_id", "winner_id", "pot", "created_at"), indexed_columns=("id", "pot")),
         TableFact("public", "players", 52_000, 28_000, 3, 150_000, 90_000, 24 * 1024 * 1024,
                   datetime(2023, 12, 29, 4, tzinfo=UTC), None, 7),
         TableFact("public", "sessions", 900, 40, 800, 720_000, 0, 256 * 1024, None, None, 0),

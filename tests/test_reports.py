@@ -25,6 +25,7 @@ from pgperf.devtools.cluster import Cluster
 from pgperf.reports import ReportNotFound, ReportService, render
 from pgperf.reports.builder import MAIN_TABLE_SQL, STATEMENT_TYPE_SQL, ReportSettings
 from pgperf.reports.catalog import read_catalog, try_read_catalog
+from pgperf.reports.recommendations import index_candidates, predicate_columns
 from pgperf.reports.report import build_report
 from pgperf.store import StoreClient
 from pgperf.store.rollup import roll_up
@@ -107,6 +108,9 @@ def test_fixture_report_content(pg_cluster: Cluster, fixture_store: str) -> None
     # The 16 kB unused index is below the rule's floor; the 48 MB one is reported.
     assert [i["index"] for i in rules["unused_indexes"]["evidence"]["indexes"]] == ["public.game_hands_pot_idx"]
     assert "error_rate" not in rules  # 0.2 % is under production's 0.5 %
+    seq = rules["seq_scans_large_tables"]
+    assert seq["evidence"]["tables"][0]["index_candidates"][0]["column"] == "created_at"
+    assert "public.game_hands (created_at" in seq["message"]
 
 
 def test_report_validates_against_the_json_schema(pg_cluster: Cluster, fixture_store: str) -> None:
@@ -154,6 +158,37 @@ def test_rollup_runs_are_bounded(pg_cluster: Cluster) -> None:
         assert [(r.start.hour, r.end.hour, r.caught_up) for r in first] == [(0, 10, False)]
         second = roll_up(conn, "report_bounded", now=fx.NOW, max_hours=100)
         assert second[0].start == first[0].end and second[0].caught_up
+
+
+@pytest.mark.parametrize("text, columns", [
+    ("SELECT count(*) FROM game_hands WHERE created_at BETWEEN now() - $1::interval AND now()", ["created_at"]),
+    ("SELECT p.name FROM players p JOIN player_statistics s ON s.player_id = p.id WHERE p.id = $1",
+     ["player_id", "id"]),
+    ("SELECT player_id, total_winnings FROM player_statistics ORDER BY total_winnings DESC LIMIT $1",
+     ["total_winnings"]),
+    ('UPDATE t SET a = $1 WHERE "Code" = $2 AND (x IS NULL OR y > $3)', ["Code", "x", "y"]),
+    ("SELECT * FROM t WHERE lower(email) = $1 AND NOT EXISTS (SELECT 1)", []),
+    ("SELECT a FROM t ORDER BY a", []),
+])
+def test_predicate_columns(text: str, columns: list[str]) -> None:
+    assert predicate_columns(text) == columns
+
+
+def test_catalog_reads_columns_and_indexed_columns(pg_cluster: Cluster) -> None:
+    with pg_cluster.connect() as conn:
+        conn.execute("DROP TABLE IF EXISTS catalog_probe; CREATE TABLE catalog_probe (id int PRIMARY KEY, a int, b text);"
+                     " ALTER TABLE catalog_probe DROP COLUMN b; CREATE INDEX ON catalog_probe (a, id)")
+        conn.commit()
+    try:
+        facts = read_catalog(pg_cluster.dsn())
+        probe = next(t for t in facts.tables if t.name == "public.catalog_probe")
+        assert probe.columns == ("id", "a") and sorted(probe.indexed_columns) == ["a", "id"]
+        assert index_candidates(probe, [{"query_id": "1", "query_text": "SELECT 1 FROM catalog_probe WHERE a = $1",
+                                         "total_time_ms": 5.0}]) == []
+    finally:
+        with pg_cluster.connect() as conn:
+            conn.execute("DROP TABLE catalog_probe")
+            conn.commit()
 
 
 @pytest.mark.parametrize("text, kind, table", [

@@ -43,7 +43,12 @@ _TABLES_SQL = """
 SELECT s.schemaname, s.relname, s.n_live_tup, s.n_dead_tup, s.seq_scan, s.seq_tup_read,
        coalesce(s.idx_scan, 0) AS idx_scan, pg_table_size(s.relid) AS size_bytes,
        s.last_autovacuum, s.last_vacuum, s.autovacuum_count, s.n_mod_since_analyze,
-       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = s.relid) AS has_indexes
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = s.relid) AS has_indexes,
+       array(SELECT a.attname::text FROM pg_attribute a
+             WHERE a.attrelid = s.relid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum) AS columns,
+       array(SELECT DISTINCT a.attname::text FROM pg_index i
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+             WHERE i.indrelid = s.relid) AS indexed_columns
 FROM pg_stat_user_tables s
 ORDER BY pg_table_size(s.relid) DESC, s.schemaname, s.relname
 LIMIT 200
@@ -93,6 +98,8 @@ class TableFact:
     last_vacuum: datetime | None = None
     autovacuum_count: int = 0
     has_indexes: bool = True
+    columns: tuple[str, ...] = ()
+    indexed_columns: tuple[str, ...] = ()  # the first column of each of its indexes
 
     @property
     def name(self) -> str:
@@ -141,6 +148,12 @@ class CatalogFacts:
         return asdict(self)
 
 
+def _table_fact(row: dict[str, Any]) -> TableFact:
+    fields: dict[str, Any] = {k: v for k, v in row.items() if k != "n_mod_since_analyze"}
+    fields["columns"], fields["indexed_columns"] = tuple(row["columns"]), tuple(row["indexed_columns"])
+    return TableFact(**fields)
+
+
 def read_catalog(dsn: str, *, connect_timeout: float = 5.0, statement_timeout: float = 10.0) -> CatalogFacts:
     """Read the facts from *dsn*; raises psycopg.Error (the caller reports it)."""
     settings = SessionSettings(application_name="pgperf-report", connect_timeout=connect_timeout,
@@ -155,8 +168,7 @@ def read_catalog(dsn: str, *, connect_timeout: float = 5.0, statement_timeout: f
             found = {r["name"]: {"setting": r["setting"], "unit": r["unit"],
                                  "bytes": int(r["bytes"]) if r["bytes"] is not None else None}
                      for r in cur.execute(_SETTINGS_SQL, (list(SETTINGS),)).fetchall()}
-            tables = tuple(TableFact(**{k: v for k, v in r.items() if k != "n_mod_since_analyze"})
-                           for r in cur.execute(_TABLES_SQL).fetchall())
+            tables = tuple(_table_fact(r) for r in cur.execute(_TABLES_SQL).fetchall())
             unused = tuple(IndexFact(**r) for r in cur.execute(_UNUSED_SQL).fetchall())
             duplicates = tuple(DuplicateIndex(r["schemaname"], r["table_name"], tuple(r["indexes"]), int(r["size_bytes"]))
                                for r in cur.execute(_DUPLICATES_SQL).fetchall())

@@ -9,6 +9,7 @@ apply by default and are written next to the rule that uses them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -151,15 +152,59 @@ def connection_utilization(report: Report, s: ReportSettings, catalog: CatalogFa
     )]
 
 
-def _statements_on(report: Report, table: str) -> list[str]:
-    """Query ids of the listed statements whose main table is *table* (either spelling)."""
+def _listed_statements_on(report: Report, table: str) -> list[dict[str, Any]]:
+    """The listed statements whose main table is *table* (either spelling), each once."""
     short = table.split(".", 1)[-1]
-    seen: list[str] = []
+    seen: dict[str, dict[str, Any]] = {}
     for key in ("slowest_by_total", "slowest_by_mean", "most_frequent"):
         for q in report["queries"][key]:
-            if q["table"] in (table, short) and q["query_id"] not in seen:
-                seen.append(q["query_id"])
-    return seen[:5]
+            if q["table"] in (table, short):
+                seen.setdefault(q["query_id"], q)
+    return list(seen.values())
+
+
+def _statements_on(report: Report, table: str) -> list[str]:
+    """Query ids of the listed statements whose main table is *table*."""
+    return [q["query_id"] for q in _listed_statements_on(report, table)][:5]
+
+
+_NAME = r'(?:[a-z_][a-z0-9_$]*|"[^"]+")'
+# A column compared in a condition (after WHERE, AND, OR or ON: ``created_at BETWEEN``,
+# ``s.player_id = p.id``), or sorted on before a LIMIT (a top-N an index can serve).
+_PREDICATE = re.compile(
+    rf"\b(?:where|and|or|on)\s+(?:not\s+)?[(\s]*(?:{_NAME}\.)?({_NAME})\s*"
+    rf"(?:=|<>|!=|<=|>=|<|>|between\b|in\b|like\b|ilike\b|is\b|~)"
+    rf"(?:\s*(?:{_NAME}\.)?({_NAME})(?![\w.(]))?", re.IGNORECASE)
+_TOP_N = re.compile(rf"\border\s+by\s+(?:{_NAME}\.)?({_NAME})[^;]*?\blimit\b", re.IGNORECASE)
+
+
+def predicate_columns(text: str) -> list[str]:
+    """Column names a statement filters, joins or sorts a top-N on, in order of appearance.
+
+    A heuristic over the normalized text (constants are ``$n``), for naming index candidates;
+    the caller keeps only the names that are columns of the table at hand."""
+    found: list[str] = []
+    for m in _PREDICATE.finditer(text):
+        found += [g for g in m.groups() if g]
+    found += [m.group(1) for m in _TOP_N.finditer(text)]
+    names = [n[1:-1] if n.startswith('"') else n.lower() for n in found]
+    keywords = {"not", "null", "true", "false", "and", "or", "select", "exists", "any", "all"}
+    return list(dict.fromkeys(n for n in names if n not in keywords))
+
+
+def index_candidates(table: Any, statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Columns of *table* that its statements filter or sort on and no index starts with,
+    the most expensive first: [{column, statements, total_time_ms}]."""
+    columns, indexed = set(table.columns), set(table.indexed_columns)
+    found: dict[str, dict[str, Any]] = {}
+    for q in statements:
+        for name in predicate_columns(q.get("query_text") or ""):
+            if name in columns and name not in indexed:
+                c = found.setdefault(name, {"column": name, "statements": [], "total_time_ms": 0.0})
+                if q["query_id"] not in c["statements"]:
+                    c["statements"].append(q["query_id"])
+                    c["total_time_ms"] = round(c["total_time_ms"] + float(q.get("total_time_ms") or 0.0), 3)
+    return sorted(found.values(), key=lambda c: (-c["total_time_ms"], c["column"]))
 
 
 def seq_scans(report: Report, s: ReportSettings, catalog: CatalogFacts | None) -> list[Recommendation]:
@@ -169,19 +214,26 @@ def seq_scans(report: Report, s: ReportSettings, catalog: CatalogFacts | None) -
     for t in catalog.tables:
         if (t.n_live_tup >= SEQ_SCAN_MIN_ROWS and t.seq_scan >= SEQ_SCAN_MIN_SCANS and t.seq_scan > t.idx_scan
                 and t.seq_tup_read / t.seq_scan >= SEQ_SCAN_MIN_ROWS_PER_SCAN):
+            statements = _listed_statements_on(report, t.name)
             found.append({"table": t.name, "live_rows": t.n_live_tup, "size_bytes": t.size_bytes, "seq_scan": t.seq_scan,
                           "seq_tup_read": t.seq_tup_read, "rows_per_seq_scan": round(t.seq_tup_read / t.seq_scan),
-                          "idx_scan": t.idx_scan, "statements": _statements_on(report, t.name)})
+                          "idx_scan": t.idx_scan, "statements": [q["query_id"] for q in statements][:5],
+                          "index_candidates": index_candidates(t, statements)[:3]})
     if not found:
         return []
     found.sort(key=lambda f: (-f["seq_tup_read"], f["table"]))
     first = found[0]
     more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+    named = [f"{f['table']} ({', '.join(c['column'] for c in f['index_candidates'])})"
+             for f in found[:3] if f["index_candidates"]]
+    candidates = ("Index candidates (columns their statements filter, join or sort on that no index starts "
+                  "with): " + "; ".join(named) if named
+                  else "Index candidates: the columns these tables' queries filter and join on")
     return [Recommendation(
         "seq_scans_large_tables",
         f"Sequential scans on large tables: {first['table']} ({_rows(first['live_rows'])} rows) was read by "
         f"{first['seq_scan']:,} full scans ({_rows(first['rows_per_seq_scan'])} rows each) against {first['idx_scan']:,} "
-        f"index scans{more}. Index candidates: the columns these tables' queries filter and join on",
+        f"index scans{more}. {candidates}",
         "high" if first["seq_tup_read"] >= 100 * first["live_rows"] else "medium",
         {"tables": found[:5], "counters_since": iso(catalog.stats_reset)},
     )]
