@@ -17,9 +17,12 @@ from pgperf.web import WebServer, create_app
 T = TypeVar("T")
 
 
-def make_config(dsn: str, **flags: Any) -> Config:
-    """A development-profile configuration for *dsn*; *flags* are nested overrides."""
-    base: dict[str, Any] = {"profile": "development", "dsn": dsn, "sampling_interval": 1}
+def make_config(dsn: str | None, **flags: Any) -> Config:
+    """A development-profile configuration for *dsn* (None: the ``targets`` of *flags*);
+    *flags* are nested overrides."""
+    base: dict[str, Any] = {"profile": "development", "sampling_interval": 1}
+    if dsn is not None:
+        base["dsn"] = dsn
     base.update(flags)
     base.setdefault("store", {}).setdefault("enabled", False)
     return load_config(flags=base, env={})

@@ -156,6 +156,27 @@ def test_include_exclude_select_databases(pg_cluster: Cluster) -> None:
         sampler.close()
 
 
+def test_a_target_selection_replaces_the_top_level_one(pg_cluster: Cluster) -> None:
+    for name in ("sel_keep", "sel_skip"):
+        pg_cluster.execute(f"DROP DATABASE IF EXISTS {name}")
+        pg_cluster.execute(f"CREATE DATABASE {name}")
+    config = make_config(None, databases={"include": ["sel_*"]}, targets=[
+        {"name": "own", "dsn": pg_cluster.dsn(), "databases": {"include": ["sel_skip", "postgres"]}},
+        {"name": "global", "dsn": pg_cluster.dsn()},
+    ])
+    samplers = {t.name: TargetSampler(t, config) for t in config.resolved_targets()}
+    try:
+        for sampler in samplers.values():
+            sampler.open()
+        own, top = samplers["own"].sample(), samplers["global"].sample()
+        assert own is not None and top is not None
+        assert set(own.databases) == {"sel_skip", "postgres"}
+        assert set(top.databases) == {"sel_keep", "sel_skip"}
+    finally:
+        for sampler in samplers.values():
+            sampler.close()
+
+
 def test_interval_serves_the_last_run_in_between(pg_cluster: Cluster) -> None:
     pg_cluster.execute("DROP DATABASE IF EXISTS interval_new")
     sampler = sampler_for(pg_cluster.dsn(), collectors={"database_size": {"interval": "1h"}})

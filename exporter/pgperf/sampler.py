@@ -357,7 +357,7 @@ class TargetSampler:
                 raise
             log.warning("target %s: cannot list databases: %s", self.target.name, _first_line(exc))
             return None
-        selection = self.config.databases
+        selection = self.target.databases or self.config.databases
         return tuple(r[0] for r in rows if selection.matches(r[0]))
 
     # -- running collectors ------------------------------------------------------------

@@ -234,6 +234,8 @@ class Alerts(Model):
 class Target(Model):
     name: str
     dsn: str
+    #: This target's own database selection, replacing the top-level ``databases``.
+    databases: Databases | None = None
 
     _check_name = field_validator("name")(classmethod(lambda cls, v: _target_name(v)))
 

@@ -144,9 +144,10 @@ def configuration_md() -> str:
            "its file and line (or variable, or flag) and exits with status 2.", "",
            "| key | type | default | environment variable |", "|---|---|---|---|"]
     _rows(Config, (), env, out)
-    out += ["", "`targets` is a list of `{name, dsn}` and is set in the file only. `dsn` (also `--dsn`, "
-            "`PGPERF_DSN` or `DATA_SOURCE_NAME`) defines a single target and replaces the file's `targets`; "
-            "with neither, libpq's `PG*` variables and defaults apply.", "",
+    out += ["", "`targets` is a list of `{name, dsn}` and is set in the file only; a target may carry its own "
+            "`databases: {include, exclude}`, which replaces the top-level `databases` for that target. `dsn` "
+            "(also `--dsn`, `PGPERF_DSN` or `DATA_SOURCE_NAME`) defines a single target and replaces the file's "
+            "`targets`; with neither, libpq's `PG*` variables and defaults apply.", "",
             "## Profiles", "", "| setting | " + " | ".join(PROFILES) + " |",
             "|---|" + "---|" * len(PROFILES)]
     values = {p: load_profile(p) for p in PROFILES}
