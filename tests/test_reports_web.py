@@ -18,6 +18,7 @@ import report_fixture as fx
 from helpers import Exporter
 from pgperf.config import Config
 from pgperf.devtools.cluster import Cluster
+from pgperf.monitor import Monitor
 from pgperf.reports.scheduler import ReportScheduler, deliver, due_jobs
 from pgperf.reports.service import ReportService
 from pgperf.store import StoreClient
@@ -264,3 +265,23 @@ def test_query_texts_hidden_over_http_unless_enabled(served: tuple[Exporter, Rep
     exposed = report_config(pg_cluster.dsn(), web_store, api={"token": TOKEN}, expose_query_text=True)
     exporter.app.apply_config(exposed)
     assert text in exporter.get(f"/api/v1/reports/{report.report_id}?format=text", headers=AUTH).text
+
+
+def test_reload_applies_report_settings(pg_cluster: Cluster) -> None:
+    """A reload reaches the reports: their thresholds and schedule (reports off, then on)."""
+    off = report_config(pg_cluster.dsn(), "report_reload", reports={"daily": False, "weekly": False})
+    monitor = Monitor(off)
+    assert monitor.reports is not None and monitor.scheduler is not None
+    try:
+        monitor.scheduler.start()
+        assert monitor.scheduler._thread is None  # nothing scheduled
+        on = report_config(pg_cluster.dsn(), "report_reload", thresholds={"slow_query_time_ms": 50},
+                           reports={"daily": False, "weekly": False, "every": "10m"})
+        changed = monitor.reload(on)
+        assert changed == ["reports", "thresholds"]
+        assert monitor.reports.settings.slow_query_time_ms == 50
+        assert monitor.scheduler.config is on and monitor.scheduler._thread is not None
+        assert monitor.scheduler.poll == 30.0 and monitor.scheduler._next_periodic is not None
+    finally:
+        monitor.scheduler.stop()
+        monitor.stop()

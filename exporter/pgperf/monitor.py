@@ -154,7 +154,7 @@ class Monitor:
         """Apply a new configuration; return the top-level keys that changed.
 
         Thresholds, profile, sampling interval, collectors, databases, retention, alerts,
-        API tokens and log level change in place; a change to a key of RESTART_KEYS
+        reports, API tokens and log level change in place; a change to a key of RESTART_KEYS
         rejects the whole reload (ReloadRejected) rather than applying half of it.
         """
         old = self.config.model_dump()  # python mode: secrets compare by value
@@ -169,6 +169,10 @@ class Monitor:
             self.store.config = config
         if self.alert_service is not None:
             self.alert_service.apply_config(config)
+        if self.reports is not None:
+            self.reports.apply_config(config)
+        if self.scheduler is not None:
+            self.scheduler.apply_config(config)
         logging.getLogger().setLevel(config.log_level.upper())
         return changed
 

@@ -132,12 +132,25 @@ class ReportScheduler:
     def __init__(self, config: Config, service: ReportService, *, poll: float = 30.0) -> None:
         self.config = config
         self.service = service
+        self._base_poll = poll
         every = config.reports.every
         self.poll = min(poll, every / 4) if every else poll
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._wanted = False  # start() was called: a reload that enables reports starts the thread
         self._next_periodic: datetime | None = None
         self._done: set[str] = set()
+
+    def apply_config(self, config: Config) -> None:
+        """Take a reloaded configuration: schedule, delivery and targets apply from the next
+        round; a changed ``reports.every`` restarts the periodic countdown from now."""
+        old_every, self.config = self.config.reports.every, config
+        every = config.reports.every
+        self.poll = min(self._base_poll, every / 4) if every else self._base_poll
+        if every != old_every:
+            self._next_periodic = datetime.now(UTC) + timedelta(seconds=every) if every else None
+        if self._wanted and self._thread is None:
+            self.start()
 
     @property
     def enabled(self) -> bool:
@@ -150,12 +163,14 @@ class ReportScheduler:
         return [t.name for t in self.config.resolved_targets()]
 
     def start(self) -> None:
+        self._wanted = True
         if not self.enabled or self._thread is not None:
             return
         self._thread = threading.Thread(target=self._run, name="report-scheduler", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
+        self._wanted = False
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)

@@ -69,6 +69,11 @@ class ReportService:
         self.settings = ReportSettings.from_config(config)
         self.table = sql.SQL("{}.performance_reports").format(sql.Identifier(client.schema))
 
+    def apply_config(self, config: Config) -> None:
+        """Use a reloaded configuration's thresholds and report settings from the next report."""
+        self.config = config
+        self.settings = ReportSettings.from_config(config)
+
     # -- targets -----------------------------------------------------------------------
 
     def default_target(self) -> str:
