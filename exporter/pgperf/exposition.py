@@ -155,6 +155,27 @@ def self_families(snapshot: Snapshot, config: Config) -> list[Family]:
     return out
 
 
+Group = tuple[Family, Sequence[tuple[Family, Sequence[tuple[str, str]]]]]
+
+
+def _groups(snapshots: Sequence[Snapshot], config: Config) -> Iterator[Group]:
+    """The families to expose, one group per name: its head (name, type, help, labels) and
+    the families whose samples it holds, each with its extra leading labels. With several
+    targets in the process every family gains a ``target`` label."""
+    labelled = len(config.resolved_targets()) > 1 and len(snapshots) > 0
+    merged: dict[str, list[tuple[str, Family]]] = {}
+    for snap in snapshots:
+        for fam in (*snap.families, *self_families(snap, config)):
+            merged.setdefault(fam.name, []).append((snap.target, fam))
+    for parts in merged.values():
+        first = parts[0][1]
+        if not labelled:  # one target: its families as they are
+            yield first, ((first, ()),)
+        else:
+            head = Family(first.name, first.type, first.help, ("target", *first.labels), ())
+            yield head, [(fam, (("target", target),)) for target, fam in parts]
+
+
 class SnapshotCollector(Collector):
     """prometheus-client collector over the latest snapshots of one or more targets."""
 
@@ -172,20 +193,13 @@ class SnapshotCollector(Collector):
         return []  # registering must never touch the database; names come with collect()
 
     def collect(self) -> Iterator[Metric]:
-        snapshots = self._snapshots()
-        labelled = len(self._config.resolved_targets()) > 1 and len(snapshots) > 0
-        merged: dict[str, list[tuple[str, Family]]] = {}
-        for snap in snapshots:
-            for fam in (*snap.families, *self_families(snap, self._config)):
-                merged.setdefault(fam.name, []).append((snap.target, fam))
-        for parts in merged.values():
-            first = parts[0][1]
-            if not labelled:  # one target: its families as they are
-                yield _metric(first)
+        for head, sources in _groups(self._snapshots(), self._config):
+            if len(sources) == 1 and not sources[0][1]:  # one target: its family as it is
+                yield _metric(sources[0][0])
                 continue
-            metric = _metric(Family(first.name, first.type, first.help, ("target", *first.labels), ()))
-            for target, fam in parts:
-                metric.samples.extend(_metric(fam, (("target", target),)).samples)
+            metric = _metric(head)
+            for fam, extra in sources:
+                metric.samples.extend(_metric(fam, extra).samples)
             yield metric
         for fam in self._extra():
             yield _metric(fam)
@@ -193,7 +207,7 @@ class SnapshotCollector(Collector):
         yield _metric(PROFILE_INFO.family([((self._config.profile,), 1)]))
 
 
-def _render(groups: Iterable[tuple[Family, Sequence[tuple[Family, Sequence[tuple[str, str]]]]]]) -> str:
+def _render(groups: Iterable[Group]) -> str:
     """The text exposition of families, byte for byte what prometheus-client's
     ``generate_latest`` makes of the same families converted by ``_metric``, without a
     ``Metric`` per family and a label dict per sample.
@@ -342,26 +356,10 @@ class MetricsCache:
             return
         with self._lock:
             if key != self._rendered.key:
-                plain = _render(self._groups(snapshots)).encode()
+                plain = _render(_groups(snapshots, self._config)).encode()
                 deflate = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
                 self._rendered = _Rendered(key, plain, _GZIP_HEADER + deflate.compress(plain)
                                            + deflate.flush(zlib.Z_SYNC_FLUSH), zlib.crc32(plain))
-
-    def _groups(self, snapshots: Sequence[Snapshot]
-                ) -> Iterator[tuple[Family, Sequence[tuple[Family, Sequence[tuple[str, str]]]]]]:
-        # The same grouping as SnapshotCollector.collect.
-        labelled = len(self._config.resolved_targets()) > 1 and len(snapshots) > 0
-        merged: dict[str, list[tuple[str, Family]]] = {}
-        for snap in snapshots:
-            for fam in (*snap.families, *self_families(snap, self._config)):
-                merged.setdefault(fam.name, []).append((snap.target, fam))
-        for parts in merged.values():
-            first = parts[0][1]
-            if not labelled:
-                yield first, ((first, ()),)
-            else:
-                head = Family(first.name, first.type, first.help, ("target", *first.labels), ())
-                yield head, [(fam, (("target", target),)) for target, fam in parts]
 
     def _tail_part(self) -> bytes:
         key = (self._extra_key(), self._generation)
