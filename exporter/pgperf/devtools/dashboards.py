@@ -47,6 +47,7 @@ from grafana_foundation_sdk.models import text as text_model
 
 from ..config import load_profile
 from ..exposition import THRESHOLD_METRICS
+from . import write_generated
 
 __all__ = [
     "DASHBOARDS", "POSTGRES_TYPE", "PROFILE", "PROMETHEUS_TYPE", "SqlQuery", "build", "generated", "render",
@@ -1135,20 +1136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=ROOT, help="repository root")
     parser.add_argument("--check", action="store_true", help="fail if a committed file is out of date")
     args = parser.parse_args(argv)
-    stale = []
-    for rel, content in generated(args.root).items():
-        path = args.root / rel
-        if args.check:
-            if not path.exists() or path.read_text() != content:
-                stale.append(rel)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(content)
-    if stale:
-        print(f"out of date (run make dashboards): {', '.join(stale)}", file=sys.stderr)
-        return 1
-    return 0
-
+    return write_generated(args.root, generated(args.root), check=args.check, make_target="dashboards")
 
 if __name__ == "__main__":
     sys.exit(main())
