@@ -16,6 +16,8 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from .store.client import where
+
 __all__ = ["Actor", "cli_actor", "record", "search"]
 
 
@@ -50,16 +52,9 @@ def record(conn: psycopg.Connection[Any], schema: str, actor: Actor, action: str
 
 def search(conn: psycopg.Connection[Any], schema: str, *, since: datetime | None = None,
            action: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
-    where = [sql.SQL("true")]
-    params: list[Any] = []
-    if since is not None:
-        where.append(sql.SQL("at >= %s"))
-        params.append(since)
-    if action is not None:
-        where.append(sql.SQL("action = %s"))
-        params.append(action)
+    filters, params = where(("at >= %s", since), ("action = %s", action))
     params.append(limit)
-    query = sql.SQL("SELECT at, actor, role, action, subject, detail, source FROM {}.audit_log WHERE {}"
-                    " ORDER BY at DESC, id DESC LIMIT %s").format(sql.Identifier(schema), sql.SQL(" AND ").join(where))
+    query = sql.SQL("SELECT at, actor, role, action, subject, detail, source FROM {}.audit_log{}"
+                    " ORDER BY at DESC, id DESC LIMIT %s").format(sql.Identifier(schema), filters)
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(query, params).fetchall()

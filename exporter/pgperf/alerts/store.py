@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 from .. import audit
 from ..audit import PYTHON, Actor
 from ..models import PerformanceAlert
-from ..store.client import StoreClient
+from ..store.client import StoreClient, where
 from .webhook import AlertEvent
 
 __all__ = ["AlertNotFound", "AlertStore", "InvalidTransition"]
@@ -71,24 +71,10 @@ class AlertStore:
         target: str | None = None,
         limit: int = 500,
     ) -> list[PerformanceAlert]:
-        where: list[sql.Composable] = []
-        params: list[Any] = []
-        if states:
-            where.append(sql.SQL("status = ANY(%s)"))
-            params.append(list(states))
-        if severities:
-            where.append(sql.SQL("severity = ANY(%s)"))
-            params.append(list(severities))
-        if since is not None:
-            where.append(sql.SQL('"timestamp" >= %s'))
-            params.append(since)
-        if target is not None:
-            where.append(sql.SQL("target = %s"))
-            params.append(target)
-        query = self._select
-        if where:
-            query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where)
-        query += sql.SQL(' ORDER BY "timestamp" DESC LIMIT %s')
+        filters, params = where(("status = ANY(%s)", list(states) or None),
+                                ("severity = ANY(%s)", list(severities) or None),
+                                ('"timestamp" >= %s', since), ("target = %s", target))
+        query = self._select + filters + sql.SQL(' ORDER BY "timestamp" DESC LIMIT %s')
         params.append(limit)
         with self.client.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             return [_alert(r) for r in cur.execute(query, params).fetchall()]

@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 
 from ..config import Config
 from ..models import Anomaly, PerformanceReport
-from ..store.client import StoreClient
+from ..store.client import StoreClient, where
 from . import anomalies as anomaly_detection
 from .builder import ReportBuilder, ReportSettings
 from .catalog import CatalogFacts, try_read_catalog
@@ -181,22 +181,13 @@ class ReportService:
 
     def list(self, *, target: str | None = None, kind: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """The newest reports first, without their bodies: id, kind, target, period, counts."""
-        where: list[sql.Composable] = []
-        params: list[Any] = []
-        if target is not None:
-            where.append(sql.SQL("target = %s"))
-            params.append(target)
-        if kind is not None:
-            where.append(sql.SQL("kind = %s"))
-            params.append(kind)
+        filters, params = where(("target = %s", target), ("kind = %s", kind))
         query = sql.SQL(
             "SELECT report_id, kind, target, generated_at, period_start, period_end,"
             " jsonb_array_length(coalesce(report_data->'recommendations', '[]')),"
             " jsonb_array_length(coalesce(report_data->'anomalies', '[]')),"
-            " (report_data->'summary'->>'total_queries')::bigint FROM {}").format(self.table)
-        if where:
-            query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where)
-        query += sql.SQL(" ORDER BY generated_at DESC, report_id LIMIT %s")
+            " (report_data->'summary'->>'total_queries')::bigint FROM {}{}"
+            " ORDER BY generated_at DESC, report_id LIMIT %s").format(self.table, filters)
         params.append(limit)
         with self.client.connection() as conn:
             rows = conn.execute(query, params).fetchall()

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..config import Config
@@ -14,7 +15,7 @@ from ..db import SessionSettings, classify_error, describe_dsn
 from ..redact import redact
 from .schema import migrate
 
-__all__ = ["StoreClient", "StoreUnavailable"]
+__all__ = ["StoreClient", "StoreUnavailable", "where"]
 
 
 class StoreUnavailable(Exception):
@@ -61,3 +62,13 @@ class StoreClient:
     def close(self) -> None:
         if self._opened:
             self.pool.close(timeout=5)
+
+
+def where(*conditions: tuple[str, Any]) -> tuple[sql.Composable, list[Any]]:
+    """`` WHERE c1 AND c2 ...`` of the conditions whose value is not None (empty SQL when
+    none is), and their parameters. Each condition is SQL text with one ``%s``, such as
+    ``("target = %s", target)``."""
+    chosen = [(sql.SQL(text), value) for text, value in conditions if value is not None]
+    if not chosen:
+        return sql.SQL(""), []
+    return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(c for c, _ in chosen), [v for _, v in chosen]
