@@ -59,12 +59,19 @@ class SessionSettings:
     def connect_kwargs(self, dsn: str) -> dict[str, Any]:
         """Keyword arguments for ``psycopg.connect`` that add our settings to *dsn*.
 
-        Options already in the DSN are kept; ours are appended, so they win.
+        Options already in the DSN are kept; ours are appended, so they win. The search
+        path is pinned to ``pg_catalog, pg_temp`` (a startup option overrides a database's
+        or role's ``search_path``): a database owner cannot shadow the statistics views
+        pgperf reads with objects of their own; everything else pgperf names is
+        schema-qualified. TCP keepalives and a user timeout (unless the DSN sets them)
+        end a connection whose peer vanished (a half-open connection would otherwise
+        hold the sampler for the kernel's two hours).
         """
         try:
-            existing = _conninfo.conninfo_to_dict(dsn).get("options") or ""
+            given = _conninfo.conninfo_to_dict(dsn)
         except psycopg.ProgrammingError:
-            existing = ""  # reported with context when the connection is attempted
+            given = {}  # reported with context when the connection is attempted
+        existing = given.get("options") or ""
         ours = " ".join(
             f"-c {name}={int(seconds * 1000)}"
             for name, seconds in (
@@ -73,11 +80,17 @@ class SessionSettings:
                 ("idle_in_transaction_session_timeout", self.idle_in_transaction_session_timeout),
             )
         )
-        return {
+        kwargs: dict[str, Any] = {
             "application_name": self.application_name,
             "connect_timeout": max(1, round(self.connect_timeout)),
-            "options": f"{existing} {ours}".strip(),
+            "options": f"{existing} {ours} -c search_path=pg_catalog,pg_temp".strip(),
         }
+        unacked_ms = int((self.statement_timeout + 2 * self.connect_timeout + 10) * 1000)
+        for key, value in (("keepalives", 1), ("keepalives_idle", 10), ("keepalives_interval", 5),
+                           ("keepalives_count", 3), ("tcp_user_timeout", unacked_ms)):
+            if key not in given:
+                kwargs[key] = value
+        return kwargs
 
 
 @dataclass(frozen=True)
