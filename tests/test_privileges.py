@@ -105,3 +105,33 @@ def test_role_without_privileges_is_degraded_once_with_reasons(
     messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert any("collector wal disabled (insufficient_privilege)" in m for m in messages)
     assert any(f"cannot visit database {private_database}" in m for m in messages)
+
+
+def test_a_database_owner_cannot_shadow_the_views_pgperf_reads(pg_cluster: Cluster) -> None:
+    """A database's search_path puts the owner's schema before pg_catalog, with a view named
+    like a statistics view that calls the owner's function: pgperf's sessions ignore it."""
+    pg_cluster.execute("DROP DATABASE IF EXISTS trap_db")
+    pg_cluster.execute("DROP ROLE IF EXISTS trap_owner")
+    pg_cluster.execute("CREATE ROLE trap_owner LOGIN")
+    pg_cluster.execute("CREATE DATABASE trap_db OWNER trap_owner")
+    try:
+        pg_cluster.execute(
+            "SET ROLE trap_owner; CREATE SCHEMA evil; CREATE TABLE evil.calls (who text);"
+            " GRANT INSERT ON evil.calls TO PUBLIC; GRANT USAGE ON SCHEMA evil TO PUBLIC;"
+            " CREATE FUNCTION evil.trap() RETURNS boolean LANGUAGE sql"
+            "  AS 'INSERT INTO evil.calls VALUES (current_user) RETURNING true';"
+            " CREATE VIEW evil.pg_stat_user_tables AS SELECT * FROM pg_catalog.pg_stat_user_tables WHERE evil.trap();"
+            " CREATE VIEW evil.pg_stat_activity AS SELECT * FROM pg_catalog.pg_stat_activity WHERE evil.trap();"
+            " CREATE TABLE bait (id int)", "trap_db")
+        pg_cluster.execute("ALTER DATABASE trap_db SET search_path = evil, pg_catalog")
+        # The trap works for a session that does not pin its search path.
+        assert pg_cluster.execute("SELECT count(*) FROM pg_stat_user_tables", "trap_db")[0][0] >= 0
+        assert pg_cluster.execute("SELECT count(*) FROM evil.calls", "trap_db")[0][0] > 0
+        pg_cluster.execute("TRUNCATE evil.calls", "trap_db")
+        snap, _ = sample_as(pg_cluster.dsn(dbname="trap_db"), times=2)
+        tables = snap.family("pgperf_tables")
+        assert tables is not None and tables.value(datname="trap_db") is not None  # visited
+        assert pg_cluster.execute("SELECT who FROM evil.calls", "trap_db") == []
+    finally:
+        pg_cluster.execute("DROP DATABASE IF EXISTS trap_db")
+        pg_cluster.execute("DROP ROLE IF EXISTS trap_owner")

@@ -70,3 +70,13 @@ def test_logging_filter_cleans_message_args_and_traceback(caplog: pytest.LogCapt
         assert "RuntimeError" in text
     finally:
         logger.filters.clear()
+
+
+def test_session_settings_pin_the_search_path_and_keep_the_dsn_keepalives() -> None:
+    from pgperf.db import SessionSettings
+
+    ours = SessionSettings(statement_timeout=5, connect_timeout=5).connect_kwargs("host=db options='-c work_mem=8MB'")
+    assert ours["options"].startswith("-c work_mem=8MB ") and ours["options"].endswith("-c search_path=pg_catalog,pg_temp")
+    assert (ours["keepalives_idle"], ours["keepalives_count"], ours["tcp_user_timeout"]) == (10, 3, 25_000)
+    theirs = SessionSettings().connect_kwargs("postgresql://db/x?keepalives_idle=60&tcp_user_timeout=0")
+    assert "keepalives_idle" not in theirs and "tcp_user_timeout" not in theirs and theirs["keepalives_count"] == 3
