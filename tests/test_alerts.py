@@ -19,7 +19,7 @@ from helpers import make_config, running_exporter, wait_until
 from pgperf.alerts.webhook import WebhookError, parse_webhook
 from pgperf.devtools.cluster import Cluster, free_port
 
-TOKEN = "test-token-123"
+TOKEN = "test-token-1234567"
 
 
 def payload(status: str = "firing", *, name: str = "PgperfSlowQueries", severity: str = "warning",

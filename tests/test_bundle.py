@@ -31,7 +31,7 @@ from pgperf.devtools.cluster import Cluster, free_port
 
 pytestmark = [pytest.mark.bundle, pytest.mark.slow]
 
-TOKEN = "test-api-token"
+TOKEN = "test-api-token-0123"
 WEBHOOK_TOKEN = "test-webhook-token"
 ROUTING_KEY = "test-routing-key"
 

@@ -181,3 +181,37 @@ def test_profiles_are_complete() -> None:
     for name in PROFILES:
         config = load_config(flags={"profile": name}, env={})
         assert config.profile == name
+
+
+def test_list_items_have_their_own_lines_and_keys_get_suggestions(tmp_path: Path) -> None:
+    path = tmp_path / "items.yaml"
+    path.write_text("profile: production\n"             # 1
+                    "api:\n"                            # 2
+                    "  tokens:\n"                       # 3
+                    "    - name: ok\n"                  # 4
+                    "      role: viewer\n"              # 5
+                    "      token: 0123456789abcdef\n"   # 6
+                    "    - name: bad\n"                 # 7
+                    "      role: viewer\n"              # 8
+                    "      token: short\n"              # 9
+                    "targets:\n"                        # 10
+                    "  - name: a\n"                     # 11
+                    "    dsnn: host=y\n"                # 12
+                    "samplng_interval: 5\n")            # 13
+    with pytest.raises(ConfigError) as err:
+        load_config(config_file=str(path), env={})
+    problems = err.value.problems
+    assert f"{path}:9: api.tokens.1.token: must be at least 16 characters long" in problems
+    assert any(p.startswith(f"{path}:12: targets.0.dsnn: unknown key") and p.endswith("did you mean 'dsn'?")
+               for p in problems), problems
+    assert any(p.startswith(f"{path}:13: samplng_interval:") and "did you mean 'sampling_interval'" in p
+               for p in problems), problems
+    assert all("short" not in p for p in problems)  # a secret's value is never shown
+
+
+@pytest.mark.parametrize("variable", ["PGPERF_API_TOKEN", "PGPERF_API_VIEWER_TOKEN"])
+def test_environment_tokens_need_16_characters(variable: str) -> None:
+    for value in ("", "x" * 15):
+        with pytest.raises(ConfigError, match=f"{variable}: api.*at least 16 characters"):
+            load_config(env={variable: value})
+    assert load_config(env={variable: "x" * 16}).api is not None

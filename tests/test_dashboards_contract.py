@@ -58,7 +58,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ALLOWLIST = ROOT / "grafana" / "contract-allowlist.yml"
 SETUP_ROLE = ROOT / "docs" / "setup-role.sql"
 SETUP_READER = ROOT / "docs" / "setup-reader.sql"
-TOKEN = "contract-api-token"
+TOKEN = "contract-api-token-01"
 PASSWORD = "contract-secret"
 # What Grafana would substitute for its interval variables at this test's resolution.
 RATE_INTERVAL, INTERVAL, RANGE = "30s", "5s", "2m"

@@ -25,7 +25,7 @@ from pgperf.web import WebServer
 
 pytestmark = pytest.mark.bundle
 
-TOKEN = "e2e-token"
+TOKEN = "e2e-token-0123456789"
 
 
 def test_slow_queries_alert_lifecycle(pg_cluster: Cluster, tmp_path: Path, alertmanager_factory: Any,

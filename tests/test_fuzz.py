@@ -130,7 +130,7 @@ def webhook_client(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
     from pgperf.web import create_app
 
     pg_cluster.execute("DROP SCHEMA IF EXISTS fuzz CASCADE")
-    config = make_config(pg_cluster.dsn(), api={"token": "t"}, sampling_interval=60,
+    config = make_config(pg_cluster.dsn(), api={"token": "fuzz-token-0123456789"}, sampling_interval=60,
                          store={"enabled": True, "schema": "fuzz", "spool_dir": str(tmp_path_factory.mktemp("spool"))})
     monitor = Monitor(config)
     assert monitor.client is not None
@@ -143,7 +143,7 @@ def webhook_client(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
 @given(payload=payloads, raw=st.one_of(st.none(), st.binary(max_size=64)))
 def test_webhook_endpoint_never_500(webhook_client: Any, payload: Any, raw: bytes | None) -> None:
     body = raw if raw is not None else json.dumps(payload).encode()
-    response = webhook_client.post("/api/v1/alerts/webhook", data=body, headers={"Authorization": "Bearer t"})
+    response = webhook_client.post("/api/v1/alerts/webhook", data=body, headers={"Authorization": "Bearer fuzz-token-0123456789"})
     assert response.status_code in (200, 400), response.get_data(as_text=True)
     assert "error" in response.get_json() if response.status_code == 400 else True
 
@@ -152,7 +152,7 @@ def test_webhook_endpoint_never_500(webhook_client: Any, payload: Any, raw: byte
 @given(query=st.dictionaries(st.sampled_from(["state", "severity", "since", "limit", "target", "x"]),
                              st.text(max_size=12), max_size=4))
 def test_alert_listing_never_500(webhook_client: Any, query: dict[str, str]) -> None:
-    response = webhook_client.get("/api/v1/alerts", query_string=query, headers={"Authorization": "Bearer t"})
+    response = webhook_client.get("/api/v1/alerts", query_string=query, headers={"Authorization": "Bearer fuzz-token-0123456789"})
     assert response.status_code in (200, 400), response.get_data(as_text=True)
 
 
@@ -182,5 +182,5 @@ def test_report_window_parsing_total(start: Any, end: Any) -> None:
 @given(body=st.one_of(json_values, st.fixed_dictionaries({"from": times, "to": times},
                                                         optional={"target": json_values, "kind": json_values})))
 def test_report_generation_endpoint_never_500(webhook_client: Any, body: Any) -> None:
-    response = webhook_client.post("/api/v1/reports", data=json.dumps(body), headers={"Authorization": "Bearer t"})
+    response = webhook_client.post("/api/v1/reports", data=json.dumps(body), headers={"Authorization": "Bearer fuzz-token-0123456789"})
     assert response.status_code in (201, 400, 503), response.get_data(as_text=True)

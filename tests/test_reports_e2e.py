@@ -113,7 +113,7 @@ def test_serve_generates_periodic_reports_and_serves_them(pg_cluster: Cluster, t
     pg_cluster.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     port = free_port()
     env = {**os.environ, "PGPERF_STORE_SCHEMA": schema, "PGPERF_STORE_SPOOL_DIR": str(tmp_path / "spool"),
-           "PGPERF_REPORTS_EVERY": "3s", "PGPERF_API_TOKEN": "t0ken"}
+           "PGPERF_REPORTS_EVERY": "3s", "PGPERF_API_TOKEN": "t0ken-0123456789"}
     proc = subprocess.Popen([sys.executable, "-m", "pgperf", "serve", "--dsn", pg_cluster.dsn(), "--profile",
                              "development", "--sampling-interval", "1", "--web.listen-address", f"127.0.0.1:{port}"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -122,7 +122,7 @@ def test_serve_generates_periodic_reports_and_serves_them(pg_cluster: Cluster, t
         def listed() -> list[Any] | None:
             try:
                 response = requests.get(url + "/api/v1/reports?kind=periodic", timeout=5,
-                                        headers={"Authorization": "Bearer t0ken"})
+                                        headers={"Authorization": "Bearer t0ken-0123456789"})
             except requests.ConnectionError:
                 return None
             return response.json()["reports"] if response.status_code == 200 else None

@@ -24,7 +24,7 @@ from pgperf.reports.service import ReportService
 from pgperf.store import StoreClient
 from test_reports import report_config
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-0123456"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 

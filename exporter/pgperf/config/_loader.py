@@ -16,7 +16,7 @@ from importlib import resources
 from typing import Any, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from ._schema import PROFILES, Config
 
@@ -46,6 +46,24 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
             if isinstance(arg, type) and issubclass(arg, BaseModel):
                 return None  # lists/unions of models (targets) have no env form
     return None
+
+
+def _keys_at(path: Path) -> list[str]:
+    """The setting names allowed under *path* (list indices skipped), for "did you mean"."""
+    model: type[BaseModel] | None = Config
+    for part in path:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        model = None
+        for arg in (field.annotation, *get_args(field.annotation)):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                model = arg
+            elif get_origin(arg) is not None:
+                model = next((a for a in get_args(arg) if isinstance(a, type) and issubclass(a, BaseModel)), model)
+    return [f.alias or n for n, f in model.model_fields.items()] if model is not None else []
 
 
 def env_variables(model: type[BaseModel] = Config, prefix: Path = ()) -> dict[str, Path]:
@@ -195,7 +213,9 @@ def _where(path: Path, sources: dict[Path, str], lines: dict[Path, int], file: s
         if source is None:
             continue
         if source == "file" and file:
-            line = lines.get(prefix)
+            # The line of the deepest key or list item known (``targets[2].dsn``), not
+            # only of the key the value came under.
+            line = next((lines[path[:m]] for m in range(len(path), n - 1, -1) if path[:m] in lines), None)
             return f"{file}:{line}" if line else file
         return source
     return "configuration"
@@ -208,6 +228,11 @@ def _format(exc: ValidationError, data: dict[str, Any], sources: dict[Path, str]
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown key (not a pgperf setting); check its spelling and indentation"
+            guess = difflib.get_close_matches(str(path[-1]), _keys_at(path[:-1]), n=1) if path else []
+            if guess:
+                message += f"; did you mean {guess[0]!r}?"
+        elif err["type"] == "too_short" and isinstance(err["input"], (str, SecretStr)):
+            message = f"must be at least {err['ctx']['min_length']} characters long"
         elif err["type"] != "missing" and "input" in err and not isinstance(err["input"], (dict, list)):
             shown = err["input"]
             if path and str(path[-1]) in ("dsn", "token"):

@@ -155,10 +155,10 @@ class ApiToken(Model):
 
 
 class Api(Model):
-    #: Operator token (PGPERF_API_TOKEN); recorded in the audit log as "operator".
-    token: SecretStr | None = None
-    #: Read-only token (PGPERF_API_VIEWER_TOKEN); recorded as "viewer".
-    viewer_token: SecretStr | None = None
+    #: Operator token (PGPERF_API_TOKEN, at least 16 characters); recorded in the audit log as "operator".
+    token: SecretStr | None = Field(default=None, min_length=16)
+    #: Read-only token (PGPERF_API_VIEWER_TOKEN, at least 16 characters); recorded as "viewer".
+    viewer_token: SecretStr | None = Field(default=None, min_length=16)
     tokens: tuple[ApiToken, ...] = ()
 
 
