@@ -13,8 +13,9 @@ from typing import Any
 
 import requests
 
-from helpers import parse, value, wait_until
+from helpers import make_config, parse, value, wait_until
 from pgperf.devtools.cluster import Cluster, free_port
+from pgperf.sampler import TargetSampler
 
 
 def _env() -> dict[str, str]:
@@ -98,6 +99,23 @@ def test_check_explains_missing_pg_stat_statements(make_cluster: Any) -> None:
     assert proc.returncode == 1
     assert "shared_preload_libraries = 'pg_stat_statements'" in proc.stdout
     assert "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;" in proc.stdout
+    # Created but not loaded (setup-role.sql creates it anyway): said so, and the collector
+    # is disabled as not_preloaded.
+    cluster.execute("CREATE EXTENSION pg_stat_statements")
+    proc = subprocess.run([sys.executable, "-m", "pgperf", "check", "--dsn", cluster.dsn()],
+                          capture_output=True, text=True, env=_env(), timeout=60)
+    assert proc.returncode == 1
+    assert "is created in schema public but not loaded" in proc.stdout
+    config = make_config(cluster.dsn())
+    sampler = TargetSampler(config.resolved_targets()[0], config)
+    sampler.open()
+    try:
+        snap = sampler.sample()
+        assert snap is not None
+        status = {s.name: s for s in snap.statuses}["statements"]
+        assert status.disabled == "not_preloaded"
+    finally:
+        sampler.close()
 
 
 def test_check_reports_unreachable_server() -> None:

@@ -57,7 +57,12 @@ def check_target(name: str, dsn: str, config: Config, out: Callable[[str], None]
             ok = False
             _line(out, FAIL, f"role {info.current_user} cannot read other sessions' statistics or query "
                              f"texts: run GRANT pg_monitor TO {info.current_user};")
-        if info.pgss_schema:
+        if info.pgss_schema and info.pgss_preloaded is False:
+            ok = False
+            _line(out, FAIL, f"pg_stat_statements {info.pgss_version} is created in schema {info.pgss_schema} but "
+                             "not loaded: add shared_preload_libraries = 'pg_stat_statements' to postgresql.conf "
+                             "and restart PostgreSQL")
+        elif info.pgss_schema:
             _line(out, OK, f"pg_stat_statements {info.pgss_version} created in schema {info.pgss_schema}")
         elif info.pgss_preloaded:
             ok = False

@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
 from pydantic import Field
@@ -399,9 +400,19 @@ def collect(ctx: CollectContext) -> CollectorResult:
             "'pg_stat_statements' to postgresql.conf, restart, then run "
             "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;",
         )
+    not_loaded = CollectorDisabled(
+        "not_preloaded",
+        f"pg_stat_statements is created (schema {server.pgss_schema}) but not loaded: add "
+        "shared_preload_libraries = 'pg_stat_statements' to postgresql.conf and restart PostgreSQL",
+    )
+    if server.pgss_preloaded is False:
+        raise not_loaded
     schema, version = server.pgss_schema, server.pgss_version_tuple
     previous: _State | None = ctx.previous
-    entries = _read_entries(ctx, schema, version)
+    try:
+        entries = _read_entries(ctx, schema, version)
+    except psycopg.errors.ObjectNotInPrerequisiteState:
+        raise not_loaded from None  # the role could not read shared_preload_libraries
 
     stats_reset: float | None = None
     dealloc: int | None = None
