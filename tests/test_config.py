@@ -148,7 +148,7 @@ def test_targets_from_file(tmp_path: Path) -> None:
     cfg.write_text("targets:\n  - name: main\n    dsn: postgresql://a@h1/db\n  - name: replica\n    dsn: postgresql://a@h2/db\n")
     config = load_config(config_file=str(cfg), env={})
     assert [t.name for t in config.resolved_targets()] == ["main", "replica"]
-    cfg.write_text("targets:\n  - name: main\n    dsn: x\n  - name: main\n    dsn: y\n")
+    cfg.write_text("targets:\n  - name: main\n    dsn: host=x\n  - name: main\n    dsn: host=y\n")
     with pytest.raises(ConfigError, match="duplicate target names"):
         load_config(config_file=str(cfg), env={})
 
@@ -215,3 +215,28 @@ def test_environment_tokens_need_16_characters(variable: str) -> None:
         with pytest.raises(ConfigError, match=f"{variable}: api.*at least 16 characters"):
             load_config(env={variable: value})
     assert load_config(env={variable: "x" * 16}).api is not None
+
+
+@pytest.mark.parametrize("dsn, why", [
+    ("postgresq://u:hunter2@h/db", "cannot be parsed"),
+    ("dbnam=x password=hunter2", "unknown option 'dbnam'"),
+    ("postgresql://u:hunter2@h/db?sslmod=disable", "unknown option 'sslmod'"),
+    ("password=hun ter2", "cannot be parsed"),
+])
+def test_a_malformed_dsn_is_bad_configuration(dsn: str, why: str, tmp_path: Path) -> None:
+    for where in ({"flags": {"dsn": dsn}}, {"flags": {"store": {"dsn": dsn}}},
+                  {"flags": {"targets": [{"name": "a", "dsn": dsn}]}}):
+        with pytest.raises(ConfigError, match="not a valid PostgreSQL connection string") as err:
+            load_config(env={}, **where)
+        assert why in str(err.value) and "hunter2" not in str(err.value) and "hun ter2" not in str(err.value)
+    proc = subprocess.run([sys.executable, "-m", "pgperf", "check", "--dsn", dsn], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and "hunter2" not in proc.stdout + proc.stderr
+
+
+def test_target_name_follows_libpq_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGHOST", "db.internal")
+    monkeypatch.setenv("PGPORT", "6543")
+    monkeypatch.setenv("PGDATABASE", "app")
+    assert load_config(env={}).resolved_targets()[0].name == "db.internal:6543/app"
+    assert load_config(env={}, flags={"dsn": "host=other dbname=x"}).resolved_targets()[0].name == "other:6543/x"

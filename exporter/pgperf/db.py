@@ -215,11 +215,14 @@ def describe_dsn(dsn: str) -> str:
         params = _conninfo.conninfo_to_dict(dsn)
     except psycopg.ProgrammingError:
         return "invalid-dsn"
-    host = str(params.get("host") or params.get("hostaddr") or "localhost")
+    env = os.environ  # what the DSN leaves out, libpq takes from PG* variables
+    host = str(params.get("host") or params.get("hostaddr") or env.get("PGHOST") or env.get("PGHOSTADDR")
+               or "localhost")
     if host.startswith("/"):
         host = "localhost"
-    port = str(params.get("port") or "5432")
-    dbname = str(params.get("dbname") or params.get("user") or "postgres")
+    port = str(params.get("port") or env.get("PGPORT") or "5432")
+    dbname = str(params.get("dbname") or env.get("PGDATABASE") or params.get("user") or env.get("PGUSER")
+                 or "postgres")
     return f"{host.split(',')[0]}:{port.split(',')[0]}/{dbname}"
 
 

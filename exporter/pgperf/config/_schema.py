@@ -122,6 +122,8 @@ class Store(Model):
     #: Where samples are stored; default: the (first) monitored database.
     dsn: str | None = None
     schema_name: str = Field("pgperf", alias="schema", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+
+    _check_dsn = field_validator("dsn")(classmethod(lambda cls, v: _dsn(v)))
     #: Directory of the on-disk spool used while the store is unreachable.
     spool_dir: str | None = None
     spool_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
@@ -203,6 +205,27 @@ class Reports(Model):
         return value
 
 
+def _dsn(value: str | None) -> str | None:
+    """A connection string libpq can parse (URI or keyword/value); the password never
+    appears in the error."""
+    if value is None or value == "":
+        return value
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(value)
+    except ProgrammingError as exc:
+        # libpq's message quotes the rest of the string, which can hold the password: only
+        # the name of an unknown option is repeated.
+        named = re.search(r'invalid (?:connection option|URI query parameter:) "([A-Za-z_]+)"', str(exc))
+        why = (f"unknown option {named.group(1)!r}" if named
+               else "cannot be parsed: check the scheme, the quoting and the key=value pairs")
+        raise ValueError(f"not a valid PostgreSQL connection string ({why}); expected a URI such as "
+                         "postgresql://user@host:5432/dbname or keywords such as 'host=... dbname=...'") from None
+    return value
+
+
 def _target_name(value: str | None) -> str | None:
     if value is not None and not _NAME.match(value):
         raise ValueError("use up to 128 letters, digits and _ . : / @ - (starting with a letter or digit)")
@@ -238,6 +261,7 @@ class Target(Model):
     databases: Databases | None = None
 
     _check_name = field_validator("name")(classmethod(lambda cls, v: _target_name(v)))
+    _check_dsn = field_validator("dsn")(classmethod(lambda cls, v: _dsn(v)))
 
 
 def _collectors_model() -> type[Model]:
@@ -275,6 +299,7 @@ class Config(Model):
     reports: Reports = Reports()
 
     _check_target_name = field_validator("target_name")(classmethod(lambda cls, v: _target_name(v)))
+    _check_dsn = field_validator("dsn")(classmethod(lambda cls, v: _dsn(v)))
 
     @model_validator(mode="after")
     def _targets(self) -> Config:
