@@ -16,8 +16,10 @@
 -- What each collector needs, and why pg_monitor covers it, is in docs/metrics.md
 -- ("Why a collector is disabled").
 
--- The role: it can log in, nothing more. A connection limit is a safety net: pgperf opens
--- at most connection.max_database_connections (default 3) per process at once.
+-- The role: it can log in, nothing more. A connection limit is a safety net: with the
+-- defaults and one target a pgperf process opens at most 8 connections (2 for sampling,
+-- 2 more for visiting other databases, 1 store writer, 2 for the API and reports, 1 while
+-- a report reads catalog facts); 10 leaves room for a restart overlapping the old process.
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'pgperf') THEN
