@@ -203,6 +203,20 @@ def test_statements_per_queryid_series(pg_cluster: Cluster, pg_conn: psycopg.Con
     assert all("query" not in f.labels for f in result.families)  # no text label by default
 
 
+def test_statements_of_dropped_databases_keep_distinct_labels(pg_cluster: Cluster,
+                                                             pg_conn: psycopg.Connection[Any]) -> None:
+    for name in ("gone_a", "gone_b"):
+        pg_cluster.execute(f"DROP DATABASE IF EXISTS {name}")
+        pg_cluster.execute(f"CREATE DATABASE {name}")
+        pg_cluster.execute("SELECT 4242 AS dropped_db_marker", name)
+        pg_cluster.execute(f"DROP DATABASE {name}")
+    result, _ = _statements(pg_conn, top_n=10000)
+    calls = family(result, "pg_stat_statements_calls_total")
+    assert len({labels for labels, _ in calls.samples}) == len(calls.samples)  # no duplicate series
+    orphans = [labels for labels, _ in calls.samples if labels[1].startswith("oid:")]
+    assert len({labels[1] for labels in orphans}) >= 2
+
+
 def test_statements_interval_deltas(pg_cluster: Cluster, pg_conn: psycopg.Connection[Any]) -> None:
     _marker(pg_conn, "delta_marker")
     base, t0 = _statements(pg_conn)

@@ -66,7 +66,9 @@ def statements_sql(schema: str, version: tuple[int, ...]) -> sql.Composed:
     cols = [
         "s.userid", "s.dbid", "s.queryid",
         "s.toplevel" if v19 else "true",
-        "d.datname", "r.rolname",
+        # A dropped database or role keeps its entries until they are evicted: named by
+        # oid, so two of them never share one label set.
+        "coalesce(d.datname, 'oid:' || s.dbid)", "coalesce(r.rolname, 'oid:' || s.userid)",
         "s.calls", f"s.total_{exec_}", f"s.min_{exec_}", f"s.max_{exec_}",
         f"s.stddev_{exec_}", "s.rows", "s.shared_blks_hit", "s.shared_blks_read",
         "s.shared_blk_read_time + s.local_blk_read_time" if v111 else "s.blk_read_time",
