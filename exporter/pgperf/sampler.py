@@ -261,14 +261,16 @@ class TargetSampler:
             return None
         try:
             snapshot = self._sample()
+            # Published and handed on before the next sample may start: the next one
+            # computes its deltas from this one, and the store receives them in order.
+            self._latest = snapshot
+            for listener in self.listeners:
+                try:
+                    listener(snapshot)
+                except Exception:  # a listener bug must not stop sampling
+                    log.exception("target %s: snapshot listener %r failed", self.target.name, listener)
         finally:
             self._busy.release()
-        self._latest = snapshot
-        for listener in self.listeners:
-            try:
-                listener(snapshot)
-            except Exception:  # a listener bug must not stop sampling
-                log.exception("target %s: snapshot listener %r failed", self.target.name, listener)
         return snapshot
 
     def _sample(self) -> Snapshot:
