@@ -206,3 +206,26 @@ def test_email_texts(notification: Path) -> None:
     assert "<td>0.97 (threshold 0.95)</td>" in html
     assert 'href="https://grafana.example.com/d/pgperf-overview?var-instance=pgperf:9187&amp;var-target=main"' in html
     assert "instance=pgperf:9187 job=pgperf severity=critical target=main" in html
+
+
+@pytest.mark.parametrize(("profile", "expected"), [
+    ("production", {"critical": "pgperf,pagerduty,slack", "error": "pgperf,slack", "warning": "pgperf,slack",
+                    "info": "pgperf,webhook,email"}),
+    ("analytics", {"critical": "pgperf,slack", "error": "pgperf,slack", "warning": "pgperf,slack",
+                   "info": "pgperf,webhook,email"}),
+    ("development", {"critical": "pgperf", "error": "pgperf", "warning": "pgperf", "info": "pgperf,webhook"}),
+])
+def test_a_profile_routes_only_to_the_channels_it_turns_on(profile: str, expected: dict[str, str],
+                                                           tmp_path: Path) -> None:
+    rendered = bundle.alertmanager_config("http://pgperf:9187", profile=profile)
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(bundle.dump(rendered))
+    checked = amtool("check-config", str(path))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    for severity, receivers in expected.items():
+        result = amtool("config", "routes", "test", f"--config.file={path}", f"severity={severity}", "alertname=X")
+        assert result.stdout.strip() == receivers, (severity, result.stdout, result.stderr)
+    if profile == "production":  # every channel on: the committed file as it is
+        assert rendered == bundle.alertmanager_config("http://pgperf:9187")
+    with pytest.raises(ValueError, match="unknown notification channels"):
+        bundle.with_channels(config(), {"sms": False})

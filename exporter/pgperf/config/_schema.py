@@ -62,7 +62,9 @@ class Retention(Model):
 
 
 class Notifications(Model):
-    """Which notification channels the profile turns on (Alertmanager receivers)."""
+    """Which notification channels the profile turns on: the Alertmanager receivers of the
+    same names (``python -m pgperf.devtools.bundle alertmanager --profile NAME`` renders the
+    routes; alertmanager/README.md)."""
 
     email: bool = False
     slack: bool = False

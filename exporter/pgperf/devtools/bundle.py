@@ -9,6 +9,10 @@ receivers and templates stay those of the committed files.
 
     python -m pgperf.devtools.bundle prometheus --exporter 127.0.0.1:9187 --alertmanager 127.0.0.1:9093
     python -m pgperf.devtools.bundle alertmanager --pgperf-url http://127.0.0.1:9187 --secrets-dir DIR
+    python -m pgperf.devtools.bundle alertmanager --pgperf-url http://pgperf:9187 --profile analytics
+
+``--profile`` keeps only the notification channels the profile turns on (``notifications.*``);
+the committed ``alertmanager.yml`` routes to every channel, as the production profile does.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ SECRETS_DIR = "/etc/alertmanager/secrets"
 WEBHOOK_PATH = "/api/v1/alerts/webhook"
 # Notification timings of the "fast" variant: alerts reach receivers within seconds.
 FAST_TIMINGS = {"group_wait": "1s", "group_interval": "2s", "repeat_interval": "1m"}
+# Receivers of alertmanager.yml that are the profiles' notification channels.
+CHANNELS = frozenset({"email", "slack", "pagerduty", "webhook"})
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -88,17 +94,43 @@ def secret_files(config: Mapping[str, Any] | None = None) -> list[str]:
     return sorted({node[key] for node, key in _secret_files(config)})
 
 
+def with_channels(config: dict[str, Any], notifications: Mapping[str, bool]) -> dict[str, Any]:
+    """*config* routing only to the channels a profile's ``notifications`` turn on.
+
+    The receivers ``email``, ``slack``, ``pagerduty`` and ``webhook`` are the profile's
+    channels of the same names; a channel turned off loses its routes and its receiver, so
+    a severity whose channels are all off reaches only ``pgperf`` (the lifecycle webhook,
+    always kept). The committed ``alertmanager.yml`` is the production profile, every
+    channel on."""
+    off = {name for name, on in notifications.items() if not on}
+    unknown = off - CHANNELS
+    if unknown:
+        raise ValueError(f"unknown notification channels {sorted(unknown)}; known: {sorted(CHANNELS)}")
+    route = config["route"]
+    route["routes"] = [r for r in route.get("routes", []) if r.get("receiver") not in off]
+    if route.get("receiver") in off:
+        route["receiver"] = "pgperf"  # never used: the pgperf route matches every alert first
+    config["receivers"] = [r for r in config["receivers"] if r["name"] not in off]
+    return config
+
+
 def alertmanager_config(
     pgperf_url: str,
     *,
     secrets_dir: str | Path = SECRETS_DIR,
     webhook_url: str | None = None,
     fast: bool = False,
+    profile: str | None = None,
 ) -> dict[str, Any]:
     """``alertmanager.yml`` whose pgperf receiver posts to *pgperf_url* (the exporter's base
     URL), reading its secret files from *secrets_dir*. *webhook_url* replaces the generic
-    webhook's URL; *fast* shortens every group_wait, group_interval and repeat_interval."""
+    webhook's URL; *fast* shortens every group_wait, group_interval and repeat_interval;
+    *profile* keeps only the channels its ``notifications`` turn on."""
     config = _load(ALERTMANAGER_DIR / "alertmanager.yml")
+    if profile is not None:
+        from ..config import load_profile
+
+        with_channels(config, load_profile(profile).get("notifications", {}))
     for node, key in _secret_files(config):
         node[key] = str(Path(secrets_dir) / Path(node[key]).name)
     config["templates"] = [str(ALERTMANAGER_DIR / t) for t in config.get("templates", [])]
@@ -149,13 +181,15 @@ def main(argv: list[str] | None = None) -> int:
     am.add_argument("--secrets-dir", default=SECRETS_DIR, help=f"directory of the secret files (default {SECRETS_DIR})")
     am.add_argument("--webhook-url", help="URL of the generic webhook receiver")
     am.add_argument("--fast", action="store_true", help="notify within seconds (demo, tests)")
+    am.add_argument("--profile", choices=("development", "production", "analytics"),
+                    help="route only to the channels the profile's notifications turn on")
     args = parser.parse_args(argv)
     if args.which == "prometheus":
         config = prometheus_config(args.exporter, args.alertmanager, prometheus=args.prometheus,
                                    grafana_url=args.grafana_url, interval=args.interval)
     else:
         config = alertmanager_config(args.pgperf_url, secrets_dir=args.secrets_dir,
-                                     webhook_url=args.webhook_url, fast=args.fast)
+                                     webhook_url=args.webhook_url, fast=args.fast, profile=args.profile)
     text = dump(config)
     if args.output:
         Path(args.output).write_text(text)
