@@ -59,7 +59,8 @@ def test_database_collector(pg_conn: psycopg.Connection[Any]) -> None:
         assert "pg_stat_database_session_time" in names
     else:
         assert "pg_stat_database_session_time" not in names
-    assert result.records["xact_commit"] > 0
+    datid = str(pg_conn.execute("SELECT oid FROM pg_database WHERE datname = 'postgres'").fetchone()[0])
+    assert result.records[datid]["xact_commit"] > 0  # per database (the store sums their changes)
 
 
 def test_database_null_is_no_sample(pg_conn: psycopg.Connection[Any]) -> None:
@@ -409,6 +410,8 @@ def test_database_size_of_selected_databases(pg_conn: psycopg.Connection[Any]) -
     sizes = family(result, "pg_database_size_bytes")
     assert [labels for labels, _ in sizes.samples] == [("postgres",)]
     assert sizes.samples[0][1] > 1024 * 1024
+    # The store's resource_metrics.database_size_bytes: the total over the measured databases.
+    assert result.records == {"total_bytes": sizes.samples[0][1], "databases": 1}
     assert spec.options().interval == 300  # pg_database_size is costly: every 5 minutes by default
 
 

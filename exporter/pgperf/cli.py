@@ -19,7 +19,7 @@ from ._version import __version__
 from .audit import Actor
 from .config import Config, ConfigError, load_config
 from .db import describe_dsn
-from .redact import RedactingFilter
+from .redact import RedactingFilter, redact
 
 log = logging.getLogger("pgperf")
 
@@ -254,19 +254,33 @@ def _audit(monitor: Any, actor: Actor, action: str, detail: dict[str, Any]) -> N
 
 
 def cmd_migrate(config: Config) -> int:
+    import psycopg
+
     from .store import StoreClient, StoreUnavailable
     from .store.schema import MIGRATIONS
 
+    where = f"schema {config.store.schema_name} at {describe_dsn(config.store_dsn())}"
     client = StoreClient(config)
     try:
         applied = client.migrate()
     except StoreUnavailable as exc:
         log.error("%s", exc)
         return 1
+    except psycopg.errors.InsufficientPrivilege as exc:
+        detail = redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else "permission denied"
+        params = psycopg.conninfo.conninfo_to_dict(config.store_dsn())
+        database, role = params.get("dbname") or "<database>", params.get("user") or "<role>"
+        print(f"pgperf migrate: permission denied creating or upgrading {where} ({detail}): run "
+              f"docs/setup-role.sql as a superuser, or GRANT CREATE ON DATABASE {database} TO {role}",
+              file=sys.stderr)
+        return 1
+    except psycopg.Error as exc:
+        detail = redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"pgperf migrate: migrating store {where} failed: {detail}", file=sys.stderr)
+        return 1
     finally:
         client.close()
     latest = MIGRATIONS[-1].version if MIGRATIONS else 0
-    where = f"schema {config.store.schema_name} at {describe_dsn(config.store_dsn())}"
     if applied:
         print(f"store {where}: applied migration(s) {', '.join(f'{v:03d}' for v in applied)}; now at {latest:03d}")
     else:

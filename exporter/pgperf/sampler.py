@@ -181,6 +181,7 @@ class _LastRun:
     monotonic: float
     families: tuple[Family, ...]
     status: CollectorStatus
+    records: Any = None  # served again too (the store's database_size_bytes)
 
 
 class TargetSampler:
@@ -374,6 +375,7 @@ class TargetSampler:
         prev_states: Mapping[str, tuple[float, Any]],
         families: list[Family],
         states: dict[str, tuple[float, Any]],
+        records: dict[str, Any] | None = None,
     ) -> CollectorStatus | None:
         """The status of a collector that must not run in this sample (disabled, too old a
         server, or its interval not yet elapsed), or None when it should run."""
@@ -394,6 +396,8 @@ class TargetSampler:
         # `self.interval` apart, so "now + half an interval" rounds to the nearest sample).
         if interval and last is not None and time.monotonic() - last.monotonic + self.interval / 2 < interval:
             families.extend(last.families)
+            if records is not None and last.records is not None:
+                records[name] = last.records
             if name in prev_states:
                 states[name] = prev_states[name]
             return last.status
@@ -452,7 +456,7 @@ class TargetSampler:
     ) -> CollectorStatus:
         """Run an instance-wide collector (or one that needs no database) once."""
         name = spec.name
-        blocked = self._blocked(spec, server, prev_states, families, states)
+        blocked = self._blocked(spec, server, prev_states, families, states, records)
         if blocked is not None:
             return blocked
         ctx = self._context(spec, conn, server, now, prev_states.get(name, (None, None)), databases)
@@ -467,7 +471,7 @@ class TargetSampler:
         states[name] = (now, result.state)
         if result.records is not None:
             records[name] = result.records
-        return self._succeeded(spec, result.families, outcome.duration, now)
+        return self._succeeded(spec, result.families, outcome.duration, now, result.records)
 
     def _failed(self, spec: CollectorSpec, error: tuple[str, str], duration: float,
                 prev_states: Mapping[str, tuple[float, Any]], states: dict[str, tuple[float, Any]]) -> CollectorStatus:
@@ -480,14 +484,15 @@ class TargetSampler:
             self._failing[name] = kind
         return CollectorStatus(name, False, duration, error=kind)
 
-    def _succeeded(self, spec: CollectorSpec, families: Sequence[Family], duration: float, now: float) -> CollectorStatus:
+    def _succeeded(self, spec: CollectorSpec, families: Sequence[Family], duration: float, now: float,
+                   records: Any = None) -> CollectorStatus:
         name = spec.name
         if name in self._failing:
             log.info("target %s: collector %s works again", self.target.name, name)
             del self._failing[name]
         status = CollectorStatus(name, True, duration, ran_at=now)
         if getattr(self._options(spec), "interval", None):
-            self._last_runs[name] = _LastRun(time.monotonic(), tuple(families), status)
+            self._last_runs[name] = _LastRun(time.monotonic(), tuple(families), status, records)
         return status
 
     # -- database-scoped collectors ----------------------------------------------------------

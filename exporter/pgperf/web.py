@@ -92,6 +92,8 @@ class WebApp:
         self.add("/-/reload", self.reload, methods=("POST",))
         #: Set by ``pgperf serve``: reloads the configuration, records it in the audit log.
         self.reloader: Callable[[Actor], list[str]] | None = None
+        #: More liveness checks for /healthz (the store writer's thread): a problem or None.
+        self.liveness: list[Callable[[], str | None]] = []
         self.links: list[tuple[str, str]] = [
             ("/metrics", "metrics"), ("/healthz", "liveness"), ("/readyz", "readiness"),
         ]
@@ -211,8 +213,10 @@ class WebApp:
 
     def healthz(self, request: Request) -> Response:
         dead = [name for name, alive in self.sampler.threads_alive().items() if not alive]
-        if dead:
-            return Response(f"sampler thread stopped for {', '.join(dead)}\n", status=503, mimetype="text/plain")
+        problems = [f"sampler thread stopped for {', '.join(dead)}"] if dead else []
+        problems += [p for check in self.liveness if (p := check()) is not None]
+        if problems:
+            return Response("".join(f"{p}\n" for p in problems), status=503, mimetype="text/plain")
         return Response("ok\n", mimetype="text/plain")
 
     def readyz(self, request: Request) -> Response:
@@ -272,6 +276,8 @@ def create_app(monitor: Monitor, web_config: WebConfig | None = None) -> WebApp:
     # Render each new sample in the sampler's thread, so that no scrape waits for it.
     monitor.on("sample", lambda _snapshot: metrics.refresh())
     app = WebApp(config, monitor.sampler, metrics, web_config)
+    if store is not None:
+        app.liveness.append(lambda: None if store.alive else "store writer thread stopped: samples are not stored")
     if monitor.alert_service is not None:
         from .alerts.web import register as register_alerts
 

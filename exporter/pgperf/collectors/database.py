@@ -19,6 +19,7 @@ SQL = "SELECT * FROM pg_stat_database"
 CONFLICTS_SQL = "SELECT * FROM pg_stat_database_conflicts"
 
 _LABELS = ("datid", "datname")
+STORE_COUNTERS = ("xact_commit", "xact_rollback", "blks_hit", "blks_read", "deadlocks", "temp_bytes")
 _V14 = 140000
 
 # column -> (type, help, min server version). See "pg_stat_database" in the PostgreSQL
@@ -102,12 +103,14 @@ def collect(ctx: CollectContext) -> CollectorResult:
                 families.append(metric.family(
                     ((r["datid"], r["datname"]), _value(column, r[column])) for r in table
                 ))
-    # Totals the store keeps per sample (rollbacks for the error rate, cache hits).
-    totals = {
-        key: sum(int(r[key] or 0) for r in rows if r["datname"] is not None)
-        for key in ("xact_commit", "xact_rollback", "blks_hit", "blks_read", "deadlocks", "temp_bytes")
+    # The counters the store keeps per sample (rollbacks for the error rate, cache hits), per
+    # database (by oid): the store sums their per-database changes, so that a dropped
+    # database or a per-database pg_stat_reset() is not taken for a reset of them all.
+    per_database = {
+        str(r["datid"]): {key: int(r[key] or 0) for key in STORE_COUNTERS}
+        for r in rows if r["datname"] is not None
     }
-    return CollectorResult(tuple(families), records=totals)
+    return CollectorResult(tuple(families), records=per_database)
 
 
 SPEC = CollectorSpec(

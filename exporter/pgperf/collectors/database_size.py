@@ -41,7 +41,10 @@ def collect(ctx: CollectContext) -> CollectorResult:
     databases = list(ctx.databases) if ctx.databases is not None else [ctx.conn.info.dbname]
     with ctx.conn.cursor(row_factory=dict_row) as cur:
         rows: list[dict[str, Any]] = cur.execute(SQL, {"databases": databases}).fetchall()
-    return CollectorResult((SIZE.family(((r["datname"],), r["size"]) for r in rows),))
+    measured = [int(r["size"]) for r in rows if r["size"] is not None]
+    # The store's resource_metrics.database_size_bytes: the total over the databases measured.
+    records = {"total_bytes": sum(measured) if measured else None, "databases": len(measured)}
+    return CollectorResult((SIZE.family(((r["datname"],), r["size"]) for r in rows),), records=records)
 
 
 SPEC = CollectorSpec(

@@ -33,7 +33,7 @@ class HostOptions(CollectorOptions):
 @dataclass(frozen=True)
 class _State:
     cpu: tuple[float, float]  # (busy seconds, total seconds) summed over CPUs
-    net: tuple[int, int]  # (bytes sent, bytes received)
+    net: dict[str, tuple[int, int]]  # per interface: (bytes sent, bytes received)
     disk_path: str | None
 
 
@@ -85,6 +85,22 @@ def _reachable(path: str) -> str | None:
     return path or None
 
 
+def network_deltas(now: dict[str, tuple[int, int]], before: dict[str, tuple[int, int]]) -> tuple[int, int]:
+    """Bytes (sent, received) during the interval, summed over the interfaces. Per interface:
+    a counter that went down was restarted (interface re-created, counter wrapped), so its
+    change counts from zero, i.e. its current value; an interface not seen before (hot-plugged,
+    a container's veth) contributes 0, since its counters hold traffic from before the
+    interval; one that vanished simply drops out instead of lowering a sum."""
+    sent = received = 0
+    for name, (s_now, r_now) in now.items():
+        last = before.get(name)
+        if last is None:
+            continue
+        sent += s_now - last[0] if s_now >= last[0] else s_now
+        received += r_now - last[1] if r_now >= last[1] else r_now
+    return sent, received
+
+
 def collect(ctx: CollectContext) -> CollectorResult:
     options: HostOptions = ctx.options
     previous: _State | None = ctx.previous
@@ -121,15 +137,14 @@ def collect(ctx: CollectContext) -> CollectorResult:
             DISK_USAGE.family([((disk_path,), disk.percent / 100.0)]),
         ]
 
-    counters = psutil.net_io_counters()
-    net = (counters.bytes_sent, counters.bytes_recv) if counters else (0, 0)
-    families += [NET_SENT.single(net[0]), NET_RECEIVED.single(net[1])]
+    nics = psutil.net_io_counters(pernic=True) or {}
+    net = {name: (c.bytes_sent, c.bytes_recv) for name, c in nics.items()}
+    families += [NET_SENT.single(sum(v[0] for v in net.values())),
+                 NET_RECEIVED.single(sum(v[1] for v in net.values()))]
 
     sent = received = None
     if previous is not None:
-        # Interface counters can restart (interface re-created): never a negative change.
-        sent = net[0] - previous.net[0] if net[0] >= previous.net[0] else net[0]
-        received = net[1] - previous.net[1] if net[1] >= previous.net[1] else net[1]
+        sent, received = network_deltas(net, previous.net)
     records = {
         "cpu_usage_percent": None if cpu_ratio is None else round(cpu_ratio * 100, 2),
         "memory_usage_bytes": used,

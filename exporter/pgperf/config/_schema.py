@@ -129,6 +129,9 @@ class Store(Model):
     #: Directory of the on-disk spool used while the store is unreachable.
     spool_dir: str | None = None
     spool_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    #: Bound of <spool_dir>/rejected (samples the store refused, unreadable spool files);
+    #: beyond it the oldest are removed and counted as dropped.
+    rejected_max_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     #: Statement rows per sample; the rest is summed into one remainder row.
     max_query_rows: int = Field(500, ge=1)
     partitions_ahead: int = Field(3, ge=1, le=60)

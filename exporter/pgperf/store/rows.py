@@ -90,12 +90,31 @@ def _remainder(target: str, at: float, interval: float, rest: list[StatementDelt
     ]
 
 
+def counter_deltas(now: dict[str, dict[str, int]], before: dict[str, dict[str, int]],
+                   keys: tuple[str, ...]) -> dict[str, int]:
+    """The change of each counter in *keys* summed over the databases of *now* (datid ->
+    counters). A database whose counter went down was reset (pg_stat_reset() in it): its
+    change counts from zero, i.e. its current value. A database absent before (created, or
+    first seen) contributes 0: its whole count is not activity of this interval, and taking
+    it would bring back the jump per-database deltas avoid. A dropped database simply
+    drops out instead of lowering a sum."""
+    out = dict.fromkeys(keys, 0)
+    for datid, counters in now.items():
+        previous = before.get(datid)
+        if previous is None:
+            continue
+        for key in keys:
+            value, last = int(counters.get(key, 0)), int(previous.get(key, 0))
+            out[key] += value - last if value >= last else value
+    return out
+
+
 class BatchBuilder:
     """Turns snapshots into batches; remembers each target's previous database counters."""
 
     def __init__(self, max_query_rows: int = 1000) -> None:
         self.max_query_rows = max_query_rows
-        self._previous: dict[str, tuple[float, dict[str, int]]] = {}
+        self._previous: dict[str, tuple[float, dict[str, dict[str, int]]]] = {}
 
     def build(self, snap: Snapshot) -> SampleBatch:
         records = snap.records
@@ -133,10 +152,7 @@ class BatchBuilder:
 
         database = records.get("database")
         if database is not None and previous is not None and previous[1]:
-            for key in _DB_COUNTERS:
-                now, before = int(database.get(key, 0)), int(previous[1].get(key, 0))
-                # A smaller value means the statistics were reset: count from zero.
-                resource[key] = now - before if now >= before else now
+            resource.update(counter_deltas(database, previous[1], _DB_COUNTERS))
         # Keep the last counters read: after an outage the change covers the whole gap.
         counters = dict(database) if database is not None else (previous[1] if previous else {})
         self._previous[snap.target] = (snap.taken_at, counters)

@@ -5,6 +5,11 @@ listing is the write order. Files are written to a temporary name and renamed, s
 never leaves half a sample. The total size is bounded: when a new sample would exceed the
 bound, the oldest samples are dropped, counted and logged (recent history is the more
 useful after a long outage). A lock file keeps two processes from sharing a spool.
+
+A file that cannot be read back (truncated, corrupt, or written by an incompatible pgperf)
+is moved to ``rejected/`` instead of blocking the spool, counted in ``unreadable`` and
+logged. ``rejected/`` is bounded too (``rejected_max_bytes``): beyond it the oldest
+rejected files are removed, counted in ``dropped`` and logged.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import gzip
 import logging
 import os
 import threading
+import zlib
 from pathlib import Path
 
 from .rows import SampleBatch
@@ -33,10 +39,17 @@ def default_spool_dir() -> Path:
     return base / "pgperf" / "spool"
 
 
+# What a spool file that cannot be read back raises: gzip (BadGzipFile is an OSError,
+# truncation an EOFError, a bad checksum zlib.error), JSON and the SampleBatch fields.
+_UNREADABLE = (OSError, EOFError, zlib.error, ValueError, KeyError, TypeError)
+REJECTED_MAX_BYTES = 16 * 1024 * 1024
+
+
 class Spool:
-    def __init__(self, directory: str | Path, max_bytes: int) -> None:
+    def __init__(self, directory: str | Path, max_bytes: int, rejected_max_bytes: int = REJECTED_MAX_BYTES) -> None:
         self.dir = Path(directory)
         self.max_bytes = max_bytes
+        self.rejected_max_bytes = rejected_max_bytes
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.rejected_dir = self.dir / "rejected"
         self._lock = threading.Lock()
@@ -51,7 +64,8 @@ class Spool:
             ) from None
         for stale in self.dir.glob("*.tmp"):
             stale.unlink(missing_ok=True)  # a write interrupted by a crash
-        self.dropped = 0
+        self.dropped = 0  # samples lost: spool bound, and rejected files removed at their bound
+        self.unreadable = 0  # spool files that could not be read back, moved to rejected/
         self._files = sorted(p for p in self.dir.glob("*.json.gz"))
         self._bytes = sum(p.stat().st_size for p in self._files)
         if self._files:
@@ -88,27 +102,82 @@ class Spool:
         return path
 
     def oldest(self) -> tuple[Path, SampleBatch] | None:
+        """The oldest readable sample. A file that vanished meanwhile (dropped at the bound
+        by ``append``) is skipped; one that cannot be read is moved to ``rejected/``."""
+        while True:
+            with self._lock:
+                if not self._files:
+                    return None
+                path = self._files[0]
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                self._forget(path)
+                continue
+            try:
+                return path, SampleBatch.from_json(gzip.decompress(data))
+            except _UNREADABLE as exc:
+                self.unreadable += 1
+                log.error(
+                    "store spool: cannot read %s (%s: %s), moved to %s; %d unreadable so far",
+                    path.name, type(exc).__name__, str(exc).strip() or "no detail", self.rejected_dir, self.unreadable,
+                )
+                try:
+                    self.reject(path)
+                except OSError as move_error:  # cannot even move it: forget it, do not block the spool
+                    log.error("store spool: cannot move %s aside (%s); skipping it", path.name, move_error)
+                    self._forget(path)
+
+    def _forget(self, path: Path) -> None:
         with self._lock:
-            if not self._files:
-                return None
-            path = self._files[0]
-        return path, SampleBatch.from_json(gzip.decompress(path.read_bytes()))
+            self._forget_locked(path)
+
+    def _forget_locked(self, path: Path) -> None:
+        if path in self._files:
+            self._files.remove(path)
+            try:
+                self._bytes -= path.stat().st_size
+            except FileNotFoundError:
+                pass
 
     def remove(self, path: Path) -> None:
         with self._lock:
-            if path in self._files:
-                self._files.remove(path)
-                self._bytes -= path.stat().st_size if path.exists() else 0
+            self._forget_locked(path)
             path.unlink(missing_ok=True)
 
-    def reject(self, path: Path) -> None:
-        """Keep a sample the store refused (a data error) aside, for inspection."""
+    def reject(self, path: Path) -> bool:
+        """Keep a sample the store refused (a data error) aside, for inspection. False when
+        the file was gone already (dropped at the bound meanwhile, and counted there)."""
         self.rejected_dir.mkdir(exist_ok=True)
-        with self._lock:
-            if path in self._files:
-                self._files.remove(path)
-                self._bytes -= path.stat().st_size if path.exists() else 0
-        os.replace(path, self.rejected_dir / path.name)
+        self._forget(path)
+        try:
+            os.replace(path, self.rejected_dir / path.name)
+        except FileNotFoundError:
+            return False
+        self._trim_rejected()
+        return True
+
+    def _trim_rejected(self) -> None:
+        """Remove the oldest rejected files beyond ``rejected_max_bytes`` (counted, logged)."""
+        files = sorted(self.rejected_dir.glob("*.json.gz"))
+        sizes: dict[Path, int] = {}
+        for f in files:
+            try:
+                sizes[f] = f.stat().st_size
+            except FileNotFoundError:
+                continue
+        total = sum(sizes.values())
+        candidates = list(sizes)  # oldest first; the newest is always kept
+        while total > self.rejected_max_bytes and len(candidates) > 1:
+            f = candidates.pop(0)
+            f.unlink(missing_ok=True)
+            total -= sizes[f]
+            with self._lock:
+                self.dropped += 1
+            log.warning(
+                "store spool: rejected/ over its bound (%d bytes): removed the oldest rejected sample %s; "
+                "%d dropped so far", self.rejected_max_bytes, f.name, self.dropped,
+            )
 
     def __len__(self) -> int:
         return len(self._files)

@@ -7,8 +7,14 @@ spool holds anything new batches join it, so that samples are written in the ord
 were taken, with their original timestamps, when the store returns. ``stop()`` writes
 what it can within its timeout and leaves the rest in the spool for the next start.
 
-A batch the store refuses for its content (a constraint or data error, which retrying
-cannot fix) is moved to ``<spool>/rejected`` and counted, never silently discarded.
+A batch the store refuses for its content (a data or integrity error, which retrying
+cannot fix) is moved to ``<spool>/rejected`` and counted, never silently discarded. Any
+other error is a problem of the store (read-only, a missing privilege or table, a full
+disk): the batch stays in the spool and is retried, ``pgperf_store_up`` is 0 and the log
+says what to do. The thread never dies of an error: an unexpected one is logged once,
+counted, and the loop goes on with the next item; ``alive`` tells /healthz.
+Every accepted sample that cannot be kept (spool bound, spool not writable, rejected/
+bound) is counted in ``pgperf_store_spool_dropped_samples_total``.
 """
 
 from __future__ import annotations
@@ -56,8 +62,8 @@ ROWS = _def("pgperf_store_rows_written_total", "counter", "Rows written to the s
 SPOOLED = _def("pgperf_store_samples_spooled_total", "counter", "Samples that went to the on-disk spool because the store was unreachable or behind.")
 SPOOL_SAMPLES = _def("pgperf_store_spool_samples", "gauge", "Samples waiting in the on-disk spool.")
 SPOOL_BYTES = _def("pgperf_store_spool_bytes", "gauge", "Size of the on-disk spool, in bytes.")
-DROPPED = _def("pgperf_store_spool_dropped_samples_total", "counter", "Samples dropped because the spool reached store.spool_max_bytes (oldest first).")
-REJECTED = _def("pgperf_store_rejected_samples_total", "counter", "Samples the store refused for their content, kept in the spool's rejected/ directory.")
+DROPPED = _def("pgperf_store_spool_dropped_samples_total", "counter", "Samples lost: dropped because the spool reached store.spool_max_bytes (oldest first), could not be written to the spool (disk full), or removed from rejected/ at store.rejected_max_bytes.")
+REJECTED = _def("pgperf_store_rejected_samples_total", "counter", "Samples the store refused for their content, and spool files that could not be read, kept in the spool's rejected/ directory.")
 ERRORS = _def("pgperf_store_errors_total", "counter", "Failed attempts to reach or write the store, by kind of error.", ("kind",))
 WRITE_SECONDS = _def("pgperf_store_write_duration_seconds", "gauge", "Time the last sample took to write (one transaction), in seconds.")
 LAST_WRITE = _def("pgperf_store_last_write_timestamp_seconds", "gauge", "Time of the last successful write, in seconds since the epoch.")
@@ -66,12 +72,35 @@ STORE_METRICS = (STORE_UP, ACCEPTED, WRITTEN, ROWS, SPOOLED, SPOOL_SAMPLES, SPOO
                  ERRORS, WRITE_SECONDS, LAST_WRITE)
 
 
+# Errors the sample itself causes (SQLSTATE classes 22 and 23): retrying cannot help.
+_DATA_ERRORS = (psycopg.DataError, psycopg.IntegrityError)
+
+
+def store_problem(exc: BaseException, schema: str) -> tuple[str, str]:
+    """The kind of a store error that retrying can fix once someone acts, and what to do."""
+    errors = psycopg.errors
+    if isinstance(exc, errors.ReadOnlySqlTransaction):
+        return "read_only", ("the store is read-only (default_transaction_read_only = on, or a standby): point "
+                             "store.dsn at a writable primary or turn default_transaction_read_only off")
+    if isinstance(exc, errors.InsufficientPrivilege):
+        return "permission_denied", (f"grant the store role its rights on schema {schema} (run docs/setup-role.sql "
+                                     f"as a superuser, or GRANT ALL ON ALL TABLES IN SCHEMA {schema} TO the role)")
+    if isinstance(exc, (errors.UndefinedTable, errors.UndefinedColumn, errors.InvalidSchemaName)) or (
+            isinstance(exc, errors.CheckViolation) and "no partition of relation" in str(exc)):
+        return "missing_table", (f"a table or partition of schema {schema} is missing (dropped by hand?): restore "
+                                 f"it, or drop schema {schema} for pgperf to create it again")
+    if isinstance(exc, errors.DiskFull):
+        return "disk_full", "the store's disk is full: free space on the store server"
+    return classify_error(exc), ""
+
+
 @dataclass
 class _Counters:
     accepted: int = 0
     written: int = 0
     spooled: int = 0
     rejected: int = 0
+    dropped: int = 0  # lost before reaching the spool (spool not writable)
     query_rows: int = 0
     resource_rows: int = 0
     last_write_seconds: float | None = None
@@ -98,7 +127,8 @@ class StoreWriter:
             # one machine do not meet in the same directory by default.
             name = f"{describe_dsn(self.dsn)}-{self.schema}-{config.resolved_targets()[0].name}"
             spool_dir = default_spool_dir() / "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-        self.spool = Spool(spool_dir or store.spool_dir or default_spool_dir(), store.spool_max_bytes)
+        self.spool = Spool(spool_dir or store.spool_dir or default_spool_dir(), store.spool_max_bytes,
+                           store.rejected_max_bytes)
         self.retry_delay = min(5.0, max(0.5, config.sampling_interval / 2))
         self._queue: deque[SampleBatch] = deque()
         self._lock = threading.Lock()
@@ -112,6 +142,9 @@ class StoreWriter:
         self._dirty_from: dict[str, float] = {}
         self._down = False
         self._down_kind: str | None = None
+        self._store_problem = False  # down because writes fail, not because of the connection
+        self._logged: set[str] = set()  # unexpected errors already logged (once each)
+        self._in_hand: SampleBatch | None = None  # taken from the memory queue, not yet written
         self._errors: dict[str, int] = {}
         self._counters = _Counters()
         self._next_maintenance = 0.0
@@ -128,11 +161,27 @@ class StoreWriter:
             if not to_spool:
                 self._queue.append(batch)
         if to_spool:
-            self.spool.append(batch)
-            with self._lock:
-                self._counters.spooled += 1
+            self._to_spool([batch])
         self._touch()
         self._wake.set()
+
+    def _to_spool(self, batches: list[SampleBatch]) -> None:
+        """Append to the spool; a batch the spool cannot take (disk full) is counted as dropped."""
+        for batch in batches:
+            try:
+                self.spool.append(batch)
+            except OSError as exc:
+                with self._lock:
+                    self._counters.dropped += 1
+                    dropped = self._counters.dropped
+                self._count_error("spool_write")
+                self._log_once(f"spool:{type(exc).__name__}:{getattr(exc, 'errno', None)}", logging.ERROR,
+                               "store: cannot write to the spool %s (%s: %s): samples that cannot reach the store "
+                               "are dropped (%d so far); free space or fix the directory's permissions",
+                               self.spool.dir, type(exc).__name__, exc, dropped)
+            else:
+                with self._lock:
+                    self._counters.spooled += 1
 
     # -- the thread --------------------------------------------------------------------
 
@@ -152,41 +201,83 @@ class StoreWriter:
         with self._lock:
             pending = list(self._queue)
             self._queue.clear()
-        for batch in pending:
-            self.spool.append(batch)
+        if self._in_hand is not None and (self._thread is None or not self._thread.is_alive()):
+            pending.insert(0, self._in_hand)
+            self._in_hand = None
+        self._to_spool(pending)
         if pending or len(self.spool):
             log.info("store: %d sample(s) left in the spool %s for the next start", len(self.spool), self.spool.dir)
         if self._conn is not None:
             self._conn.close()
         self.spool.close()
 
+    @property
+    def alive(self) -> bool:
+        """False when the writer thread was started and has ended before ``stop()`` (/healthz)."""
+        thread = self._thread
+        return thread is None or thread.is_alive() or self._stopping.is_set()
+
     def _run(self) -> None:
-        self._connected()  # migrate and create partitions before the first sample arrives
+        try:
+            self._connected()  # migrate and create partitions before the first sample arrives
+        except Exception as exc:  # never let the thread die before it started
+            self._unexpected(exc)
         while True:
-            if self._stopping.is_set() and time.monotonic() > self._stop_deadline:
-                return
-            item = self._next()
-            if item is None:
-                if self._stopping.is_set():
+            try:
+                if self._step():
                     return
-                self._maintain()
-                self._wake.wait(min(self.retry_delay * 4, 30.0))
-                self._wake.clear()
-                continue
-            path, batch = item
-            if not self._connected():
-                if path is None:
-                    self._spool_queue(batch)
+            except Exception as exc:
+                self._unexpected(exc)
+                if self._in_hand is not None:  # a batch from memory: keep it in the spool
+                    batch, self._in_hand = self._in_hand, None
+                    self._to_spool([batch])
                 if self._stopping.is_set():
                     return
                 self._stopping.wait(self.retry_delay)
-                continue
-            self._write_one(path, batch)
+
+    def _step(self) -> bool:
+        """Handle one item (or wait for one); True when the thread should end."""
+        if self._stopping.is_set() and time.monotonic() > self._stop_deadline:
+            return True
+        item = self._next()
+        if item is None:
+            if self._stopping.is_set():
+                return True
+            self._maintain()
+            self._wake.wait(min(self.retry_delay * 4, 30.0))
+            self._wake.clear()
+            return False
+        path, batch = item
+        if not self._connected():
+            if path is None:
+                self._spool_queue(batch)
+            if self._stopping.is_set():
+                return True
+            self._stopping.wait(self.retry_delay)
+            return False
+        if not self._write_one(path, batch) and not self._stopping.is_set():
+            self._stopping.wait(self.retry_delay)  # the store refuses writes: retry later
+        return False
+
+    def _unexpected(self, exc: BaseException) -> None:
+        """An error no branch expected: logged once per kind, counted, never fatal."""
+        self._count_error("internal")
+        self._log_once(f"internal:{type(exc).__name__}:{str(exc)[:100]}", logging.ERROR,
+                       "store writer: unexpected error, the writer goes on with the next item: %s: %s",
+                       type(exc).__name__, redact(str(exc)).strip(), exc_info=exc)
+        self._touch()
+
+    def _log_once(self, key: str, level: int, message: str, *args: Any, exc_info: BaseException | None = None) -> None:
+        with self._lock:
+            first = key not in self._logged
+            self._logged.add(key)
+        log.log(level if first else logging.DEBUG, message, *args, exc_info=exc_info if first else None)
 
     def _next(self) -> tuple[Path | None, SampleBatch] | None:
         with self._lock:
             if self._queue:
-                return None, self._queue.popleft()
+                self._in_hand = self._queue.popleft()
+                return None, self._in_hand
         oldest = self.spool.oldest()
         if oldest is not None:
             return oldest
@@ -197,31 +288,29 @@ class StoreWriter:
         with self._lock:
             pending = [first, *self._queue]
             self._queue.clear()
-        for batch in pending:
-            self.spool.append(batch)
-        with self._lock:
-            self._counters.spooled += len(pending)
+            self._in_hand = None
+        self._to_spool(pending)
         self._touch()
 
-    def _write_one(self, path: Path | None, batch: SampleBatch) -> None:
+    def _write_one(self, path: Path | None, batch: SampleBatch) -> bool:
+        """Write one batch; False when it could not be written (it is kept, or rejected)."""
         started = time.monotonic()
         try:
             self._write(batch)
-        except psycopg.OperationalError as exc:
-            self._lost(exc)
-            if path is None:
-                self._spool_queue(batch)
-            return
-        except psycopg.Error as exc:
+        except _DATA_ERRORS as exc:
             # The batch itself is at fault (bad data): retrying cannot help. Keep it aside.
             log.error("store refused the sample of %s taken at %s: %s", batch.target,
                       datetime.fromtimestamp(batch.taken_at, UTC).isoformat(), redact(str(exc)).strip())
             self._count_error("rejected")
-            self.spool.reject(path if path is not None else self.spool.append(batch))
-            with self._lock:
-                self._counters.rejected += 1
-            self._touch()
-            return
+            self._reject(path, batch)
+            return False
+        except psycopg.Error as exc:
+            # Connection lost, or the store refuses writes (read-only, privileges, a missing
+            # table, disk full): keep the batch in the spool and retry.
+            self._lost(exc)
+            if path is None:
+                self._spool_queue(batch)
+            return False
         if path is not None:
             self.spool.remove(path)
         with self._lock:
@@ -231,6 +320,30 @@ class StoreWriter:
             c.query_rows += len(batch.queries)
             c.last_write_seconds = time.monotonic() - started
             c.last_write_at = time.time()
+            self._in_hand = None
+        if self._down:
+            log.info("store %s: writes work again; writing %d spooled sample(s)", describe_dsn(self.dsn),
+                     len(self.spool))
+            self._down, self._down_kind, self._store_problem = False, None, False
+        self._touch()
+        return True
+
+    def _reject(self, path: Path | None, batch: SampleBatch) -> None:
+        with self._lock:
+            self._in_hand = None
+        if path is None:
+            try:
+                path = self.spool.append(batch)
+            except OSError as exc:
+                with self._lock:
+                    self._counters.dropped += 1
+                log.error("store: cannot keep the refused sample in %s (%s); dropped", self.spool.rejected_dir, exc)
+                self._touch()
+                return
+        kept = self.spool.reject(path)
+        with self._lock:
+            if kept:
+                self._counters.rejected += 1
         self._touch()
 
     def write_now(self, batch: SampleBatch) -> None:
@@ -246,32 +359,44 @@ class StoreWriter:
     def _connected(self) -> bool:
         if self._conn is not None and not self._conn.closed and not self._conn.broken:
             return True
+        conn = None
         try:
             conn = psycopg.connect(self.dsn, autocommit=True, **self.settings.connect_kwargs(self.dsn))
             conn.execute("SET TimeZone = 'UTC'")
             migrate(conn, self.schema)
             self._known_days = {day for (_, day) in list_partitions(conn, self.schema)}
         except psycopg.Error as exc:
+            if conn is not None:
+                conn.close()
             self._lost(exc)
             return False
         self._conn = conn
-        if self._down:
+        if self._down and not self._store_problem:
             log.info("store %s reachable again; writing %d spooled sample(s)", describe_dsn(self.dsn), len(self.spool))
-        self._down, self._down_kind = False, None
+            self._down, self._down_kind = False, None
+        # A store that refused writes stays down until a write succeeds (see _write_one).
         self._next_maintenance = 0.0
         self._touch()
         return True
 
     def _lost(self, exc: BaseException) -> None:
-        kind = classify_error(exc)
+        """The store cannot take samples: closed connection, or a store problem (see
+        ``store_problem``); either way samples wait in the spool and the writer retries."""
+        kind, hint = store_problem(exc, self.schema)
         self._count_error(kind)
         if self._conn is not None:
-            self._conn.close()
+            self._conn.close()  # a new session sees a fixed setting (read-only) or grant
         self._conn = None
         if not self._down or kind != self._down_kind:
-            log.error("store %s unreachable (%s): %s; samples go to the spool %s", describe_dsn(self.dsn), kind,
-                      redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else kind, self.spool.dir)
+            detail = redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else kind
+            if hint:
+                log.error("store %s refuses writes (%s): %s; %s; samples wait in the spool %s and are retried",
+                          describe_dsn(self.dsn), kind, detail, hint, self.spool.dir)
+            else:
+                log.error("store %s unreachable (%s): %s; samples go to the spool %s", describe_dsn(self.dsn), kind,
+                          detail, self.spool.dir)
         self._down, self._down_kind = True, kind
+        self._store_problem = bool(hint)  # the connection works; writes fail
         self._touch()
 
     def _touch(self) -> None:
@@ -375,8 +500,8 @@ class StoreWriter:
         yield SPOOLED.single(snapshot.spooled)
         yield SPOOL_SAMPLES.single(len(self.spool))
         yield SPOOL_BYTES.single(self.spool.bytes)
-        yield DROPPED.single(self.spool.dropped)
-        yield REJECTED.single(snapshot.rejected)
+        yield DROPPED.single(self.spool.dropped + snapshot.dropped)
+        yield REJECTED.single(snapshot.rejected + self.spool.unreadable)
         yield ERRORS.family(((k,), v) for k, v in sorted(errors.items()))
         yield WRITE_SECONDS.single(snapshot.last_write_seconds)
         yield LAST_WRITE.single(snapshot.last_write_at)
