@@ -265,3 +265,104 @@ def test_alerts_cli(pg_cluster: Cluster, alerts_schema: str, tmp_path: Path) -> 
     assert cli("resolve", "missing-id", "--by", "x").returncode == 1
     final = rows(pg_cluster, alerts_schema)[0]
     assert final[1] == "resolved" and final[7] == "carol" and final[8] == "carol"
+
+
+class _LoginPage:
+    """A stand-in for a proxy or single sign-on page in front of Alertmanager: 200, HTML."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from threading import Thread
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                body = b"<html><body>Please log in</body></html>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_DELETE = _answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def __enter__(self) -> _LoginPage:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_client_turns_a_non_json_answer_into_an_error() -> None:
+    from pgperf.alerts.alertmanager import AlertmanagerClient, AlertmanagerError
+
+    with _LoginPage() as page:
+        client = AlertmanagerClient(f"http://admin:hunter2@127.0.0.1:{page.port}", timeout=5)
+        for call in (client.alerts, lambda: client.silence("x"),
+                     lambda: client.create_silence({"a": "b"}, created_by="x", comment="y", duration=timedelta(1))):
+            with pytest.raises(AlertmanagerError) as info:
+                call()
+            assert "not JSON (text/html)" in str(info.value)
+            assert "hunter2" not in str(info.value) and f"http://admin:***@127.0.0.1:{page.port}" in str(info.value)
+
+
+def test_ack_behind_a_login_page_is_502_and_the_reconciler_lives_on(
+        pg_cluster: Cluster, alerts_schema: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with _LoginPage() as page:
+        config = exporter_config(pg_cluster, alerts_schema, tmp_path, reconcile_interval=0.2, request_timeout=2,
+                                 alertmanager_url=f"http://admin:hunter2@127.0.0.1:{page.port}")
+        with running_exporter(config) as exporter:
+            wait_until(lambda: exporter.monitor.store and exporter.monitor.store.up, message="store up")
+            assert requests.post(exporter.url + "/api/v1/alerts/webhook", json=payload(), headers=auth(),
+                                 timeout=5).status_code == 200
+            (row,) = rows(pg_cluster, alerts_schema)
+            response = requests.post(f"{exporter.url}/api/v1/alerts/{row[0]}/ack", json={"by": "alice"},
+                                     headers=auth(), timeout=10)
+            assert response.status_code == 502, response.text
+            assert "not JSON" in response.json()["error"] and "hunter2" not in response.text
+            service = exporter.monitor.alert_service
+            assert service is not None and service._thread is not None
+            wait_until(lambda: "alert reconciliation paused" in caplog.text, message="reconciliation paused")
+            assert service._thread.is_alive()
+        assert "hunter2" not in caplog.text
+
+
+def test_reconciler_survives_an_unexpected_error(pg_cluster: Cluster, alerts_schema: str, tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    from pgperf.alerts import AlertStore
+    from pgperf.alerts.service import AlertService
+    from pgperf.store import StoreClient
+
+    config = exporter_config(pg_cluster, alerts_schema, tmp_path, reconcile_interval=0.05,
+                             alertmanager_url="http://127.0.0.1:9")
+    client = StoreClient(config)
+    service = AlertService(AlertStore(client), config)
+    rounds: list[int] = []
+
+    def reconcile(now: float | None = None) -> int:
+        rounds.append(1)
+        if len(rounds) <= 2:
+            raise RuntimeError("unexpected")
+        return 0
+
+    service.reconcile = reconcile  # type: ignore[method-assign]
+    try:
+        service.start()
+        wait_until(lambda: len(rounds) >= 4, message="rounds after a failing one")
+        assert service._thread is not None and service._thread.is_alive()
+        assert "alert reconciliation round failed" in caplog.text and "RuntimeError: unexpected" in caplog.text
+    finally:
+        service.stop()
+        client.close()
