@@ -27,19 +27,21 @@ passwords = st.text(alphabet=string.ascii_letters + string.digits + string.punct
 
 
 @given(secret=passwords, user=st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True),
-       host=st.from_regex(r"[a-z][a-z0-9.-]{0,20}", fullmatch=True))
-def test_redaction_hides_every_form(secret: str, user: str, host: str) -> None:
+       host=st.from_regex(r"[a-z][a-z0-9.-]{0,20}", fullmatch=True),
+       key=st.sampled_from(["password", "sslpassword", "PGPASSWORD", "Password"]),
+       scheme=st.sampled_from(["postgresql", "postgres", "http", "https", "redis", "amqp+ssl"]))
+def test_redaction_hides_every_form(secret: str, user: str, host: str, key: str, scheme: str) -> None:
     token = "Zq9" + secret  # a prefix that appears nowhere else in the DSN
     uri_secret = quote(token, safe="")
     escaped = token.replace("\\", "\\\\").replace("'", "\\'")
     forms = [
-        f"postgresql://{user}:{uri_secret}@{host}:5432/app",
-        f"postgresql://{user}@{host}/app?sslmode=require&password={uri_secret}",
-        f"host={host} user={user} password='{escaped}' dbname=app",
-        f"connection to postgresql://{user}:{uri_secret}@{host}/db failed",
+        f"{scheme}://{user}:{uri_secret}@{host}:5432/app",
+        f"postgresql://{user}@{host}/app?sslmode=require&{key}={uri_secret}",
+        f"host={host} user={user} {key}='{escaped}' dbname=app",
+        f"connection to {scheme}://{user}:{uri_secret}@{host}/db failed",
     ]
     if not any(c in token for c in " '\\"):
-        forms.append(f"host={host} password={token} user={user}")
+        forms.append(f"host={host} {key}={token} user={user}")
     for form in forms:
         cleaned = redact(form)
         assert token not in cleaned and uri_secret not in cleaned, (form, cleaned)
@@ -94,6 +96,35 @@ def test_environment_gives_config_or_clear_error(env: dict[str, str]) -> None:
         load_config(env=env)
     except ConfigError as exc:
         assert all(p.startswith(("environment variable PGPERF_", "profile ")) for p in exc.problems), exc.problems
+
+
+SECRET_PATHS = [("api", "token"), ("api", "viewer_token"), ("api", "tokens", 0, "token"), ("dsn",),
+                ("targets", 0, "dsn"), ("store", "dsn")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(path=st.sampled_from(SECRET_PATHS),
+       secret=st.one_of(st.integers(10**9, 10**18), st.floats(1e9, 1e18), st.lists(st.integers(10**9, 10**18), max_size=2),
+                        st.text(alphabet=string.ascii_letters + string.digits, min_size=9, max_size=15)))
+def test_config_errors_never_show_a_secret(tmp_path_factory: pytest.TempPathFactory, path: tuple[Any, ...],
+                                           secret: Any) -> None:
+    document: dict[str, Any] = {"targets": [{"name": "a", "dsn": "x"}]} if path[0] == "targets" else {}
+    node: Any = document
+    for key, nxt in zip(path, path[1:], strict=False):
+        if isinstance(key, int):
+            node = node[key]
+            continue
+        if key not in node:
+            node[key] = [{"name": "t", "role": "viewer"}] if isinstance(nxt, int) else {}
+        node = node[key]
+    node[path[-1]] = secret
+    cfg = tmp_path_factory.mktemp("cfg") / "pgperf.yaml"
+    cfg.write_text(yaml.safe_dump(document))
+    try:
+        load_config(config_file=str(cfg), env={})
+    except ConfigError as exc:
+        shown = [str(secret)] + ([str(v) for v in secret] if isinstance(secret, list) else [])
+        assert not any(s in p for s in shown for p in exc.problems), exc.problems
 
 
 # -- webhook -------------------------------------------------------------------------------
