@@ -113,3 +113,46 @@ def test_check_reports_unreachable_server() -> None:
 def test_version_and_module_entry_point() -> None:
     out = subprocess.run([sys.executable, "-m", "pgperf", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("pgperf ")
+
+
+def test_reload_survives_an_audit_log_that_refuses_rows(pg_cluster: Cluster, tmp_path: Any) -> None:
+    """An audit insert failing with something else than an unreachable store (here a trigger;
+    in life a read-only store or a missing grant) is logged; the reload stays applied and
+    pgperf keeps serving."""
+    schema = "cli_audit_refused"
+    pg_cluster.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    cfg = tmp_path / "pgperf.yaml"
+    cfg.write_text("thresholds:\n  slow_query_time_ms: 1000\n")
+    env = {**_env(), "PGPERF_STORE_SCHEMA": schema, "PGPERF_STORE_ENABLED": "true",
+           "PGPERF_STORE_SPOOL_DIR": str(tmp_path / "spool"), "PGPERF_API_TOKEN": "reload-token-1234"}
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pgperf", "serve", "--dsn", pg_cluster.dsn(), "--config", str(cfg),
+         "--profile", "development", "--sampling-interval", "1", "--web.listen-address", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _reachable(url) or proc.poll() is not None, message="exporter listening")
+        wait_until(lambda: pg_cluster.execute(f"SELECT to_regclass('{schema}.audit_log')")[0][0], timeout=30,
+                   message="store migrated")
+        pg_cluster.execute(
+            f"CREATE FUNCTION {schema}.refuse() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$BEGIN RAISE EXCEPTION 'audit log is read-only'; END$$;"
+            f"CREATE TRIGGER refuse BEFORE INSERT ON {schema}.audit_log FOR EACH ROW EXECUTE FUNCTION {schema}.refuse()")
+        cfg.write_text("thresholds:\n  slow_query_time_ms: 2000\n")
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(2)
+        assert proc.poll() is None, "pgperf stopped after a SIGHUP whose audit row was refused"
+        assert requests.get(url + "/healthz", timeout=5).status_code == 200
+        cfg.write_text("thresholds:\n  slow_query_time_ms: 3000\n")
+        response = requests.post(url + "/-/reload", headers={"Authorization": "Bearer reload-token-1234"}, timeout=10)
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "reloaded"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, output
+    assert output.count("not recorded in the audit log: the store refused the row (RaiseException: "
+                        "audit log is read-only)") == 2, output
+    assert "config_reload by signal:SIGHUP (applied)" in output and "Traceback" not in output

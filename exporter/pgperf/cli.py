@@ -241,6 +241,10 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
 
 
 def _audit(monitor: Any, actor: Actor, action: str, detail: dict[str, Any]) -> None:
+    """Record *action* in the audit log. A failure (store down, read-only, permission denied)
+    is logged and does not undo or stop what was done: the caller carries on."""
+    import psycopg
+
     from . import audit
     from .store import StoreUnavailable
 
@@ -250,7 +254,11 @@ def _audit(monitor: Any, actor: Actor, action: str, detail: dict[str, Any]) -> N
         with monitor.client.connection() as conn:
             audit.record(conn, monitor.client.schema, actor, action, detail.get("config_file"), detail)
     except StoreUnavailable as exc:
-        log.error("%s not recorded in the audit log: %s", action, exc)
+        log.error("%s by %s (%s) not recorded in the audit log: %s", action, actor.name, detail.get("result"), exc)
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "no message"
+        log.error("%s by %s (%s) not recorded in the audit log: the store refused the row (%s: %s)",
+                  action, actor.name, detail.get("result"), type(exc).__name__, reason)
 
 
 def cmd_migrate(config: Config) -> int:
