@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -64,9 +65,14 @@ def test_parse_webhook() -> None:
      "alerts[0].startsAt: not an RFC 3339 time"),
     ({"version": "4", "alerts": [{"status": "firing", "labels": {"alertname": 5}, "startsAt": "2026-01-01T00:00:00Z"}]},
      "alerts[0].labels.alertname: expected a string"),
+    (payload(starts="9999-12-31T23:59:59-05:00"), "alerts[0].startsAt: 9999-12-31T23:59:59-05:00 is out of range"),
+    (payload(starts="0001-01-01T00:00:00+05:00"), "alerts[0].startsAt: 0001-01-01T00:00:00+05:00 is out of range"),
+    (payload(starts="9500-01-01T00:00:00Z"), "times must lie between the years 1970 and 9000"),
+    ({"version": "4", "alerts": [{**payload()["alerts"][0], "endsAt": "9999-12-31T23:59:59-05:00"}]},
+     "alerts[0].endsAt: 9999-12-31T23:59:59-05:00 is out of range"),
 ])
 def test_parse_webhook_errors(body: Any, message: str) -> None:
-    with pytest.raises(WebhookError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(WebhookError, match=re.escape(message)):
         parse_webhook(body)
 
 
@@ -146,6 +152,29 @@ def test_webhook_rejects_bad_input_without_500(pg_cluster: Cluster, alerts_schem
         big = b'{"version": "4", "alerts": [' + b'{"x": "' + b"y" * (config.web.max_request_bytes + 10) + b'"}]}'
         response = requests.post(url, data=big, headers=auth(), timeout=10)
         assert response.status_code == 413
+        far = requests.post(url, json=payload(starts="9999-12-31T23:59:59-05:00"), headers=auth(), timeout=5)
+        assert far.status_code == 400, far.text
+        assert "startsAt: 9999-12-31T23:59:59-05:00 is out of range" in far.json()["error"]
+
+
+@pytest.mark.parametrize("since", ["inf", "1e300", "99999999999d", "-1e300", "nan", "0001-01-01T00:00:00+05:00",
+                                   "9999-12-31T23:59:59-05:00", "1900-01-01T00:00:00Z"])
+def test_out_of_range_since_is_400(pg_cluster: Cluster, alerts_schema: str, tmp_path: Path, since: str) -> None:
+    from werkzeug.test import Client
+
+    from pgperf.monitor import Monitor
+    from pgperf.web import create_app
+
+    monitor = Monitor(exporter_config(pg_cluster, alerts_schema, tmp_path))
+    try:
+        client = Client(create_app(monitor))
+        for path in ("/api/v1/alerts", "/api/v1/audit"):
+            response = client.get(path, query_string={"since": since}, headers=auth())
+            assert response.status_code == 400, (path, response.get_data(as_text=True))
+            assert response.get_json()["error"].startswith("since: "), response.get_json()
+            assert "out of range" in response.get_json()["error"] or "expected" in response.get_json()["error"]
+    finally:
+        monitor.stop()
 
 
 def _am_config(webhook_url: str, token_file: Path) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import string
+from datetime import timedelta, timezone
 from typing import Any
 from urllib.parse import quote
 
@@ -133,13 +134,20 @@ json_values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20)),
     lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=10), inner, max_size=5)),
     max_leaves=25)
+# Times at every offset and in every year datetime holds, the extremes included: year 1 east of
+# UTC and year 9999 west of it cannot be converted to UTC at all.
+offsets = st.integers(-23 * 60 - 59, 23 * 60 + 59).map(lambda m: timezone(timedelta(minutes=m)))
+aware_times = st.one_of(
+    st.builds(lambda d, tz: d.replace(tzinfo=tz).isoformat(), st.datetimes(), offsets),
+    st.sampled_from(["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "9999-12-31T23:59:59Z",
+                     "0001-01-01T00:00:00Z", "1969-12-31T23:59:59Z", "9000-12-31T23:59:59.999999Z"]))
 alert_like = st.fixed_dictionaries({
     "status": st.one_of(st.sampled_from(["firing", "resolved"]), json_values),
     "labels": st.one_of(st.dictionaries(st.sampled_from(["alertname", "severity", "instance", "x"]), st.text(max_size=10)),
                         json_values),
     "startsAt": st.one_of(st.sampled_from(["2026-11-29T10:00:00Z", "2026-11-29T10:00:00.123456789+02:00", "bad"]),
-                          json_values),
-}, optional={"annotations": json_values, "endsAt": json_values, "fingerprint": json_values})
+                          aware_times, json_values),
+}, optional={"annotations": json_values, "endsAt": st.one_of(aware_times, json_values), "fingerprint": json_values})
 payloads = st.one_of(json_values, st.fixed_dictionaries({"version": st.sampled_from(["4", "3", 4]),
                                                          "alerts": st.one_of(st.lists(alert_like, max_size=3), json_values)}))
 
@@ -179,17 +187,26 @@ def test_webhook_endpoint_never_500(webhook_client: Any, payload: Any, raw: byte
     assert "error" in response.get_json() if response.status_code == 400 else True
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+durations = st.builds(lambda n, unit: f"{n}{unit}", st.one_of(st.integers(0, 10**20), st.floats(0, 1e300)),
+                      st.sampled_from(["", "ms", "s", "m", "h", "d"]))
+since_values = st.one_of(st.text(max_size=12), durations, aware_times,
+                         st.sampled_from(["inf", "-inf", "nan", "1e300", "-1e300", "99999999999d", "1e308d"]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(query=st.dictionaries(st.sampled_from(["state", "severity", "since", "limit", "target", "x"]),
-                             st.text(max_size=12), max_size=4))
-def test_alert_listing_never_500(webhook_client: Any, query: dict[str, str]) -> None:
-    response = webhook_client.get("/api/v1/alerts", query_string=query, headers={"Authorization": "Bearer t"})
-    assert response.status_code in (200, 400), response.get_data(as_text=True)
+                             st.text(max_size=12), max_size=4), since=st.one_of(st.none(), since_values))
+def test_alert_listing_never_500(webhook_client: Any, query: dict[str, str], since: str | None) -> None:
+    if since is not None:
+        query = {**query, "since": since}
+    for path in ("/api/v1/alerts", "/api/v1/audit"):
+        response = webhook_client.get(path, query_string=query, headers={"Authorization": "Bearer t"})
+        assert response.status_code in (200, 400), response.get_data(as_text=True)
 
 
 # -- report windows ------------------------------------------------------------------------
 
-times = st.one_of(st.text(max_size=40), st.datetimes().map(lambda d: d.isoformat()),
+times = st.one_of(st.text(max_size=40), st.datetimes().map(lambda d: d.isoformat()), aware_times,
                   st.sampled_from(["2024-01-01T00:00:00Z", "2024-01-02", "2024-13-01T00:00:00", "now", "",
                                    "2024-01-01T00:00:00+25:00", "9999-12-31T23:59:59Z"]), st.integers(), st.none())
 

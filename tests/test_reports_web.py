@@ -104,6 +104,10 @@ def test_api_generates_lists_and_reads(served: tuple[Exporter, ReportService], p
     ('{"from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z", "target": 5}', "target must be"),
     ('{"from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z", "colour": "red"}', "unknown field"),
     ('{"from": "2000-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z"}', "at most"),
+    ('{"from": "0001-01-01T00:00:00+05:00", "to": "0001-01-02T00:00:00+05:00"}',
+     "'from': 0001-01-01T00:00:00+05:00 is out of range; times must lie between the years 1970 and 9000"),
+    ('{"from": "9999-12-30T23:59:59-05:00", "to": "9999-12-31T23:59:59-05:00"}', "is out of range"),
+    ('{"from": "1969-12-31T00:00:00Z", "to": "1970-01-02T00:00:00Z"}', "between the years"),
 ])
 def test_api_bad_input_is_400(served: tuple[Exporter, ReportService], body: str, message: str) -> None:
     exporter, _ = served

@@ -17,6 +17,7 @@ from typing import Any
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from .._types import bounded_time
 from ..config import Config
 from ..models import Anomaly, PerformanceReport
 from ..store.client import StoreClient, where
@@ -95,14 +96,16 @@ class ReportService:
 
     @staticmethod
     def check_window(start: datetime, end: datetime) -> tuple[datetime, datetime]:
-        """Both times aware and in order; raises ValueError with the reason otherwise."""
+        """Both times aware, within the years pgperf accepts and in order, returned in UTC;
+        raises ValueError with the reason otherwise."""
         if start.tzinfo is None or end.tzinfo is None:
             raise ValueError("start and end need a time zone (for example 2024-01-01T00:00:00Z)")
+        start, end = bounded_time(start, "start"), bounded_time(end, "end")
         if end <= start:
             raise ValueError(f"the end ({end.isoformat()}) must be after the start ({start.isoformat()})")
         if end - start > MAX_WINDOW:
             raise ValueError(f"a report covers at most {MAX_WINDOW.days} days")
-        return start.astimezone(UTC), end.astimezone(UTC)
+        return start, end
 
     def generate(
         self,
