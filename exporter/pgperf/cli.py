@@ -288,6 +288,7 @@ def cmd_report(config: Config, args: argparse.Namespace) -> int:
     import psycopg
 
     from .reports import ReportService, render
+    from .reports.service import check_target
     from .reports.web import parse_time
     from .store import StoreClient, StoreUnavailable
 
@@ -300,31 +301,58 @@ def cmd_report(config: Config, args: argparse.Namespace) -> int:
         else:
             start, end = parse_time(args.start, "--from"), parse_time(args.end, "--to") if args.end else now
         ReportService.check_window(start, end)
+        check_target(config, args.target)
     except ValueError as exc:
         print(f"pgperf report: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    client = StoreClient(config, pool_size=1)
-    try:
-        client.migrate()  # a store written by an older pgperf gets the rollup tables reports read
-        service = ReportService(config, client)
-        report = service.generate(start, end, args.target, args.period or "on_demand", store=not args.no_save)
-    except StoreUnavailable as exc:
-        log.error("%s", exc)
-        return 1
-    except psycopg.Error as exc:
-        log.error("cannot build the report from the store: %s", str(exc).strip())
-        return 1
-    finally:
-        client.close()
-    text = render(report.data, args.format)
+    output = None
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text)
-        log.info("report %s written to %s", report.report_id, args.output)
-    else:
-        # Bytes, so that the emoji reach the terminal whatever the locale says.
-        sys.stdout.buffer.write(text.encode("utf-8"))
-        sys.stdout.flush()
+        # Opened before the report is built and stored: a path that cannot be written is a
+        # usage error found at once. Appending does not truncate an existing file yet.
+        existed = os.path.exists(args.output)
+        try:
+            output = open(args.output, "a", encoding="utf-8")
+        except OSError as exc:
+            print(f"pgperf report: cannot write the report to {args.output}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_CONFIG
+    written = False
+    try:
+        client = StoreClient(config, pool_size=1)
+        try:
+            client.migrate()  # a store written by an older pgperf gets the rollup tables reports read
+            service = ReportService(config, client)
+            report = service.generate(start, end, args.target, args.period or "on_demand", store=not args.no_save)
+        except StoreUnavailable as exc:
+            log.error("%s", exc)
+            return 1
+        except psycopg.Error as exc:
+            log.error("cannot build the report from the store: %s", str(exc).strip())
+            return 1
+        finally:
+            client.close()
+        text = render(report.data, args.format)
+        if output is not None:
+            try:
+                if output.seekable():
+                    output.seek(0)
+                    output.truncate()
+                output.write(text)
+                output.flush()
+            except OSError as exc:
+                log.error("report %s not written to %s: %s", report.report_id, args.output,
+                          exc.strerror or exc)
+                return 1
+            written = True
+            log.info("report %s written to %s", report.report_id, args.output)
+        else:
+            # Bytes, so that the emoji reach the terminal whatever the locale says.
+            sys.stdout.buffer.write(text.encode("utf-8"))
+            sys.stdout.flush()
+    finally:
+        if output is not None:
+            output.close()
+            if not written and not existed:
+                os.unlink(args.output)  # no empty file left behind by a failed run
     return 0
 
 

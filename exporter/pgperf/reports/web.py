@@ -26,7 +26,7 @@ from ..web import WebApp, error_response, json_response
 from .builder import iso
 from .render import FORMATS, render
 from .report import hide_query_texts
-from .service import KINDS, ReportNotFound, ReportService
+from .service import KINDS, ReportNotFound, ReportService, check_target
 
 if TYPE_CHECKING:
     from ..monitor import Monitor
@@ -162,6 +162,7 @@ class ReportRoutes:
         try:
             start, end = parse_time(body.get("from"), "from"), parse_time(body.get("to"), "to")
             ReportService.check_window(start, end)
+            check_target(self.app.config, target)  # as /probe: only the configured targets
         except ValueError as exc:
             return error_response(400, str(exc))
         try:
