@@ -156,3 +156,17 @@ def test_reload_survives_an_audit_log_that_refuses_rows(pg_cluster: Cluster, tmp
     assert output.count("not recorded in the audit log: the store refused the row (RaiseException: "
                         "audit log is read-only)") == 2, output
     assert "config_reload by signal:SIGHUP (applied)" in output and "Traceback" not in output
+
+
+def test_alerts_usage_errors_exit_2(pg_cluster: Cluster) -> None:
+    """Invalid arguments exit 2 (the README's "invalid configuration or usage"), with the reason."""
+    for args, message in ((["list", "--since", "yesterday"], "since: expected an RFC 3339 time or a duration"),
+                          (["list", "--since", "99999999999d"], "since: the duration '99999999999d' is out of range"),
+                          (["list", "--since", "0001-01-01T00:00:00+05:00"], "is out of range"),
+                          (["ack", "abc", "--by", " "], "--by: who acts"),
+                          (["resolve", "abc", "--by", "x" * 101], "--by: who acts"),
+                          (["list", "--state", "open"], "invalid choice: 'open'")):
+        proc = subprocess.run([sys.executable, "-m", "pgperf", "alerts", *args, "--dsn", pg_cluster.dsn()],
+                              capture_output=True, text=True, env=_env(), timeout=60)
+        assert proc.returncode == 2, (args, proc.returncode, proc.stderr)
+        assert message in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)

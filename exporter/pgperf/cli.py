@@ -376,11 +376,18 @@ def cmd_alerts(config: Config, args: argparse.Namespace) -> int:
     from .alerts.web import BadRequest, _since
     from .store import StoreClient, StoreUnavailable
 
+    # Invalid usage is found before the store is reached, and exits 2 like argparse's errors.
+    try:
+        since = _since(args.since) if args.action == "list" and args.since else None
+        if args.action != "list" and (not args.by.strip() or len(args.by) > 100):
+            raise BadRequest("--by: who acts, 1 to 100 characters")
+    except BadRequest as exc:
+        print(f"pgperf alerts {args.action}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     client = StoreClient(config)
     service = AlertService(AlertStore(client), config)
     try:
         if args.action == "list":
-            since = _since(args.since) if args.since else None
             alerts = service.store.search(states=args.state or (), severities=args.severity or (), since=since,
                                           target=args.target)
             if args.json:
@@ -395,11 +402,11 @@ def cmd_alerts(config: Config, args: argparse.Namespace) -> int:
         from .audit import cli_actor
 
         action = service.acknowledge if args.action == "ack" else service.resolve
-        alert = action(args.alert_id, args.by, cli_actor())
+        alert = action(args.alert_id, args.by.strip(), cli_actor())
         print(f"alert {alert.alert_id} ({alert.metric}) is {alert.status}"
               + (f"; silence {alert.silence_id} in Alertmanager" if args.action == "ack" and alert.silence_id else ""))
         return 0
-    except (AlertNotFound, InvalidTransition, AlertmanagerError, StoreUnavailable, BadRequest) as exc:
+    except (AlertNotFound, InvalidTransition, AlertmanagerError, StoreUnavailable) as exc:
         print(f"pgperf alerts {args.action}: {exc}", file=sys.stderr)
         return 1
     finally:
