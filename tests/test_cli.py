@@ -170,3 +170,21 @@ def test_alerts_usage_errors_exit_2(pg_cluster: Cluster) -> None:
                               capture_output=True, text=True, env=_env(), timeout=60)
         assert proc.returncode == 2, (args, proc.returncode, proc.stderr)
         assert message in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)
+
+
+def test_closed_standard_output_ends_quietly(pg_cluster: Cluster) -> None:
+    """pgperf check | head -3: once the reader has gone, pgperf stops without a traceback."""
+    for args in (["check", "--dsn", pg_cluster.dsn()], ["alerts", "list", "--help"], ["--version"]):
+        proc = subprocess.Popen([sys.executable, "-m", "pgperf", *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=_env())
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # the reader is gone before pgperf writes a line
+        stderr = proc.stderr.read()
+        proc.wait(60)
+        assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, (args, stderr)
+        assert proc.returncode in (0, 141), (args, proc.returncode, stderr)
+    with subprocess.Popen(["bash", "-c", f"set -o pipefail; {sys.executable} -m pgperf check --dsn "
+                           f"'{pg_cluster.dsn()}' | head -3 >/dev/null"],
+                          stderr=subprocess.PIPE, text=True, env=_env()) as shell:
+        _, stderr = shell.communicate(timeout=60)
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr

@@ -1,6 +1,7 @@
 """The ``pgperf`` command: argument parsing and subcommands only.
 
-Exit status: 0 success, 1 failure at run time, 2 invalid configuration or usage.
+Exit status: 0 success, 1 failure at run time, 2 invalid configuration or usage; 141 (as
+for a command killed by SIGPIPE) when the reader of standard output went away.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from .redact import RedactingFilter
 log = logging.getLogger("pgperf")
 
 EXIT_CONFIG = 2
+#: What a shell reports for a command ended by SIGPIPE (its reader went away).
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 
 class _Parser(argparse.ArgumentParser):
@@ -423,6 +426,23 @@ COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        status = _main(argv)
+        sys.stdout.flush()  # a reader that went away shows here, not as a warning at exit
+        return status
+    except BrokenPipeError:
+        # pgperf check | head: the reader closed the pipe. Stop quietly, as other tools do
+        # (they die of SIGPIPE; the shell reports 128 + 13), and keep Python from complaining
+        # again when it flushes standard output at exit.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
