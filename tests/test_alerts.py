@@ -152,6 +152,16 @@ def test_webhook_rejects_bad_input_without_500(pg_cluster: Cluster, alerts_schem
         big = b'{"version": "4", "alerts": [' + b'{"x": "' + b"y" * (config.web.max_request_bytes + 10) + b'"}]}'
         response = requests.post(url, data=big, headers=auth(), timeout=10)
         assert response.status_code == 413
+        assert response.headers["Content-Type"] == "application/json"
+        assert response.json() == {"error": f"request body too large: at most {config.web.max_request_bytes} bytes "
+                                            "(web.max_request_bytes)"}
+        too_big = requests.post(exporter.url + "/api/v1/reports", data=big, headers=auth(), timeout=10)
+        assert too_big.status_code == 413 and "web.max_request_bytes" in too_big.json()["error"]
+        wrong_method = requests.delete(url, headers=auth(), timeout=5)
+        assert wrong_method.status_code == 405 and "error" in wrong_method.json()
+        assert "POST" in wrong_method.headers["Allow"]
+        assert requests.get(exporter.url + "/api/v1/nothing", timeout=5).json()["error"].startswith("Not Found")
+        assert requests.get(exporter.url + "/nothing", timeout=5).headers["Content-Type"].startswith("text/html")
         far = requests.post(url, json=payload(starts="9999-12-31T23:59:59-05:00"), headers=auth(), timeout=5)
         assert far.status_code == 400, far.text
         assert "startsAt: 9999-12-31T23:59:59-05:00 is out of range" in far.json()["error"]
