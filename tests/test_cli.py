@@ -131,3 +131,78 @@ def test_check_reports_unreachable_server() -> None:
 def test_version_and_module_entry_point() -> None:
     out = subprocess.run([sys.executable, "-m", "pgperf", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("pgperf ")
+
+
+def test_reload_survives_an_audit_log_that_refuses_rows(pg_cluster: Cluster, tmp_path: Any) -> None:
+    """An audit insert failing with something else than an unreachable store (here a trigger;
+    in life a read-only store or a missing grant) is logged; the reload stays applied and
+    pgperf keeps serving."""
+    schema = "cli_audit_refused"
+    pg_cluster.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    cfg = tmp_path / "pgperf.yaml"
+    cfg.write_text("thresholds:\n  slow_query_time_ms: 1000\n")
+    env = {**_env(), "PGPERF_STORE_SCHEMA": schema, "PGPERF_STORE_ENABLED": "true",
+           "PGPERF_STORE_SPOOL_DIR": str(tmp_path / "spool"), "PGPERF_API_TOKEN": "reload-token-1234"}
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pgperf", "serve", "--dsn", pg_cluster.dsn(), "--config", str(cfg),
+         "--profile", "development", "--sampling-interval", "1", "--web.listen-address", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _reachable(url) or proc.poll() is not None, message="exporter listening")
+        wait_until(lambda: pg_cluster.execute(f"SELECT to_regclass('{schema}.audit_log')")[0][0], timeout=30,
+                   message="store migrated")
+        pg_cluster.execute(
+            f"CREATE FUNCTION {schema}.refuse() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$BEGIN RAISE EXCEPTION 'audit log is read-only'; END$$;"
+            f"CREATE TRIGGER refuse BEFORE INSERT ON {schema}.audit_log FOR EACH ROW EXECUTE FUNCTION {schema}.refuse()")
+        cfg.write_text("thresholds:\n  slow_query_time_ms: 2000\n")
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(2)
+        assert proc.poll() is None, "pgperf stopped after a SIGHUP whose audit row was refused"
+        assert requests.get(url + "/healthz", timeout=5).status_code == 200
+        cfg.write_text("thresholds:\n  slow_query_time_ms: 3000\n")
+        response = requests.post(url + "/-/reload", headers={"Authorization": "Bearer reload-token-1234"}, timeout=10)
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "reloaded"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, output
+    assert output.count("not recorded in the audit log: the store refused the row (RaiseException: "
+                        "audit log is read-only)") == 2, output
+    assert "config_reload by signal:SIGHUP (applied)" in output and "Traceback" not in output
+
+
+def test_alerts_usage_errors_exit_2(pg_cluster: Cluster) -> None:
+    """Invalid arguments exit 2 (the README's "invalid configuration or usage"), with the reason."""
+    for args, message in ((["list", "--since", "yesterday"], "since: expected an RFC 3339 time or a duration"),
+                          (["list", "--since", "99999999999d"], "since: the duration '99999999999d' is out of range"),
+                          (["list", "--since", "0001-01-01T00:00:00+05:00"], "is out of range"),
+                          (["ack", "abc", "--by", " "], "--by: who acts"),
+                          (["resolve", "abc", "--by", "x" * 101], "--by: who acts"),
+                          (["list", "--state", "open"], "invalid choice: 'open'")):
+        proc = subprocess.run([sys.executable, "-m", "pgperf", "alerts", *args, "--dsn", pg_cluster.dsn()],
+                              capture_output=True, text=True, env=_env(), timeout=60)
+        assert proc.returncode == 2, (args, proc.returncode, proc.stderr)
+        assert message in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)
+
+
+def test_closed_standard_output_ends_quietly(pg_cluster: Cluster) -> None:
+    """pgperf check | head -3: once the reader has gone, pgperf stops without a traceback."""
+    for args in (["check", "--dsn", pg_cluster.dsn()], ["alerts", "list", "--help"], ["--version"]):
+        proc = subprocess.Popen([sys.executable, "-m", "pgperf", *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=_env())
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # the reader is gone before pgperf writes a line
+        stderr = proc.stderr.read()
+        proc.wait(60)
+        assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, (args, stderr)
+        assert proc.returncode in (0, 141), (args, proc.returncode, stderr)
+    with subprocess.Popen(["bash", "-c", f"set -o pipefail; {sys.executable} -m pgperf check --dsn "
+                           f"'{pg_cluster.dsn()}' | head -3 >/dev/null"],
+                          stderr=subprocess.PIPE, text=True, env=_env()) as shell:
+        _, stderr = shell.communicate(timeout=60)
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr

@@ -111,6 +111,28 @@ def test_all_problems_reported_with_their_location(tmp_path: Path) -> None:
     assert len(problems) == 5
 
 
+def test_invalid_secrets_are_not_echoed(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(
+        "api:\n"
+        "  viewer_token: 918273645546372819\n"  # YAML reads digits as a number: not a string
+        "  token: [77665544332211]\n"
+        "  tokens:\n"
+        "    - {name: ci, role: operator, token: 55443322}\n"
+        "alerts:\n"
+        "  alertmanager_url: ftp://admin:hunter2@alertmanager:9093\n"
+        "dsn: 123456789\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(config_file=str(cfg), env={})
+    text = "\n".join(info.value.problems)
+    assert "api.viewer_token: Input should be a valid string (got '...')" in text
+    assert "api.tokens.0.token" in text and "alerts.alertmanager_url" in text and "dsn" in text
+    for secret in ("918273645546372819", "77665544332211", "55443322", "hunter2", "123456789"):
+        assert secret not in text, (secret, text)
+    assert "ftp://admin:***@alertmanager:9093" in text  # the rest of a URL still helps
+
+
 def test_unknown_environment_variable_suggests_the_right_one() -> None:
     with pytest.raises(ConfigError) as info:
         load_config(env={"PGPERF_SAMPLNG_INTERVAL": "5"})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import string
+from datetime import timedelta, timezone
 from typing import Any
 from urllib.parse import quote
 
@@ -27,19 +28,21 @@ passwords = st.text(alphabet=string.ascii_letters + string.digits + string.punct
 
 
 @given(secret=passwords, user=st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True),
-       host=st.from_regex(r"[a-z][a-z0-9.-]{0,20}", fullmatch=True))
-def test_redaction_hides_every_form(secret: str, user: str, host: str) -> None:
+       host=st.from_regex(r"[a-z][a-z0-9.-]{0,20}", fullmatch=True),
+       key=st.sampled_from(["password", "sslpassword", "PGPASSWORD", "Password"]),
+       scheme=st.sampled_from(["postgresql", "postgres", "http", "https", "redis", "amqp+ssl"]))
+def test_redaction_hides_every_form(secret: str, user: str, host: str, key: str, scheme: str) -> None:
     token = "Zq9" + secret  # a prefix that appears nowhere else in the DSN
     uri_secret = quote(token, safe="")
     escaped = token.replace("\\", "\\\\").replace("'", "\\'")
     forms = [
-        f"postgresql://{user}:{uri_secret}@{host}:5432/app",
-        f"postgresql://{user}@{host}/app?sslmode=require&password={uri_secret}",
-        f"host={host} user={user} password='{escaped}' dbname=app",
-        f"connection to postgresql://{user}:{uri_secret}@{host}/db failed",
+        f"{scheme}://{user}:{uri_secret}@{host}:5432/app",
+        f"postgresql://{user}@{host}/app?sslmode=require&{key}={uri_secret}",
+        f"host={host} user={user} {key}='{escaped}' dbname=app",
+        f"connection to {scheme}://{user}:{uri_secret}@{host}/db failed",
     ]
     if not any(c in token for c in " '\\"):
-        forms.append(f"host={host} password={token} user={user}")
+        forms.append(f"host={host} {key}={token} user={user}")
     for form in forms:
         cleaned = redact(form)
         assert token not in cleaned and uri_secret not in cleaned, (form, cleaned)
@@ -96,19 +99,55 @@ def test_environment_gives_config_or_clear_error(env: dict[str, str]) -> None:
         assert all(p.startswith(("environment variable PGPERF_", "profile ")) for p in exc.problems), exc.problems
 
 
+SECRET_PATHS = [("api", "token"), ("api", "viewer_token"), ("api", "tokens", 0, "token"), ("dsn",),
+                ("targets", 0, "dsn"), ("store", "dsn")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(path=st.sampled_from(SECRET_PATHS),
+       secret=st.one_of(st.integers(10**9, 10**18), st.floats(1e9, 1e18), st.lists(st.integers(10**9, 10**18), max_size=2),
+                        st.text(alphabet=string.ascii_letters + string.digits, min_size=9, max_size=15)))
+def test_config_errors_never_show_a_secret(tmp_path_factory: pytest.TempPathFactory, path: tuple[Any, ...],
+                                           secret: Any) -> None:
+    document: dict[str, Any] = {"targets": [{"name": "a", "dsn": "x"}]} if path[0] == "targets" else {}
+    node: Any = document
+    for key, nxt in zip(path, path[1:], strict=False):
+        if isinstance(key, int):
+            node = node[key]
+            continue
+        if key not in node:
+            node[key] = [{"name": "t", "role": "viewer"}] if isinstance(nxt, int) else {}
+        node = node[key]
+    node[path[-1]] = secret
+    cfg = tmp_path_factory.mktemp("cfg") / "pgperf.yaml"
+    cfg.write_text(yaml.safe_dump(document))
+    try:
+        load_config(config_file=str(cfg), env={})
+    except ConfigError as exc:
+        shown = [str(secret)] + ([str(v) for v in secret] if isinstance(secret, list) else [])
+        assert not any(s in p for s in shown for p in exc.problems), exc.problems
+
+
 # -- webhook -------------------------------------------------------------------------------
 
 json_values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20)),
     lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=10), inner, max_size=5)),
     max_leaves=25)
+# Times at every offset and in every year datetime holds, the extremes included: year 1 east of
+# UTC and year 9999 west of it cannot be converted to UTC at all.
+offsets = st.integers(-23 * 60 - 59, 23 * 60 + 59).map(lambda m: timezone(timedelta(minutes=m)))
+aware_times = st.one_of(
+    st.builds(lambda d, tz: d.replace(tzinfo=tz).isoformat(), st.datetimes(), offsets),
+    st.sampled_from(["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "9999-12-31T23:59:59Z",
+                     "0001-01-01T00:00:00Z", "1969-12-31T23:59:59Z", "9000-12-31T23:59:59.999999Z"]))
 alert_like = st.fixed_dictionaries({
     "status": st.one_of(st.sampled_from(["firing", "resolved"]), json_values),
     "labels": st.one_of(st.dictionaries(st.sampled_from(["alertname", "severity", "instance", "x"]), st.text(max_size=10)),
                         json_values),
     "startsAt": st.one_of(st.sampled_from(["2026-11-29T10:00:00Z", "2026-11-29T10:00:00.123456789+02:00", "bad"]),
-                          json_values),
-}, optional={"annotations": json_values, "endsAt": json_values, "fingerprint": json_values})
+                          aware_times, json_values),
+}, optional={"annotations": json_values, "endsAt": st.one_of(aware_times, json_values), "fingerprint": json_values})
 payloads = st.one_of(json_values, st.fixed_dictionaries({"version": st.sampled_from(["4", "3", 4]),
                                                          "alerts": st.one_of(st.lists(alert_like, max_size=3), json_values)}))
 
@@ -148,17 +187,26 @@ def test_webhook_endpoint_never_500(webhook_client: Any, payload: Any, raw: byte
     assert "error" in response.get_json() if response.status_code == 400 else True
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+durations = st.builds(lambda n, unit: f"{n}{unit}", st.one_of(st.integers(0, 10**20), st.floats(0, 1e300)),
+                      st.sampled_from(["", "ms", "s", "m", "h", "d"]))
+since_values = st.one_of(st.text(max_size=12), durations, aware_times,
+                         st.sampled_from(["inf", "-inf", "nan", "1e300", "-1e300", "99999999999d", "1e308d"]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(query=st.dictionaries(st.sampled_from(["state", "severity", "since", "limit", "target", "x"]),
-                             st.text(max_size=12), max_size=4))
-def test_alert_listing_never_500(webhook_client: Any, query: dict[str, str]) -> None:
-    response = webhook_client.get("/api/v1/alerts", query_string=query, headers={"Authorization": "Bearer fuzz-token-0123456789"})
-    assert response.status_code in (200, 400), response.get_data(as_text=True)
+                             st.text(max_size=12), max_size=4), since=st.one_of(st.none(), since_values))
+def test_alert_listing_never_500(webhook_client: Any, query: dict[str, str], since: str | None) -> None:
+    if since is not None:
+        query = {**query, "since": since}
+    for path in ("/api/v1/alerts", "/api/v1/audit"):
+        response = webhook_client.get(path, query_string=query, headers={"Authorization": "Bearer fuzz-token-0123456789"})
+        assert response.status_code in (200, 400), response.get_data(as_text=True)
 
 
 # -- report windows ------------------------------------------------------------------------
 
-times = st.one_of(st.text(max_size=40), st.datetimes().map(lambda d: d.isoformat()),
+times = st.one_of(st.text(max_size=40), st.datetimes().map(lambda d: d.isoformat()), aware_times,
                   st.sampled_from(["2024-01-01T00:00:00Z", "2024-01-02", "2024-13-01T00:00:00", "now", "",
                                    "2024-01-01T00:00:00+25:00", "9999-12-31T23:59:59Z"]), st.integers(), st.none())
 

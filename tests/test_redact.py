@@ -26,6 +26,14 @@ SECRET = "s3cr3t-Pa55"
         f"PGPASSWORD={SECRET} pgperf serve",
         f"connecting to postgresql://u:{SECRET}@h/db failed: refused; retrying host=h password={SECRET}",
         f"postgresql://monitor:p@ss{SECRET}@db/app",
+        f"host=db user=monitor sslpassword={SECRET} sslkey=/k.pem",
+        f"host=db sslpassword = '{SECRET} with spaces' dbname=app",
+        f"postgresql://monitor@db/app?sslkey=/k.pem&sslpassword={SECRET}",
+        f"SMTP_AUTH_PASSWORD={SECRET}",
+        f"Alertmanager at http://admin:{SECRET}@alertmanager:9093 unreachable: ConnectionError",
+        f"https://admin:{SECRET}@am.example.com/",
+        f"webhook https://u:{SECRET}@hooks.example.com/x?y=1 answered 500",
+        f"amqp+ssl://guest:{SECRET}@rabbit:5671/vhost",
     ],
 )
 def test_password_removed(text: str) -> None:
@@ -40,6 +48,9 @@ def test_password_removed(text: str) -> None:
         "postgresql://monitor@db:5432/app?sslmode=require",
         "host=db user=monitor dbname=app",
         "postgresql://db:5432/app",
+        "http://alertmanager:9093/api/v2/alerts",
+        "Alertmanager at https://am.example.com:9093 answered 500 to GET /alerts",
+        "contact admin@example.com or see http://docs.example.com/x",
         "nothing to see here",
         "",
     ],
@@ -52,6 +63,8 @@ def test_rest_of_dsn_kept() -> None:
     assert redact(f"postgresql://u:{SECRET}@h:5/db?sslmode=require") == "postgresql://u:***@h:5/db?sslmode=require"
     assert redact(f"host=h password={SECRET} user=u") == "host=h password=*** user=u"
     assert redact(f"postgresql://u@h/db?password={SECRET}&x=1") == "postgresql://u@h/db?password=***&x=1"
+    assert redact(f"host=h sslpassword={SECRET} user=u") == "host=h sslpassword=*** user=u"
+    assert redact(f"at http://admin:{SECRET}@am:9093/x: down") == "at http://admin:***@am:9093/x: down"
 
 
 def test_logging_filter_cleans_message_args_and_traceback(caplog: pytest.LogCaptureFixture) -> None:

@@ -103,6 +103,36 @@ def test_report_command_refuses_bad_windows(pg_cluster: Cluster) -> None:
     assert unreachable.returncode == 1 and "unreachable" in unreachable.stderr
 
 
+def test_report_command_refuses_unknown_targets_and_unwritable_outputs(pg_cluster: Cluster, tmp_path: Path) -> None:
+    schema = "report_cli_refusals"
+    pg_cluster.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    env = {"PGPERF_STORE_SCHEMA": schema, "PGPERF_TARGET_NAME": "main"}
+
+    def stored() -> int:
+        if not pg_cluster.execute(f"SELECT to_regclass('{schema}.performance_reports')")[0][0]:
+            return 0
+        return int(pg_cluster.execute(f"SELECT count(*) FROM {schema}.performance_reports")[0][0])
+
+    unknown = pgperf_report(pg_cluster.dsn(), "--period", "daily", "--target", "nope", env=env)
+    assert unknown.returncode == 2, unknown.stderr
+    assert "unknown target 'nope'; configured targets: main" in unknown.stderr
+    assert stored() == 0
+    missing = tmp_path / "nonexistent" / "dir" / "x.html"
+    unwritable = pgperf_report(pg_cluster.dsn(), "--period", "daily", "--format", "html", "--output", str(missing),
+                               env=env)
+    assert unwritable.returncode == 2, unwritable.stderr
+    assert unwritable.stderr.strip() == (
+        f"pgperf report: cannot write the report to {missing}: No such file or directory")
+    assert stored() == 0 and not missing.parent.exists()
+    out = tmp_path / "report.md"
+    out.write_text("an older, longer file that the report replaces entirely\n" * 100)
+    ok = pgperf_report(pg_cluster.dsn(), "--period", "daily", "--format", "md", "--target", "main",
+                       "--output", str(out), env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert out.read_text().startswith("#") and "an older, longer file" not in out.read_text()
+    assert stored() == 1
+
+
 def test_serve_generates_periodic_reports_and_serves_them(pg_cluster: Cluster, tmp_path: Path) -> None:
     """`pgperf serve` with reports.every: a report appears at /reports/ and in the API."""
     import requests

@@ -104,12 +104,28 @@ def test_api_generates_lists_and_reads(served: tuple[Exporter, ReportService], p
     ('{"from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z", "target": 5}', "target must be"),
     ('{"from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z", "colour": "red"}', "unknown field"),
     ('{"from": "2000-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z"}', "at most"),
+    ('{"from": "0001-01-01T00:00:00+05:00", "to": "0001-01-02T00:00:00+05:00"}',
+     "'from': 0001-01-01T00:00:00+05:00 is out of range; times must lie between the years 1970 and 9000"),
+    ('{"from": "9999-12-30T23:59:59-05:00", "to": "9999-12-31T23:59:59-05:00"}', "is out of range"),
+    ('{"from": "1969-12-31T00:00:00Z", "to": "1970-01-02T00:00:00Z"}', "between the years"),
+    ('{"from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z", "target": "nope"}',
+     f"unknown target 'nope'; configured targets: {fx.TARGET}"),
 ])
 def test_api_bad_input_is_400(served: tuple[Exporter, ReportService], body: str, message: str) -> None:
     exporter, _ = served
     response = requests.post(exporter.url + "/api/v1/reports", data=body, headers=AUTH, timeout=10)
     assert response.status_code == 400, response.text
     assert message in response.json()["error"]
+
+
+def test_api_unknown_target_stores_nothing(served: tuple[Exporter, ReportService]) -> None:
+    exporter, service = served
+    before = len(service.list(limit=1000))
+    response = requests.post(exporter.url + "/api/v1/reports", headers=AUTH, timeout=10,
+                             json={"from": "2024-01-01T12:00:00Z", "to": "2024-01-01T16:00:00Z", "target": "nope"})
+    assert response.status_code == 400 and "configured targets" in response.json()["error"]
+    assert len(service.list(limit=1000)) == before
+    assert not service.list(target="nope")
 
 
 def test_api_bad_query_parameters_are_400(served: tuple[Exporter, ReportService]) -> None:

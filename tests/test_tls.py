@@ -142,12 +142,41 @@ def test_web_config_errors_listed(tmp_path: Path) -> None:
     assert "basic_auth_users.alice: expected a bcrypt hash" in text
 
 
-def test_serve_exits_2_on_bad_web_config(pg_cluster: Cluster, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("value", "message"), [
+    ("hunter2", "basic_auth_users.alice: expected a bcrypt hash"),
+    ("$2y$10$...", "basic_auth_users.alice: not a complete bcrypt hash"),  # the README's placeholder
+])
+def test_serve_exits_2_on_bad_web_config(pg_cluster: Cluster, tmp_path: Path, value: str, message: str) -> None:
     bad = tmp_path / "web.yml"
-    bad.write_text("basic_auth_users:\n  alice: hunter2\n")
+    bad.write_text(f"basic_auth_users:\n  alice: {value}\n")
     proc = subprocess.run([sys.executable, "-m", "pgperf", "serve", "--dsn", pg_cluster.dsn(), "--no-store",
                            "--web.listen-address", "127.0.0.1:0", "--web.config.file", str(bad)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
-    assert "basic_auth_users.alice: expected a bcrypt hash" in proc.stderr
-    assert "hunter2" not in proc.stderr
+    assert f"{bad}: {message}" in proc.stderr
+    assert value not in proc.stderr
+
+
+_GOOD = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+
+
+@pytest.mark.parametrize("hashed", [
+    "$2y$10$...",
+    "$2b$10$",
+    _GOOD[:-1],  # truncated
+    _GOOD + "x",
+    _GOOD[:4] + "99" + _GOOD[6:],  # cost out of bcrypt's range
+    _GOOD[:4] + "1" + _GOOD[6:],  # one-digit cost
+    _GOOD[:-2] + "!!",  # not the bcrypt alphabet
+    "$2x$10$" + _GOOD[7:],  # not a variant the exporter-toolkit accepts
+])
+def test_incomplete_bcrypt_hashes_refused(tmp_path: Path, hashed: str) -> None:
+    path = tmp_path / "web.yml"
+    path.write_text(f"basic_auth_users:\n  alice: '{hashed}'\n  bob: '{_GOOD}'\n")
+    with pytest.raises(WebConfigError) as info:
+        load_web_config(str(path))
+    assert len(info.value.problems) == 1
+    assert info.value.problems[0].startswith(f"{path}: basic_auth_users.alice: ")
+    for variant in ("$2a$", "$2b$", "$2y$"):
+        path.write_text(f"basic_auth_users:\n  bob: '{variant}{_GOOD[4:]}'\n")
+        assert set(load_web_config(str(path)).users) == {"bob"}

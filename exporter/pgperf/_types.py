@@ -7,11 +7,12 @@ own option models without an import cycle.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-__all__ = ["Duration", "Model", "Percent", "PositiveInt", "parse_duration"]
+__all__ = ["MAX_YEAR", "MIN_YEAR", "Duration", "Model", "Percent", "PositiveInt", "bounded_time", "parse_duration"]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -40,6 +41,24 @@ def parse_duration(value: Any) -> Any:
             raise ValueError(f"expected a duration such as 10s, 500ms or 1m, got {value!r}")
         return total
     return value
+
+
+#: The years a time given to pgperf (an API parameter, a report window, an alert's start)
+#: may lie in: samples and alerts lie well inside, and arithmetic on the bounds cannot
+#: leave what Python's datetime and PostgreSQL's timestamptz can hold.
+MIN_YEAR, MAX_YEAR = 1970, 9000
+
+
+def bounded_time(value: datetime, name: str) -> datetime:
+    """*value* (aware) in UTC; ValueError naming *name* when it lies outside MIN_YEAR to MAX_YEAR."""
+    try:
+        utc = value.astimezone(UTC)
+    except (OverflowError, ValueError):  # year 1 east of UTC, year 9999 west of it
+        utc = None
+    if utc is None or not MIN_YEAR <= utc.year <= MAX_YEAR:
+        raise ValueError(f"{name}: {value.isoformat()} is out of range; times must lie between the years "
+                         f"{MIN_YEAR} and {MAX_YEAR}")
+    return utc
 
 
 class Model(BaseModel):

@@ -1,6 +1,7 @@
 """The ``pgperf`` command: argument parsing and subcommands only.
 
-Exit status: 0 success, 1 failure at run time, 2 invalid configuration or usage.
+Exit status: 0 success, 1 failure at run time, 2 invalid configuration or usage; 141 (as
+for a command killed by SIGPIPE) when the reader of standard output went away.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from .redact import RedactingFilter, redact
 log = logging.getLogger("pgperf")
 
 EXIT_CONFIG = 2
+#: What a shell reports for a command ended by SIGPIPE (its reader went away).
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 
 class _Parser(argparse.ArgumentParser):
@@ -241,6 +244,10 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
 
 
 def _audit(monitor: Any, actor: Actor, action: str, detail: dict[str, Any]) -> None:
+    """Record *action* in the audit log. A failure (store down, read-only, permission denied)
+    is logged and does not undo or stop what was done: the caller carries on."""
+    import psycopg
+
     from . import audit
     from .store import StoreUnavailable
 
@@ -250,7 +257,11 @@ def _audit(monitor: Any, actor: Actor, action: str, detail: dict[str, Any]) -> N
         with monitor.client.connection() as conn:
             audit.record(conn, monitor.client.schema, actor, action, detail.get("config_file"), detail)
     except StoreUnavailable as exc:
-        log.error("%s not recorded in the audit log: %s", action, exc)
+        log.error("%s by %s (%s) not recorded in the audit log: %s", action, actor.name, detail.get("result"), exc)
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "no message"
+        log.error("%s by %s (%s) not recorded in the audit log: the store refused the row (%s: %s)",
+                  action, actor.name, detail.get("result"), type(exc).__name__, reason)
 
 
 def cmd_migrate(config: Config) -> int:
@@ -294,6 +305,7 @@ def cmd_report(config: Config, args: argparse.Namespace) -> int:
     import psycopg
 
     from .reports import ReportService, render
+    from .reports.service import check_target
     from .reports.web import parse_time
     from .store import StoreClient, StoreUnavailable
 
@@ -306,31 +318,58 @@ def cmd_report(config: Config, args: argparse.Namespace) -> int:
         else:
             start, end = parse_time(args.start, "--from"), parse_time(args.end, "--to") if args.end else now
         ReportService.check_window(start, end)
+        check_target(config, args.target)
     except ValueError as exc:
         print(f"pgperf report: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    client = StoreClient(config, pool_size=1)
-    try:
-        client.migrate()  # a store written by an older pgperf gets the rollup tables reports read
-        service = ReportService(config, client)
-        report = service.generate(start, end, args.target, args.period or "on_demand", store=not args.no_save)
-    except StoreUnavailable as exc:
-        log.error("%s", exc)
-        return 1
-    except psycopg.Error as exc:
-        log.error("cannot build the report from the store: %s", str(exc).strip())
-        return 1
-    finally:
-        client.close()
-    text = render(report.data, args.format)
+    output = None
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text)
-        log.info("report %s written to %s", report.report_id, args.output)
-    else:
-        # Bytes, so that the emoji reach the terminal whatever the locale says.
-        sys.stdout.buffer.write(text.encode("utf-8"))
-        sys.stdout.flush()
+        # Opened before the report is built and stored: a path that cannot be written is a
+        # usage error found at once. Appending does not truncate an existing file yet.
+        existed = os.path.exists(args.output)
+        try:
+            output = open(args.output, "a", encoding="utf-8")
+        except OSError as exc:
+            print(f"pgperf report: cannot write the report to {args.output}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_CONFIG
+    written = False
+    try:
+        client = StoreClient(config, pool_size=1)
+        try:
+            client.migrate()  # a store written by an older pgperf gets the rollup tables reports read
+            service = ReportService(config, client)
+            report = service.generate(start, end, args.target, args.period or "on_demand", store=not args.no_save)
+        except StoreUnavailable as exc:
+            log.error("%s", exc)
+            return 1
+        except psycopg.Error as exc:
+            log.error("cannot build the report from the store: %s", str(exc).strip())
+            return 1
+        finally:
+            client.close()
+        text = render(report.data, args.format)
+        if output is not None:
+            try:
+                if output.seekable():
+                    output.seek(0)
+                    output.truncate()
+                output.write(text)
+                output.flush()
+            except OSError as exc:
+                log.error("report %s not written to %s: %s", report.report_id, args.output,
+                          exc.strerror or exc)
+                return 1
+            written = True
+            log.info("report %s written to %s", report.report_id, args.output)
+        else:
+            # Bytes, so that the emoji reach the terminal whatever the locale says.
+            sys.stdout.buffer.write(text.encode("utf-8"))
+            sys.stdout.flush()
+    finally:
+        if output is not None:
+            output.close()
+            if not written and not existed:
+                os.unlink(args.output)  # no empty file left behind by a failed run
     return 0
 
 
@@ -354,11 +393,18 @@ def cmd_alerts(config: Config, args: argparse.Namespace) -> int:
     from .alerts.web import BadRequest, _since
     from .store import StoreClient, StoreUnavailable
 
+    # Invalid usage is found before the store is reached, and exits 2 like argparse's errors.
+    try:
+        since = _since(args.since) if args.action == "list" and args.since else None
+        if args.action != "list" and (not args.by.strip() or len(args.by) > 100):
+            raise BadRequest("--by: who acts, 1 to 100 characters")
+    except BadRequest as exc:
+        print(f"pgperf alerts {args.action}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     client = StoreClient(config)
     service = AlertService(AlertStore(client), config)
     try:
         if args.action == "list":
-            since = _since(args.since) if args.since else None
             alerts = service.store.search(states=args.state or (), severities=args.severity or (), since=since,
                                           target=args.target)
             if args.json:
@@ -373,11 +419,11 @@ def cmd_alerts(config: Config, args: argparse.Namespace) -> int:
         from .audit import cli_actor
 
         action = service.acknowledge if args.action == "ack" else service.resolve
-        alert = action(args.alert_id, args.by, cli_actor())
+        alert = action(args.alert_id, args.by.strip(), cli_actor())
         print(f"alert {alert.alert_id} ({alert.metric}) is {alert.status}"
               + (f"; silence {alert.silence_id} in Alertmanager" if args.action == "ack" and alert.silence_id else ""))
         return 0
-    except (AlertNotFound, InvalidTransition, AlertmanagerError, StoreUnavailable, BadRequest) as exc:
+    except (AlertNotFound, InvalidTransition, AlertmanagerError, StoreUnavailable) as exc:
         print(f"pgperf alerts {args.action}: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -394,6 +440,23 @@ COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        status = _main(argv)
+        sys.stdout.flush()  # a reader that went away shows here, not as a warning at exit
+        return status
+    except BrokenPipeError:
+        # pgperf check | head: the reader closed the pipe. Stop quietly, as other tools do
+        # (they die of SIGPIPE; the shell reports 128 + 13), and keep Python from complaining
+        # again when it flushes standard output at exit.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

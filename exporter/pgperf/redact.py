@@ -2,8 +2,10 @@
 
 Every DSN form libpq accepts is covered: URI userinfo (``postgresql://u:secret@h``),
 the URI query parameter (``?password=secret``) and keyword/value strings
-(``password=secret`` or ``password='with spaces'``). The function works on free text,
-so a log line or an exception message that embeds a DSN is cleaned as well.
+(``password=secret``, ``sslpassword='with spaces'``: every key ending in ``password``).
+The userinfo of a URL of any other scheme (``http://u:secret@alertmanager``) loses its
+password too. The function works on free text, so a log line or an exception message that
+embeds a DSN or a URL is cleaned as well.
 """
 
 from __future__ import annotations
@@ -15,23 +17,24 @@ __all__ = ["MASK", "RedactingFilter", "redact"]
 
 MASK = "***"
 
-# postgresql://user:secret@host — the password runs to the last "@" before whitespace;
-# a password holding an unescaped "@" is thus still hidden entirely.
+# scheme://user:secret@host (postgresql://, http://, ...) — the password runs to the last
+# "@" before whitespace; a password holding an unescaped "@" is thus still hidden entirely.
 _URI_USERINFO = re.compile(
-    r"(?P<head>postgres(?:ql)?://[^:@/\s?#]*):(?P<secret>[^\s]*)@", re.IGNORECASE
+    r"(?P<head>(?<![\w+.-])[a-z][a-z0-9+.-]*://[^:@/\s?#]*):(?P<secret>[^\s]*)@", re.IGNORECASE
 )
-# ...?sslmode=require&password=secret — a URI parameter ends at "&", "#" or whitespace.
-_URI_PARAM = re.compile(r"(?P<head>[?&]password=)(?P<secret>[^&#\s]*)", re.IGNORECASE)
-# password=secret / password = 'se cret' (keyword/value conninfo; quotes may hold \'),
-# and PGPASSWORD=secret as printed by an environment dump.
+# ...?sslmode=require&password=secret (or &sslpassword=) — a URI parameter ends at "&",
+# "#" or whitespace.
+_URI_PARAM = re.compile(r"(?P<head>[?&]\w*password=)(?P<secret>[^&#\s]*)", re.IGNORECASE)
+# password=secret / sslpassword = 'se cret' (keyword/value conninfo; quotes may hold \'),
+# and PGPASSWORD=secret as printed by an environment dump: every key ending in "password".
 _KEYWORD = re.compile(
-    r"(?<![?&\w])(?P<head>(?:pg)?password\s*=\s*)(?P<secret>'(?:[^'\\]|\\.)*'?|[^\s']*)",
+    r"(?<![?&\w])(?P<head>\w*password\s*=\s*)(?P<secret>'(?:[^'\\]|\\.)*'?|[^\s']*)",
     re.IGNORECASE,
 )
 
 
 def redact(text: str) -> str:
-    """Return *text* with every password of every DSN form replaced by ``***``."""
+    """Return *text* with every password of every DSN form and URL replaced by ``***``."""
     if not text or ("password" not in text.lower() and "://" not in text):
         return text
     text = _URI_USERINFO.sub(lambda m: f"{m['head']}:{MASK}@", text)

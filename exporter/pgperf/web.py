@@ -243,7 +243,24 @@ class WebApp:
             endpoint, values = adapter.match()
             return self.handlers[endpoint](request, **values)
         except HTTPException as exc:
+            return self.http_error(request, exc)
+
+    def http_error(self, request: Request, exc: HTTPException) -> Response:
+        """Werkzeug's answer to *exc* (413, 404, 405...): JSON like every other error for
+        ``/api/`` paths, its HTML page elsewhere."""
+        if not request.path.startswith("/api/"):
             return exc.get_response()
+        status = exc.code or 500
+        if status == 413:
+            message = (f"request body too large: at most {self.config.web.max_request_bytes} bytes "
+                       "(web.max_request_bytes)")
+        else:
+            message = f"{exc.name}: {exc.description}" if exc.description else str(exc.name)
+        response = error_response(status, message)
+        for name, value in exc.get_headers():  # Allow of a 405, for example
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
@@ -256,7 +273,7 @@ class WebApp:
         try:
             response = self.dispatch(request)
         except HTTPException as exc:
-            response = exc.get_response()
+            response = self.http_error(request, exc)
         except Exception:  # last line of defence: log it, answer 500 with no detail
             log.exception("unhandled error serving %s %s", request.method, request.path)
             response = json_response({"error": "internal error; see the exporter's log"}, status=500)

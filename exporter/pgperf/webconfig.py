@@ -24,6 +24,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import ssl
 import threading
@@ -46,6 +47,8 @@ _KNOWN = {"tls_server_config", "basic_auth_users", "http_server_config"}
 _TLS_KNOWN = {"cert_file", "key_file", "client_auth_type", "client_ca_file", "min_version", "max_version",
               "cipher_suites", "prefer_server_cipher_suites", "curve_preferences", "client_allowed_sans"}
 CACHE_SECONDS = 60.0
+#: A whole bcrypt hash: variant, two-digit cost, then 22 characters of salt and 31 of hash.
+_BCRYPT = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}")
 
 
 class WebConfigError(Exception):
@@ -184,6 +187,12 @@ def load_web_config(path: str) -> WebConfig:
             for user, hashed in users.items():
                 if not isinstance(hashed, str) or not hashed.startswith(("$2a$", "$2b$", "$2y$")):
                     problems.append(f"basic_auth_users.{user}: expected a bcrypt hash ($2y$...), never a plain password")
+                    continue
+                if not _BCRYPT.fullmatch(hashed) or not 4 <= int(hashed[4:6]) <= 31:
+                    # A placeholder ($2y$10$...) or a truncated hash: no password would ever match.
+                    problems.append(f"basic_auth_users.{user}: not a complete bcrypt hash (expected $2a$, $2b$ or $2y$, "
+                                    "a cost from 04 to 31, $ and 53 characters of ./A-Za-z0-9, 60 in all; "
+                                    "make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n')")
                     continue
                 config.users[str(user)] = hashed.encode()
     http = data.get("http_server_config")

@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ..redact import redact
+
 if TYPE_CHECKING:
     import requests
 
@@ -22,6 +24,8 @@ class AlertmanagerError(Exception):
 class AlertmanagerClient:
     def __init__(self, url: str, timeout: float = 5.0) -> None:
         self.url = url.rstrip("/")
+        #: The URL as messages and logs show it: without the password of ``user:pass@``.
+        self.shown_url = redact(self.url)
         self.timeout = timeout
         # Imported here: requests and its dependencies cost the exporter several megabytes
         # of memory, and most exporters talk to no Alertmanager.
@@ -36,13 +40,22 @@ class AlertmanagerClient:
         try:
             response = self.session.request(method, url, timeout=self.timeout, **kwargs)
         except requests.RequestException as exc:
-            raise AlertmanagerError(f"Alertmanager at {self.url} unreachable: {type(exc).__name__}") from None
+            raise AlertmanagerError(f"Alertmanager at {self.shown_url} unreachable: {type(exc).__name__}") from None
         if response.status_code >= 400:
             raise AlertmanagerError(
-                f"Alertmanager at {self.url} answered {response.status_code} to {method} {path}: "
-                f"{response.text.strip()[:200]}"
+                f"Alertmanager at {self.shown_url} answered {response.status_code} to {method} {path}: "
+                f"{redact(response.text.strip()[:200])}"
             )
-        return response.json() if response.content else None
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:  # requests.JSONDecodeError: a proxy's or a login page's HTML, say
+            kind = response.headers.get("Content-Type", "no content type").split(";")[0].strip()
+            raise AlertmanagerError(
+                f"Alertmanager at {self.shown_url} answered {method} {path} with {response.status_code} but not "
+                f"JSON ({kind}): is a proxy or a login page in the way?"
+            ) from None
 
     def create_silence(self, labels: dict[str, str], *, created_by: str, comment: str,
                        duration: timedelta) -> str:
@@ -58,7 +71,7 @@ class AlertmanagerClient:
         data = self._request("POST", "/silences", json=body)
         silence_id = data.get("silenceID") if isinstance(data, dict) else None
         if not silence_id:
-            raise AlertmanagerError(f"Alertmanager at {self.url} returned no silence id")
+            raise AlertmanagerError(f"Alertmanager at {self.shown_url} returned no silence id")
         return str(silence_id)
 
     def expire_silence(self, silence_id: str) -> None:

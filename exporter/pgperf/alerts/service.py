@@ -175,6 +175,9 @@ class AlertService:
                 self.reconcile()
             except StoreUnavailable as exc:
                 log.warning("alert reconciliation skipped: %s", exc)
+            except Exception:  # one bad round must not end the thread: the next one may do
+                log.exception("alert reconciliation round failed; trying again in %gs",
+                              self.settings.reconcile_interval)
 
     def stop(self) -> None:
         self._stop.set()

@@ -16,7 +16,7 @@ import psycopg.errors
 from werkzeug.wrappers import Request, Response
 
 from .. import audit
-from .._types import parse_duration
+from .._types import MIN_YEAR, bounded_time, parse_duration
 from ..audit import Actor
 from ..store.client import StoreUnavailable
 from ..web import Identity, WebApp, error_response, json_response
@@ -46,15 +46,24 @@ def _since(text: str) -> datetime:
     """An RFC 3339 time, or a duration back from now such as ``1h`` or ``2d``."""
     try:
         seconds = parse_duration(text)
-        if isinstance(seconds, float):
-            return datetime.now(UTC) - timedelta(seconds=seconds)
     except ValueError:
-        pass
+        seconds = None
+    if isinstance(seconds, float):
+        try:
+            since = datetime.now(UTC) - timedelta(seconds=seconds)
+        except (OverflowError, ValueError):  # inf, 1e300, 99999999999d; nan
+            raise BadRequest(f"since: the duration {text[:40]!r} is out of range; use a duration such as 1h or 30d"
+                             f" (back to the year {MIN_YEAR} at most)") from None
+    else:
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise BadRequest(f"since: expected an RFC 3339 time or a duration such as 1h, got {text[:40]!r}") from None
+        since = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(f"since: expected an RFC 3339 time or a duration such as 1h, got {text[:40]!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return bounded_time(since, "since")
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
 
 
 def _by(request: Request) -> str:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from .._types import bounded_time
+
 __all__ = ["AlertEvent", "WebhookError", "alert_id", "event_from_alert", "parse_webhook"]
 
 MAX_ALERTS = 5000
@@ -70,9 +72,12 @@ def _time(value: Any, where: str, *, optional: bool = False) -> datetime | None:
         raise WebhookError(f"{where}: not an RFC 3339 time: {value[:40]!r}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    if parsed.year <= 1:
-        return None if optional else parsed
-    return parsed.astimezone(UTC)
+    if parsed.year <= 1 and optional:
+        return None
+    try:
+        return bounded_time(parsed, where)
+    except ValueError as exc:
+        raise WebhookError(str(exc)) from None
 
 
 def _strings(value: Any, where: str) -> dict[str, str]:

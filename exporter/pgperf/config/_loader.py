@@ -18,6 +18,7 @@ from typing import Any, get_args, get_origin
 import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from ..redact import redact
 from ._schema import PROFILES, Config
 
 __all__ = ["ConfigError", "env_variables", "load_config", "load_profile"]
@@ -80,6 +81,30 @@ def env_variables(model: type[BaseModel] = Config, prefix: Path = ()) -> dict[st
         else:
             out[ENV_PREFIX + "_".join(str(p) for p in path).upper()] = path
     return out
+
+
+def _holds_secret(annotation: Any) -> bool:
+    if annotation is SecretStr:
+        return True
+    return any(_holds_secret(arg) for arg in get_args(annotation))
+
+
+def _secret_keys(model: type[BaseModel] = Config) -> set[str]:
+    """Names of the settings whose value is a secret: every SecretStr field, at any depth
+    (lists and unions of models included), and the DSNs."""
+    keys = {"dsn"}
+    for name, field in model.model_fields.items():
+        if _holds_secret(field.annotation):
+            keys.add(field.alias or name)
+        for arg in (field.annotation, *get_args(field.annotation)):
+            for inner in (arg, *get_args(arg)):
+                if isinstance(inner, type) and issubclass(inner, BaseModel) and inner is not model:
+                    keys |= _secret_keys(inner)
+    return keys
+
+
+#: Keys whose input an error message never shows.
+SECRET_KEYS = frozenset(_secret_keys())
 
 
 def _lines(text: str) -> dict[Path, int]:
@@ -234,10 +259,9 @@ def _format(exc: ValidationError, data: dict[str, Any], sources: dict[Path, str]
         elif err["type"] == "too_short" and isinstance(err["input"], (str, SecretStr)):
             message = f"must be at least {err['ctx']['min_length']} characters long"
         elif err["type"] != "missing" and "input" in err and not isinstance(err["input"], (dict, list)):
-            shown = err["input"]
-            if path and str(path[-1]) in ("dsn", "token"):
-                shown = "..."
-            message = f"{message} (got {shown!r})"
+            loc = {str(part) for part in (*path, *err["loc"])}
+            shown = "'...'" if loc & SECRET_KEYS else redact(repr(err["input"]))
+            message = f"{message} (got {shown})"
         bucket = grouped.setdefault(path, [])
         if message not in bucket:
             bucket.append(message)

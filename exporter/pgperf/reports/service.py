@@ -17,6 +17,7 @@ from typing import Any
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from .._types import bounded_time
 from ..config import Config
 from ..models import Anomaly, PerformanceReport
 from ..store.client import StoreClient, where
@@ -25,7 +26,7 @@ from .builder import ReportBuilder, ReportSettings
 from .catalog import CatalogFacts, try_read_catalog
 from .report import build_report, report_from_data
 
-__all__ = ["KINDS", "ReportNotFound", "ReportService", "report_id_for"]
+__all__ = ["KINDS", "ReportNotFound", "ReportService", "UnknownTarget", "check_target", "report_id_for"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,28 @@ class ReportNotFound(LookupError):
     def __init__(self, report_id: str) -> None:
         super().__init__(f"no report with id {report_id!r}")
         self.report_id = report_id
+
+
+class UnknownTarget(ValueError):
+    """A report was asked for a target the configuration does not name."""
+
+    def __init__(self, target: str, known: list[str]) -> None:
+        super().__init__(f"unknown target {target!r}; configured targets: {', '.join(known) or 'none'}")
+        self.target = target
+        self.known = known
+
+
+def check_target(config: Config, target: str | None) -> str | None:
+    """*target* when the configuration names it (a target, or ``reports.target``), None for
+    the default; raises UnknownTarget otherwise."""
+    if target is None:
+        return None
+    known = [t.name for t in config.resolved_targets()]
+    if config.reports.target and config.reports.target not in known:
+        known.append(config.reports.target)
+    if target not in known:
+        raise UnknownTarget(target, known)
+    return target
 
 
 def report_id_for(kind: str, end: datetime, target: str | None = None, *, unique: bool = False) -> str:
@@ -95,14 +118,16 @@ class ReportService:
 
     @staticmethod
     def check_window(start: datetime, end: datetime) -> tuple[datetime, datetime]:
-        """Both times aware and in order; raises ValueError with the reason otherwise."""
+        """Both times aware, within the years pgperf accepts and in order, returned in UTC;
+        raises ValueError with the reason otherwise."""
         if start.tzinfo is None or end.tzinfo is None:
             raise ValueError("start and end need a time zone (for example 2024-01-01T00:00:00Z)")
+        start, end = bounded_time(start, "start"), bounded_time(end, "end")
         if end <= start:
             raise ValueError(f"the end ({end.isoformat()}) must be after the start ({start.isoformat()})")
         if end - start > MAX_WINDOW:
             raise ValueError(f"a report covers at most {MAX_WINDOW.days} days")
-        return start.astimezone(UTC), end.astimezone(UTC)
+        return start, end
 
     def generate(
         self,
@@ -122,7 +147,7 @@ class ReportService:
         if kind not in KINDS:
             raise ValueError(f"unknown report kind {kind!r}; choose one of {', '.join(KINDS)}")
         start, end = self.check_window(start, end)
-        target = target or self.default_target()
+        target = check_target(self.config, target) or self.default_target()
         now = now or datetime.now(UTC)
         if report_id is None:
             extra = None if target == self.config.resolved_targets()[0].name else target
@@ -158,7 +183,7 @@ class ReportService:
     def detect_anomalies(self, start: datetime, end: datetime, target: str | None = None) -> list[Anomaly]:
         """Anomalies of ``[start, end)`` against the baseline before it, without building a report."""
         start, end = self.check_window(start, end)
-        target = target or self.default_target()
+        target = check_target(self.config, target) or self.default_target()
         with self.client.connection() as conn, conn.transaction():
             conn.execute(_WORK_MEM)
             inputs = ReportBuilder(conn, self.client.schema, self.settings).anomaly_inputs(target, start, end)

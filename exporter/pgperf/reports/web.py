@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from werkzeug.wrappers import Request, Response
 
+from .._types import bounded_time
 from ..store.client import StoreUnavailable
 from ..web import WebApp, error_response, json_response
 from .builder import iso
 from .render import FORMATS, render
 from .report import hide_query_texts
-from .service import KINDS, ReportNotFound, ReportService
+from .service import KINDS, ReportNotFound, ReportService, check_target
 
 if TYPE_CHECKING:
     from ..monitor import Monitor
@@ -38,14 +39,15 @@ _CONTENT_TYPES = {"json": "application/json", "text": "text/plain", "md": "text/
 
 
 def parse_time(value: Any, name: str) -> datetime:
-    """ISO 8601 (``2024-01-01T00:00:00Z``); a time without an offset is UTC."""
+    """ISO 8601 (``2024-01-01T00:00:00Z``); a time without an offset is UTC. Returned in UTC;
+    ValueError outside the years MIN_YEAR to MAX_YEAR (see pgperf._types)."""
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{name!r} must be an ISO 8601 time such as 2024-01-01T00:00:00Z")
     try:
         at = datetime.fromisoformat(value.strip())
     except ValueError:
         raise ValueError(f"{name!r} is not an ISO 8601 time: {value!r}") from None
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
+    return bounded_time(at.replace(tzinfo=UTC) if at.tzinfo is None else at, repr(name))
 
 
 def _page(title: str, body: str, status: int = 200) -> Response:
@@ -160,6 +162,7 @@ class ReportRoutes:
         try:
             start, end = parse_time(body.get("from"), "from"), parse_time(body.get("to"), "to")
             ReportService.check_window(start, end)
+            check_target(self.app.config, target)  # as /probe: only the configured targets
         except ValueError as exc:
             return error_response(400, str(exc))
         try:
