@@ -30,9 +30,11 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from .redact import redact
 
 __all__ = [
+    "STALL_GUARD",
     "ConnectionFailed",
     "ServerInfo",
     "SessionSettings",
+    "StallGuard",
     "TargetDatabase",
     "classify_error",
     "close_and_wait",
@@ -55,6 +57,12 @@ class SessionSettings:
     statement_timeout: float = 5.0
     lock_timeout: float = 1.0
     idle_in_transaction_session_timeout: float = 30.0
+
+    @property
+    def no_answer_after(self) -> float:
+        """Seconds after which a call that got no answer at all ends its connection
+        (StallGuard): well past what statement_timeout lets a collector's queries take."""
+        return 4 * self.statement_timeout + 2 * self.connect_timeout + 10
 
     def connect_kwargs(self, dsn: str) -> dict[str, Any]:
         """Keyword arguments for ``psycopg.connect`` that add our settings to *dsn*.
@@ -192,6 +200,77 @@ _KINDS = (
 )
 
 
+class _Watch:
+    __slots__ = ("conn", "deadline", "fired", "seconds")
+
+    def __init__(self, conn: psycopg.Connection[Any], seconds: float) -> None:
+        self.conn, self.seconds, self.fired = conn, seconds, False
+        self.deadline = time.monotonic() + seconds
+
+
+class StallGuard:
+    """Ends a connection whose call got no answer in time.
+
+    ``statement_timeout`` is enforced by the server and TCP keepalives by the kernels; a
+    peer that keeps the TCP connection alive but never answers (a stuck proxy or
+    pooler, a frozen server host) would hold a sampling thread forever, psycopg having no
+    client-side timeout. One thread watches the guarded calls; past its deadline it shuts
+    the connection's socket down, so the blocked call fails at once with a connection
+    error, and marks the watch ``fired``.
+    """
+
+    def __init__(self, tick: float = 0.5) -> None:
+        self.tick = tick
+        self._lock = threading.Lock()
+        self._watches: set[_Watch] = set()
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def guard(self, conn: psycopg.Connection[Any], seconds: float) -> Iterator[_Watch]:
+        watch = _Watch(conn, seconds)
+        with self._lock:
+            self._watches.add(watch)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="pgperf-stall-guard", daemon=True)
+                self._thread.start()
+        try:
+            yield watch
+        finally:
+            with self._lock:
+                self._watches.discard(watch)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(self.tick)
+            now = time.monotonic()
+            with self._lock:
+                expired = [w for w in self._watches if not w.fired and now >= w.deadline]
+                for w in expired:
+                    w.fired = True
+            for w in expired:
+                _shut_down(w.conn, w.seconds)
+
+
+def _shut_down(conn: psycopg.Connection[Any], seconds: float) -> None:
+    try:
+        fd = conn.pgconn.socket
+        dup = socket.socket(fileno=os.dup(fd))
+    except (psycopg.Error, OSError):
+        return  # already closed
+    try:
+        dup.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        dup.close()
+    log.warning("a connection to %s got no answer within %.0fs: closed it (a stuck proxy, pooler or server?)",
+                describe_dsn(conn.info.dsn), seconds)
+
+
+#: The process's guard (one thread for every target).
+STALL_GUARD = StallGuard()
+
+
 def classify_error(exc: BaseException) -> str:
     """Map a connection-level error to a short kind used in metrics and logs."""
     if isinstance(exc, ConnectionFailed):
@@ -326,8 +405,12 @@ class TargetDatabase:
             max_idle=300,
             connection_class=self._connection_class(),
             configure=self._configure,
-            check=ConnectionPool.check_connection,
+            check=self._check,
         )
+
+    def _check(self, conn: psycopg.Connection[Any]) -> None:
+        with STALL_GUARD.guard(conn, self.settings.no_answer_after):
+            ConnectionPool.check_connection(conn)
 
     def _connection_class(self) -> type[psycopg.Connection[Any]]:
         target = self
@@ -352,7 +435,8 @@ class TargetDatabase:
             self._last_error = (kind, redact(str(exc)).strip())
 
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
-        info = detect_server(conn)
+        with STALL_GUARD.guard(conn, self.settings.no_answer_after):
+            info = detect_server(conn)
         with self._lock:
             changed = self._server is None or self._server.version_num != info.version_num
             self._server = info

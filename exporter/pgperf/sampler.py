@@ -40,6 +40,7 @@ from .collectors import CollectContext, CollectorDisabled, CollectorResult, Coll
 from .collectors.statements import TextCache
 from .config import Config, Target
 from .db import (
+    STALL_GUARD,
     ConnectionFailed,
     ServerInfo,
     SessionSettings,
@@ -301,6 +302,9 @@ class TargetSampler:
                     if conn.broken:
                         up, error_kind = False, "connection_lost"
                         error_message = f"connection lost during the {spec.name} collector"
+                        if status.error == "no_answer":
+                            error_kind = "no_answer"
+                            error_message = f"no answer during the {spec.name} collector: connection closed"
                         break
                 if up and database_specs:
                     statuses += self._visit(database_specs, conn, server, databases, now, prev_states,
@@ -354,7 +358,8 @@ class TargetSampler:
     def _discover(self, conn: psycopg.Connection[Any]) -> tuple[str, ...] | None:
         """The databases the configuration selects, or None if the catalog could not be read."""
         try:
-            rows = conn.execute(DISCOVER_SQL).fetchall()
+            with STALL_GUARD.guard(conn, self.db.settings.no_answer_after):
+                rows = conn.execute(DISCOVER_SQL).fetchall()
         except psycopg.Error as exc:
             if conn.broken:
                 raise
@@ -420,6 +425,16 @@ class TargetSampler:
 
     def _invoke(self, spec: CollectorSpec, ctx: CollectContext) -> _Outcome:
         """Call the collector; classify whatever it raises (never around the whole sample)."""
+        if ctx.conn is None:
+            return self._call(spec, ctx)
+        with STALL_GUARD.guard(ctx.conn, self.db.settings.no_answer_after) as watch:
+            outcome = self._call(spec, ctx)
+        if watch.fired and outcome.error is not None:
+            return _Outcome(outcome.duration, error=(
+                "no_answer", f"no answer within {watch.seconds:.0f}s: pgperf closed the connection"))
+        return outcome
+
+    def _call(self, spec: CollectorSpec, ctx: CollectContext) -> _Outcome:
         started = time.monotonic()
         try:
             result = spec.collect(ctx)

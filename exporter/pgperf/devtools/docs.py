@@ -93,7 +93,8 @@ def metrics_md() -> str:
             "",
             "Errors that fail a collector for one sample only (`pg_scrape_collector_success 0`, "
             "`pgperf_collector_errors_total`, one log line when the error starts and one when it ends): "
-            "`statement_timeout`, `lock_timeout`, `query_error`, `connection_lost`, and for database-scoped "
+            "`statement_timeout`, `lock_timeout`, `query_error`, `connection_lost`, `no_answer` (nothing came back "
+            "within 4 × statement_timeout + 2 × connect_timeout + 10 s: pgperf closed the connection), and for database-scoped "
             "collectors `connection_cap` (no connection free under `connection.max_database_connections` "
             "within one sampling interval). A database that cannot be visited (CONNECT revoked, "
             "`pg_hba.conf`) is reported by `pgperf_database_visit_success{datname} 0` and skipped.",
