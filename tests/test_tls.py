@@ -57,7 +57,10 @@ def _start(pg_cluster: Cluster, web_config: Path) -> Exporter:
     from pgperf.web import WebServer
 
     exporter.server = WebServer(exporter.app, "127.0.0.1:0")
-    return exporter.start()
+    exporter.start()
+    # The first sample is served before the tests read pg_up (a scrape before it is valid but empty).
+    wait_until(lambda: all(t.latest is not None for t in exporter.sampler.targets.values()), message="first sample")
+    return exporter
 
 
 def _curl(*args: str) -> subprocess.CompletedProcess[str]:
