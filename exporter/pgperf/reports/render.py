@@ -79,22 +79,21 @@ def evidence_line(evidence: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _usage_line(label: str, usage: dict[str, Any], missing: str) -> str:
+    """``CPU: average …, p95 …, max …, trend …`` of a usage series, or *missing*."""
+    if not usage["samples"]:
+        return f"{label}: {missing}"
+    slope = usage["trend_percent_per_day"]
+    trend = f", trend {slope:+.2f} points/day" if slope is not None else ""
+    return (f"{label}: average {pct(usage['avg_percent'])}, p95 {pct(usage['p95_percent'])}, "
+            f"max {pct(usage['max_percent'])}{trend}")
+
+
 def _resource_lines(data: dict[str, Any]) -> list[str]:
     r = data["resources"]
     cpu, mem, disk, conn = r["cpu"], r["memory"], r["disk"], r["connections"]
-    lines = []
-    if cpu["samples"]:
-        trend = f", trend {cpu['trend_percent_per_day']:+.2f} points/day" if cpu["trend_percent_per_day"] is not None else ""
-        lines.append(f"CPU: average {pct(cpu['avg_percent'])}, p95 {pct(cpu['p95_percent'])}, "
-                     f"max {pct(cpu['max_percent'])}{trend}")
-    else:
-        lines.append("CPU: not measured (pgperf does not run on the database host)")
-    if mem["samples"]:
-        trend = f", trend {mem['trend_percent_per_day']:+.2f} points/day" if mem["trend_percent_per_day"] is not None else ""
-        lines.append(f"Memory: average {pct(mem['avg_percent'])}, p95 {pct(mem['p95_percent'])}, "
-                     f"max {pct(mem['max_percent'])}{trend}")
-    else:
-        lines.append("Memory: not measured")
+    lines = [_usage_line("CPU", cpu, "not measured (pgperf does not run on the database host)"),
+             _usage_line("Memory", mem, "not measured")]
     disk_parts = []
     if disk["used_percent"] is not None:
         disk_parts.append(f"{pct(disk['used_percent'], 1)} used ({size(disk['used_bytes'])} of {size(disk['total_bytes'])})")
