@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from fix_bundle import Process, post_alerts
-from helpers import make_config, running_exporter, wait_until
+from helpers import LocalHTTPServer, make_config, running_exporter, wait_until
 from pgperf.alerts.webhook import WebhookError, parse_webhook
 from pgperf.devtools.cluster import Cluster, free_port
 
@@ -306,12 +306,11 @@ def test_alerts_cli(pg_cluster: Cluster, alerts_schema: str, tmp_path: Path) -> 
     assert final[1] == "resolved" and final[7] == "carol" and final[8] == "carol"
 
 
-class _LoginPage:
+class _LoginPage(LocalHTTPServer):
     """A stand-in for a proxy or single sign-on page in front of Alertmanager: 200, HTML."""
 
     def __init__(self) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-        from threading import Thread
+        from http.server import BaseHTTPRequestHandler
 
         class Handler(BaseHTTPRequestHandler):
             def _answer(self) -> None:
@@ -328,20 +327,7 @@ class _LoginPage:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self.server.server_address[1])
-
-    def __enter__(self) -> _LoginPage:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 def test_client_turns_a_non_json_answer_into_an_error() -> None:

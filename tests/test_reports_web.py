@@ -4,10 +4,9 @@ local HTTP receiver."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 import requests
 
 import report_fixture as fx
-from helpers import Exporter
+from helpers import Exporter, LocalHTTPServer
 from pgperf.config import Config
 from pgperf.devtools.cluster import Cluster
 from pgperf.monitor import Monitor
@@ -152,7 +151,7 @@ def test_store_disabled_is_503_not_500(pg_cluster: Cluster) -> None:
 
 # -- scheduling and delivery ---------------------------------------------------------------
 
-class Receiver:
+class Receiver(LocalHTTPServer):
     """A local HTTP server recording what is POSTed to it (webhook and Slack stand-in)."""
 
     def __init__(self, status: int = 200) -> None:
@@ -169,20 +168,7 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> Receiver:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 def scheduler_config(pg_cluster: Cluster, schema: str, tmp_path: Path, receiver: Receiver, **reports: Any) -> Config:
