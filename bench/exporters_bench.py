@@ -41,7 +41,7 @@ from typing import Any
 
 import psutil
 
-from pgperf.devtools.cluster import Cluster, free_port
+from tools.cluster import Cluster, free_port
 
 POSTGRES_EXPORTER = "/usr/bin/prometheus-postgres-exporter"
 DATABASE = "bench"

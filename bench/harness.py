@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # the benches, and the repository's tools package
 
 import exporters_bench  # noqa: E402
 import reports_bench  # noqa: E402
 import store_bench  # noqa: E402
 
-from pgperf.devtools.cluster import Cluster  # noqa: E402
+from tools.cluster import Cluster  # noqa: E402
 
 Section = Callable[[argparse.Namespace, Path], dict[str, Any]]
 

@@ -23,10 +23,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pgperf.config import load_config
-from pgperf.devtools.cluster import Cluster
 from pgperf.reports import ReportService
 from pgperf.store import StoreClient, ensure_partitions, migrate
 from pgperf.store.rollup import roll_up
+from tools.cluster import Cluster
 
 SCHEMA = "bench_reports"
 TARGET = "bench"

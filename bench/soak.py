@@ -29,9 +29,9 @@ import psutil
 import requests
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # the benches, and the repository's tools package
 
-from pgperf.devtools.cluster import Cluster, free_port  # noqa: E402
+from tools.cluster import Cluster, free_port  # noqa: E402
 
 # Seconds before the baseline: imports, caches and pools settle, and the connection the
 # report scheduler opens at its first round is closed again after its idle time.

@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pgperf.config import load_config
-from pgperf.devtools.cluster import Cluster
 from pgperf.store import SampleBatch, StoreWriter, apply_retention, ensure_partitions, list_partitions, migrate
 from pgperf.store.rows import RESOURCE_COLUMNS
+from tools.cluster import Cluster
 
 WORDS = ["SELECT", "id", "name", "FROM", "players", "game_hands", "WHERE", "created_at", "BETWEEN", "$1", "AND",
          "$2", "JOIN", "player_statistics", "ON", "ORDER", "BY", "LIMIT", "count(*)", "GROUP", "sum(pot)"]

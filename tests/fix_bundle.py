@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from pgperf.devtools.cluster import free_port
+from tools.cluster import free_port
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager") or "prometheus-alertmanager"
 PROMETHEUS = shutil.which("prometheus") or "prometheus"

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgperf.devtools.cluster import Cluster, find_bindir
+from tools.cluster import Cluster, find_bindir
 
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
 

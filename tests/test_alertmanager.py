@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pgperf.devtools import bundle
+from tools import bundle
 
 pytestmark = pytest.mark.bundle
 

@@ -18,7 +18,7 @@ import requests
 from fix_bundle import Process, post_alerts
 from helpers import LocalHTTPServer, make_config, running_exporter, wait_until
 from pgperf.alerts.webhook import WebhookError, parse_webhook
-from pgperf.devtools.cluster import Cluster, free_port
+from tools.cluster import Cluster, free_port
 
 TOKEN = "test-token-1234567"
 

@@ -4,7 +4,7 @@ routes) -> receivers, against the test session's PostgreSQL.
 The receivers are one HTTP server in this process standing in for pgperf's lifecycle
 webhook, Slack, PagerDuty and the generic webhook; Alertmanager reads their URLs and the
 tokens from secret files, as in production. Configurations are the committed ones,
-rendered for loopback addresses by pgperf.devtools.bundle.
+rendered for loopback addresses by tools.bundle.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import requests
 
 from helpers import make_config, running_exporter, wait_until
 from pgperf.config import load_config
-from pgperf.devtools import bundle
-from pgperf.devtools.cluster import Cluster, free_port
+from tools import bundle
+from tools.cluster import Cluster, free_port
 
 pytestmark = [pytest.mark.bundle, pytest.mark.slow]
 

@@ -14,8 +14,8 @@ from typing import Any
 import requests
 
 from helpers import make_config, parse, value, wait_until
-from pgperf.devtools.cluster import Cluster, free_port
 from pgperf.sampler import TargetSampler
+from tools.cluster import Cluster, free_port
 
 
 def _env() -> dict[str, str]:

@@ -13,7 +13,7 @@ import pytest
 from pgperf.collectors import BY_NAME, CollectContext, CollectorDisabled, CollectorResult
 from pgperf.collectors.statements import StatementsOptions, TextCache
 from pgperf.db import detect_server
-from pgperf.devtools.cluster import Cluster
+from tools.cluster import Cluster
 
 pytestmark = pytest.mark.collectors
 

@@ -20,10 +20,10 @@ import pytest
 import yaml
 
 import grafana_json as gj
-from pgperf.devtools import dashboards
 from pgperf.exposition import THRESHOLD_METRICS
 from pgperf.store.writer import STORE_METRICS
 from test_rules import metric_type, selectors, tokens, type_problems
+from tools import dashboards
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVISIONING = ROOT / "grafana" / "provisioning"

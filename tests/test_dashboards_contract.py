@@ -48,9 +48,9 @@ from fix_bundle import Process, start_alertmanager, start_prometheus
 from fix_pg import pg_major
 from helpers import Exporter, make_config, wait_until
 from pgperf.config import load_config
-from pgperf.devtools import bundle
-from pgperf.devtools.cluster import Cluster, free_port
 from pgperf.web import WebServer
+from tools import bundle
+from tools.cluster import Cluster, free_port
 
 pytestmark = [pytest.mark.bundle, pytest.mark.collectors, pytest.mark.slow]
 

@@ -23,7 +23,7 @@ def test_demo_stack(tmp_path: Path) -> None:
     ready = tmp_path / "ready.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PGPERF_")}
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "pgperf.devtools.demo", "--report-every", "20s",
+    proc = subprocess.Popen([sys.executable, "-m", "tools.demo", "--report-every", "20s",
                              "--sampling-interval", "2s", "--ready-file", str(ready)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pgperf.devtools.docs import GENERATED
+from tools.docs import GENERATED
 
 ROOT = Path(__file__).resolve().parent.parent
 

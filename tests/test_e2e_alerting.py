@@ -19,9 +19,9 @@ import pytest
 import requests
 
 from helpers import Exporter, make_config, wait_until
-from pgperf.devtools import bundle
-from pgperf.devtools.cluster import Cluster, free_port
 from pgperf.web import WebServer
+from tools import bundle
+from tools.cluster import Cluster, free_port
 
 pytestmark = pytest.mark.bundle
 

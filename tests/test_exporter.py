@@ -17,8 +17,8 @@ import requests
 from helpers import make_config, parse, running_exporter, value, wait_until
 from pgperf import collectors
 from pgperf.collectors import CollectorResult, CollectorSpec
-from pgperf.devtools.cluster import Cluster, free_port
 from pgperf.sampler import TargetSampler
+from tools.cluster import Cluster, free_port
 
 
 def pgperf_backends(cluster: Cluster) -> int:

@@ -32,8 +32,8 @@ import requests
 
 from helpers import Exporter, make_config, parse, value, wait_until
 from pgperf.collectors import CollectorResult, CollectorSpec
-from pgperf.devtools.cluster import Cluster, free_port
 from pgperf.redact import RedactingFilter
+from tools.cluster import Cluster, free_port
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 

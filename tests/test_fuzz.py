@@ -19,8 +19,8 @@ from werkzeug.test import Client
 from helpers import make_config
 from pgperf.alerts.webhook import WebhookError, parse_webhook
 from pgperf.config import Config, ConfigError, env_variables, load_config
-from pgperf.devtools.cluster import Cluster
 from pgperf.redact import redact
+from tools.cluster import Cluster
 
 # -- DSN redaction -------------------------------------------------------------------------
 

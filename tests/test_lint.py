@@ -15,6 +15,6 @@ def test_mypy_strict() -> None:
 
 
 def test_ruff() -> None:
-    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "exporter", "tests", "bench"], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "exporter", "tests", "bench", "tools"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr

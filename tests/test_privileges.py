@@ -13,9 +13,9 @@ import pytest
 
 from helpers import make_config
 from pgperf import collectors
-from pgperf.devtools.cluster import Cluster
-from pgperf.devtools.docs import metrics_md
 from pgperf.sampler import Snapshot, TargetSampler
+from tools.cluster import Cluster
+from tools.docs import metrics_md
 
 pytestmark = pytest.mark.collectors
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pgperf.devtools.cluster import Cluster
+from tools.cluster import Cluster
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 EXAMPLE_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -12,8 +12,8 @@ from helpers import make_config, wait_until
 from pgperf.collectors import BY_NAME, CollectContext, CollectorResult
 from pgperf.collectors.replication import replica_lag
 from pgperf.db import detect_server
-from pgperf.devtools.cluster import Cluster
 from pgperf.sampler import TargetSampler
+from tools.cluster import Cluster
 
 pytestmark = pytest.mark.collectors
 

@@ -21,7 +21,6 @@ import pytest
 import report_fixture as fx
 from helpers import make_config
 from pgperf.config import Config
-from pgperf.devtools.cluster import Cluster
 from pgperf.reports import ReportNotFound, ReportService, render
 from pgperf.reports.builder import MAIN_TABLE_SQL, STATEMENT_TYPE_SQL, ReportSettings
 from pgperf.reports.catalog import read_catalog, try_read_catalog
@@ -29,6 +28,7 @@ from pgperf.reports.recommendations import index_candidates, predicate_columns
 from pgperf.reports.report import build_report
 from pgperf.store import StoreClient
 from pgperf.store.rollup import roll_up
+from tools.cluster import Cluster
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 UPDATE = os.environ.get("PGPERF_UPDATE_GOLDEN") == "1"

@@ -17,8 +17,8 @@ import pytest
 
 import chromium
 from helpers import make_config, wait_until
-from pgperf.devtools.cluster import Cluster
 from pgperf.monitor import Monitor
+from tools.cluster import Cluster
 
 SCHEMA = "report_e2e"
 
@@ -137,7 +137,7 @@ def test_serve_generates_periodic_reports_and_serves_them(pg_cluster: Cluster, t
     """`pgperf serve` with reports.every: a report appears at /reports/ and in the API."""
     import requests
 
-    from pgperf.devtools.cluster import free_port
+    from tools.cluster import free_port
 
     schema = "report_serve"
     pg_cluster.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

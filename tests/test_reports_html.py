@@ -7,9 +7,9 @@ from pathlib import Path
 
 import chromium
 import report_fixture as fx
-from pgperf.devtools.cluster import Cluster
 from pgperf.reports import render
 from test_reports import golden_report
+from tools.cluster import Cluster
 
 CHARTS = ("chart-throughput", "chart-cpu-memory", "chart-connections", "chart-by-hour", "chart-disk",
           "chart-top-statements", "chart-types")

@@ -16,12 +16,12 @@ import requests
 import report_fixture as fx
 from helpers import Exporter, LocalHTTPServer
 from pgperf.config import Config
-from pgperf.devtools.cluster import Cluster
 from pgperf.monitor import Monitor
 from pgperf.reports.scheduler import ReportScheduler, deliver, due_jobs
 from pgperf.reports.service import ReportService
 from pgperf.store import StoreClient
 from test_reports import report_config
+from tools.cluster import Cluster
 
 TOKEN = "s3cret-token-0123456"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -13,7 +13,7 @@ from typing import Any
 import requests
 
 from helpers import make_config, parse, running_exporter, value, wait_until
-from pgperf.devtools.cluster import Cluster, free_port
+from tools.cluster import Cluster, free_port
 
 OPERATOR = "operator-token-0123456789"
 VIEWER = "viewer-token-0123456789"

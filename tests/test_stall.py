@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from helpers import make_config
-from pgperf.devtools.cluster import Cluster
 from pgperf.sampler import Snapshot, TargetSampler
+from tools.cluster import Cluster
 
 pytestmark = pytest.mark.faults
 

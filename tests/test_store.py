@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from helpers import make_config, wait_until
-from pgperf.devtools.cluster import Cluster
 from pgperf.monitor import Monitor
 from pgperf.store import (
     MIGRATIONS,
@@ -25,6 +24,7 @@ from pgperf.store import (
     migrate,
 )
 from pgperf.store.rows import QUERY_COLUMNS
+from tools.cluster import Cluster
 
 SEED_COLUMNS = {
     "query_performance_metrics": {"id", "query_id", "query_text", "calls", "total_time", "mean_time", "min_time",
@@ -236,8 +236,8 @@ def test_spool_refuses_a_second_process(tmp_path: Path) -> None:
 
 
 def test_store_client_reports_unreachable_store(tmp_path: Path) -> None:
-    from pgperf.devtools.cluster import free_port
     from pgperf.store import StoreUnavailable
+    from tools.cluster import free_port
 
     config = make_config(f"postgresql://postgres:secret-pw@127.0.0.1:{free_port()}/postgres",
                          connection={"connect_timeout": 1}, store={"enabled": True, "spool_dir": str(tmp_path)})

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from helpers import make_config, running_exporter, wait_until
-from pgperf.devtools.cluster import Cluster, free_port
 from pgperf.store import SampleBatch, Spool, StoreWriter
+from tools.cluster import Cluster, free_port
 
 
 def store_config(monitored: str, store_dsn: str, spool: Path, **store: Any) -> Any:

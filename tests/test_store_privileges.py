@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from pgperf.devtools.cluster import Cluster
 from pgperf.store.schema import MIGRATIONS, migrate
+from tools.cluster import Cluster
 
 ROLE, SCHEMA, PASSWORD = "pgperf_store_owner", "pgperf_owned", "store-owner-secret"
 

@@ -13,10 +13,10 @@ import pytest
 
 from helpers import make_config, wait_until
 from pgperf.collectors.host import network_deltas
-from pgperf.devtools.cluster import Cluster
 from pgperf.sampler import TargetSampler
 from pgperf.store import StoreWriter
 from pgperf.store.rows import BatchBuilder, counter_deltas
+from tools.cluster import Cluster
 
 COMMITS = 3000
 

@@ -13,8 +13,8 @@ import pytest
 import requests
 
 from helpers import Exporter, make_config, wait_until
-from pgperf.devtools.cluster import Cluster
 from pgperf.webconfig import WebConfigError, load_web_config
+from tools.cluster import Cluster
 
 PASSWORD = "scrape-secret-42"
 

@@ -63,7 +63,7 @@ class Retention(Model):
 
 class Notifications(Model):
     """Which notification channels the profile turns on: the Alertmanager receivers of the
-    same names (``python -m pgperf.devtools.bundle alertmanager --profile NAME`` renders the
+    same names (``python -m tools.bundle alertmanager --profile NAME`` renders the
     routes; alertmanager/README.md)."""
 
     email: bool = False

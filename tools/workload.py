@@ -5,7 +5,7 @@ threads that deal hands, update statistics and read leaderboards. One query is
 deliberately left without an index — hands of a time range, ``game_hands.created_at`` — so
 that sequential scans, slow queries, recommendations and alerts have something to say.
 
-    python -m pgperf.devtools.workload postgresql://postgres@127.0.0.1:5432/postgres --seconds 60
+    python -m tools.workload postgresql://postgres@127.0.0.1:5432/postgres --seconds 60
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ checkout, for ``make demo`` and the tests: loopback addresses, absolute paths to
 and templates, secret files in another directory, shorter intervals. The rules, routes,
 receivers and templates stay those of the committed files.
 
-    python -m pgperf.devtools.bundle prometheus --exporter 127.0.0.1:9187 --alertmanager 127.0.0.1:9093
-    python -m pgperf.devtools.bundle alertmanager --pgperf-url http://127.0.0.1:9187 --secrets-dir DIR
-    python -m pgperf.devtools.bundle alertmanager --pgperf-url http://pgperf:9187 --profile analytics
+    python -m tools.bundle prometheus --exporter 127.0.0.1:9187 --alertmanager 127.0.0.1:9093
+    python -m tools.bundle alertmanager --pgperf-url http://127.0.0.1:9187 --secrets-dir DIR
+    python -m tools.bundle alertmanager --pgperf-url http://pgperf:9187 --profile analytics
 
 ``--profile`` keeps only the notification channels the profile turns on (``notifications.*``);
 the committed ``alertmanager.yml`` routes to every channel, as the production profile does.
@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[1]
 PROMETHEUS_DIR = ROOT / "prometheus"
 ALERTMANAGER_DIR = ROOT / "alertmanager"
 SECRETS_DIR = "/etc/alertmanager/secrets"
@@ -128,7 +128,7 @@ def alertmanager_config(
     *profile* keeps only the channels its ``notifications`` turn on."""
     config = _load(ALERTMANAGER_DIR / "alertmanager.yml")
     if profile is not None:
-        from ..config import load_profile
+        from pgperf.config import load_profile
 
         with_channels(config, load_profile(profile).get("notifications", {}))
     for node, key in _secret_files(config):
@@ -165,7 +165,7 @@ def dump(config: Mapping[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pgperf.devtools.bundle", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tools.bundle", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--output", "-o", help="write here instead of standard output")

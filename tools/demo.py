@@ -7,7 +7,7 @@ Starts, all on 127.0.0.1:
 * ``pgperf serve`` (development profile, storing its samples, a report every few minutes);
 * Debian's Prometheus with this repository's ``prometheus.yml`` and rules, and
   Alertmanager with its ``alertmanager.yml`` (loopback variants rendered by
-  ``pgperf.devtools.bundle``; notifications other than pgperf's go to a local sink).
+  ``tools.bundle``; notifications other than pgperf's go to a local sink).
 
 It prints the URLs; Ctrl-C stops every process and removes every file it created.
 """
@@ -89,7 +89,7 @@ class _Sink(http.server.BaseHTTPRequestHandler):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pgperf.devtools.demo", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tools.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pg-major", default=os.environ.get("PG_MAJOR"), help="PostgreSQL major (default: 15)")
     parser.add_argument("--sampling-interval", default="5s")

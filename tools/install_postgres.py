@@ -12,7 +12,7 @@ they are approved, and older npm runs them unasked; to behave the same everywher
 package is installed with ``--ignore-scripts`` and that one script, of this pinned
 version, is then run explicitly: that is the approval.
 
-    python -m pgperf.devtools.install_postgres 13 14 16 17 18
+    python -m tools.install_postgres 13 14 16 17 18
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Renders docs/reliability.md from the fault suite's measurements (``make reliability``).
 
     PGPERF_FAULT_RESULTS=faults.json pytest -m faults
-    python -m pgperf.devtools.reliability faults.json docs/reliability.md
+    python -m tools.reliability faults.json docs/reliability.md
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def render(results: dict[str, dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     if len(args) != 2:
-        print("usage: python -m pgperf.devtools.reliability RESULTS.json OUTPUT.md", file=sys.stderr)
+        print("usage: python -m tools.reliability RESULTS.json OUTPUT.md", file=sys.stderr)
         return 2
     results = json.loads(Path(args[0]).read_text())
     Path(args[1]).write_text(render(results))
