@@ -40,9 +40,10 @@ How to add a panel (say, for a new collector's family)
    (``percentunit``, ``s``, ``bytes``, ``Bps``, ``ops``, ``short`` ...) and its queries.
 3. Queries: ``prom(expr, legend)`` for Prometheus; every selector carries ``{SEL}`` (or
    ``{DB}`` for a per-database family), aggregations keep ``by ({BY}, ...)``, legends end
-   with ``WHO``; counters are read with ``rate()`` or ``increase()`` over
-   ``$__rate_interval``; ``instant=True`` for stat, bar gauge and table panels.
-   ``Sql(text)`` reads the store, filtered with ``sql_filter(column, variable)``.
+   with ``WHO`` (``legend(label)`` for a series per value of a label); counters are read
+   with ``rate()`` or ``increase()`` over ``$__rate_interval``; ``instant=True`` for stat,
+   bar gauge and table panels. ``Sql(text)`` reads the store, filtered with
+   ``sql_filter(column, variable)``.
 4. Thresholds: ``lines=[prom(live(key), "{{instance}} maximum")]`` draws each instance's
    live threshold, ``steps=above(key)`` (or ``below``, ``limit``) colours with the
    profile's; *key* is a profile threshold (``THRESHOLD_METRICS``), and each one must be
@@ -58,12 +59,13 @@ For example, a per-database series with its threshold (the family and key invent
 
     series("Table bloat", "Estimated bloat of the most bloated table of each database. "
            "Dashed: the maximum (pgperf_threshold_bloat_max_ratio).", "percentunit",
-           [prom(f"max by ({BY}, datname) (pg_table_bloat_ratio{{{DB}}})", f"{{{{datname}}}} ({WHO})")],
+           [prom(f"max by ({BY}, datname) (pg_table_bloat_ratio{{{DB}}})", legend("datname"))],
            lines=[prom(live("bloat_max_percent"), "{{instance}} maximum")],
            steps=above("bloat_max_percent"), min_val=0, w=8),
 
 A new dashboard is a module with a ``dashboard()`` built on ``_panels.Board`` (uid
-``pgperf-<name>``; ``sql=True`` when it reads the store), registered in ``DASHBOARDS``.
+``pgperf-<name>``; ``sql=True`` when it reads the store), registered in ``DASHBOARDS``,
+its uid added to ``UIDS`` in tests/test_dashboards.py.
 Panel ids follow the order of the panels: nothing refers to them.
 
     python -m tools.dashboards            # write the files

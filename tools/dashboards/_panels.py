@@ -32,7 +32,7 @@ from pgperf.exposition import THRESHOLD_METRICS
 __all__ = [
     "BLUE", "BY", "DB", "FIRING", "GREEN", "ORANGE", "POSTGRES", "POSTGRES_TYPE", "PROFILE", "PROMETHEUS",
     "PROMETHEUS_TYPE", "RED", "SEL", "WHO", "Board", "Panel", "Query", "Sql", "SqlQuery", "Steps", "above", "bars",
-    "below", "grid", "limit", "link", "live", "note", "profile_interval", "prom", "series", "single", "sql_filter",
+    "below", "grid", "legend", "limit", "link", "live", "note", "profile_interval", "prom", "series", "single", "sql_filter",
     "thresholds_read", "to_dashboard",
 ]
 
@@ -51,6 +51,11 @@ SEL = 'job=~"$job", instance=~"$instance", target=~"$target"'  # inside every se
 DB = SEL + ', datname=~"$datname"'  # the same, for the families with a datname label
 BY = "job, instance, target"  # what an aggregation keeps: one series per monitored server
 WHO = "{{instance}} {{target}}"  # the end of every legend: which server a series is
+
+
+def legend(label: str) -> str:
+    """The legend of a series per value of *label*: ``{{datname}} ({{instance}} {{target}})``."""
+    return f"{{{{{label}}}}} ({WHO})"
 
 
 def sql_filter(column: str, variable: str) -> str:

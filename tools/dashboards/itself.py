@@ -6,7 +6,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
-from ._panels import BY, DB, GREEN, RED, SEL, WHO, Board, grid, profile_interval, prom, series, single
+from ._panels import BY, DB, GREEN, RED, SEL, WHO, Board, grid, legend, profile_interval, prom, series, single
 
 __all__ = ["dashboard"]
 
@@ -44,7 +44,7 @@ def dashboard() -> model.Dashboard:
                lines=[prom(f"pgperf_sampling_interval_seconds{{{SEL}}}", f"{WHO} interval")], min_val=0),
         series("Sampling duration per collector", "Time each collector took in each sample (database-scoped "
                "collectors: the sum over databases).", "s",
-               [prom(f"pg_scrape_collector_duration_seconds{{{SEL}}}", f"{{{{collector}}}} ({WHO})")],
+               [prom(f"pg_scrape_collector_duration_seconds{{{SEL}}}", legend("collector"))],
                stack=True, min_val=0),
         series("Collector errors", "Collectors that failed in the last sample, and failures per rate interval by "
                "collector (timeouts, query errors: PgperfCollectorFailing).", "short", [
@@ -57,7 +57,7 @@ def dashboard() -> model.Dashboard:
                [prom(f"increase(pgperf_sampling_overruns_total{{{SEL}}}[$__rate_interval])", WHO)],
                bars=True, min_val=0, w=8),
         series("Database visits", "Whether database-scoped collectors could connect to each database (1) or not (0).",
-               "short", [prom(f"pgperf_database_visit_success{{{DB}}}", f"{{{{datname}}}} ({WHO})")],
+               "short", [prom(f"pgperf_database_visit_success{{{DB}}}", legend("datname"))],
                min_val=0, max_val=1, w=8),
         grid("Disabled collectors", "Collectors disabled on a server, with the reason (docs/metrics.md, "
              "PgperfCollectorDisabled).", "none",

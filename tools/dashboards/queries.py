@@ -20,6 +20,7 @@ from ._panels import (
     bars,
     below,
     grid,
+    legend,
     limit,
     link,
     live,
@@ -103,17 +104,17 @@ def dashboard() -> model.Dashboard:
         series("Execution time per database", "Seconds of statement execution per second, all statements of each "
                "database (1 = one backend busy all the time).", "s",
                [prom(f"sum by ({BY}, datname) (rate(pg_stat_statements_all_seconds_total{{{DB}}}[$__rate_interval]))",
-                     f"{{{{datname}}}} ({WHO})")], stack=True, w=8),
+                     legend("datname"))], stack=True, w=8),
         series("Execution time per user", "Seconds of statement execution per second, all statements of each user.",
                "s", [prom(f"sum by ({BY}, user) (rate(pg_stat_statements_all_seconds_total{{{DB}}}[$__rate_interval]))",
-                          f"{{{{user}}}} ({WHO})")], stack=True, w=8),
+                          legend("user"))], stack=True, w=8),
         series("Calls per database", "Statement executions per second in each database.", "ops",
                [prom(f"sum by ({BY}, datname) (rate(pg_stat_statements_all_calls_total{{{DB}}}[$__rate_interval]))",
-                     f"{{{{datname}}}} ({WHO})")], stack=True, w=8),
+                     legend("datname"))], stack=True, w=8),
         series("Slowest statement", "Highest mean time of a statement in each sampling interval. Dashed: the "
                "slow-query threshold of each instance (pgperf_threshold_slow_query_seconds); PgperfSlowQueries fires "
                "above it.", "s",
-               [prom(f"max by ({BY}, datname) (pg_stat_statements_slowest_mean_seconds{{{DB}}})", f"{{{{datname}}}} ({WHO})")],
+               [prom(f"max by ({BY}, datname) (pg_stat_statements_slowest_mean_seconds{{{DB}}})", legend("datname"))],
                lines=[prom(live("slow_query_time_ms"), "{{instance}} slow-query threshold")],
                steps=above("slow_query_time_ms"), w=8),
         series("Slow statements", "Statements over the slow-query threshold in the last sampling interval. Dashed: "
@@ -122,7 +123,7 @@ def dashboard() -> model.Dashboard:
                lines=[prom(live("slow_queries_error_count"), "{{instance}} error from")], min_val=0, w=8),
         series("Longest-running query", "Run time of the longest active client query in each database. Dashed: the "
                "long-running threshold (pgperf_threshold_long_running_query_seconds).", "s",
-               [prom(f"pg_stat_activity_oldest_query_age_seconds{{{DB}}}", f"{{{{datname}}}} ({WHO})")],
+               [prom(f"pg_stat_activity_oldest_query_age_seconds{{{DB}}}", legend("datname"))],
                lines=[prom(live("long_running_query_seconds"), "{{instance}} long-running from")], min_val=0, w=8),
     )
     target_filter = sql_filter("target", "target")

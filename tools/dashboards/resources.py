@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.models import dashboard as model
 
-from ._panels import BY, DB, GREEN, PROFILE, RED, SEL, WHO, Board, above, bars, limit, live, prom, series, single
+from ._panels import BY, DB, GREEN, PROFILE, RED, SEL, WHO, Board, above, bars, legend, limit, live, prom, series, single
 
 __all__ = ["dashboard"]
 
@@ -53,9 +53,9 @@ def dashboard() -> model.Dashboard:
         ], w=8),
         series("Database size", "Size of each selected database (pg_database_size, every "
                "collectors.database_size.interval).", "bytes",
-               [prom(f"pg_database_size_bytes{{{DB}}}", f"{{{{datname}}}} ({WHO})")], min_val=0, w=8),
+               [prom(f"pg_database_size_bytes{{{DB}}}", legend("datname"))], min_val=0, w=8),
         series("Database growth", "Growth of each database, bytes per second (slope over the last hour).", "Bps",
-               [prom(f"deriv(pg_database_size_bytes{{{DB}}}[1h])", f"{{{{datname}}}} ({WHO})")], w=8),
+               [prom(f"deriv(pg_database_size_bytes{{{DB}}}[1h])", legend("datname"))], w=8),
     )
     board.row(
         "Connections",
@@ -71,39 +71,39 @@ def dashboard() -> model.Dashboard:
                stack=True, min_val=0, w=8),
         series("Connections per role", "Client connections open by each role that can log in, and connections still "
                "available to non-superusers.", "short", [
-                   prom(f"pg_roles_connections{{{SEL}}}", f"{{{{rolname}}}} ({WHO})"),
+                   prom(f"pg_roles_connections{{{SEL}}}", legend("rolname")),
                    prom(f"pg_stat_activity_connections_available{{{SEL}}}", f"available ({WHO})"),
                ], min_val=0, w=8),
         series("Idle in transaction", "How long the oldest session idle inside a transaction has been idle, per "
                "database: it holds locks and stops VACUUM. Dashed: the threshold "
                "(pgperf_threshold_idle_in_transaction_seconds).", "s",
-               [prom(f"pg_stat_activity_oldest_idle_in_transaction_age_seconds{{{DB}}}", f"{{{{datname}}}} ({WHO})")],
+               [prom(f"pg_stat_activity_oldest_idle_in_transaction_age_seconds{{{DB}}}", legend("datname"))],
                lines=[prom(live("idle_in_transaction_seconds"), "{{instance}} threshold")], min_val=0, w=8),
         series("Oldest transaction", "Age of the oldest open transaction per database and state.", "s",
-               [prom(f"max by ({BY}, datname) (pg_stat_activity_max_tx_duration{{{DB}}})", f"{{{{datname}}}} ({WHO})")],
+               [prom(f"max by ({BY}, datname) (pg_stat_activity_max_tx_duration{{{DB}}})", legend("datname"))],
                min_val=0, w=8),
         series("Backends by type", "Server processes by backend type (client backends, autovacuum workers, "
                "walsenders ...).", "short",
-               [prom(f"pg_stat_activity_backends{{{SEL}}}", f"{{{{backend_type}}}} ({WHO})")], stack=True, min_val=0, w=8),
+               [prom(f"pg_stat_activity_backends{{{SEL}}}", legend("backend_type"))], stack=True, min_val=0, w=8),
     )
     board.row(
         "Locks and blocking",
         series("Locks by mode", "Locks held or awaited, by mode, in the selected databases.", "short",
-               [prom(f"sum by ({BY}, mode) (pg_locks_count{{{DB}}})", f"{{{{mode}}}} ({WHO})")], stack=True, min_val=0, w=8),
+               [prom(f"sum by ({BY}, mode) (pg_locks_count{{{DB}}})", legend("mode"))], stack=True, min_val=0, w=8),
         series("Blocked sessions", "Sessions waiting for a lock held by another session (pg_blocking_pids), and "
                "sessions waiting for any heavyweight lock.", "short", [
                    prom(f"pg_locks_blocked_sessions{{{DB}}}", f"blocked {{{{datname}}}} ({WHO})"),
                    prom(f"pg_stat_activity_waiting_on_lock{{{DB}}}", f"waiting {{{{datname}}}} ({WHO})"),
                ], min_val=0, w=8),
         series("Longest lock wait", "How long the session blocked the longest has been waiting, per database.", "s",
-               [prom(f"pg_locks_longest_wait_seconds{{{DB}}}", f"{{{{datname}}}} ({WHO})")], min_val=0, w=8),
+               [prom(f"pg_locks_longest_wait_seconds{{{DB}}}", legend("datname"))], min_val=0, w=8),
         series("Deadlocks", "Deadlocks detected per rate interval; PostgreSQL cancels a transaction to break each "
                "(PgperfDeadlocks).", "short",
                [prom(f"sum by ({BY}, datname) (increase(pg_stat_database_deadlocks{{{DB}}}[$__rate_interval]))",
-                     f"{{{{datname}}}} ({WHO})")], bars=True, min_val=0, w=12),
+                     legend("datname"))], bars=True, min_val=0, w=12),
         series("Temporary files", "Bytes written to temporary files per second (sorts and hashes over work_mem).",
                "Bps", [prom(f"sum by ({BY}, datname) (rate(pg_stat_database_temp_bytes{{{DB}}}[$__rate_interval]))",
-                            f"{{{{datname}}}} ({WHO})")], min_val=0, w=12),
+                            legend("datname"))], min_val=0, w=12),
     )
     board.row(
         "Checkpoints and WAL",
@@ -164,7 +164,7 @@ def dashboard() -> model.Dashboard:
                ], bars=True, min_val=0, w=12),
         series("Transaction ID age", "Share of the 2^31 transaction IDs before wraparound used by each database's "
                "oldest unfrozen row. Dashed: the maximum (pgperf_threshold_xid_age_max_ratio).", "percentunit",
-               [prom(f"pg_database_xid_wraparound_ratio{{{DB}}}", f"{{{{datname}}}} ({WHO})")],
+               [prom(f"pg_database_xid_wraparound_ratio{{{DB}}}", legend("datname"))],
                lines=[prom(live("xid_age_max_percent"), "{{instance}} maximum")],
                steps=above("xid_age_max_percent"), min_val=0, w=12),
     )
