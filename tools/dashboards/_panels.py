@@ -9,7 +9,6 @@ with the common variables, links and panel ids.
 
 from __future__ import annotations
 
-import re
 import textwrap
 from collections.abc import Callable, Sequence
 from functools import cache
@@ -26,6 +25,7 @@ from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import prometheus as prometheus_model
 from grafana_foundation_sdk.models import text as text_model
 
+from pgperf._types import parse_duration
 from pgperf.config import load_profile
 from pgperf.exposition import THRESHOLD_METRICS
 
@@ -117,12 +117,8 @@ def below(key: str) -> Steps:
 
 
 def profile_interval() -> float:
-    """The sampling interval of ``PROFILE``, in seconds."""
-    value = str(load_profile(PROFILE)["sampling_interval"])
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)?", value)
-    assert match, f"unexpected sampling_interval {value!r}"
-    return float(match.group(1)) * units[match.group(2) or "s"]
+    """The sampling interval of ``PROFILE``, in seconds, parsed as the configuration parses it."""
+    return float(parse_duration(load_profile(PROFILE)["sampling_interval"]))
 
 
 # --- queries -------------------------------------------------------------------------------
