@@ -1,9 +1,10 @@
 """The Grafana part of the bundle, without servers: the committed dashboards are what the
-generator produces, they pass the lint (current core panel types only, datasources through
-variables only, a unit and a description on every panel, the common variables), every
-alert's dashboard_url lands on a dashboard and variables that exist, every metric a
-dashboard reads is one pgperf (or Prometheus) serves, read with the right function, and the
-provisioning files declare what the dashboards select.
+generator (tools/dashboards/, one module per dashboard) produces, also through the command
+line `make dashboards` runs; they pass the lint (current core panel types only,
+datasources through variables only, a unit and a description on every panel, the common
+variables), every alert's dashboard_url lands on a dashboard and variables that exist,
+every metric a dashboard reads is one pgperf (or Prometheus) serves, read with the right
+function, and the provisioning files declare what the dashboards select.
 
 The same queries run against real servers in test_dashboards_contract.py.
 """
@@ -11,7 +12,10 @@ The same queries run against real servers in test_dashboards_contract.py.
 from __future__ import annotations
 
 import copy
+import pkgutil
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -127,6 +131,34 @@ def committed() -> dict[str, dict[str, Any]]:
 def test_committed_files_are_what_the_generator_produces() -> None:
     stale = [rel for rel, content in dashboards.generated().items() if (ROOT / rel).read_text() != content]
     assert not stale, f"run `make dashboards` and commit: {stale}"
+
+
+def test_make_dashboards_writes_the_files_and_check_names_a_stale_one(tmp_path: Path) -> None:
+    """`make dashboards` and its --check, through the command line they run."""
+    (tmp_path / "README.md").write_text((ROOT / "README.md").read_text())
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tools.dashboards", "--root", str(tmp_path), *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+
+    assert run("--check").returncode == 1  # nothing written yet
+    written = run()
+    assert written.returncode == 0, written.stderr
+    for rel in dashboards.generated():
+        assert (tmp_path / rel).read_text() == (ROOT / rel).read_text(), rel
+    assert run("--check").returncode == 0
+    (tmp_path / "grafana" / "dashboards" / "self.json").write_text("{}\n")
+    stale = run("--check")
+    assert stale.returncode == 1
+    assert "out of date (run make dashboards): grafana/dashboards/self.json" in stale.stderr
+
+
+def test_every_dashboard_module_is_registered() -> None:
+    """A dashboard module left out of DASHBOARDS would silently build nothing."""
+    modules = {m.name for m in pkgutil.iter_modules(dashboards.__path__) if not m.name.startswith("_")}
+    registered = {make.__module__.removeprefix("tools.dashboards.") for make in dashboards.DASHBOARDS.values()}
+    assert modules == registered
+    assert len(registered) == len(dashboards.DASHBOARDS)  # one module per dashboard file
 
 
 def test_five_dashboards_with_the_uids_alerts_link_to(committed: dict[str, dict[str, Any]]) -> None:
