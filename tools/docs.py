@@ -147,7 +147,9 @@ def configuration_md() -> str:
     out = [HEADER + "# Configuration reference\n",
            "Sources, lowest to highest precedence: the profile (`--profile`, `PGPERF_PROFILE` or the file's "
            "`profile:`), the YAML file (`--config` or `PGPERF_CONFIG`), `PGPERF_*` environment variables, "
-           "command-line flags. Durations are seconds or strings such as `500ms`, `10s`, `1m`. "
+           "command-line flags. Durations are seconds or strings such as `500ms`, `10s`, `1m`. A list with an "
+           "environment variable takes it comma-separated "
+           "(`PGPERF_ALERTS_ALERTMANAGER_URLS=http://am-1:9093,http://am-2:9093`). "
            "Unknown keys and unknown `PGPERF_*` variables are refused; pgperf lists every problem with "
            "its file and line (or variable, or flag) and exits with status 2.", "",
            "| key | type | default | environment variable |", "|---|---|---|---|"]

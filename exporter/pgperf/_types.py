@@ -12,7 +12,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-__all__ = ["MAX_YEAR", "MIN_YEAR", "Duration", "Model", "Percent", "PositiveInt", "bounded_time", "parse_duration"]
+__all__ = ["MAX_YEAR", "MIN_YEAR", "CommaList", "Duration", "Model", "Percent", "PositiveInt", "bounded_time",
+           "parse_duration", "split_commas"]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -40,6 +41,14 @@ def parse_duration(value: Any) -> Any:
         if pos == 0 or pos != len(text):
             raise ValueError(f"expected a duration such as 10s, 500ms or 1m, got {value!r}")
         return total
+    return value
+
+
+def split_commas(value: Any) -> Any:
+    """Accept a list as one comma-separated string (``a, b``), the form an environment
+    variable gives it; an empty string is the empty list. Anything else is returned unchanged."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",")) if value.strip() else ()
     return value
 
 
@@ -72,3 +81,6 @@ Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 #: A percentage, 0 to 100.
 Percent = Annotated[float, Field(ge=0, le=100)]
 PositiveInt = Annotated[int, Field(gt=0)]
+#: A list of strings, in a file as a YAML list and in an environment variable comma-separated;
+#: the configuration loader gives a setting of this type a ``PGPERF_*`` variable.
+CommaList = Annotated[tuple[str, ...], BeforeValidator(split_commas)]

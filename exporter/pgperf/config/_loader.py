@@ -2,9 +2,10 @@
 
 The YAML file is read with ``yaml.safe_load`` (after ``yaml.compose``, to know the line of
 every key); environment variables are ``PGPERF_`` plus the key path in capitals
-(``PGPERF_THRESHOLDS_SLOW_QUERY_TIME_MS``); flags come from the command line. The merged
-result is validated once; every problem is reported together, each with where it came
-from (file and line, environment variable or flag), its key path and the reason.
+(``PGPERF_THRESHOLDS_SLOW_QUERY_TIME_MS``; a list of URLs comma-separated); flags come from
+the command line. The merged result is validated once; every problem is reported together,
+each with where it came from (file and line, environment variable or flag), its key path
+and the reason.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from typing import Any, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
 
+from .._types import split_commas
 from ..redact import redact
 from ._schema import PROFILES, Config
 
@@ -67,6 +70,11 @@ def _keys_at(path: Path) -> list[str]:
     return [f.alias or n for n, f in model.model_fields.items()] if model is not None else []
 
 
+def _comma_separated(field: FieldInfo) -> bool:
+    """A list setting that also takes one comma-separated string (``CommaList``)."""
+    return any(getattr(m, "func", None) is split_commas for m in field.metadata)
+
+
 def env_variables(model: type[BaseModel] = Config, prefix: Path = ()) -> dict[str, Path]:
     """Map every scalar setting to its environment variable: ``PGPERF_A_B`` -> ``(a, b)``."""
     out: dict[str, Path] = {}
@@ -76,8 +84,8 @@ def env_variables(model: type[BaseModel] = Config, prefix: Path = ()) -> dict[st
         sub = _model_of(field.annotation)
         if sub is not None:
             out.update(env_variables(sub, path))
-        elif get_origin(field.annotation) is tuple:
-            continue  # lists (targets) are configured in the file only
+        elif get_origin(field.annotation) is tuple and not _comma_separated(field):
+            continue  # lists (targets, database patterns) are configured in the file only
         else:
             out[ENV_PREFIX + "_".join(str(p) for p in path).upper()] = path
     return out

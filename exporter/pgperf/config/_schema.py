@@ -13,8 +13,9 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, create_model, field_validator, model_validator
 
-from .._types import Duration, Model, Percent, PositiveInt, parse_duration
+from .._types import CommaList, Duration, Model, Percent, PositiveInt, parse_duration
 from ..collectors import REGISTRY
+from ..redact import redact
 
 PROFILES = ("development", "production", "analytics")
 ProfileName = Literal["development", "production", "analytics"]
@@ -237,11 +238,26 @@ def _target_name(value: str | None) -> str | None:
     return value
 
 
+_HTTP_URL = re.compile(r"^https?://[^\s/]+")
+
+
+def _alertmanager_url(value: str, where: str = "") -> str:
+    if not _HTTP_URL.match(value):
+        shown = f" ({where}: {redact(value)!r})" if where and value else f" ({where} is empty)" if where else ""
+        raise ValueError(f"expected an http:// or https:// URL, for example http://alertmanager:9093{shown}")
+    return value.rstrip("/")
+
+
 class Alerts(Model):
     """The alert lifecycle: where Alertmanager is (silences on acknowledge, reconciliation)."""
 
-    #: Alertmanager's base URL, e.g. http://alertmanager:9093; without it acknowledging
-    #: records who and when but creates no silence.
+    #: Alertmanager base URLs, tried in this order: the members of one gossip cluster (an
+    #: HA pair), e.g. [http://alertmanager-1:9093, http://alertmanager-2:9093]. A silence is
+    #: created on the first that answers and reaches the others through the cluster. None:
+    #: acknowledging records who and when but creates no silence, and nothing is reconciled.
+    alertmanager_urls: CommaList = ()
+    #: One Alertmanager: the one-element case of ``alertmanager_urls`` (--alertmanager.url);
+    #: set one of the two.
     alertmanager_url: str | None = None
     silence_duration: Duration = 86400.0
     #: How often open alerts are compared with Alertmanager's (a silenced alert gets no
@@ -249,14 +265,38 @@ class Alerts(Model):
     reconcile_interval: Duration = 30.0
     #: An open alert absent from Alertmanager this long is resolved by "alertmanager".
     resolve_after: Duration = 120.0
+    #: Per request to one Alertmanager; connecting gives up after at most 2 s, so that a
+    #: member that is down costs little before the next one is tried.
     request_timeout: Duration = 5.0
 
     @field_validator("alertmanager_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError("expected an http:// or https:// URL, for example http://alertmanager:9093")
-        return value.rstrip("/") if value else value
+        return _alertmanager_url(value) if value else value
+
+    @field_validator("alertmanager_urls")
+    @classmethod
+    def _urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        urls = tuple(_alertmanager_url(url, f"item {i + 1}") for i, url in enumerate(value))
+        repeated = sorted({redact(url) for url in urls if urls.count(url) > 1})
+        if repeated:
+            raise ValueError(f"each Alertmanager once: {', '.join(repeated)} is listed more than once")
+        return urls
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Alerts:
+        if self.alertmanager_url and self.alertmanager_urls:
+            raise ValueError("alertmanager_url and alertmanager_urls are both set: list every Alertmanager in "
+                             "alertmanager_urls (PGPERF_ALERTS_ALERTMANAGER_URLS, comma-separated) and remove "
+                             "alertmanager_url (PGPERF_ALERTS_ALERTMANAGER_URL, --alertmanager.url)")
+        return self
+
+    @property
+    def alertmanagers(self) -> tuple[str, ...]:
+        """The Alertmanagers to talk to, in order, whichever of the two settings names them."""
+        if self.alertmanager_urls:
+            return self.alertmanager_urls
+        return (self.alertmanager_url,) if self.alertmanager_url else ()
 
 
 class Target(Model):
