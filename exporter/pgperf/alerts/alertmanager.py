@@ -2,19 +2,38 @@
 
 Only what the lifecycle needs: create and expire a silence, list current alerts.
 Errors become AlertmanagerError with the URL and the reason, never a stack trace.
+
+``Alertmanagers`` talks to the members of one gossip cluster (an HA pair). Silences are
+gossiped, so a silence written to any member reaches the others and can be read or
+expired on any of them: each such request goes to the members in order until one
+succeeds. Alerts are not gossiped: Prometheus sends every alert to every member, so a
+member that has just restarted knows none until Prometheus sends them again (within its
+resend delay, a minute by default). Current alerts are therefore the union of what every
+member that answers holds, and an alert counts as gone only when no member has it.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..redact import redact
 
 if TYPE_CHECKING:
     import requests
 
-__all__ = ["AlertmanagerClient", "AlertmanagerError"]
+__all__ = ["AlertmanagerClient", "AlertmanagerError", "Alertmanagers"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Seconds to wait for a TCP connection, at most: a member that is down or unroutable is
+#: passed over quickly for the next one; a member that accepted the connection gets the
+#: whole request timeout to answer.
+CONNECT_TIMEOUT = 2.0
 
 
 class AlertmanagerError(Exception):
@@ -38,7 +57,8 @@ class AlertmanagerClient:
 
         url = f"{self.url}/api/v2{path}"
         try:
-            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+            response = self.session.request(method, url, timeout=(min(CONNECT_TIMEOUT, self.timeout), self.timeout),
+                                            **kwargs)
         except requests.RequestException as exc:
             raise AlertmanagerError(f"Alertmanager at {self.shown_url} unreachable: {type(exc).__name__}") from None
         if response.status_code >= 400:
@@ -86,3 +106,91 @@ class AlertmanagerClient:
         data = self._request("GET", "/alerts", params={"silenced": "true", "inhibited": "true", "active": "true",
                                                          "unprocessed": "true"})
         return data if isinstance(data, list) else []
+
+
+class Alertmanagers:
+    """The members of one Alertmanager cluster, tried in the configured order.
+
+    Writes and silence reads go to the first member that succeeds; when every member
+    fails, the AlertmanagerError names each one with its reason. A member that starts or
+    stops failing is logged once, not at every request.
+    """
+
+    def __init__(self, urls: Sequence[str], timeout: float = 5.0) -> None:
+        if not urls:
+            raise ValueError("at least one Alertmanager URL is needed")
+        self.members = tuple(AlertmanagerClient(url, timeout) for url in urls)
+        self._failing: set[str] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return tuple(member.url for member in self.members)
+
+    def _note(self, member: AlertmanagerClient, error: AlertmanagerError | None) -> None:
+        with self._lock:
+            was_failing = member.url in self._failing
+            if error is not None and not was_failing:
+                self._failing.add(member.url)
+            elif error is None and was_failing:
+                self._failing.discard(member.url)
+            else:
+                return
+        if len(self.members) == 1:
+            return  # the single Alertmanager's errors reach the caller
+        if error is not None:
+            log.warning("%s; using the other Alertmanagers of the cluster", error)
+        else:
+            log.info("Alertmanager at %s answers again", member.shown_url)
+
+    def _first(self, what: str, call: Callable[[AlertmanagerClient], T]) -> T:
+        errors: list[AlertmanagerError] = []
+        for member in self.members:
+            try:
+                result = call(member)
+            except AlertmanagerError as exc:
+                self._note(member, exc)
+                errors.append(exc)
+                continue
+            self._note(member, None)
+            return result
+        raise _all_failed(what, errors)
+
+    def create_silence(self, labels: dict[str, str], *, created_by: str, comment: str,
+                       duration: timedelta) -> str:
+        """Silence exactly this label set on the first member that answers; return its id."""
+        return self._first("create the silence", lambda member: member.create_silence(
+            labels, created_by=created_by, comment=comment, duration=duration))
+
+    def expire_silence(self, silence_id: str) -> None:
+        self._first(f"expire silence {silence_id}", lambda member: member.expire_silence(silence_id))
+
+    def silence(self, silence_id: str) -> dict[str, Any]:
+        return self._first(f"read silence {silence_id}", lambda member: member.silence(silence_id))
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """The current alerts of every member that answers, each once (by fingerprint)."""
+        errors: list[AlertmanagerError] = []
+        merged: dict[str, dict[str, Any]] = {}
+        answered = False
+        for member in self.members:
+            try:
+                current = member.alerts()
+            except AlertmanagerError as exc:
+                self._note(member, exc)
+                errors.append(exc)
+                continue
+            self._note(member, None)
+            answered = True
+            for i, alert in enumerate(current):
+                key = alert.get("fingerprint") if isinstance(alert, dict) else None
+                merged.setdefault(str(key) if key else f"{member.url}#{i}", alert)
+        if not answered:
+            raise _all_failed("list the current alerts", errors)
+        return list(merged.values())
+
+
+def _all_failed(what: str, errors: list[AlertmanagerError]) -> AlertmanagerError:
+    if len(errors) == 1:
+        return errors[0]
+    return AlertmanagerError(f"no Alertmanager could {what}: " + "; ".join(str(e) for e in errors))

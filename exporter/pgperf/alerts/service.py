@@ -3,12 +3,14 @@
 Prometheus evaluates the rules and Alertmanager routes the notifications; pgperf receives
 a copy of every notification (webhook) and keeps the lifecycle in ``performance_alerts``.
 
-* Acknowledging creates an Alertmanager silence for exactly that alert's labels first and
-  records the acknowledgment only if the silence exists, so a failure leaves nothing
+* Acknowledging creates an Alertmanager silence for exactly that alert's labels first (on
+  the first of ``alerts.alertmanager_urls`` that answers) and records the acknowledgment
+  only if the silence exists, so a failure leaves nothing
   half-done; if recording fails, the silence is expired again.
 * Resolving by hand records who and when and expires the acknowledgment's silence.
 * Alertmanager does not send resolved notifications for silenced alerts, so a reconciler
-  compares open alerts with Alertmanager's current ones: an alert absent for
+  compares open alerts with Alertmanager's current ones (those of every member that
+  answers, see ``Alertmanagers``): an alert absent for
   ``resolve_after`` is resolved by ``alertmanager``. It also records alerts whose
   notification pgperf missed (for example while it was restarting).
 """
@@ -26,7 +28,7 @@ from ..audit import PYTHON, Actor
 from ..config import Config
 from ..models import PerformanceAlert
 from ..store.client import StoreUnavailable
-from .alertmanager import AlertmanagerClient, AlertmanagerError
+from .alertmanager import AlertmanagerError, Alertmanagers
 from .store import AlertStore, InvalidTransition
 from .webhook import WebhookError, event_from_alert, parse_webhook
 
@@ -43,8 +45,8 @@ class AlertService:
         self.store = store
         self.settings = config.alerts
         self.emit = emit
-        url = self.settings.alertmanager_url
-        self.alertmanager = AlertmanagerClient(url, self.settings.request_timeout) if url else None
+        urls = self.settings.alertmanagers
+        self.alertmanager = Alertmanagers(urls, self.settings.request_timeout) if urls else None
         self._absent_since: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -53,11 +55,11 @@ class AlertService:
 
     def apply_config(self, config: Config) -> None:
         self.settings = config.alerts
-        url = self.settings.alertmanager_url
-        if url is None:
+        urls = self.settings.alertmanagers
+        if not urls:
             self.alertmanager = None
-        elif self.alertmanager is None or self.alertmanager.url != url.rstrip("/"):
-            self.alertmanager = AlertmanagerClient(url, self.settings.request_timeout)
+        elif self.alertmanager is None or self.alertmanager.urls != urls:
+            self.alertmanager = Alertmanagers(urls, self.settings.request_timeout)
         if self._started and self._thread is None:
             self.start()  # reconciliation was off until now
 
