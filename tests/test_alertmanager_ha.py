@@ -70,7 +70,8 @@ class Member:
 
     def silence(self, silence_id: str) -> dict[str, Any] | None:
         response = requests.get(f"{self.url}/api/v2/silence/{silence_id}", timeout=5)
-        return response.json() if response.status_code == 200 else None  # type: ignore[no-any-return]
+        found: dict[str, Any] | None = response.json() if response.status_code == 200 else None
+        return found
 
     def post_alerts(self, alerts: list[dict[str, Any]]) -> None:
         assert self.process is not None, "the member is stopped"
@@ -220,7 +221,8 @@ def test_acknowledge_with_the_first_alertmanager_stopped(pg_cluster: Cluster, ha
         def recorded() -> dict[str, str]:
             return dict(pg_cluster.execute(f"SELECT metric, alert_id FROM {ha_schema}.performance_alerts"))
 
-        alert_ids = wait_until(lambda: len(r := recorded()) == 2 and r, timeout=30, message="both alerts recorded")
+        alert_ids = wait_until(lambda: recorded() if len(recorded()) == 2 else None, timeout=30,
+                               message="both alerts recorded")
 
         def ack(name: str) -> requests.Response:
             return requests.post(f"{exporter.url}/api/v1/alerts/{alert_ids[name]}/ack", json={"by": "oncall"},
