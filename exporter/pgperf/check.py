@@ -15,8 +15,7 @@ from typing import Any
 import psycopg
 
 from . import collectors
-from .collectors import CollectContext, CollectorDisabled
-from .collectors.statements import TextCache
+from .collectors import CollectContext, CollectorDisabled, TextCache
 from .config import Config
 from .db import ConnectionFailed, SessionSettings, connect, detect_server, is_local
 
@@ -95,7 +94,7 @@ def _try_collectors(conn: psycopg.Connection[Any], info: Any, config: Config, ds
         ctx = CollectContext(
             target="check", conn=conn, server=info, options=options, previous=None,
             previous_at=None, now=time.time(),
-            settings={**config.thresholds.model_dump(), "statement_text_cache": TextCache()},
+            thresholds=config.thresholds, text_cache=TextCache(),
         )
         started = time.monotonic()
         try:

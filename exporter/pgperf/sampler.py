@@ -36,8 +36,15 @@ import psycopg
 import psycopg.errors
 
 from . import collectors
-from .collectors import CollectContext, CollectorDisabled, CollectorResult, CollectorSpec, Family, merge_families
-from .collectors.statements import TextCache
+from .collectors import (
+    CollectContext,
+    CollectorDisabled,
+    CollectorResult,
+    CollectorSpec,
+    Family,
+    TextCache,
+    merge_families,
+)
 from .config import Config, Target
 from .db import (
     STALL_GUARD,
@@ -216,7 +223,6 @@ class TargetSampler:
         self.listeners = listeners
         self.specs = self._enabled_specs()
         self.text_cache = TextCache()
-        self._thresholds = config.thresholds.model_dump()
         self._latest: Snapshot | None = None
         self._busy = threading.Lock()
         self._counters = Counters()
@@ -241,7 +247,6 @@ class TargetSampler:
         self.config = config
         self.interval = config.sampling_interval
         self.specs = self._enabled_specs()
-        self._thresholds = config.thresholds.model_dump()
 
     @property
     def latest(self) -> Snapshot | None:
@@ -418,8 +423,8 @@ class TargetSampler:
             previous=previous[1],
             previous_at=previous[0],
             now=now,
-            database=self.db,
-            settings=self._context_settings(),
+            thresholds=self.config.thresholds,
+            text_cache=self.text_cache,
             databases=databases,
         )
 
@@ -657,11 +662,6 @@ class TargetSampler:
         elif known != error[0]:
             log.warning("target %s: cannot visit database %s (%s): %s", self.target.name, datname, *error)
             self._database_errors[datname] = error[0]
-
-    def _context_settings(self) -> dict[str, Any]:
-        settings: dict[str, Any] = dict(self._thresholds)
-        settings["statement_text_cache"] = self.text_cache if self.config.store.enabled else None
-        return settings
 
     def _disable(
         self,

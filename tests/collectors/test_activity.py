@@ -20,7 +20,7 @@ def test_activity_states_and_idle_in_transaction(pg_cluster: Cluster, pg_conn: p
         idle.autocommit = False
         idle.execute("SELECT 1")  # now idle in transaction
         time.sleep(0.6)
-        result, _ = run("activity", pg_conn, settings={"idle_in_transaction_seconds": 0.5,
+        result, _ = run("activity", pg_conn, thresholds={"idle_in_transaction_seconds": 0.5,
                                                         "long_running_query_seconds": 60})
         idle.rollback()
     count = family(result, "pg_stat_activity_count")
@@ -35,7 +35,6 @@ def test_activity_states_and_idle_in_transaction(pg_cluster: Cluster, pg_conn: p
     assert result.records["max_connections"] == 100
 
 
-
 def test_activity_long_running_query(pg_cluster: Cluster, pg_conn: psycopg.Connection[Any]) -> None:
     def sleeper() -> None:
         with pg_cluster.connect() as c:
@@ -44,7 +43,7 @@ def test_activity_long_running_query(pg_cluster: Cluster, pg_conn: psycopg.Conne
     thread = threading.Thread(target=sleeper)
     thread.start()
     time.sleep(0.8)
-    result, _ = run("activity", pg_conn, settings={"long_running_query_seconds": 0.5,
+    result, _ = run("activity", pg_conn, thresholds={"long_running_query_seconds": 0.5,
                                                     "idle_in_transaction_seconds": 60})
     thread.join()
     assert (family(result, "pg_stat_activity_long_running_queries").value(datname="postgres") or 0) >= 1

@@ -37,7 +37,6 @@ def test_database_collector(pg_conn: psycopg.Connection[Any]) -> None:
     assert result.records[datid]["xact_commit"] > 0  # per database (the store sums their changes)
 
 
-
 def test_database_null_is_no_sample(pg_conn: psycopg.Connection[Any]) -> None:
     result, _ = run("database", pg_conn)
     # checksum_last_failure is NULL when no failure ever happened: no sample, not 0.

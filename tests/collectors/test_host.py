@@ -34,7 +34,6 @@ def test_host_collector(pg_conn: psycopg.Connection[Any], pg_cluster: Cluster) -
     assert records["network_bytes_sent"] >= 0
 
 
-
 def test_host_collector_without_database() -> None:
     result, _ = run("host", None)
     assert family(result, "pgperf_host_memory_total_bytes").samples[0][1] > 0

@@ -26,7 +26,6 @@ def test_settings_units_like_postgres_exporter(pg_conn: psycopg.Connection[Any])
     assert all(f.type == "gauge" for f in result.families)
 
 
-
 def test_settings_normalise() -> None:
     assert normalise("128", "8kB") == (128 * 8192, "bytes")
     assert normalise("4", "MB") == (4 * 1024 * 1024, "bytes")

@@ -9,8 +9,10 @@ import psycopg
 import pytest
 
 from collecting import family, run
+from helpers import make_config
 from pgperf.collectors import CollectorDisabled, CollectorResult
-from pgperf.collectors.statements import StatementsOptions, TextCache
+from pgperf.collectors.statements import StatementsOptions
+from pgperf.sampler import TargetSampler
 from tools.cluster import Cluster
 
 pytestmark = pytest.mark.collectors
@@ -19,8 +21,7 @@ pytestmark = pytest.mark.collectors
 def _statements(conn: psycopg.Connection[Any], previous: tuple[float, Any] | None = None, **options: Any
                 ) -> tuple[CollectorResult, float]:
     return run("statements", conn, previous=previous, options=StatementsOptions(**options),
-               settings={"slow_query_time_ms": 50, "statement_text_cache": TextCache()})
-
+               thresholds={"slow_query_time_ms": 50})
 
 
 def _marker(conn: psycopg.Connection[Any], name: str) -> str:
@@ -31,13 +32,11 @@ def _marker(conn: psycopg.Connection[Any], name: str) -> str:
     return name
 
 
-
 def _queryid(conn: psycopg.Connection[Any], fragment: str) -> int:
     row = conn.execute("SELECT queryid FROM pg_stat_statements WHERE query ILIKE 'select%%' AND query LIKE %s LIMIT 1",
                        (f"%{fragment}%",)).fetchone()
     assert row is not None, f"no statement like {fragment!r}"
     return int(row[0])
-
 
 
 def test_statements_per_queryid_series(pg_cluster: Cluster, pg_conn: psycopg.Connection[Any]) -> None:
@@ -57,7 +56,6 @@ def test_statements_per_queryid_series(pg_cluster: Cluster, pg_conn: psycopg.Con
     assert all("query" not in f.labels for f in result.families)  # no text label by default
 
 
-
 def test_statements_of_dropped_databases_keep_distinct_labels(pg_cluster: Cluster,
                                                              pg_conn: psycopg.Connection[Any]) -> None:
     for name in ("gone_a", "gone_b"):
@@ -70,7 +68,6 @@ def test_statements_of_dropped_databases_keep_distinct_labels(pg_cluster: Cluste
     assert len({labels for labels, _ in calls.samples}) == len(calls.samples)  # no duplicate series
     orphans = [labels for labels, _ in calls.samples if labels[1].startswith("oid:")]
     assert len({labels[1] for labels in orphans}) >= 2
-
 
 
 def test_statements_interval_deltas(pg_cluster: Cluster, pg_conn: psycopg.Connection[Any]) -> None:
@@ -90,7 +87,6 @@ def test_statements_interval_deltas(pg_cluster: Cluster, pg_conn: psycopg.Connec
     assert d.stddev_ms >= 0
     assert second.records.texts[qid].startswith("SELECT pg_sleep")
     assert not second.records.stats_reset
-
 
 
 def test_statements_reset_never_negative(pg_cluster: Cluster, pg_conn: psycopg.Connection[Any]) -> None:
@@ -114,7 +110,6 @@ def test_statements_reset_never_negative(pg_cluster: Cluster, pg_conn: psycopg.C
     assert total_after is not None and total_before is not None and total_after >= total_before
 
 
-
 def test_statements_slow_count_and_top_n(pg_cluster: Cluster, pg_conn: psycopg.Connection[Any]) -> None:
     _marker(pg_conn, "slow_marker")
     first, t0 = _statements(pg_conn, top_n=2)
@@ -132,15 +127,47 @@ def test_statements_slow_count_and_top_n(pg_cluster: Cluster, pg_conn: psycopg.C
     assert family(second, "pg_stat_statements_selected_statements").samples[0][1] == 2
 
 
+def _text(conn: psycopg.Connection[Any], queryid: int) -> str:
+    row = conn.execute("SELECT query FROM pg_stat_statements WHERE queryid = %s LIMIT 1", (queryid,)).fetchone()
+    assert row is not None
+    return str(row[0])
+
 
 def test_statements_include_query(pg_cluster: Cluster, pg_conn: psycopg.Connection[Any]) -> None:
+    _marker(pg_conn, "include_query_marker")
     with pg_cluster.connect() as work:
-        work.execute("SELECT 42 AS include_query_marker")
-    result, _ = _statements(pg_conn, include_query=True, query_length=30)
+        work.execute("SELECT x FROM include_query_marker")
+    qid = _queryid(pg_conn, "include_query_marker")
+    result, _ = _statements(pg_conn, include_query=True, query_length=30, top_n=10000)
     fam = family(result, "pg_stat_statements_query_id")
     assert fam.labels == ("queryid", "query")
     assert all(len(labels[1]) <= 30 for labels, _ in fam.samples)
+    labels = {values[0]: values[1] for values, _ in fam.samples}
+    assert labels[str(qid)] == _text(pg_conn, qid)[:30] == "SELECT x FROM include_query_ma"
 
+
+def test_query_label_holds_the_text_with_the_store_disabled(pg_cluster: Cluster) -> None:
+    """The query texts do not depend on the sample store: with it disabled, the query
+    label of pg_stat_statements_query_id still holds each statement's text."""
+    with pg_cluster.connect() as conn:
+        _marker(conn, "storeless_text_marker")
+        conn.execute("SELECT x FROM storeless_text_marker")
+        qid = _queryid(conn, "storeless_text_marker")
+        text = _text(conn, qid)
+    config = make_config(pg_cluster.dsn(), store={"enabled": False},
+                         collectors={"statements": {"include_query": True, "top_n": 10000}})
+    sampler = TargetSampler(config.resolved_targets()[0], config)
+    sampler.open()
+    try:
+        snap = sampler.sample()
+    finally:
+        sampler.close()
+    assert snap is not None and snap.up
+    fam = snap.family("pg_stat_statements_query_id")
+    assert fam is not None
+    labels = {values[0]: values[1] for values, _ in fam.samples}
+    assert labels[str(qid)] == text[:120] == "SELECT x FROM storeless_text_marker"
+    assert all(query for query in labels.values())  # no statement without its text
 
 
 def test_statements_disabled_without_extension(pg_cluster: Cluster) -> None:

@@ -44,7 +44,6 @@ def test_tables_statistics_sizes_and_vacuum_times(pg_cluster: Cluster) -> None:
     assert family(result, "pgperf_tables_truncated").value(datname="tables_db") == 0
 
 
-
 def test_tables_limit_keeps_largest_and_busiest(pg_cluster: Cluster) -> None:
     pg_cluster.execute("DROP DATABASE IF EXISTS limit_db")
     pg_cluster.execute("CREATE DATABASE limit_db")
@@ -67,7 +66,6 @@ def test_tables_limit_keeps_largest_and_busiest(pg_cluster: Cluster) -> None:
     assert family(result, "pgperf_tables").value(datname="limit_db") == 7
     assert family(result, "pgperf_tables_truncated").value(datname="limit_db") == 1
     assert family(result, "pgperf_tables_served").value(datname="limit_db") == 2
-
 
 
 def test_tables_rows_mapped_by_name() -> None:

@@ -32,8 +32,10 @@ from ._base import (
     CollectorOptions,
     CollectorResult,
     CollectorSpec,
+    CollectorThresholds,
     Family,
     MetricDef,
+    TextCache,
     merge_families,
 )
 
@@ -66,7 +68,9 @@ __all__ = [
     "CollectorOptions",
     "CollectorResult",
     "CollectorSpec",
+    "CollectorThresholds",
     "Family",
     "MetricDef",
+    "TextCache",
     "merge_families",
 ]

@@ -9,9 +9,10 @@ snapshot the sampler builds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import Field
 
@@ -20,7 +21,7 @@ from .._types import Duration, Model
 if TYPE_CHECKING:
     import psycopg
 
-    from ..db import ServerInfo, TargetDatabase
+    from ..db import ServerInfo
 
 __all__ = [
     "CollectContext",
@@ -28,8 +29,10 @@ __all__ = [
     "CollectorOptions",
     "CollectorResult",
     "CollectorSpec",
+    "CollectorThresholds",
     "Family",
     "MetricDef",
+    "TextCache",
     "merge_families",
 ]
 
@@ -132,19 +135,58 @@ class CollectorDisabled(Exception):
         self.detail = detail or reason
 
 
-@dataclass(frozen=True)
+class CollectorThresholds(Protocol):
+    """The alert thresholds collectors count against; the configuration's ``thresholds``
+    (``pgperf.config.Thresholds``) is one."""
+
+    @property
+    def slow_query_time_ms(self) -> float: ...
+
+    @property
+    def long_running_query_seconds(self) -> float: ...
+
+    @property
+    def idle_in_transaction_seconds(self) -> float: ...
+
+
+#: Query texts kept at most (the statements collector's cache).
+TEXT_CACHE_SIZE = 20000
+
+
+@dataclass
+class TextCache:
+    """Query texts by queryid, least recently used first out. One per target, kept across
+    samples, so that a statement's text is read from pg_stat_statements' text file once."""
+
+    size: int = TEXT_CACHE_SIZE
+    texts: OrderedDict[int, str] = field(default_factory=OrderedDict)
+
+    def get(self, queryid: int) -> str | None:
+        text = self.texts.get(queryid)
+        if text is not None:
+            self.texts.move_to_end(queryid)
+        return text
+
+    def put(self, queryid: int, text: str) -> None:
+        self.texts[queryid] = text
+        self.texts.move_to_end(queryid)
+        while len(self.texts) > self.size:
+            self.texts.popitem(last=False)
+
+
+@dataclass(frozen=True, kw_only=True)
 class CollectContext:
     """What a collector sees for one sample of one target."""
 
     target: str
     conn: psycopg.Connection[Any] | None
     server: ServerInfo | None
-    options: Any
-    previous: Any
+    options: Any  # the collector's options model (CollectorSpec.options)
+    previous: Any  # the state the collector returned in the previous sample, if any
     previous_at: float | None  # wall-clock time of the previous sample, if any
     now: float  # wall-clock time of this sample
-    database: TargetDatabase | None = None
-    settings: Mapping[str, Any] = field(default_factory=dict)
+    thresholds: CollectorThresholds
+    text_cache: TextCache
     #: The databases the configuration selects (``databases.include``/``exclude``) among
     #: those accepting connections, discovered once per sample; None outside the sampler.
     databases: tuple[str, ...] | None = None

@@ -107,8 +107,8 @@ BACKENDS = MetricDef(
 def collect(ctx: CollectContext) -> CollectorResult:
     assert ctx.conn is not None and ctx.server is not None
     params = {
-        "long": float(ctx.settings.get("long_running_query_seconds", 300)),
-        "idle": float(ctx.settings.get("idle_in_transaction_seconds", 60)),
+        "long": ctx.thresholds.long_running_query_seconds,
+        "idle": ctx.thresholds.idle_in_transaction_seconds,
     }
     with ctx.conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(SQL, params).fetchall()
