@@ -42,6 +42,8 @@ from .collectors import (
     CollectorResult,
     CollectorSpec,
     Family,
+    Record,
+    Records,
     TextCache,
     merge_families,
 )
@@ -115,7 +117,7 @@ class Snapshot:
     statuses: tuple[CollectorStatus, ...]
     # collector name -> (wall-clock time, state) of its last successful run
     states: Mapping[str, tuple[float, Any]]
-    records: Mapping[str, Any]
+    records: Records  # the collectors' typed records, for the store
     counters: Counters
     # database visited by database-scoped collectors -> None, or why it could not be read
     databases: Mapping[str, str | None] = field(default_factory=dict)
@@ -189,7 +191,7 @@ class _LastRun:
     monotonic: float
     families: tuple[Family, ...]
     status: CollectorStatus
-    records: Any = None  # served again too (the store's database_size_bytes)
+    record: Record | None = None  # served again too (the store's database_size_bytes)
 
 
 class TargetSampler:
@@ -287,7 +289,7 @@ class TargetSampler:
         families: list[Family] = []
         statuses: list[CollectorStatus] = []
         states: dict[str, tuple[float, Any]] = {}
-        records: dict[str, Any] = {}
+        records: list[Record] = []
         visited: dict[str, str | None] = {}
         up, error_kind, error_message = False, None, None
         server: ServerInfo | None = None
@@ -355,7 +357,7 @@ class TargetSampler:
             families=tuple(families),
             statuses=tuple(statuses),
             states=MappingProxyType(states),
-            records=MappingProxyType(records),
+            records=Records(records),
             counters=counters,
             databases=MappingProxyType(visited),
         )
@@ -385,7 +387,7 @@ class TargetSampler:
         prev_states: Mapping[str, tuple[float, Any]],
         families: list[Family],
         states: dict[str, tuple[float, Any]],
-        records: dict[str, Any] | None = None,
+        records: list[Record] | None = None,
     ) -> CollectorStatus | None:
         """The status of a collector that must not run in this sample (disabled, too old a
         server, or its interval not yet elapsed), or None when it should run."""
@@ -406,8 +408,8 @@ class TargetSampler:
         # `self.interval` apart, so "now + half an interval" rounds to the nearest sample).
         if interval and last is not None and time.monotonic() - last.monotonic + self.interval / 2 < interval:
             families.extend(last.families)
-            if records is not None and last.records is not None:
-                records[name] = last.records
+            if records is not None and last.record is not None:
+                records.append(last.record)
             if name in prev_states:
                 states[name] = prev_states[name]
             return last.status
@@ -471,7 +473,7 @@ class TargetSampler:
         prev_states: Mapping[str, tuple[float, Any]],
         families: list[Family],
         states: dict[str, tuple[float, Any]],
-        records: dict[str, Any],
+        records: list[Record],
         databases: tuple[str, ...] | None,
     ) -> CollectorStatus:
         """Run an instance-wide collector (or one that needs no database) once."""
@@ -489,9 +491,9 @@ class TargetSampler:
         assert result is not None
         families.extend(result.families)
         states[name] = (now, result.state)
-        if result.records is not None:
-            records[name] = result.records
-        return self._succeeded(spec, result.families, outcome.duration, now, result.records)
+        if result.record is not None:
+            records.append(result.record)
+        return self._succeeded(spec, result.families, outcome.duration, now, result.record)
 
     def _failed(self, spec: CollectorSpec, error: tuple[str, str], duration: float,
                 prev_states: Mapping[str, tuple[float, Any]], states: dict[str, tuple[float, Any]]) -> CollectorStatus:
@@ -505,14 +507,14 @@ class TargetSampler:
         return CollectorStatus(name, False, duration, error=kind)
 
     def _succeeded(self, spec: CollectorSpec, families: Sequence[Family], duration: float, now: float,
-                   records: Any = None) -> CollectorStatus:
+                   record: Record | None = None) -> CollectorStatus:
         name = spec.name
         if name in self._failing:
             log.info("target %s: collector %s works again", self.target.name, name)
             del self._failing[name]
         status = CollectorStatus(name, True, duration, ran_at=now)
         if getattr(self._options(spec), "interval", None):
-            self._last_runs[name] = _LastRun(time.monotonic(), tuple(families), status, records)
+            self._last_runs[name] = _LastRun(time.monotonic(), tuple(families), status, record)
         return status
 
     # -- database-scoped collectors ----------------------------------------------------------
@@ -527,7 +529,7 @@ class TargetSampler:
         prev_states: Mapping[str, tuple[float, Any]],
         families: list[Family],
         states: dict[str, tuple[float, Any]],
-        records: dict[str, Any],
+        records: list[Record],
         visited: dict[str, str | None],
     ) -> list[CollectorStatus]:
         """Run the database-scoped collectors in every selected database.
@@ -621,7 +623,7 @@ class TargetSampler:
         prev_states: Mapping[str, tuple[float, Any]],
         families: list[Family],
         states: dict[str, tuple[float, Any]],
-        records: dict[str, Any],
+        records: list[Record],
     ) -> CollectorStatus:
         """One status for a database-scoped collector from its runs in every database.
 
@@ -643,9 +645,6 @@ class TargetSampler:
         db_states: dict[str, Any] = dict(prev_state) if isinstance(prev_state, Mapping) else {}
         db_states.update({d: r.state for d, r in good})
         states[name] = (now, MappingProxyType({d: s for d, s in db_states.items() if d in dict(outcomes)}))
-        db_records = {d: r.records for d, r in good if r.records is not None}
-        if db_records:
-            records[name] = db_records
         errors = [(d, o.error) for d, o in outcomes if o.error is not None]
         if errors:
             datname, (kind, detail) = errors[0]

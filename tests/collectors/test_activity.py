@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from collecting import family, run
+from pgperf.collectors.activity import Connections
 from tools.cluster import Cluster
 
 pytestmark = pytest.mark.collectors
@@ -31,8 +32,9 @@ def test_activity_states_and_idle_in_transaction(pg_cluster: Cluster, pg_conn: p
     assert (family(result, "pg_stat_activity_oldest_idle_in_transaction_age_seconds").value(datname="postgres") or 0) >= 0.5
     ratio = family(result, "pg_stat_activity_connection_utilization_ratio").samples[0][1]
     assert 0 < ratio < 1
-    assert result.records["connection_count"] >= 2
-    assert result.records["max_connections"] == 100
+    assert result.record == Connections(result.record.count, 100, result.record.count / 100)
+    assert result.record.count >= 2
+    assert family(result, "pg_stat_activity_client_connections").samples[0][1] == result.record.count
 
 
 def test_activity_long_running_query(pg_cluster: Cluster, pg_conn: psycopg.Connection[Any]) -> None:

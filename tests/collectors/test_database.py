@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from collecting import family, run
+from pgperf.collectors.database import DatabaseStats
 
 pytestmark = pytest.mark.collectors
 
@@ -34,7 +35,8 @@ def test_database_collector(pg_conn: psycopg.Connection[Any]) -> None:
     else:
         assert "pg_stat_database_session_time" not in names
     datid = str(pg_conn.execute("SELECT oid FROM pg_database WHERE datname = 'postgres'").fetchone()[0])
-    assert result.records[datid]["xact_commit"] > 0  # per database (the store sums their changes)
+    assert isinstance(result.record, DatabaseStats)
+    assert result.record.by_datid[datid].xact_commit > 0  # per database (the store sums their changes)
 
 
 def test_database_null_is_no_sample(pg_conn: psycopg.Connection[Any]) -> None:

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from collecting import family, run
+from pgperf.collectors.host import HostUsage
 from tools.cluster import Cluster
 
 pytestmark = pytest.mark.collectors
@@ -27,11 +28,12 @@ def test_host_collector(pg_conn: psycopg.Connection[Any], pg_cluster: Cluster) -
     assert disk.samples[0][0] == (str(pg_cluster.data),)
     assert 0 < disk.samples[0][1] < 1
     assert family(second, "pgperf_host_network_sent_bytes_total").samples[0][1] >= 0
-    records = second.records
-    assert records["cpu_usage_percent"] is not None
-    assert records["memory_usage_bytes"] > 0
-    assert records["disk_usage_bytes"] > 0
-    assert records["network_bytes_sent"] >= 0
+    usage = second.record
+    assert isinstance(usage, HostUsage)
+    assert usage.cpu_usage_percent is not None and 0 <= usage.cpu_usage_percent <= 100
+    assert usage.memory_usage_bytes > 0
+    assert usage.disk_usage_bytes is not None and usage.disk_usage_bytes > 0
+    assert usage.network_bytes_sent is not None and usage.network_bytes_sent >= 0
 
 
 def test_host_collector_without_database() -> None:

@@ -11,7 +11,7 @@ import pytest
 from collecting import family, run
 from helpers import make_config
 from pgperf.collectors import CollectorDisabled, CollectorResult
-from pgperf.collectors.statements import StatementsOptions
+from pgperf.collectors.statements import StatementRecords, StatementsOptions
 from pgperf.sampler import TargetSampler
 from tools.cluster import Cluster
 
@@ -73,20 +73,22 @@ def test_statements_of_dropped_databases_keep_distinct_labels(pg_cluster: Cluste
 def test_statements_interval_deltas(pg_cluster: Cluster, pg_conn: psycopg.Connection[Any]) -> None:
     _marker(pg_conn, "delta_marker")
     base, t0 = _statements(pg_conn)
-    assert base.records is None  # the first sample is a baseline
+    assert base.record is None  # the first sample is a baseline
     with pg_cluster.connect() as work:
         for _ in range(5):
             work.execute("SELECT pg_sleep(0.02) FROM delta_marker")
     second, _ = _statements(pg_conn, previous=(t0, base.state))
     qid = _queryid(pg_conn, "delta_marker")
-    deltas = {d.queryid: d for d in second.records.deltas}
+    record = second.record
+    assert isinstance(record, StatementRecords)
+    deltas = {d.queryid: d for d in record.deltas}
     d = deltas[qid]
     assert d.calls == 5
     assert 100 <= d.total_ms < 1000
     assert math.isclose(d.mean_ms, d.total_ms / d.calls)
     assert d.stddev_ms >= 0
-    assert second.records.texts[qid].startswith("SELECT pg_sleep")
-    assert not second.records.stats_reset
+    assert record.texts[qid].startswith("SELECT pg_sleep")
+    assert not record.stats_reset
 
 
 def test_statements_reset_never_negative(pg_cluster: Cluster, pg_conn: psycopg.Connection[Any]) -> None:
@@ -101,11 +103,13 @@ def test_statements_reset_never_negative(pg_cluster: Cluster, pg_conn: psycopg.C
         for _ in range(3):
             work.execute("SELECT x FROM reset_marker")
     second, _ = _statements(pg_conn, previous=(t0, first.state))
-    assert all(d.calls > 0 and d.total_ms >= 0 and d.rows >= 0 for d in second.records.deltas)
+    record = second.record
+    assert isinstance(record, StatementRecords)
+    assert all(d.calls > 0 and d.total_ms >= 0 and d.rows >= 0 for d in record.deltas)
     qid = _queryid(pg_conn, "reset_marker")
-    assert {d.queryid: d.calls for d in second.records.deltas}[qid] == 3
+    assert {d.queryid: d.calls for d in record.deltas}[qid] == 3
     if pg_conn.info.server_version >= 140000:
-        assert second.records.stats_reset
+        assert record.stats_reset
     total_after = family(second, "pg_stat_statements_all_calls_total").value(datname="postgres", user="postgres")
     assert total_after is not None and total_before is not None and total_after >= total_before
 

@@ -35,6 +35,8 @@ from ._base import (
     CollectorThresholds,
     Family,
     MetricDef,
+    Record,
+    Records,
     TextCache,
     merge_families,
 )
@@ -71,6 +73,8 @@ __all__ = [
     "CollectorThresholds",
     "Family",
     "MetricDef",
+    "Record",
+    "Records",
     "TextCache",
     "merge_families",
 ]

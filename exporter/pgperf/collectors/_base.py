@@ -10,9 +10,10 @@ snapshot the sampler builds.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from pydantic import Field
 
@@ -32,6 +33,8 @@ __all__ = [
     "CollectorThresholds",
     "Family",
     "MetricDef",
+    "Record",
+    "Records",
     "TextCache",
     "merge_families",
 ]
@@ -197,13 +200,55 @@ class CollectContext:
         return None if self.previous_at is None else self.now - self.previous_at
 
 
+class Record:
+    """Base of the typed records collectors hand to the sample store.
+
+    A collector whose figures the store keeps returns one instance of its own frozen
+    dataclass derived from this; the store imports that dataclass and finds the instance
+    in the snapshot's ``Records`` by its type.
+    """
+
+    __slots__ = ()
+
+
+R = TypeVar("R", bound=Record)
+
+
+class Records:
+    """The records of one sample: at most one per record type, looked up by type."""
+
+    __slots__ = ("_by_type",)
+
+    def __init__(self, records: Iterable[Record] = ()) -> None:
+        by_type: dict[type[Record], Record] = {}
+        for record in records:
+            if type(record) in by_type:
+                raise ValueError(f"two collectors returned a {type(record).__name__} record in one sample")
+            by_type[type(record)] = record
+        self._by_type = MappingProxyType(by_type)
+
+    def get(self, kind: type[R]) -> R | None:
+        """The record of type *kind* in this sample, or None when no collector produced one."""
+        record = self._by_type.get(kind)
+        return record if isinstance(record, kind) else None
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self._by_type.values())
+
+    def __len__(self) -> int:
+        return len(self._by_type)
+
+    def __repr__(self) -> str:
+        return f"Records({list(self._by_type.values())!r})"
+
+
 @dataclass(frozen=True)
 class CollectorResult:
-    """Families to expose, state for the next sample, records for the sample store."""
+    """Families to expose, state for the next sample, a record for the sample store."""
 
     families: tuple[Family, ...]
     state: Any = None
-    records: Any = None
+    record: Record | None = None
 
 
 @dataclass(frozen=True)
@@ -219,8 +264,9 @@ class CollectorSpec:
     min_version: int = 0
     #: Database-scoped: run once in every selected database (``ctx.conn`` is connected to
     #: it), under the process-wide cap ``connection.max_database_connections``; the
-    #: families of all databases are merged. Instance-wide collectors (the default) run
-    #: once per sample on the target's own connection.
+    #: families of all databases are merged (their records are not kept: what the store
+    #: needs is instance-wide). Instance-wide collectors (the default) run once per sample
+    #: on the target's own connection.
     per_database: bool = False
     # Families whose names are only known at run time (pg_settings_<name>) are documented
     # by a pattern instead of a MetricDef.

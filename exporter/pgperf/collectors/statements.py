@@ -22,7 +22,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -39,6 +39,7 @@ from ._base import (
     CollectorSpec,
     Family,
     MetricDef,
+    Record,
     TextCache,
 )
 
@@ -172,12 +173,12 @@ class StatementDelta:
 
 
 @dataclass(frozen=True)
-class StatementRecords:
+class StatementRecords(Record):
     """The statements part of a sample, for the store."""
 
     interval_seconds: float
     deltas: tuple[StatementDelta, ...]
-    texts: dict[int, str]
+    texts: Mapping[int, str]  # queryid -> text, of the statements in deltas (and those served)
     stats_reset: bool  # pg_stat_statements was reset (all entries) during the interval
     deallocations: int  # entries evicted during the interval (14+), None-safe 0
 
@@ -499,9 +500,9 @@ def collect(ctx: CollectContext) -> CollectorResult:
             ((sid[2], texts.get(sid[2], "")[: options.query_length]), 1) for sid, _ in chosen
         ))
 
-    records = None
+    record = None
     if previous is not None and ctx.interval is not None:
-        records = StatementRecords(
+        record = StatementRecords(
             interval_seconds=ctx.interval,
             deltas=tuple(deltas),
             texts=texts,
@@ -510,7 +511,7 @@ def collect(ctx: CollectContext) -> CollectorResult:
             if dealloc is not None and not all_reset else (dealloc or 0),
         )
     state = _State(entries, totals, selected, stats_reset, dealloc)
-    return CollectorResult(tuple(families), state=state, records=records)
+    return CollectorResult(tuple(families), state=state, record=record)
 
 
 SPEC = CollectorSpec(
