@@ -13,7 +13,7 @@ from helpers import make_config
 from pgperf.collectors import Family, Records
 from pgperf.config import load_config
 from pgperf.exposition import MetricsCache
-from pgperf.sampler import CollectorStatus, Counters, Snapshot
+from pgperf.sampling import CollectorStatus, Counters, Snapshot
 
 FAMILIES = (
     Family("pg_up_like", "gauge", "Plain gauge.", (), (((), 1.0),)),

@@ -15,7 +15,7 @@ import pytest
 from helpers import make_config, wait_until
 from pgperf.collectors.database import DatabaseCounters
 from pgperf.collectors.host import HostUsage, network_deltas
-from pgperf.sampler import TargetSampler
+from pgperf.sampling import TargetSampler
 from pgperf.store import StoreWriter
 from pgperf.store.rows import RESOURCE_COLUMNS, BatchBuilder, counter_deltas
 from tools.cluster import Cluster

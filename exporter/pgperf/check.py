@@ -3,21 +3,24 @@
 Checks, per target: the connection, the server version, whether the role can read every
 session's statistics (superuser, ``pg_monitor`` or ``pg_read_all_stats``), whether
 pg_stat_statements is preloaded and created, ``track_io_timing``, then runs every enabled
-collector once. Exit status 0 when every required check passes, 1 otherwise.
+collector once through the runner ``pgperf serve`` uses, so that a failure is classified
+as the sampler classifies it (a collector the sampler would disable is a warning, one that
+would fail is a failure). Exit status 0 when every required check passes, 1 otherwise.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
 
 from . import collectors
-from .collectors import CollectContext, CollectorDisabled, TextCache
+from .collectors import CollectContext, CollectorSpec, TextCache
 from .config import Config
-from .db import ConnectionFailed, SessionSettings, connect, detect_server, is_local
+from .db import ConnectionFailed, ServerInfo, SessionSettings, connect, detect_server
+from .sampling import runner
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
@@ -26,8 +29,10 @@ def _line(out: Callable[[str], None], status: str, text: str) -> None:
     out(f"  [{status:>4}] {text}")
 
 
-def check_target(name: str, dsn: str, config: Config, out: Callable[[str], None]) -> bool:
-    """Run the checks for one target; return True when monitoring will work."""
+def check_target(name: str, dsn: str, config: Config, out: Callable[[str], None],
+                 registry: Sequence[CollectorSpec] = collectors.REGISTRY) -> bool:
+    """Run the checks for one target; return True when monitoring will work. *registry*
+    is the collector set to try (those the configuration enables)."""
     ok = True
     conn_cfg = config.connection
     settings = SessionSettings(
@@ -76,44 +81,43 @@ def check_target(name: str, dsn: str, config: Config, out: Callable[[str], None]
         if io_timing and io_timing[0] != "on":
             _line(out, WARN, "track_io_timing is off: block read/write times will be 0 "
                              "(set track_io_timing = on; its overhead is small on most platforms)")
-        ok = _try_collectors(conn, info, config, dsn, out) and ok
+        ok = _try_collectors(name, conn, info, config, dsn, settings, registry, out) and ok
     return ok
 
 
-def _try_collectors(conn: psycopg.Connection[Any], info: Any, config: Config, dsn: str,
-                    out: Callable[[str], None]) -> bool:
+def _try_collectors(name: str, conn: psycopg.Connection[Any], info: ServerInfo, config: Config, dsn: str,
+                    settings: SessionSettings, registry: Sequence[CollectorSpec], out: Callable[[str], None]) -> bool:
+    """Run every enabled collector once, through the runner ``pgperf serve`` uses: a
+    collector the sampler would disable is a warning, one that would fail is a failure."""
     ok = True
-    for spec in collectors.REGISTRY:
-        options = getattr(config.collectors, spec.name)
-        enabled = options.enabled
-        if enabled == "auto":
-            enabled = is_local(dsn)
-        if not enabled:
+    text_cache = TextCache()
+    for spec in registry:
+        if not runner.is_enabled(spec, config, dsn):
             _line(out, OK, f"collector {spec.name}: disabled by configuration")
             continue
         ctx = CollectContext(
-            target="check", conn=conn, server=info, options=options, previous=None,
-            previous_at=None, now=time.time(),
-            thresholds=config.thresholds, text_cache=TextCache(),
+            target=name, conn=conn, server=info, options=runner.options_for(spec, config), previous=None,
+            previous_at=None, now=time.time(), thresholds=config.thresholds, text_cache=text_cache,
         )
-        started = time.monotonic()
-        try:
-            result = spec.collect(ctx)
-        except CollectorDisabled as exc:
-            _line(out, WARN, f"collector {spec.name}: would be disabled ({exc.reason}): {exc.detail}")
-            continue
-        except psycopg.Error as exc:
+        outcome = runner.invoke(spec, ctx, settings.no_answer_after)
+        if outcome.disabled is not None:
+            reason, detail = outcome.disabled
+            _line(out, WARN, f"collector {spec.name}: would be disabled ({reason}): {detail}")
+        elif outcome.error is not None:
             ok = False
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            _line(out, FAIL, f"collector {spec.name}: {type(exc).__name__}: {first}")
-            continue
-        series = sum(len(f.samples) for f in result.families)
-        _line(out, OK, f"collector {spec.name}: {series} series in {1000 * (time.monotonic() - started):.0f} ms")
+            kind, detail = outcome.error
+            _line(out, FAIL, f"collector {spec.name}: fails ({kind}): {detail}")
+        else:
+            assert outcome.result is not None
+            series = sum(len(f.samples) for f in outcome.result.families)
+            _line(out, OK, f"collector {spec.name}: {series} series in {1000 * outcome.duration:.0f} ms")
     return ok
 
 
-def run_check(config: Config, out: Callable[[str], None] = print) -> int:
+def run_check(config: Config, out: Callable[[str], None] = print,
+              registry: Sequence[CollectorSpec] = collectors.REGISTRY) -> int:
+    """Check every target; the exit status (0 when monitoring will work everywhere)."""
     ok = True
     for target in config.resolved_targets():
-        ok = check_target(target.name, target.dsn, config, out) and ok
+        ok = check_target(target.name, target.dsn, config, out, registry) and ok
     return 0 if ok else 1

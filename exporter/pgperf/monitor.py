@@ -30,7 +30,7 @@ from .alerts.service import AlertService
 from .alerts.store import AlertStore
 from .config import Config, load_config
 from .models import Anomaly, PerformanceAlert, PerformanceReport, QueryPerformanceMetric, ResourceMetric
-from .sampler import Sampler, Snapshot, TargetSampler
+from .sampling import Sampler, Snapshot, TargetSampler
 from .store import BatchBuilder, SampleBatch, StoreClient, StoreUnavailable, StoreWriter
 from .store.rows import QUERY_COLUMNS
 

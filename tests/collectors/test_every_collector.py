@@ -9,7 +9,7 @@ import pytest
 
 from helpers import make_config
 from pgperf import collectors
-from pgperf.sampler import TargetSampler
+from pgperf.sampling import TargetSampler
 from tools.cluster import Cluster
 
 pytestmark = pytest.mark.collectors

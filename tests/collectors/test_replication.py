@@ -12,7 +12,7 @@ from collecting import run
 from helpers import make_config, wait_until
 from pgperf.collectors import CollectorResult
 from pgperf.collectors.replication import replica_lag
-from pgperf.sampler import TargetSampler
+from pgperf.sampling import TargetSampler
 from tools.cluster import Cluster
 
 pytestmark = pytest.mark.collectors

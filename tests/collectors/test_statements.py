@@ -12,7 +12,7 @@ from collecting import family, run
 from helpers import make_config
 from pgperf.collectors import CollectorDisabled, CollectorResult
 from pgperf.collectors.statements import StatementRecords, StatementsOptions
-from pgperf.sampler import TargetSampler
+from pgperf.sampling import TargetSampler
 from tools.cluster import Cluster
 
 pytestmark = pytest.mark.collectors

@@ -19,7 +19,7 @@ from ..collectors.database import DatabaseCounters, DatabaseStats
 from ..collectors.database_size import DatabaseSizes
 from ..collectors.host import HostUsage
 from ..collectors.statements import StatementDelta, StatementRecords
-from ..sampler import Snapshot
+from ..sampling import Snapshot
 
 __all__ = ["QUERY_COLUMNS", "RESOURCE_COLUMNS", "BatchBuilder", "SampleBatch"]
 
