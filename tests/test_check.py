@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,8 @@ from pgperf.sampling import CollectorStatus, TargetSampler
 from tools.cluster import Cluster
 
 BARE_SECRET = "check-bare-secret"
+ROLE_SECRET = "check-role-secret"
+SETUP_SQL = Path(__file__).resolve().parent.parent / "docs" / "setup-role.sql"
 
 
 def _sleeper(ctx: Any) -> CollectorResult:
@@ -86,3 +89,32 @@ def test_check_and_serve_classify_a_statement_timeout_alike(pg_cluster: Cluster)
     assert verdict(lines, "slow_query") == ("FAIL", status.error)
     assert exit_status == 1  # a collector that would fail on every sample fails the check
     assert verdict(lines, REGISTRY[0].name) == ("ok", "")
+
+
+def role_line(lines: list[str]) -> str:
+    """check's line about the role's privileges."""
+    found = [line for line in lines if re.match(r"\s*\[\s*\w+\] role ", line)]
+    assert len(found) == 1, lines
+    return found[0]
+
+
+def test_a_superuser_works_but_check_names_the_role_to_use(pg_cluster: Cluster) -> None:
+    exit_status, lines = checked(make_config(pg_cluster.dsn()))  # postgres: a superuser
+    line = role_line(lines)
+    assert line.startswith("  [warn] role postgres is a superuser: monitoring works"), line
+    assert "more privilege than pgperf needs" in line
+    assert "connect as the role pgperf instead (docs/setup-role.sql creates it" in line
+    assert exit_status == 0  # a warning: monitoring works
+
+
+def test_the_setup_role_is_what_check_expects(pg_cluster: Cluster) -> None:
+    """The role docs/setup-role.sql creates, the one check names: no warning about it."""
+    with pg_cluster.connect() as conn:
+        conn.execute(SETUP_SQL.read_text())
+        conn.execute(f"ALTER ROLE pgperf PASSWORD '{ROLE_SECRET}'")
+    exit_status, lines = checked(make_config(pg_cluster.dsn(user="pgperf", password=ROLE_SECRET)))
+    assert role_line(lines) == "  [  ok] role can read every session's statistics (pg_monitor or pg_read_all_stats)"
+    assert not any("superuser" in line for line in lines)
+    assert not any(line.lstrip().startswith(("[warn]", "[FAIL]")) for line in lines
+                   if " collector " in line), lines
+    assert exit_status == 0

@@ -23,6 +23,8 @@ from .db import ConnectionFailed, ServerInfo, SessionSettings, connect, detect_s
 from .sampling import runner
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
+#: The least-privilege monitoring role, and the script in the repository that creates it.
+SETUP_ROLE, SETUP_SCRIPT = "pgperf", "docs/setup-role.sql"
 
 
 def _line(out: Callable[[str], None], status: str, text: str) -> None:
@@ -54,7 +56,11 @@ def check_target(name: str, dsn: str, config: Config, out: Callable[[str], None]
         if info.version_num < 130000:
             _line(out, WARN, "PostgreSQL 13 or later is supported; older servers may lack views pgperf reads")
         if info.is_superuser:
-            _line(out, OK, "role is a superuser (a dedicated role with pg_monitor is safer: see docs/setup-role.sql)")
+            # Works, but a leaked DSN of a superuser gives away the whole server: say so
+            # (a warning, not a failure) and name the least-privilege role instead.
+            _line(out, WARN, f"role {info.current_user} is a superuser: monitoring works, but with far more "
+                             f"privilege than pgperf needs; connect as the role {SETUP_ROLE} instead "
+                             f"({SETUP_SCRIPT} creates it: pg_monitor and CONNECT, nothing more)")
         elif info.can_read_all_stats:
             _line(out, OK, "role can read every session's statistics (pg_monitor or pg_read_all_stats)")
         else:
