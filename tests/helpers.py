@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self, TypeVar
@@ -12,6 +12,7 @@ from typing import Any, Self, TypeVar
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from pgperf.collectors import REGISTRY, CollectorSpec
 from pgperf.config import Config, load_config
 from pgperf.monitor import Monitor
 from pgperf.web import WebServer, create_app
@@ -33,9 +34,9 @@ def make_config(dsn: str | None, **flags: Any) -> Config:
 class Exporter:
     """What ``pgperf serve`` runs (Monitor and web server) in this process, on a free port."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, registry: Sequence[CollectorSpec] = REGISTRY) -> None:
         self.config = config
-        self.monitor = Monitor(config)
+        self.monitor = Monitor(config, registry=registry)
         self.sampler = self.monitor.sampler
         self.app = create_app(self.monitor)
         self.server = WebServer(self.app, "127.0.0.1:0", threads=config.web.threads)

@@ -14,7 +14,7 @@ from typing import Any
 import requests
 
 from helpers import make_config, parse, value, wait_until
-from pgperf.sampler import TargetSampler
+from pgperf.sampling import TargetSampler
 from tools.cluster import Cluster, free_port
 
 

@@ -18,7 +18,7 @@ import yaml
 
 from helpers import make_config, parse, running_exporter, value, wait_until
 from pgperf.config import Databases, load_config
-from pgperf.sampler import ConnectionBudget, Snapshot, TargetSampler
+from pgperf.sampling import ConnectionBudget, Snapshot, TargetSampler
 from tools.cluster import Cluster
 
 PGPERF_BACKENDS = "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pgperf%%'"

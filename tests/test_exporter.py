@@ -17,7 +17,7 @@ import requests
 from helpers import make_config, parse, running_exporter, value, wait_until
 from pgperf import collectors
 from pgperf.collectors import CollectorResult, CollectorSpec
-from pgperf.sampler import TargetSampler
+from pgperf.sampling import TargetSampler
 from tools.cluster import Cluster, free_port
 
 
@@ -140,8 +140,8 @@ def test_one_failing_collector_does_not_fail_the_sample(pg_cluster: Cluster) -> 
         raise KeyError("bug")
 
     config = make_config(pg_cluster.dsn(), connection={"statement_timeout": "300ms"})
-    sampler = TargetSampler(config.resolved_targets()[0], config)
-    sampler.specs = (*sampler.specs, _spec("broken", broken), _spec("slow", timeout), _spec("buggy", buggy))
+    registry = (*collectors.REGISTRY, _spec("broken", broken), _spec("slow", timeout), _spec("buggy", buggy))
+    sampler = TargetSampler(config.resolved_targets()[0], config, registry=registry)
     sampler.open()
     try:
         snap = sampler.sample()
@@ -165,7 +165,7 @@ def test_disabled_collector_logged_once_with_reason(pg_cluster: Cluster, caplog:
     sampler = TargetSampler(config.resolved_targets()[0], config)
     sampler.open()
     try:
-        with caplog.at_level(logging.WARNING, logger="pgperf.sampler"):
+        with caplog.at_level(logging.WARNING, logger="pgperf.sampling"):
             for _ in range(4):
                 sampler.sample()
         lines = [r for r in caplog.records if "collector statements disabled" in r.getMessage()]
@@ -199,8 +199,7 @@ def test_overruns_are_skipped_and_counted(pg_cluster: Cluster) -> None:
         return CollectorResult(())
 
     config = make_config(pg_cluster.dsn(), sampling_interval="200ms")
-    sampler = TargetSampler(config.resolved_targets()[0], config)
-    sampler.specs = (_spec("slow", slow),)
+    sampler = TargetSampler(config.resolved_targets()[0], config, registry=(_spec("slow", slow),))
     sampler.open()
     stop = threading.Event()
     thread = threading.Thread(target=sampler.run, args=(stop,))

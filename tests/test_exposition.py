@@ -10,10 +10,10 @@ from typing import Any
 from prometheus_client import generate_latest
 
 from helpers import make_config
-from pgperf.collectors import Family
+from pgperf.collectors import Family, Records
 from pgperf.config import load_config
 from pgperf.exposition import MetricsCache
-from pgperf.sampler import CollectorStatus, Counters, Snapshot
+from pgperf.sampling import CollectorStatus, Counters, Snapshot
 
 FAMILIES = (
     Family("pg_up_like", "gauge", "Plain gauge.", (), (((), 1.0),)),
@@ -38,7 +38,7 @@ def snapshot(target: str, seq: int, families: tuple[Family, ...] = FAMILIES) -> 
         error_message=None, server=None, families=families,
         statuses=(CollectorStatus("statements", True, 0.1, ran_at=1_700_000_000.0),
                   CollectorStatus("tables", False, 0.0, disabled="insufficient_privilege")),
-        states={}, records={}, counters=Counters(samples=seq, last_success=1_700_000_000.0),
+        states={}, records=Records(), counters=Counters(samples=seq, last_success=1_700_000_000.0),
         databases={"postgres": None, "other": "connection_refused"},
     )
 

@@ -31,7 +31,7 @@ import pytest
 import requests
 
 from helpers import Exporter, make_config, parse, value, wait_until
-from pgperf.collectors import CollectorResult, CollectorSpec
+from pgperf.collectors import REGISTRY, CollectorResult, CollectorSpec
 from pgperf.redact import RedactingFilter
 from tools.cluster import Cluster, free_port
 
@@ -137,8 +137,9 @@ class Watch:
 
 
 @contextmanager
-def exporter(config: Any) -> Iterator[Exporter]:
-    running = Exporter(config).start()
+def exporter(config: Any, extra: tuple[CollectorSpec, ...] = ()) -> Iterator[Exporter]:
+    """pgperf serving *config* in this process, with the collectors of *extra* beside the registry's."""
+    running = Exporter(config, registry=(*REGISTRY, *extra)).start()
     try:
         yield running
     finally:
@@ -245,9 +246,7 @@ def test_database_restarted_mid_sample(monitored: Cluster, store: Cluster, tmp_p
                          metrics=())
     config = fault_config(pgperf_dsn(monitored), store, tmp_path, "restart")
     watch = Watch(monitored)
-    with exporter(config) as running:
-        target = running.monitor.sampler.targets["restart"]
-        target.specs = (*target.specs, slow)  # keeps a query in flight most of the time
+    with exporter(config, extra=(slow,)) as running:  # the slow collector keeps a query in flight most of the time
         wait_until(lambda: up(running) == 1, timeout=20, message="pg_up 1")
         before = value(metrics(running), "pg_postmaster_start_time_seconds")
         errors_before = sum(v for _, v in metrics(running).get("pgperf_connection_errors_total", []))
@@ -368,12 +367,16 @@ def test_access_exclusive_lock_for_60s(monitored: Cluster, store: Cluster, tmp_p
 
 def test_collector_slower_than_statement_timeout(monitored: Cluster, store: Cluster, tmp_path: Path,
                                                  captured_logs: io.StringIO) -> None:
-    spec = CollectorSpec(name="too_slow", description="a query slower than statement_timeout",
-                         collect=lambda ctx: (ctx.conn.execute("SELECT pg_sleep(5)"), CollectorResult(()))[1], metrics=())
+    healed = threading.Event()
+
+    def too_slow(ctx: Any) -> CollectorResult:
+        ctx.conn.execute("SELECT pg_sleep(0.01)" if healed.is_set() else "SELECT pg_sleep(5)")
+        return CollectorResult(())
+
+    spec = CollectorSpec(name="too_slow", description="a query slower than statement_timeout, until healed",
+                         collect=too_slow, metrics=())
     config = fault_config(pgperf_dsn(monitored), store, tmp_path, "slow", connection={"statement_timeout": "500ms"})
-    with exporter(config) as running:
-        target = running.monitor.sampler.targets["slow"]
-        target.specs = (*target.specs, spec)
+    with exporter(config, extra=(spec,)) as running:
         started = time.monotonic()
         detect = timed(lambda: value(metrics(running), "pg_scrape_collector_success", collector="too_slow") == 0,
                        10, "the slow collector reported failing")
@@ -385,16 +388,17 @@ def test_collector_slower_than_statement_timeout(monitored: Cluster, store: Clus
             "SELECT count(*) FROM pg_stat_activity WHERE usename = 'pgperf' AND query LIKE '%pg_sleep(5)%'"
             " AND state = 'active'")[0][0]
         assert running_queries == 0  # cancelled by the server, not left running
-        target.specs = target.specs[:-1]
-        recover = timed(lambda: value(metrics(running), "pg_scrape_collector_success", collector="too_slow") is None,
-                        10, "collector gone")
+        healed.set()  # the query is fast again: the same collector succeeds on the next sample
+        recover = timed(lambda: value(metrics(running), "pg_scrape_collector_success", collector="too_slow") == 1,
+                        10, "the collector succeeding again")
         wait_until(lambda: running.monitor.store and len(running.monitor.store.spool) == 0, timeout=20,
                    message="store caught up")
         counts = accounting(running, store, "slow")
     assert time.monotonic() - started < 30
     assert "collector too_slow failed (statement_timeout)" in captured_logs.getvalue()
     record("a collector query slower than statement_timeout", detect, recover, counts,
-           note="that collector reports success 0 (statement_timeout); pg_up and the others stay 1")
+           note="that collector reports success 0 (statement_timeout); pg_up and the others stay 1; "
+                "recovery: success 1 again once its query is fast")
 
 
 # -- store faults ---------------------------------------------------------------------------

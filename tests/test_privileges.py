@@ -13,7 +13,7 @@ import pytest
 
 from helpers import make_config
 from pgperf import collectors
-from pgperf.sampler import Snapshot, TargetSampler
+from pgperf.sampling import Snapshot, TargetSampler
 from tools.cluster import Cluster
 from tools.docs import metrics_md
 

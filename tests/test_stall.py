@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from helpers import make_config
-from pgperf.sampler import Snapshot, TargetSampler
+from pgperf.sampling import Snapshot, TargetSampler
 from tools.cluster import Cluster
 
 pytestmark = pytest.mark.faults

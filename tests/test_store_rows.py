@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from helpers import make_config, wait_until
-from pgperf.collectors.host import network_deltas
-from pgperf.sampler import TargetSampler
+from pgperf.collectors.database import DatabaseCounters
+from pgperf.collectors.host import HostUsage, network_deltas
+from pgperf.sampling import TargetSampler
 from pgperf.store import StoreWriter
-from pgperf.store.rows import BatchBuilder, counter_deltas
+from pgperf.store.rows import RESOURCE_COLUMNS, BatchBuilder, counter_deltas
 from tools.cluster import Cluster
 
 COMMITS = 3000
@@ -121,13 +123,19 @@ def test_database_size_is_stored(pg_cluster: Cluster, tmp_path: Path) -> None:
 
 
 def test_counter_deltas_per_database() -> None:
-    keys = ("xact_commit",)
-    before = {"1": {"xact_commit": 100}, "2": {"xact_commit": 5000}, "3": {"xact_commit": 40}}
-    now = {"1": {"xact_commit": 110},  # +10
-           "3": {"xact_commit": 4},  # reset: counts from zero, +4
-           "4": {"xact_commit": 700}}  # new database: its history is not this interval's, 0
+    before = {"1": DatabaseCounters(xact_commit=100, blks_hit=7), "2": DatabaseCounters(xact_commit=5000),
+              "3": DatabaseCounters(xact_commit=40)}
+    now = {"1": DatabaseCounters(xact_commit=110, blks_hit=9),  # +10, +2
+           "3": DatabaseCounters(xact_commit=4),  # reset: counts from zero, +4
+           "4": DatabaseCounters(xact_commit=700)}  # new database: its history is not this interval's, 0
     # "2" was dropped: it drops out (the old sum-based code stored 814, the whole total)
-    assert counter_deltas(now, before, keys) == {"xact_commit": 14}
+    assert counter_deltas(now, before) == DatabaseCounters(xact_commit=14, blks_hit=2)
+
+
+def test_every_record_field_is_a_resource_column() -> None:
+    """The store copies HostUsage and DatabaseCounters field by field into resource_metrics."""
+    for record in (HostUsage, DatabaseCounters):
+        assert {f.name for f in fields(record)} <= set(RESOURCE_COLUMNS), record
 
 
 def test_network_deltas_per_interface() -> None:

@@ -50,7 +50,8 @@ def render(results: dict[str, dict[str, Any]]) -> str:
     lines += ["", "Time to detect: from the fault to `pg_up` 0 on `/metrics` (for the store, "
               "`pgperf_store_up` 0; for a restart, the new `pg_postmaster_start_time_seconds`; for a "
               "slow collector, its `pg_scrape_collector_success` 0). Time to recover: from the fault's "
-              "end to `pg_up` 1 (for the store, the spool written out). — means the fault has no such "
+              "end to `pg_up` 1 (for the store, the spool written out; for a slow collector, its "
+              "`pg_scrape_collector_success` 1). — means the fault has no such "
               "moment: pgperf stays up through it.", ""]
     return "\n".join(lines)
 

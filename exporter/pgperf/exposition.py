@@ -26,7 +26,7 @@ from prometheus_client.utils import floatToGoString
 from ._version import __version__
 from .collectors import Family, MetricDef
 from .config import Config
-from .sampler import Snapshot
+from .sampling import Snapshot
 
 __all__ = [
     "CONTENT_TYPE", "SELF_METRICS", "THRESHOLD_METRICS", "MetricsCache", "SnapshotCollector", "self_families",

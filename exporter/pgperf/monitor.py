@@ -22,15 +22,16 @@ import os
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .alerts.service import AlertService
 from .alerts.store import AlertStore
+from .collectors import REGISTRY, CollectorSpec
 from .config import Config, load_config
 from .models import Anomaly, PerformanceAlert, PerformanceReport, QueryPerformanceMetric, ResourceMetric
-from .sampler import Sampler, Snapshot, TargetSampler
+from .sampling import Sampler, Snapshot, TargetSampler
 from .store import BatchBuilder, SampleBatch, StoreClient, StoreUnavailable, StoreWriter
 from .store.rows import QUERY_COLUMNS
 
@@ -60,7 +61,7 @@ EVENTS = ("alert", "alert_acknowledged", "alert_resolved", "sample")
 class Monitor:
     """Sampling, storage and alert lifecycle for the targets of one configuration."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, registry: Sequence[CollectorSpec] = REGISTRY) -> None:
         self.config = config
         self._callbacks: dict[str, list[Callable[[Any], None]]] = defaultdict(list)
         self._builder = BatchBuilder(config.store.max_query_rows)
@@ -72,7 +73,7 @@ class Monitor:
         self.alert_service: AlertService | None = (
             AlertService(self.alerts, config, emit=self.emit) if self.alerts else None
         )
-        self.sampler = Sampler(config, listeners=(self._on_snapshot,))
+        self.sampler = Sampler(config, listeners=(self._on_snapshot,), registry=registry)
         self.reports: ReportService | None = None
         self.scheduler: ReportScheduler | None = None
         if self.client is not None:

@@ -25,7 +25,7 @@ from .audit import Actor
 from .config import Config, ConfigError
 from .exposition import CONTENT_TYPE, MetricsCache
 from .monitor import ReloadRejected
-from .sampler import Sampler, Snapshot, TargetSampler
+from .sampling import Sampler, Snapshot, TargetSampler
 from .webconfig import WebConfig
 
 if TYPE_CHECKING:

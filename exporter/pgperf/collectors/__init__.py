@@ -32,8 +32,12 @@ from ._base import (
     CollectorOptions,
     CollectorResult,
     CollectorSpec,
+    CollectorThresholds,
     Family,
     MetricDef,
+    Record,
+    Records,
+    TextCache,
     merge_families,
 )
 
@@ -66,7 +70,11 @@ __all__ = [
     "CollectorOptions",
     "CollectorResult",
     "CollectorSpec",
+    "CollectorThresholds",
     "Family",
     "MetricDef",
+    "Record",
+    "Records",
+    "TextCache",
     "merge_families",
 ]

@@ -9,9 +9,11 @@ snapshot the sampler builds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from pydantic import Field
 
@@ -20,7 +22,7 @@ from .._types import Duration, Model
 if TYPE_CHECKING:
     import psycopg
 
-    from ..db import ServerInfo, TargetDatabase
+    from ..db import ServerInfo
 
 __all__ = [
     "CollectContext",
@@ -28,8 +30,12 @@ __all__ = [
     "CollectorOptions",
     "CollectorResult",
     "CollectorSpec",
+    "CollectorThresholds",
     "Family",
     "MetricDef",
+    "Record",
+    "Records",
+    "TextCache",
     "merge_families",
 ]
 
@@ -132,19 +138,58 @@ class CollectorDisabled(Exception):
         self.detail = detail or reason
 
 
-@dataclass(frozen=True)
+class CollectorThresholds(Protocol):
+    """The alert thresholds collectors count against; the configuration's ``thresholds``
+    (``pgperf.config.Thresholds``) is one."""
+
+    @property
+    def slow_query_time_ms(self) -> float: ...
+
+    @property
+    def long_running_query_seconds(self) -> float: ...
+
+    @property
+    def idle_in_transaction_seconds(self) -> float: ...
+
+
+#: Query texts kept at most (the statements collector's cache).
+TEXT_CACHE_SIZE = 20000
+
+
+@dataclass
+class TextCache:
+    """Query texts by queryid, least recently used first out. One per target, kept across
+    samples, so that a statement's text is read from pg_stat_statements' text file once."""
+
+    size: int = TEXT_CACHE_SIZE
+    texts: OrderedDict[int, str] = field(default_factory=OrderedDict)
+
+    def get(self, queryid: int) -> str | None:
+        text = self.texts.get(queryid)
+        if text is not None:
+            self.texts.move_to_end(queryid)
+        return text
+
+    def put(self, queryid: int, text: str) -> None:
+        self.texts[queryid] = text
+        self.texts.move_to_end(queryid)
+        while len(self.texts) > self.size:
+            self.texts.popitem(last=False)
+
+
+@dataclass(frozen=True, kw_only=True)
 class CollectContext:
     """What a collector sees for one sample of one target."""
 
     target: str
     conn: psycopg.Connection[Any] | None
     server: ServerInfo | None
-    options: Any
-    previous: Any
+    options: Any  # the collector's options model (CollectorSpec.options)
+    previous: Any  # the state the collector returned in the previous sample, if any
     previous_at: float | None  # wall-clock time of the previous sample, if any
     now: float  # wall-clock time of this sample
-    database: TargetDatabase | None = None
-    settings: Mapping[str, Any] = field(default_factory=dict)
+    thresholds: CollectorThresholds
+    text_cache: TextCache
     #: The databases the configuration selects (``databases.include``/``exclude``) among
     #: those accepting connections, discovered once per sample; None outside the sampler.
     databases: tuple[str, ...] | None = None
@@ -155,13 +200,55 @@ class CollectContext:
         return None if self.previous_at is None else self.now - self.previous_at
 
 
+class Record:
+    """Base of the typed records collectors hand to the sample store.
+
+    A collector whose figures the store keeps returns one instance of its own frozen
+    dataclass derived from this; the store imports that dataclass and finds the instance
+    in the snapshot's ``Records`` by its type.
+    """
+
+    __slots__ = ()
+
+
+R = TypeVar("R", bound=Record)
+
+
+class Records:
+    """The records of one sample: at most one per record type, looked up by type."""
+
+    __slots__ = ("_by_type",)
+
+    def __init__(self, records: Iterable[Record] = ()) -> None:
+        by_type: dict[type[Record], Record] = {}
+        for record in records:
+            if type(record) in by_type:
+                raise ValueError(f"two collectors returned a {type(record).__name__} record in one sample")
+            by_type[type(record)] = record
+        self._by_type = MappingProxyType(by_type)
+
+    def get(self, kind: type[R]) -> R | None:
+        """The record of type *kind* in this sample, or None when no collector produced one."""
+        record = self._by_type.get(kind)
+        return record if isinstance(record, kind) else None
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self._by_type.values())
+
+    def __len__(self) -> int:
+        return len(self._by_type)
+
+    def __repr__(self) -> str:
+        return f"Records({list(self._by_type.values())!r})"
+
+
 @dataclass(frozen=True)
 class CollectorResult:
-    """Families to expose, state for the next sample, records for the sample store."""
+    """Families to expose, state for the next sample, a record for the sample store."""
 
     families: tuple[Family, ...]
     state: Any = None
-    records: Any = None
+    record: Record | None = None
 
 
 @dataclass(frozen=True)
@@ -177,8 +264,9 @@ class CollectorSpec:
     min_version: int = 0
     #: Database-scoped: run once in every selected database (``ctx.conn`` is connected to
     #: it), under the process-wide cap ``connection.max_database_connections``; the
-    #: families of all databases are merged. Instance-wide collectors (the default) run
-    #: once per sample on the target's own connection.
+    #: families of all databases are merged (their records are not kept: what the store
+    #: needs is instance-wide). Instance-wide collectors (the default) run once per sample
+    #: on the target's own connection.
     per_database: bool = False
     # Families whose names are only known at run time (pg_settings_<name>) are documented
     # by a pattern instead of a MetricDef.

@@ -9,11 +9,12 @@ that series do not vanish when a state empties.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg.rows import dict_row
 
-from ._base import CollectContext, CollectorResult, CollectorSpec, MetricDef
+from ._base import CollectContext, CollectorResult, CollectorSpec, MetricDef, Record
 
 # One row per (database, state, backend type). Ages use now(), the statement's start in
 # autocommit mode, so every age in one sample is measured from the same instant. Query and
@@ -36,6 +37,15 @@ FROM pg_stat_activity
 GROUP BY 1, 2, 3
 """
 DATABASES_SQL = "SELECT datname FROM pg_database"
+
+
+@dataclass(frozen=True, slots=True)
+class Connections(Record):
+    """Client connections against max_connections, for the store's resource_metrics."""
+
+    count: int  # client backends (what max_connections limits)
+    max_connections: int
+    utilization: float | None  # count / max_connections, 0 to 1
 
 # The states postgres_exporter reports, each always present (0 when empty).
 STATES = (
@@ -107,8 +117,8 @@ BACKENDS = MetricDef(
 def collect(ctx: CollectContext) -> CollectorResult:
     assert ctx.conn is not None and ctx.server is not None
     params = {
-        "long": float(ctx.settings.get("long_running_query_seconds", 300)),
-        "idle": float(ctx.settings.get("idle_in_transaction_seconds", 60)),
+        "long": ctx.thresholds.long_running_query_seconds,
+        "idle": ctx.thresholds.idle_in_transaction_seconds,
     }
     with ctx.conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(SQL, params).fetchall()
@@ -157,12 +167,7 @@ def collect(ctx: CollectContext) -> CollectorResult:
         WAITING.family(by_db("waiting")),
         BACKENDS.family(((k,), v) for k, v in sorted(backends.items())),
     )
-    records = {
-        "connection_count": clients,
-        "max_connections": server.max_connections,
-        "connection_utilization": utilization,
-    }
-    return CollectorResult(families, records=records)
+    return CollectorResult(families, record=Connections(clients, server.max_connections, utilization))
 
 
 SPEC = CollectorSpec(

@@ -9,17 +9,18 @@ this module does not know is ignored.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg.rows import dict_row
 
-from ._base import CollectContext, CollectorResult, CollectorSpec, Family, MetricDef
+from ._base import CollectContext, CollectorResult, CollectorSpec, Family, MetricDef, Record
 
 SQL = "SELECT * FROM pg_stat_database"
 CONFLICTS_SQL = "SELECT * FROM pg_stat_database_conflicts"
 
 _LABELS = ("datid", "datname")
-STORE_COUNTERS = ("xact_commit", "xact_rollback", "blks_hit", "blks_read", "deadlocks", "temp_bytes")
 _V14 = 140000
 
 # column -> (type, help, min server version). See "pg_stat_database" in the PostgreSQL
@@ -82,6 +83,28 @@ CONFLICT_METRICS: dict[str, MetricDef] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class DatabaseCounters:
+    """The cumulative counters of one database the store keeps the change of per sample
+    (rollbacks for the error rate, cache hits and reads for the hit ratio)."""
+
+    xact_commit: int = 0
+    xact_rollback: int = 0
+    deadlocks: int = 0
+    blks_hit: int = 0
+    blks_read: int = 0
+    temp_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseStats(Record):
+    """DatabaseCounters of every database, by oid (as text): the store sums their
+    per-database changes, so that a dropped database or a per-database pg_stat_reset() is
+    not taken for a reset of them all."""
+
+    by_datid: Mapping[str, DatabaseCounters]
+
+
 def _value(column: str, value: Any) -> Any:
     if value is None:
         return None
@@ -103,14 +126,15 @@ def collect(ctx: CollectContext) -> CollectorResult:
                 families.append(metric.family(
                     ((r["datid"], r["datname"]), _value(column, r[column])) for r in table
                 ))
-    # The counters the store keeps per sample (rollbacks for the error rate, cache hits), per
-    # database (by oid): the store sums their per-database changes, so that a dropped
-    # database or a per-database pg_stat_reset() is not taken for a reset of them all.
-    per_database = {
-        str(r["datid"]): {key: int(r[key] or 0) for key in STORE_COUNTERS}
-        for r in rows if r["datname"] is not None
+    by_datid = {
+        str(r["datid"]): DatabaseCounters(
+            xact_commit=int(r["xact_commit"] or 0), xact_rollback=int(r["xact_rollback"] or 0),
+            deadlocks=int(r["deadlocks"] or 0), blks_hit=int(r["blks_hit"] or 0),
+            blks_read=int(r["blks_read"] or 0), temp_bytes=int(r["temp_bytes"] or 0),
+        )
+        for r in rows if r["datname"] is not None  # the row of shared objects has none
     }
-    return CollectorResult(tuple(families), records=per_database)
+    return CollectorResult(tuple(families), record=DatabaseStats(by_datid))
 
 
 SPEC = CollectorSpec(

@@ -11,12 +11,13 @@ sample instead of failing the collector.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg.rows import dict_row
 
 from .._types import Duration
-from ._base import CollectContext, CollectorOptions, CollectorResult, CollectorSpec, MetricDef
+from ._base import CollectContext, CollectorOptions, CollectorResult, CollectorSpec, MetricDef, Record
 
 SQL = """
 SELECT datname,
@@ -32,6 +33,14 @@ class DatabaseSizeOptions(CollectorOptions):
     interval: Duration | None = 300.0
 
 
+@dataclass(frozen=True, slots=True)
+class DatabaseSizes(Record):
+    """The store's resource_metrics.database_size_bytes: the total over the databases measured."""
+
+    total_bytes: int | None  # None when no database could be measured
+    databases: int  # how many were
+
+
 SIZE = MetricDef("pg_database_size_bytes", "gauge", "Disk space used by the database, in bytes.",
                  ("datname",), source="pg_database_size()", compat=True)
 
@@ -42,9 +51,8 @@ def collect(ctx: CollectContext) -> CollectorResult:
     with ctx.conn.cursor(row_factory=dict_row) as cur:
         rows: list[dict[str, Any]] = cur.execute(SQL, {"databases": databases}).fetchall()
     measured = [int(r["size"]) for r in rows if r["size"] is not None]
-    # The store's resource_metrics.database_size_bytes: the total over the databases measured.
-    records = {"total_bytes": sum(measured) if measured else None, "databases": len(measured)}
-    return CollectorResult((SIZE.family(((r["datname"],), r["size"]) for r in rows),), records=records)
+    record = DatabaseSizes(sum(measured) if measured else None, len(measured))
+    return CollectorResult((SIZE.family(((r["datname"],), r["size"]) for r in rows),), record=record)
 
 
 SPEC = CollectorSpec(

@@ -21,6 +21,7 @@ from ._base import (
     CollectorSpec,
     Family,
     MetricDef,
+    Record,
 )
 
 
@@ -35,6 +36,20 @@ class _State:
     cpu: tuple[float, float]  # (busy seconds, total seconds) summed over CPUs
     net: dict[str, tuple[int, int]]  # per interface: (bytes sent, bytes received)
     disk_path: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HostUsage(Record):
+    """The host's figures the store keeps in resource_metrics (percentages 0 to 100)."""
+
+    cpu_usage_percent: float | None  # None on the first sample: CPU use needs two readings
+    memory_usage_bytes: int
+    memory_usage_percent: float | None
+    disk_usage_bytes: int | None  # None when the data directory's filesystem is unknown
+    disk_usage_percent: float | None
+    disk_total_bytes: int | None
+    network_bytes_sent: int | None  # during the interval; None on the first sample
+    network_bytes_received: int | None
 
 
 CPU_USAGE = MetricDef(
@@ -145,17 +160,17 @@ def collect(ctx: CollectContext) -> CollectorResult:
     sent = received = None
     if previous is not None:
         sent, received = network_deltas(net, previous.net)
-    records = {
-        "cpu_usage_percent": None if cpu_ratio is None else round(cpu_ratio * 100, 2),
-        "memory_usage_bytes": used,
-        "memory_usage_percent": round(used / mem.total * 100, 2) if mem.total else None,
-        "disk_usage_bytes": disk.used if disk else None,
-        "disk_total_bytes": disk.total if disk else None,
-        "disk_usage_percent": round(disk.percent, 2) if disk else None,
-        "network_bytes_sent": sent,
-        "network_bytes_received": received,
-    }
-    return CollectorResult(tuple(families), state=_State(cpu, net, disk_path), records=records)
+    usage = HostUsage(
+        cpu_usage_percent=None if cpu_ratio is None else round(cpu_ratio * 100, 2),
+        memory_usage_bytes=used,
+        memory_usage_percent=round(used / mem.total * 100, 2) if mem.total else None,
+        disk_usage_bytes=disk.used if disk else None,
+        disk_usage_percent=round(disk.percent, 2) if disk else None,
+        disk_total_bytes=disk.total if disk else None,
+        network_bytes_sent=sent,
+        network_bytes_received=received,
+    )
+    return CollectorResult(tuple(families), state=_State(cpu, net, disk_path), record=usage)
 
 
 SPEC = CollectorSpec(

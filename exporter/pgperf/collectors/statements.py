@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import OrderedDict, defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import psycopg
@@ -39,6 +39,8 @@ from ._base import (
     CollectorSpec,
     Family,
     MetricDef,
+    Record,
+    TextCache,
 )
 
 
@@ -53,7 +55,6 @@ class StatementsOptions(CollectorOptions):
 # Longest query text kept for the store; pg_stat_statements keeps whole texts, which can be
 # megabytes for generated IN lists.
 MAX_STORED_TEXT = 16384
-TEXT_CACHE_SIZE = 20000
 # An incumbent of the top-N set keeps its place unless a newcomer spends this many times
 # more time: avoids series flapping in and out when statements are close.
 HYSTERESIS = 2.0
@@ -172,12 +173,12 @@ class StatementDelta:
 
 
 @dataclass(frozen=True)
-class StatementRecords:
+class StatementRecords(Record):
     """The statements part of a sample, for the store."""
 
     interval_seconds: float
     deltas: tuple[StatementDelta, ...]
-    texts: dict[int, str]
+    texts: Mapping[int, str]  # queryid -> text, of the statements in deltas (and those served)
     stats_reset: bool  # pg_stat_statements was reset (all entries) during the interval
     deallocations: int  # entries evicted during the interval (14+), None-safe 0
 
@@ -189,26 +190,6 @@ class _State:
     selected: frozenset[StatementId]
     stats_reset: float | None
     dealloc: int | None
-
-
-@dataclass
-class TextCache:
-    """Query texts by queryid, least recently used first out; shared across samples."""
-
-    size: int = TEXT_CACHE_SIZE
-    texts: OrderedDict[int, str] = field(default_factory=OrderedDict)
-
-    def get(self, queryid: int) -> str | None:
-        text = self.texts.get(queryid)
-        if text is not None:
-            self.texts.move_to_end(queryid)
-        return text
-
-    def put(self, queryid: int, text: str) -> None:
-        self.texts[queryid] = text
-        self.texts.move_to_end(queryid)
-        while len(self.texts) > self.size:
-            self.texts.popitem(last=False)
 
 
 _L = ("user", "datname", "queryid")
@@ -424,7 +405,7 @@ def collect(ctx: CollectContext) -> CollectorResult:
         if row is not None:
             dealloc, stats_reset = row[0], row[1].timestamp() if row[1] else None
 
-    slow_ms = float(ctx.settings.get("slow_query_time_ms", 1000.0))
+    slow_ms = ctx.thresholds.slow_query_time_ms
     per_statement = _per_statement(entries)
     deltas: list[StatementDelta] = []
     all_reset = False
@@ -506,21 +487,22 @@ def collect(ctx: CollectContext) -> CollectorResult:
     if version >= (1, 9):
         families += [DEALLOC.single(dealloc), RESET.single(stats_reset)]
 
-    cache: TextCache | None = ctx.settings.get("statement_text_cache")
+    # The texts of the statements that ran (for the store and the Python API) and of those
+    # served, through the target's cache: only texts never seen are read from the file.
     texts: dict[int, str] = {}
-    if cache is not None and (deltas or (options.include_query and chosen)):
+    if deltas or (options.include_query and chosen):
         wanted = {d.queryid for d in deltas}
         if options.include_query:
             wanted |= {sid[2] for sid, _ in chosen}
-        texts = _fetch_texts(ctx, schema, wanted, cache)
+        texts = _fetch_texts(ctx, schema, wanted, ctx.text_cache)
     if options.include_query:
         families.append(QUERY_ID.family(
             ((sid[2], texts.get(sid[2], "")[: options.query_length]), 1) for sid, _ in chosen
         ))
 
-    records = None
+    record = None
     if previous is not None and ctx.interval is not None:
-        records = StatementRecords(
+        record = StatementRecords(
             interval_seconds=ctx.interval,
             deltas=tuple(deltas),
             texts=texts,
@@ -529,7 +511,7 @@ def collect(ctx: CollectContext) -> CollectorResult:
             if dealloc is not None and not all_reset else (dealloc or 0),
         )
     state = _State(entries, totals, selected, stats_reset, dealloc)
-    return CollectorResult(tuple(families), state=state, records=records)
+    return CollectorResult(tuple(families), state=state, record=record)
 
 
 SPEC = CollectorSpec(

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from ..collectors.activity import Connections
+from ..collectors.database import DatabaseCounters, DatabaseStats
+from ..collectors.database_size import DatabaseSizes
+from ..collectors.host import HostUsage
 from ..collectors.statements import StatementDelta, StatementRecords
-from ..sampler import Snapshot
+from ..sampling import Snapshot
 
 __all__ = ["QUERY_COLUMNS", "RESOURCE_COLUMNS", "BatchBuilder", "SampleBatch"]
 
@@ -30,8 +35,9 @@ RESOURCE_COLUMNS = (
     "max_connections", "database_size_bytes", "xact_commit", "xact_rollback", "deadlocks", "blks_hit",
     "blks_read", "temp_bytes", "statements_reset", "server_start_time",
 )
-# Cumulative per-database counters whose change per interval goes into resource_metrics.
-_DB_COUNTERS = ("xact_commit", "xact_rollback", "deadlocks", "blks_hit", "blks_read", "temp_bytes")
+# Cumulative per-database counters whose change per interval goes into resource_metrics
+# (each field of DatabaseCounters is a column of the same name).
+_DB_COUNTERS = tuple(f.name for f in fields(DatabaseCounters))
 REMAINDER_ID = "other"
 
 
@@ -90,23 +96,22 @@ def _remainder(target: str, at: float, interval: float, rest: list[StatementDelt
     ]
 
 
-def counter_deltas(now: dict[str, dict[str, int]], before: dict[str, dict[str, int]],
-                   keys: tuple[str, ...]) -> dict[str, int]:
-    """The change of each counter in *keys* summed over the databases of *now* (datid ->
-    counters). A database whose counter went down was reset (pg_stat_reset() in it): its
+def counter_deltas(now: Mapping[str, DatabaseCounters], before: Mapping[str, DatabaseCounters]) -> DatabaseCounters:
+    """The change of each counter summed over the databases of *now* (datid -> counters).
+    A database whose counter went down was reset (pg_stat_reset() in it): its
     change counts from zero, i.e. its current value. A database absent before (created, or
     first seen) contributes 0: its whole count is not activity of this interval, and taking
     it would bring back the jump per-database deltas avoid. A dropped database simply
     drops out instead of lowering a sum."""
-    out = dict.fromkeys(keys, 0)
+    out = dict.fromkeys(_DB_COUNTERS, 0)
     for datid, counters in now.items():
         previous = before.get(datid)
         if previous is None:
             continue
-        for key in keys:
-            value, last = int(counters.get(key, 0)), int(previous.get(key, 0))
+        for key in _DB_COUNTERS:
+            value, last = getattr(counters, key), getattr(previous, key)
             out[key] += value - last if value >= last else value
-    return out
+    return DatabaseCounters(**out)
 
 
 class BatchBuilder:
@@ -114,11 +119,12 @@ class BatchBuilder:
 
     def __init__(self, max_query_rows: int = 1000) -> None:
         self.max_query_rows = max_query_rows
-        self._previous: dict[str, tuple[float, dict[str, dict[str, int]]]] = {}
+        # target -> (time, DatabaseCounters by datid) of its last sample that read them
+        self._previous: dict[str, tuple[float, Mapping[str, DatabaseCounters]]] = {}
 
     def build(self, snap: Snapshot) -> SampleBatch:
         records = snap.records
-        statements: StatementRecords | None = records.get("statements")
+        statements = records.get(StatementRecords)
         queries: list[list[Any]] = []
         if statements is not None and statements.deltas:
             ranked = sorted(statements.deltas, key=lambda d: (-d.total_ms, d.queryid))
@@ -136,24 +142,25 @@ class BatchBuilder:
         previous = self._previous.get(snap.target)
         if previous is not None:
             resource["interval_seconds"] = round(snap.taken_at - previous[0], 3)
-        host = records.get("host") or {}
-        for key in ("cpu_usage_percent", "memory_usage_bytes", "memory_usage_percent", "disk_usage_bytes",
-                    "disk_usage_percent", "disk_total_bytes", "network_bytes_sent", "network_bytes_received"):
-            resource[key] = host.get(key)
-        activity = records.get("activity") or {}
-        resource["connection_count"] = activity.get("connection_count")
-        resource["max_connections"] = activity.get("max_connections")
-        if activity.get("connection_utilization") is not None:
-            resource["connection_utilization"] = round(activity["connection_utilization"] * 100, 2)
-        size = records.get("database_size") or {}
-        resource["database_size_bytes"] = size.get("total_bytes")
+        host = records.get(HostUsage)
+        if host is not None:
+            resource.update(asdict(host))
+        connections = records.get(Connections)
+        if connections is not None:
+            resource["connection_count"] = connections.count
+            resource["max_connections"] = connections.max_connections
+            if connections.utilization is not None:
+                resource["connection_utilization"] = round(connections.utilization * 100, 2)
+        size = records.get(DatabaseSizes)
+        if size is not None:
+            resource["database_size_bytes"] = size.total_bytes
         if snap.server is not None and snap.server.postmaster_start_time is not None:
             resource["server_start_time"] = snap.server.postmaster_start_time.timestamp()
 
-        database = records.get("database")
+        database = records.get(DatabaseStats)
         if database is not None and previous is not None and previous[1]:
-            resource.update(counter_deltas(database, previous[1], _DB_COUNTERS))
+            resource.update(asdict(counter_deltas(database.by_datid, previous[1])))
         # Keep the last counters read: after an outage the change covers the whole gap.
-        counters = dict(database) if database is not None else (previous[1] if previous else {})
+        counters = database.by_datid if database is not None else (previous[1] if previous else {})
         self._previous[snap.target] = (snap.taken_at, counters)
         return SampleBatch(snap.target, snap.seq, snap.taken_at, resource, queries)

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from collecting import run
 from helpers import make_config, wait_until
-from pgperf.collectors import BY_NAME, CollectContext, CollectorResult
+from pgperf.collectors import CollectorResult
 from pgperf.collectors.replication import replica_lag
-from pgperf.db import detect_server
-from pgperf.sampler import TargetSampler
+from pgperf.sampling import TargetSampler
 from tools.cluster import Cluster
 
 pytestmark = pytest.mark.collectors
@@ -20,9 +20,7 @@ pytestmark = pytest.mark.collectors
 
 def collect(cluster: Cluster) -> CollectorResult:
     with cluster.connect() as conn:
-        ctx = CollectContext(target="t", conn=conn, server=detect_server(conn), options=BY_NAME["replication"].options(),
-                             previous=None, previous_at=None, now=time.time())
-        return BY_NAME["replication"].collect(ctx)
+        return run("replication", conn)[0]
 
 
 def value(result: CollectorResult, name: str, **labels: str) -> float | None:

@@ -1,0 +1,19 @@
+"""Sampling: the collectors of each target run on a fixed interval into immutable snapshots.
+
+* ``runner``: runs one collector once and classifies its failure (shared with
+  ``pgperf check``);
+* ``visit``: runs the database-scoped collectors in every selected database, under the
+  process-wide connection budget;
+* ``tracker``: what a target's sampler remembers about its collectors between samples
+  (disabled, failing, last run of those with an interval);
+* ``snapshot``: the snapshot of one sample and the builder accumulating it;
+* ``target``: the sampler of one target (and its loop) and of all targets.
+"""
+
+from __future__ import annotations
+
+from .snapshot import CollectorStatus, Counters, Snapshot
+from .target import Listener, Sampler, TargetSampler
+from .visit import ConnectionBudget
+
+__all__ = ["CollectorStatus", "ConnectionBudget", "Counters", "Listener", "Sampler", "Snapshot", "TargetSampler"]

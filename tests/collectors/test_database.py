@@ -1,0 +1,47 @@
+"""pg_stat_database and pg_stat_database_conflicts (the database collector)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psycopg
+import pytest
+
+from collecting import family, run
+from pgperf.collectors.database import DatabaseStats
+
+pytestmark = pytest.mark.collectors
+
+
+def test_database_collector(pg_conn: psycopg.Connection[Any]) -> None:
+    # Up to PostgreSQL 14 a statistics collector process receives the counters up to
+    # 500 ms after a transaction ends: poll rather than read once.
+    deadline = time.monotonic() + 5
+    while True:
+        result, _ = run("database", pg_conn)
+        commits = family(result, "pg_stat_database_xact_commit")
+        if (commits.value(datname="postgres") or 0) > 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert commits.labels == ("datid", "datname")
+    assert (commits.value(datname="postgres") or 0) > 0
+    assert family(result, "pg_stat_database_numbackends").type == "gauge"
+    assert family(result, "pg_stat_database_blks_hit").type == "counter"
+    family(result, "pg_stat_database_conflicts_confl_lock")
+    names = {f.name for f in result.families}
+    if pg_conn.info.server_version >= 140000:
+        assert "pg_stat_database_session_time" in names
+    else:
+        assert "pg_stat_database_session_time" not in names
+    datid = str(pg_conn.execute("SELECT oid FROM pg_database WHERE datname = 'postgres'").fetchone()[0])
+    assert isinstance(result.record, DatabaseStats)
+    assert result.record.by_datid[datid].xact_commit > 0  # per database (the store sums their changes)
+
+
+def test_database_null_is_no_sample(pg_conn: psycopg.Connection[Any]) -> None:
+    result, _ = run("database", pg_conn)
+    # checksum_last_failure is NULL when no failure ever happened: no sample, not 0.
+    names = {f.name: f for f in result.families}
+    fam = names.get("pg_stat_database_checksum_last_failure")
+    assert fam is None or all(v > 0 for _, v in fam.samples)
