@@ -197,7 +197,7 @@ def explain(
     settings: SessionSettings,
     *,
     search_path: str | None = None,
-    before: Sequence[sql.Composable] = (),
+    before: Sequence[sql.Composed | sql.SQL] = (),
 ) -> Plan:
     """The generic plan of *statement* on *conn* (see the module docstring).
 
@@ -222,13 +222,13 @@ def explain(
                 # parameter of the EXPLAIN itself and ask for its value. One statement
                 # only was checked by PostgreSQL's parser above, under the same lexing
                 # rules (standard_conforming_strings is on in this transaction).
-                query = sql.SQL("EXPLAIN (GENERIC_PLAN, VERBOSE, FORMAT JSON) ") + sql.SQL(statement.text)  # type: ignore[arg-type]
+                query = sql.SQL("EXPLAIN (GENERIC_PLAN, VERBOSE, FORMAT JSON) ") + sql.SQL(statement.text)
                 row = conn.execute(query).fetchone()
             else:
                 # PREPARE outlives the transaction: DEALLOCATE below, whatever happens.
                 # The extended query protocol (binary=True) refuses a second statement.
                 conn.execute(sql.SQL("PREPARE {} AS ").format(sql.Identifier(PREPARED_NAME))
-                             + sql.SQL(statement.text), binary=True)  # type: ignore[arg-type]
+                             + sql.SQL(statement.text), binary=True)
                 prepared = True
                 args = sql.SQL("({})").format(sql.SQL(", ").join([sql.NULL] * parsed.parameters)) \
                     if parsed.parameters else sql.SQL("")

@@ -56,7 +56,7 @@ class ParsedStatement:
     writes: bool
 
 
-class _Params(Visitor):  # type: ignore[misc]  # pglast's Visitor is untyped
+class _Params(Visitor):
     def __init__(self) -> None:
         super().__init__()
         self.highest = 0
@@ -81,7 +81,7 @@ def parse_statement(text: str) -> ParsedStatement:
     if len(parsed) > 1:
         raise StatementRefused("multiple_statements", f"the text holds {len(parsed)} statements, not one")
     stmt = parsed[0].stmt
-    kind = _KINDS.get(type(stmt))
+    kind = _KINDS.get(type(stmt)) if stmt is not None else None
     if kind is None:
         name = type(stmt).__name__
         raise StatementRefused("not_plannable", f"{name} is not SELECT, INSERT, UPDATE, DELETE or MERGE")
