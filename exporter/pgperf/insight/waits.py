@@ -57,7 +57,7 @@ __all__ = [
 WaitSource = Literal["pg_stat_activity", "pg_wait_sampling"]
 #: The wait event type and name of a session that waits on nothing: it runs on a CPU.
 CPU = "CPU"
-#: Wait events served in the families per source, at most; the rest add up in "other".
+#: Series served in the families per source, at most; past it new events add up in "other".
 MAX_EVENTS = 400
 OTHER = "other"
 #: (statement, wait event) pairs kept between two drains, at most; beyond, samples are
@@ -212,7 +212,7 @@ class WaitSampler:
             for c in reading.counts:
                 key = (reading.source, c.wait_event_type, c.wait_event)
                 if key not in self._totals:
-                    if self._events[reading.source] >= self.max_events:
+                    if self._events[reading.source] >= self.max_events - 1:  # "other" is one of them
                         key = (reading.source, OTHER, OTHER)
                     if key not in self._totals:
                         self._events[reading.source] += 1
