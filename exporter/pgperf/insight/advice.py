@@ -324,9 +324,9 @@ def _verify(
         log.info("insight: candidate %s (%s) not verified: query %s could not be planned again (%s)",
                  advice.table, ", ".join(advice.columns), exc, exc.reason)
         return None
-    except psycopg.OperationalError:
-        raise
     except psycopg.Error as exc:
+        if conn.broken or conn.closed:
+            raise
         log.info("insight: HypoPG refused the candidate %s: %s", advice.hypothetical_sql, str(exc).strip())
         return None
     finally:

@@ -203,7 +203,7 @@ def explain(
 
     *before* are statements run inside the planning transaction first (HypoPG's
     hypothetical indexes are created there by ``advice``). Raises PlanSkipped when the
-    statement cannot be planned, psycopg.OperationalError when the connection fails.
+    statement cannot be planned, the psycopg error when the connection itself failed.
     """
     try:
         parsed = parse_statement(statement.text)
@@ -234,9 +234,10 @@ def explain(
                     if parsed.parameters else sql.SQL("")
                 row = conn.execute(sql.SQL("EXPLAIN (VERBOSE, FORMAT JSON) EXECUTE {}{}").format(
                     sql.Identifier(PREPARED_NAME), args), binary=True).fetchone()
-    except psycopg.OperationalError:
-        raise
     except psycopg.Error as exc:
+        if conn.broken or conn.closed:
+            raise  # the connection failed: not this statement's doing
+        # Timeouts (QueryCanceled, LockNotAvailable) are OperationalErrors too.
         raise PlanSkipped(_classify(exc), str(exc).strip()) from None
     finally:
         if prepared and not conn.closed and not conn.broken:
@@ -272,7 +273,7 @@ def refresh_plans(
 ) -> PlanRefresh:
     """Plan each statement on *conn* (connected to the statements' database); the ones
     that cannot be planned are counted by reason in ``skipped``. A connection failure
-    raises psycopg.OperationalError (the plans already made are lost with it)."""
+    raises its psycopg error (the plans already made are lost with it)."""
     started = time.monotonic()
     todo = list(statements)
     paths = search_paths(conn, (s.username for s in todo if s.username))
