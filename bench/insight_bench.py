@@ -36,10 +36,10 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pgperf.db import SessionSettings  # noqa: E402 - after the repository root is importable
-from pgperf.insight import Statement, WaitSampler, advise, detect_insight, refresh_plans  # noqa: E402
-from pgperf.insight.options import InsightOptions  # noqa: E402
-from tools.cluster import Cluster, find_bindir  # noqa: E402
+from pgperf.db import SessionSettings
+from pgperf.insight import Statement, WaitSampler, advise, detect_insight, refresh_plans
+from pgperf.insight.options import InsightOptions
+from tools.cluster import Cluster, find_bindir
 
 SETTINGS = SessionSettings(statement_timeout=10.0, lock_timeout=1.0)
 TABLES = 200
