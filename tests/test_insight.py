@@ -243,6 +243,16 @@ def test_a_session_waiting_on_a_lock_shows_as_lock_waits_of_its_statement(
     else:
         assert {r.query_id for r in locked} == {None}, "PostgreSQL 13 shows no query_id in pg_stat_activity"
     assert CPU not in {r.wait_event_type for r in locked}
+    # The store keeps them per statement.
+    store = _store(pg_cluster, "insight_waits")
+    try:
+        assert write_wait_profiles(store, "insight_waits", rows) == len(rows)
+        if pg_cluster.major >= 14:
+            now = datetime.now(UTC)
+            waits = read_waits(store, "insight_waits", "db1", qid, since=now - timedelta(hours=1), until=now)
+            assert waits[0].wait_event_type == "Lock" and waits[0].samples == sum(r.samples for r in locked)
+    finally:
+        store.close()
 
 
 def test_the_pg_wait_sampling_source_needs_the_extension(pgperf_conn: psycopg.Connection[Any]) -> None:
