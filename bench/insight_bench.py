@@ -13,7 +13,8 @@ several runs:
   sampling cycle.
 
 "Database CPU" is the CPU time of pgperf's backend process (read from /proc; the server is
-local), "pgperf CPU" the process time of this Python process, "wall" the elapsed time.
+local), "pgperf CPU" the CPU time of the thread doing the work (the active sessions'
+clients are other threads of this process), "wall" the elapsed time.
 
     .venv/bin/python bench/insight_bench.py [--statements 2000] [--max-statements 50] [--json]
 """
@@ -58,17 +59,18 @@ SHAPES = (
 
 
 class Meter:
-    """Wall time, this process's CPU time and one backend's CPU time of a block."""
+    """Wall time, this thread's CPU time and one backend's CPU time of a block."""
 
     def __init__(self, backend_pid: int) -> None:
         self.backend = psutil.Process(backend_pid)
 
     @contextmanager
     def measure(self, into: dict[str, list[float]]) -> Iterator[None]:
-        wall, cpu, db = time.perf_counter(), time.process_time(), self._db()
+        # thread_time: the active sessions' client threads run in this process too.
+        wall, cpu, db = time.perf_counter(), time.thread_time(), self._db()
         yield
         into.setdefault("wall_ms", []).append((time.perf_counter() - wall) * 1000)
-        into.setdefault("pgperf_cpu_ms", []).append((time.process_time() - cpu) * 1000)
+        into.setdefault("pgperf_cpu_ms", []).append((time.thread_time() - cpu) * 1000)
         into.setdefault("db_cpu_ms", []).append((self._db() - db) * 1000)
 
     def _db(self) -> float:
