@@ -39,7 +39,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
 
-from ..collectors._base import Family, MetricDef
+from ..collectors import Family, MetricDef
 from .server import InsightServer
 
 __all__ = [
