@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pgperf.insight import StatementRefused, parse_statement, plan_hash
+from pgperf.insight import Statement, StatementRefused, choose_statements, parse_statement, plan_hash
 from pgperf.insight.advice import IndexAdvice, candidates_from_plan
 from pgperf.insight.costs import StatementTotals, statement_costs
 from pgperf.insight.expressions import comparisons, sort_columns
@@ -186,3 +186,16 @@ def test_insight_options_parse_durations_and_refuse_unknown_keys() -> None:
         InsightOptions.model_validate({"plans": {"max_statement": 3}})
     with pytest.raises(ValueError):
         InsightOptions.model_validate({"plans": {"max_statements": 0}})
+
+
+def test_refreshes_plan_the_slow_statements_first_then_by_total_time() -> None:
+    statements = [
+        Statement(1, "SELECT 1", calls=1000, total_ms=9000.0),        # 9 ms each, most time
+        Statement(2, "SELECT 2", calls=2, total_ms=4000.0),           # 2 s each: slow
+        Statement(3, "SELECT 3", calls=10, total_ms=500.0),
+        Statement(4, "VACUUM t", calls=1, total_ms=99999.0),          # not plannable
+        Statement(5, "EXPLAIN (GENERIC_PLAN) SELECT 1", calls=1, total_ms=5000.0),
+        Statement(6, "SELECT 6", calls=0, total_ms=0.0),
+    ]
+    assert [s.query_id for s in choose_statements(statements, 3, slow_query_ms=1000.0)] == [2, 1, 3]
+    assert [s.query_id for s in choose_statements(statements, 10, slow_query_ms=1000.0)] == [2, 1, 3, 6]

@@ -16,7 +16,7 @@ from __future__ import annotations
 from .advice import IndexAdvice, advise, candidates_from_plan, mark_applied
 from .costs import StatementCost, StatementTotals, statement_costs, time_split
 from .options import InsightOptions
-from .plans import Plan, PlanRefresh, PlanSkipped, Statement, explain, plan_hash, refresh_plans
+from .plans import Plan, PlanRefresh, PlanSkipped, Statement, choose_statements, explain, plan_hash, refresh_plans
 from .server import InsightServer, detect_insight
 from .statement import ParsedStatement, StatementRefused, parse_statement
 from .waits import WAIT_METRICS, StatementWaitProfile, WaitReading, WaitSampler, WaitSourceUnavailable
@@ -40,6 +40,7 @@ __all__ = [
     "WaitSourceUnavailable",
     "advise",
     "candidates_from_plan",
+    "choose_statements",
     "detect_insight",
     "explain",
     "mark_applied",

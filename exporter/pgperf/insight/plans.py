@@ -49,6 +49,7 @@ from .statement import StatementRefused, parse_statement, quote_ident
 
 __all__ = [
     "Plan",
+    "choose_statements",
     "PlanRefresh",
     "PlanSkipped",
     "Statement",
@@ -124,6 +125,26 @@ SHAPE_KEYS = (
     "Operation", "Parallel Aware", "Scan Direction", "Schema", "Relation Name", "Index Name",
     "CTE Name", "Function Name", "Command", "Custom Plan Provider",
 )
+
+
+def choose_statements(statements: Iterable[Statement], max_statements: int, slow_query_ms: float) -> list[Statement]:
+    """The statements a refresh plans: every slow one (mean time above *slow_query_ms*)
+    first, then the others by total time, *max_statements* at most; statements that
+    cannot be planned (utility commands, pgperf's own EXPLAINs) are passed over here so
+    that they do not take the places of plannable ones."""
+    plannable = []
+    for s in statements:
+        try:
+            parse_statement(s.text)
+        except StatementRefused:
+            continue
+        plannable.append(s)
+
+    def rank(s: Statement) -> tuple[bool, float, int]:
+        mean = s.total_ms / s.calls if s.calls else 0.0
+        return (mean <= slow_query_ms, -s.total_ms, s.query_id)
+
+    return sorted(plannable, key=rank)[:max_statements]
 
 
 def plan_shape(node: Mapping[str, Any]) -> dict[str, Any]:
