@@ -13,6 +13,7 @@ from pgperf.insight.advice import IndexAdvice, candidates_from_plan
 from pgperf.insight.costs import StatementTotals, statement_costs
 from pgperf.insight.expressions import comparisons, sort_columns
 from pgperf.insight.options import InsightOptions
+from pgperf.insight.plans import plan_without_expressions
 from pgperf.insight.statement import quote_ident
 from pgperf.insight.waits import MAX_INTERVAL_KEYS, WaitCount, WaitReading, WaitSampler, _differences
 
@@ -80,6 +81,13 @@ def test_the_plan_hash_follows_the_shape_not_the_estimates() -> None:
     parallel["Plan"]["Plans"][0]["Parallel Aware"] = True
     assert plan_hash(parallel) != base
     assert plan_hash(_plan()["Plan"]) == base  # the object or its "Plan" node
+
+
+def test_a_plan_without_expressions_keeps_shape_and_estimates_only() -> None:
+    bare = plan_without_expressions(_plan())
+    assert "Filter" not in str(bare) and "$1" not in str(bare)
+    assert bare["Plan"]["Plans"][0]["Total Cost"] == 1396.63 and bare["Plan"]["Plans"][0]["Relation Name"] == "game_hands"
+    assert plan_hash(bare) == plan_hash(_plan())
 
 
 def test_conditions_are_read_as_expressions() -> None:

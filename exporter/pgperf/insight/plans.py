@@ -56,6 +56,7 @@ __all__ = [
     "explain",
     "plan_hash",
     "plan_shape",
+    "plan_without_expressions",
     "refresh_plans",
     "search_paths",
 ]
@@ -154,6 +155,22 @@ def plan_shape(node: Mapping[str, Any]) -> dict[str, Any]:
     if children:
         shape["Plans"] = [plan_shape(child) for child in children]
     return shape
+
+
+#: Estimates kept by ``plan_without_expressions``: numbers, never statement text.
+ESTIMATE_KEYS = ("Startup Cost", "Total Cost", "Plan Rows", "Plan Width", "Workers Planned")
+
+
+def plan_without_expressions(plan: Mapping[str, Any]) -> dict[str, Any]:
+    """*plan* (EXPLAIN's object or a node) with its shape and estimates only: conditions,
+    outputs and sort keys are the statement's expressions, shown only where the
+    statement text may be (``expose_query_text``)."""
+    if "Plan" in plan:
+        return {"Plan": plan_without_expressions(plan["Plan"])}
+    node: dict[str, Any] = {key: plan[key] for key in (*SHAPE_KEYS, *ESTIMATE_KEYS) if key in plan}
+    if plan.get("Plans"):
+        node["Plans"] = [plan_without_expressions(child) for child in plan["Plans"]]
+    return node
 
 
 def plan_hash(plan: Mapping[str, Any]) -> str:
