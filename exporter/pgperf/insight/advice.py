@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import psycopg
@@ -364,7 +364,7 @@ def mark_applied(conn: psycopg.Connection[Any], advice: Sequence[IndexAdvice], *
         table = facts.get((a.schema, a.relname))
         applied = table is not None and table.has_index_on(a.columns)
         if applied and a.status != "applied":
-            out.append(replace(a, status="applied", applied_at=now or datetime.now().astimezone()))
+            out.append(replace(a, status="applied", applied_at=now or datetime.now(UTC)))
         elif not applied and a.status != "open":
             out.append(replace(a, status="open", applied_at=None))
         else:

@@ -36,7 +36,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -235,14 +235,11 @@ def explain(
     settings: SessionSettings,
     *,
     search_path: str | None = None,
-    before: Sequence[sql.Composed | sql.SQL] = (),
 ) -> Plan:
-    """The generic plan of *statement* on *conn* (see the module docstring).
-
-    *before* are statements run inside the planning transaction first (HypoPG's
-    hypothetical indexes are created there by ``advice``). Raises PlanSkipped when the
-    statement cannot be planned, the psycopg error when the connection itself failed.
-    """
+    """The generic plan of *statement* on *conn* (see the module docstring), planned
+    with *search_path* (its user's, from ``search_paths``). Hypothetical indexes of the
+    session (``advice``) are seen. Raises PlanSkipped when the statement cannot be
+    planned, the psycopg error when the connection itself failed."""
     try:
         parsed = parse_statement(statement.text)
     except StatementRefused as exc:
@@ -253,8 +250,6 @@ def explain(
         with conn.transaction(force_rollback=True):
             conn.execute("SET TRANSACTION READ ONLY")
             _configure(conn, settings, search_path)
-            for command in before:
-                conn.execute(command)
             if method == "generic_plan":
                 # The simple query protocol: the extended one would take $1 for a
                 # parameter of the EXPLAIN itself and ask for its value. One statement
