@@ -244,15 +244,12 @@ def test_a_session_waiting_on_a_lock_shows_as_lock_waits_of_its_statement(
         assert {r.query_id for r in locked} == {None}, "PostgreSQL 13 shows no query_id in pg_stat_activity"
     assert CPU not in {r.wait_event_type for r in locked}
     # The store keeps them per statement.
-    store = _store(pg_cluster, "insight_waits")
-    try:
+    with _store(pg_cluster, "insight_waits") as store:
         assert write_wait_profiles(store, "insight_waits", rows) == len(rows)
         if pg_cluster.major >= 14:
             now = datetime.now(UTC)
             waits = read_waits(store, "insight_waits", "db1", qid, since=now - timedelta(hours=1), until=now)
             assert waits[0].wait_event_type == "Lock" and waits[0].samples == sum(r.samples for r in locked)
-    finally:
-        store.close()
 
 
 def test_the_pg_wait_sampling_source_needs_the_extension(pgperf_conn: psycopg.Connection[Any]) -> None:
@@ -263,29 +260,32 @@ def test_the_pg_wait_sampling_source_needs_the_extension(pgperf_conn: psycopg.Co
     assert auto.sample(pgperf_conn, server).source == "pg_stat_activity"
 
 
-def _store(pg_cluster: Cluster, schema: str) -> psycopg.Connection[Any]:
-    conn = pg_cluster.connect()
-    conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-    migrate(conn, schema)
-    return conn
+@contextmanager
+def _store(pg_cluster: Cluster, schema: str) -> Iterator[psycopg.Connection[Any]]:
+    """A fresh store schema in the session cluster, dropped after (other tests count
+    the tables of that database)."""
+    with pg_cluster.connect() as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        migrate(conn, schema)
+        try:
+            yield conn
+        finally:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
-def test_wait_profiles_plans_and_advice_round_trip_through_the_store(pg_cluster: Cluster) -> None:
-    store = _store(pg_cluster, "insight_store")
-    try:
-        sampler = WaitSampler("db1", interval=1.0)
-        at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-        sampler.add(_reading(at.timestamp() - 1, [(42, "Lock", "transactionid", 3), (42, CPU, CPU, 1),
-                                                  (None, "IO", "WALWrite", 2)]))
-        rows = sampler.drain(now=at.timestamp())
+def test_wait_profiles_round_trip_through_the_store(pg_cluster: Cluster) -> None:
+    sampler = WaitSampler("db1", interval=1.0)
+    at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    sampler.add(_reading(at.timestamp() - 1, [(42, "Lock", "transactionid", 3), (42, CPU, CPU, 1),
+                                              (None, "IO", "WALWrite", 2)]))
+    rows = sampler.drain(now=at.timestamp())
+    with _store(pg_cluster, "insight_store") as store:
         # The day has no partition yet: it is made on demand.
         assert write_wait_profiles(store, "insight_store", rows) == 3
         waits = read_waits(store, "insight_store", "db1", 42, since=at - timedelta(hours=1), until=at + timedelta(hours=1))
         assert [(w.wait_event_type, w.samples, w.seconds) for w in waits] == [("Lock", 3, 3.0), (CPU, 1, 1.0)]
         assert store.execute("SELECT count(*) FROM insight_store.statement_wait_profiles WHERE query_id IS NULL"
                              ).fetchone() == (1,)
-    finally:
-        store.close()
 
 
 def _reading(at: float, counts: list[tuple[int | None, str, str, int]]) -> WaitReading:
@@ -333,54 +333,53 @@ def test_poker_room_range_query_gets_verified_advice_then_applied(
     statement = Statement(qid, text, datname=DB, username="postgres")
     server = detect_insight(pgperf_conn)
     assert server.hypopg_schema == "public"
-    store = _store(pg_cluster, "insight_e2e")
-    try:
-        before_at = datetime.now(UTC)
-        plans = refresh_plans(pgperf_conn, [statement], server, SETTINGS).plans
-        assert record_plans(store, "insight_e2e", "poker", plans, at=before_at) == []
-        first_hash = plans[0].plan_hash
-        advice = advise(pgperf_conn, plans, [statement], server, SETTINGS)
-        assert len(advice) == 1
-        a = advice[0]
-        assert a.sql == "CREATE INDEX CONCURRENTLY IF NOT EXISTS game_hands_created_at_idx ON public.game_hands (created_at)"
-        assert (a.verified, a.status, a.query_ids) == ("hypopg", "open", (qid,))
-        assert a.cost_after is not None and 0 < a.cost_after <= a.cost_before / 2
-        assert a.cost_before == plans[0].total_cost
-        # The hypothetical index is gone from the session, and nothing was created.
-        assert pgperf_conn.execute("SELECT count(*) FROM public.hypopg_list_indexes").fetchone() == (0,)
-        assert pg_cluster.execute("SELECT count(*) FROM pg_indexes WHERE tablename = 'game_hands'", DB) == [(1,)]
-        save_advice(store, "insight_e2e", "poker", advice, at=before_at)
-        _observed(store, qid, before_at - timedelta(minutes=10), mean_ms=180.0)
+    with _store(pg_cluster, "insight_e2e") as store:
+        try:
+            before_at = datetime.now(UTC)
+            plans = refresh_plans(pgperf_conn, [statement], server, SETTINGS).plans
+            assert record_plans(store, "insight_e2e", "poker", plans, at=before_at) == []
+            first_hash = plans[0].plan_hash
+            advice = advise(pgperf_conn, plans, [statement], server, SETTINGS)
+            assert len(advice) == 1
+            a = advice[0]
+            assert a.sql == "CREATE INDEX CONCURRENTLY IF NOT EXISTS game_hands_created_at_idx ON public.game_hands (created_at)"
+            assert (a.verified, a.status, a.query_ids) == ("hypopg", "open", (qid,))
+            assert a.cost_after is not None and 0 < a.cost_after <= a.cost_before / 2
+            assert a.cost_before == plans[0].total_cost
+            # The hypothetical index is gone from the session, and nothing was created.
+            assert pgperf_conn.execute("SELECT count(*) FROM public.hypopg_list_indexes").fetchone() == (0,)
+            assert pg_cluster.execute("SELECT count(*) FROM pg_indexes WHERE tablename = 'game_hands'", DB) == [(1,)]
+            save_advice(store, "insight_e2e", "poker", advice, at=before_at)
+            _observed(store, qid, before_at - timedelta(minutes=10), mean_ms=180.0)
 
-        # Someone follows the advice.
-        pg_cluster.execute(a.sql, DB)
-        pg_cluster.execute("ANALYZE game_hands", DB)
-        after_at = before_at + timedelta(minutes=5)
-        replanned = refresh_plans(pgperf_conn, [statement], server, SETTINGS).plans
-        changes = record_plans(store, "insight_e2e", "poker", replanned, at=after_at)
-        assert [(c.query_id, c.previous_hash, c.plan_hash) for c in changes] == [(qid, first_hash, replanned[0].plan_hash)]
-        assert replanned[0].plan_hash != first_hash and "game_hands_created_at_idx" in str(replanned[0].plan)
-        stored = read_plans(store, "insight_e2e", "poker", qid)
-        assert [p.plan_hash for p in stored] == [replanned[0].plan_hash, first_hash]
-        assert stored[1].first_seen == stored[1].last_seen == before_at and stored[0].first_seen == after_at
+            # Someone follows the advice.
+            pg_cluster.execute(a.sql, DB)
+            pg_cluster.execute("ANALYZE game_hands", DB)
+            after_at = before_at + timedelta(minutes=5)
+            replanned = refresh_plans(pgperf_conn, [statement], server, SETTINGS).plans
+            changes = record_plans(store, "insight_e2e", "poker", replanned, at=after_at)
+            assert [(c.query_id, c.previous_hash, c.plan_hash) for c in changes] == [(qid, first_hash, replanned[0].plan_hash)]
+            assert replanned[0].plan_hash != first_hash and "game_hands_created_at_idx" in str(replanned[0].plan)
+            stored = read_plans(store, "insight_e2e", "poker", qid)
+            assert [p.plan_hash for p in stored] == [replanned[0].plan_hash, first_hash]
+            assert stored[1].first_seen == stored[1].last_seen == before_at and stored[0].first_seen == after_at
 
-        applied = mark_applied(pgperf_conn, read_advice(store, "insight_e2e", "poker"), now=after_at)
-        assert [x.status for x in applied] == ["applied"] and applied[0].applied_at == after_at
-        _observed(store, qid, after_at + timedelta(minutes=10), mean_ms=2.5)
-        means = observed_means(store, "insight_e2e", "poker", applied[0].query_ids, after_at,
-                               until=after_at + timedelta(hours=1))
-        assert means == (180.0, 2.5)
-        save_advice(store, "insight_e2e", "poker", [replace(applied[0], observed_mean_ms_before=means[0],
-                                                            observed_mean_ms_after=means[1])], at=after_at)
-        final = read_advice(store, "insight_e2e", "poker", query_id=qid)
-        assert [x.to_json()["status"] for x in final] == ["applied"]
-        assert (final[0].observed_mean_ms_before, final[0].observed_mean_ms_after) == (180.0, 2.5)
-        assert final[0].applied_at == after_at and final[0].verified == "hypopg"
-        # Advising again proposes nothing new: the index exists.
-        assert advise(pgperf_conn, replanned, [statement], server, SETTINGS) == []
-    finally:
-        pg_cluster.execute("DROP INDEX IF EXISTS game_hands_created_at_idx", DB)
-        store.close()
+            applied = mark_applied(pgperf_conn, read_advice(store, "insight_e2e", "poker"), now=after_at)
+            assert [x.status for x in applied] == ["applied"] and applied[0].applied_at == after_at
+            _observed(store, qid, after_at + timedelta(minutes=10), mean_ms=2.5)
+            means = observed_means(store, "insight_e2e", "poker", applied[0].query_ids, after_at,
+                                   until=after_at + timedelta(hours=1))
+            assert means == (180.0, 2.5)
+            save_advice(store, "insight_e2e", "poker", [replace(applied[0], observed_mean_ms_before=means[0],
+                                                                observed_mean_ms_after=means[1])], at=after_at)
+            final = read_advice(store, "insight_e2e", "poker", query_id=qid)
+            assert [x.to_json()["status"] for x in final] == ["applied"]
+            assert (final[0].observed_mean_ms_before, final[0].observed_mean_ms_after) == (180.0, 2.5)
+            assert final[0].applied_at == after_at and final[0].verified == "hypopg"
+            # Advising again proposes nothing new: the index exists.
+            assert advise(pgperf_conn, replanned, [statement], server, SETTINGS) == []
+        finally:
+            pg_cluster.execute("DROP INDEX IF EXISTS game_hands_created_at_idx", DB)
 
 
 def _observed(store: psycopg.Connection[Any], qid: int, at: datetime, mean_ms: float) -> None:
