@@ -66,7 +66,7 @@ def test_restarts_add_no_partitions(pg_conn: Any) -> None:
     days = [today + timedelta(days=i) for i in range(4)]
     ensure_partitions(pg_conn, "restarts", days)
     before = list_partitions(pg_conn, "restarts")
-    assert len(before) == 8
+    assert len(before) == 12  # three partitioned tables, four days
     for _ in range(10):
         migrate(pg_conn, "restarts")
         assert ensure_partitions(pg_conn, "restarts", days) == []
@@ -89,7 +89,10 @@ def test_retention_drops_exactly_the_expired_partitions(pg_conn: Any) -> None:
     q_cut, r_cut = date(2026, 5, 16), date(2026, 6, 8)
     assert {d for (t, d) in remaining if t == "query_performance_metrics"} == {d for d in days if d >= q_cut}
     assert {d for (t, d) in remaining if t == "resource_metrics"} == {d for d in days if d >= r_cut}
+    # Wait profiles explain the statements' rows and are kept as long.
+    assert {d for (t, d) in remaining if t == "statement_wait_profiles"} == {d for d in days if d >= q_cut}
     expected_dropped = {f"query_performance_metrics_p{d:%Y%m%d}" for d in days if d < q_cut} | \
+                       {f"statement_wait_profiles_p{d:%Y%m%d}" for d in days if d < q_cut} | \
                        {f"resource_metrics_p{d:%Y%m%d}" for d in days if d < r_cut}
     assert set(result.dropped) == expected_dropped
     assert result.alerts_deleted == 1  # the resolved one; an open alert is kept whatever its age

@@ -5,7 +5,7 @@ its own transaction, under an advisory lock so that two pgperf processes startin
 together do not race; applied versions are recorded in ``<schema>.schema_migrations``.
 Running them again does nothing.
 
-The two sample tables are partitioned by UTC day. Partitions for today and the next
+The two sample tables and the wait profiles are partitioned by UTC day. Partitions for today and the next
 ``partitions_ahead`` days are created with ``CREATE TABLE IF NOT EXISTS``, so a restart
 adds none; a sample from an older day (written from the spool) gets its partition on
 demand. Retention drops whole partitions whose day ended before the cut-off, never
@@ -38,7 +38,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 # Partitioned table -> its time column.
-PARTITIONED = {"query_performance_metrics": "recorded_at", "resource_metrics": "timestamp"}
+PARTITIONED = {"query_performance_metrics": "recorded_at", "resource_metrics": "timestamp",
+               "statement_wait_profiles": "recorded_at"}
 _ADVISORY_KEY = 0x70677065  # "pgpe": one migrator at a time per database
 _PARTITION = re.compile(r"^(?P<table>[a-z_]+)_p(?P<day>\d{8})$")
 
@@ -112,7 +113,7 @@ def partition_name(table: str, day: date) -> str:
 
 
 def ensure_partitions(conn: psycopg.Connection[Any], schema: str, days: list[date]) -> list[str]:
-    """Create the daily partitions of both sample tables for *days*; return those created.
+    """Create the daily partitions of the partitioned tables for *days*; return those created.
 
     Under the migrations' advisory lock: two pgperf processes writing to one store would
     otherwise race on CREATE TABLE IF NOT EXISTS (which is not safe against itself).
@@ -183,7 +184,9 @@ def apply_retention(
     """Drop the partitions whose whole day is older than the retention; delete old alerts
     (resolved ones only) and reports."""
     now = now or datetime.now(UTC)
-    keep = {"query_performance_metrics": query_days, "resource_metrics": resource_days}
+    # Wait profiles explain the statements' rows: they are kept as long.
+    keep = {"query_performance_metrics": query_days, "resource_metrics": resource_days,
+            "statement_wait_profiles": query_days}
     dropped = []
     for (table, day), name in sorted(list_partitions(conn, schema).items()):
         cutoff = (now - timedelta(days=keep[table])).date()

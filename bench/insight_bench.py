@@ -1,0 +1,249 @@
+"""What query insight costs: one plans refresh and one second of wait sampling.
+
+A throwaway PostgreSQL 15 (pg_wait_sampling preloaded, HypoPG created where Debian's
+packages are installed) gets 2,000 distinct statements in pg_stat_statements over 200
+tables, and active sessions while the waits are sampled. Measured, each as the median of
+several runs:
+
+* a plans refresh of the top ``max_statements`` statements by total time (and of all
+  2,000, to show how it scales), and the index advice made from those plans;
+* one reading of the wait sampling sources (pg_stat_activity; pg_wait_sampling's profile),
+  which is one second of sampling at the default ``insight.waits.interval``;
+* for scale, one read of all pg_stat_statements entries, the largest query of every
+  sampling cycle.
+
+"Database CPU" is the CPU time of pgperf's backend process (read from /proc; the server is
+local), "pgperf CPU" the CPU time of the thread doing the work (the active sessions'
+clients are other threads of this process), "wall" the elapsed time.
+
+    .venv/bin/python bench/insight_bench.py [--statements 2000] [--max-statements 50] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pgperf.db import SessionSettings
+from pgperf.insight import Statement, WaitSampler, advise, detect_insight, refresh_plans
+from pgperf.insight.options import InsightOptions
+from tools.cluster import Cluster, find_bindir
+
+SETTINGS = SessionSettings(statement_timeout=10.0, lock_timeout=1.0)
+TABLES = 200
+SHAPES = (
+    "SELECT a, b FROM {t} WHERE c = $1",
+    "SELECT count(*) FROM {t} WHERE d > $1",
+    "SELECT * FROM {t} WHERE e = $1 ORDER BY f LIMIT 10",
+    "UPDATE {t} SET g = g + 1 WHERE a = $1",
+    "SELECT sum(h) FROM {t} WHERE i BETWEEN $1 AND $2",
+    "DELETE FROM {t} WHERE j = $1 AND a < 0",
+    "SELECT x.a FROM {t} x JOIN {t} y ON x.a = y.b WHERE x.c = $1",
+    "INSERT INTO {t} (a) SELECT $1 WHERE false",
+    "SELECT DISTINCT b FROM {t} WHERE c < $1",
+    "SELECT a, max(j) FROM {t} GROUP BY a HAVING count(*) > $1",
+)
+
+
+class Meter:
+    """Wall time, this thread's CPU time and one backend's CPU time of a block."""
+
+    def __init__(self, backend_pid: int) -> None:
+        self.backend = psutil.Process(backend_pid)
+
+    @contextmanager
+    def measure(self, into: dict[str, list[float]]) -> Iterator[None]:
+        # thread_time: the active sessions' client threads run in this process too.
+        wall, cpu, db = time.perf_counter(), time.thread_time(), self._db()
+        yield
+        into.setdefault("wall_ms", []).append((time.perf_counter() - wall) * 1000)
+        into.setdefault("pgperf_cpu_ms", []).append((time.thread_time() - cpu) * 1000)
+        into.setdefault("db_cpu_ms", []).append((self._db() - db) * 1000)
+
+    def _db(self) -> float:
+        times = self.backend.cpu_times()
+        return float(times.user + times.system)
+
+
+def _median(runs: dict[str, list[float]]) -> dict[str, float]:
+    return {key: round(statistics.median(values), 3) for key, values in runs.items()}
+
+
+def _populate(cluster: Cluster, statements: int) -> None:
+    per_table = len(SHAPES)
+    tables = max(1, -(-statements // per_table))
+    with cluster.connect() as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_wait_sampling")
+        for n in range(tables):
+            conn.execute(f"CREATE TABLE t{n:03d} (a int, b int, c int, d int, e int, f int, g int, h int, i int, j int)")
+            conn.execute(f"INSERT INTO t{n:03d} SELECT g, g % 7, g % 11, g, g % 13, g, 0, g, g, g % 17"
+                         " FROM generate_series(1, 20000) g")
+        conn.execute("ANALYZE")
+        conn.execute("SELECT pg_stat_statements_reset()")
+        done = 0
+        for n in range(tables):
+            for shape in SHAPES:
+                if done >= statements:
+                    break
+                text = shape.format(t=f"t{n:03d}")
+                params = (1, 2) if "$2" in text else (1,)
+                # Server-side binding: pg_stat_statements records the text with $n as it is here.
+                conn.execute(text.replace("$1", "%s").replace("$2", "%s"), params)
+                done += 1
+
+
+def _top(conn: psycopg.Connection[Any], limit: int) -> list[Statement]:
+    rows = conn.execute(
+        "SELECT s.queryid, s.query, d.datname, r.rolname, s.calls, s.total_exec_time"
+        " FROM public.pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid JOIN pg_roles r ON r.oid = s.userid"
+        " WHERE s.query ~ '^(SELECT|INSERT|UPDATE|DELETE) ' AND s.query ~ ' t[0-9]{3}'"
+        " ORDER BY s.total_exec_time DESC LIMIT %s", (limit,)).fetchall()
+    return [Statement(int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5])) for r in rows]
+
+
+@contextmanager
+def _active_sessions(cluster: Cluster, sessions: int) -> Iterator[None]:
+    """*sessions* connections that keep running short statements (sleeps and scans)."""
+    stop = threading.Event()
+
+    def work(i: int) -> None:
+        with cluster.connect() as conn:
+            while not stop.is_set():
+                if i % 2:
+                    conn.execute("SELECT pg_sleep(0.05)")
+                else:
+                    conn.execute(f"SELECT count(*) FROM t{i % TABLES:03d} WHERE d > %s", (i,))
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(sessions)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    try:
+        yield
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+
+
+def run(statements: int = 2000, max_statements: int | None = None, repeats: int = 5,
+        sessions: int = 16, base_dir: str | None = None) -> dict[str, Any]:
+    max_statements = max_statements or InsightOptions().plans.max_statements
+    cluster = Cluster(find_bindir(15), base_dir=base_dir, name="pgperf-insight-bench", settings={
+        "shared_preload_libraries": "'pg_stat_statements,pg_wait_sampling'", "pg_stat_statements.max": 5000,
+        "max_connections": 100})
+    cluster.start()
+    results: dict[str, Any] = {"statements": statements, "max_statements": max_statements, "sessions": sessions}
+    try:
+        _populate(cluster, statements)
+        hypopg = bool(cluster.execute("SELECT count(*) FROM pg_available_extensions WHERE name = 'hypopg'")[0][0])
+        if hypopg:
+            cluster.execute("CREATE EXTENSION IF NOT EXISTS hypopg")
+        dsn = cluster.dsn()
+        with psycopg.connect(dsn, autocommit=True, **SETTINGS.connect_kwargs(dsn)) as conn:
+            meter = Meter(conn.info.backend_pid)
+            server = detect_insight(conn)
+            results["pg_stat_statements_entries"] = conn.execute(
+                "SELECT count(*) FROM public.pg_stat_statements").fetchone()[0]  # type: ignore[index]
+            top = _top(conn, max_statements)
+            everything = _top(conn, statements)
+            results["hypopg"] = server.hypopg_schema is not None
+            results["plans_top"] = _timed(meter, repeats, lambda: refresh_plans(conn, top, server, SETTINGS), batch=4)
+            refresh = refresh_plans(conn, top, server, SETTINGS)
+            results["plans_top"]["planned"] = len(refresh.plans)
+            results["plans_top"]["skipped"] = sum(refresh.skipped.values())
+            results["plans_all"] = _timed(meter, 1, lambda: refresh_plans(conn, everything, server, SETTINGS))
+            results["advice_top"] = _timed(meter, repeats, lambda: advise(conn, refresh.plans, top, server, SETTINGS),
+                                           batch=2)
+            results["advice_top"]["advice"] = len(advise(conn, refresh.plans, top, server, SETTINGS))
+            results["pg_stat_statements_read"] = _timed(meter, repeats, lambda: conn.execute(
+                "SELECT * FROM public.pg_stat_statements(false)").fetchall(), batch=20)
+            with _active_sessions(cluster, sessions):
+                results["active_sessions"] = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'").fetchone()[0]  # type: ignore[index]
+                activity = WaitSampler("bench", source="pg_stat_activity")
+                profile = WaitSampler("bench", source="pg_wait_sampling")
+                profile.sample(conn, server)  # the baseline reading
+                results["waits_pg_stat_activity"] = _timed(meter, repeats, lambda: activity.sample(conn, server),
+                                                           batch=100, pause=0.01)
+                results["waits_pg_wait_sampling"] = _timed(meter, repeats, lambda: profile.sample(conn, server),
+                                                           batch=100, pause=0.01)
+    finally:
+        cluster.destroy()
+    plans_per_second = results["plans_top"]["db_cpu_ms"] / InsightOptions().plans.interval
+    waits_per_second = results["waits_pg_stat_activity"]["db_cpu_ms"] / InsightOptions().waits.interval
+    results["default_intervals_db_cpu_ms_per_second"] = round(plans_per_second + waits_per_second, 3)
+    results["default_intervals_pgperf_cpu_ms_per_second"] = round(
+        results["plans_top"]["pgperf_cpu_ms"] / InsightOptions().plans.interval
+        + results["waits_pg_stat_activity"]["pgperf_cpu_ms"] / InsightOptions().waits.interval, 3)
+    return results
+
+
+def _timed(meter: Meter, repeats: int, work: Callable[[], object], *, batch: int = 1,
+           pause: float = 0.0) -> dict[str, Any]:
+    """Median over *repeats* measurements of *batch* calls each, per call: the kernel
+    counts a process's CPU time in clock ticks (10 ms), far coarser than one reading."""
+    runs: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        with meter.measure(runs):
+            for _ in range(batch):
+                work()
+                if pause:
+                    time.sleep(pause)
+    per_call = {key: [v / batch for v in values] for key, values in runs.items()}
+    if pause:  # the pauses are not work
+        per_call["wall_ms"] = [v - pause * 1000 for v in per_call["wall_ms"]]
+    return {**_median(per_call), "runs": repeats * batch}
+
+
+def _print(results: dict[str, Any]) -> None:
+    print(f"insight with {results['pg_stat_statements_entries']:,} statements in pg_stat_statements, "
+          f"{results['active_sessions']} active sessions while sampling waits, HypoPG: {results['hypopg']}")
+    print(f"{'work':58} {'wall ms':>10} {'db CPU ms':>10} {'pgperf CPU ms':>14}")
+    rows = [
+        (f"plans refresh, top {results['max_statements']} ({results['plans_top']['planned']} planned)", "plans_top"),
+        (f"plans refresh, all {results['statements']:,}", "plans_all"),
+        ("index advice from the top statements' plans", "advice_top"),
+        ("wait sampling: one reading of pg_stat_activity (1 s)", "waits_pg_stat_activity"),
+        ("wait sampling: one reading of pg_wait_sampling (1 s)", "waits_pg_wait_sampling"),
+        ("for scale: one read of every pg_stat_statements entry", "pg_stat_statements_read"),
+    ]
+    for label, key in rows:
+        r = results[key]
+        print(f"{label:58} {r['wall_ms']:>10.3f} {r['db_cpu_ms']:>10.3f} {r['pgperf_cpu_ms']:>14.3f}")
+    print(f"at the default intervals (plans every 5 min, waits every 1 s): "
+          f"{results['default_intervals_db_cpu_ms_per_second']:.3f} ms of database CPU and "
+          f"{results['default_intervals_pgperf_cpu_ms_per_second']:.3f} ms of pgperf CPU per second")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--statements", type=int, default=2000)
+    parser.add_argument("--max-statements", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--sessions", type=int, default=16)
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args()
+    results = run(args.statements, args.max_statements, args.repeats, args.sessions)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        _print(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

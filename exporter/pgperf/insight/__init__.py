@@ -1,0 +1,52 @@
+"""Query insight: where each statement's time goes, its plans, and index advice.
+
+* ``waits`` — active session history (pg_stat_activity or pg_wait_sampling), bounded
+  Prometheus families and per-statement wait profiles;
+* ``plans`` — generic plans of normalized statements (never executed) and their shape hash;
+* ``advice`` — index candidates from the plans, verified with HypoPG where installed;
+* ``costs`` — each statement's share of database time and CPU-seconds per day;
+* ``store`` — their rows in the sample store (migration 004).
+
+Every function takes the connection it works on and typed inputs; nothing here keeps
+global state, opens connections or schedules itself: the sampler, the API and the CLI do.
+"""
+
+from __future__ import annotations
+
+from .advice import IndexAdvice, advise, candidates_from_plan, mark_applied
+from .costs import StatementCost, StatementTotals, statement_costs, time_split
+from .options import InsightOptions
+from .plans import Plan, PlanRefresh, PlanSkipped, Statement, choose_statements, explain, plan_hash, refresh_plans
+from .server import InsightServer, detect_insight
+from .statement import ParsedStatement, StatementRefused, parse_statement
+from .waits import WAIT_METRICS, StatementWaitProfile, WaitReading, WaitSampler, WaitSourceUnavailable
+
+__all__ = [
+    "WAIT_METRICS",
+    "IndexAdvice",
+    "InsightOptions",
+    "InsightServer",
+    "ParsedStatement",
+    "Plan",
+    "PlanRefresh",
+    "PlanSkipped",
+    "Statement",
+    "StatementCost",
+    "StatementRefused",
+    "StatementTotals",
+    "StatementWaitProfile",
+    "WaitReading",
+    "WaitSampler",
+    "WaitSourceUnavailable",
+    "advise",
+    "candidates_from_plan",
+    "choose_statements",
+    "detect_insight",
+    "explain",
+    "mark_applied",
+    "parse_statement",
+    "plan_hash",
+    "refresh_plans",
+    "statement_costs",
+    "time_split",
+]
