@@ -42,6 +42,8 @@ class AlertService:
     def __init__(self, store: AlertStore, config: Config, emit: Emit = lambda event, value: None) -> None:
         self.store = store
         self.settings = config.alerts
+        # Alerts are recorded for the target they are about, named as in the configuration.
+        self.targets = tuple(t.name for t in config.resolved_targets())
         self.emit = emit
         url = self.settings.alertmanager_url
         self.alertmanager = AlertmanagerClient(url, self.settings.request_timeout) if url else None
@@ -53,6 +55,7 @@ class AlertService:
 
     def apply_config(self, config: Config) -> None:
         self.settings = config.alerts
+        self.targets = tuple(t.name for t in config.resolved_targets())
         url = self.settings.alertmanager_url
         if url is None:
             self.alertmanager = None
@@ -65,7 +68,7 @@ class AlertService:
 
     def handle_webhook(self, payload: Any) -> dict[str, int]:
         """Record one Alertmanager notification. Raises WebhookError for a bad payload."""
-        events = parse_webhook(payload)
+        events = parse_webhook(payload, targets=self.targets)
         fired = self.store.record(events)
         for alert in fired:
             log.info("alert %s fired: %s %s (%s)", alert.alert_id, alert.severity, alert.metric, alert.message)
@@ -136,7 +139,7 @@ class AlertService:
         events = []
         for i, raw in enumerate(current):
             try:
-                events.append(event_from_alert(raw, f"alertmanager alert {i}", status="firing"))
+                events.append(event_from_alert(raw, f"alertmanager alert {i}", status="firing", targets=self.targets))
             except WebhookError as exc:
                 log.debug("ignoring an alert Alertmanager returned: %s", exc)
         for alert in self.store.record(events):
