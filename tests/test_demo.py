@@ -158,7 +158,8 @@ def test_demo_shows_the_alert_flow_and_prints_only_what_works(tmp_path: Path) ->
         sink = requests.get(info["sink"] + "/", timeout=10).json()
         assert {n["channel"] for n in sink} >= {"slack"}, sink
         log = (Path(info["work"]) / "alertmanager.log").read_text()
-        assert "level=error" not in log and "Notify for alerts failed" not in log, log[-3000:]
+        failed = [line for line in log.splitlines() if "Notify" in line and "failed" in line]
+        assert not failed, failed
     finally:
         status = demo.stop()
     print(f"demo up after {timings.get('up', -1):.0f} s; alert recorded after {timings.get('alert', -1):.0f} s; "

@@ -292,6 +292,12 @@ def pgperf_config(dsn: str, listen: str, token: str, args: argparse.Namespace, w
     return config
 
 
+def alertmanager_config(pgperf_url: str, secrets_dir: Path, sink: LocalSink) -> dict[str, Any]:
+    """The demo's ``alertmanager.yml``: the committed routes with fast timings, pgperf's
+    receiver posting to *pgperf_url*, every other receiver notifying *sink*."""
+    return bundle.alertmanager_config(pgperf_url, secrets_dir=secrets_dir, fast=True, sink=sink.bundle_sink)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -355,8 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         spawn("pgperf", [sys.executable, "-m", "pgperf", "serve", "--config", str(config_file)], env)
 
         if am_binary:
-            (work / "alertmanager.yml").write_text(bundle.dump(bundle.alertmanager_config(
-                urls["pgperf"], secrets_dir=secrets_dir, fast=True, sink=sink.bundle_sink)))
+            (work / "alertmanager.yml").write_text(bundle.dump(alertmanager_config(urls["pgperf"], secrets_dir, sink)))
             spawn("alertmanager", [am_binary, f"--config.file={work / 'alertmanager.yml'}",
                                    f"--storage.path={work / 'alertmanager-data'}", "--cluster.listen-address=",
                                    f"--web.listen-address=127.0.0.1:{ports['alertmanager']}"])
