@@ -393,8 +393,8 @@ pgperf demo is up ({time.monotonic() - started:.0f} s):
 {chr(10).join(lines)}
   {'PostgreSQL':<14} {dsn}
 
-The poker room's back office runs an unindexed range query on game_hands.created_at for
-about a second, again and again: PgperfSlowQueries fires within a minute, reaches pgperf
+The poker room's back office runs an unindexed range query on game_hands.created_at
+(about a second) every few seconds: PgperfSlowQueries fires within a minute, reaches pgperf
 through Alertmanager, and the next report (every {args.report_every}) counts it.
 
 Commands for this demo ({ALERT_ID}: an id from the list):
