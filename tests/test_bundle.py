@@ -28,6 +28,8 @@ from helpers import make_config, running_exporter, wait_until
 from pgperf.config import load_config
 from tools import bundle
 from tools.cluster import Cluster, free_port
+from tools.demo import LocalSink
+from tools.demo import alertmanager_config as demo_alertmanager_config
 
 pytestmark = [pytest.mark.bundle, pytest.mark.slow]
 
@@ -321,3 +323,67 @@ def _check_prometheus(api: str, addresses: list[str], receivers: Receivers) -> N
                            and a["labels"].get("instance") == addresses[1]
                            for _, a in receivers.alerts(bundle.WEBHOOK_PATH)),
                timeout=30, message="PgperfSlowQueries at the pgperf webhook")
+
+
+# -- the demo's Alertmanager: every channel to the local sink ------------------------------
+
+def _endpoints(config: dict[str, Any]) -> dict[str, str]:
+    """Where each channel of *config* would deliver: receiver/kind -> URL or SMTP host,
+    Alertmanager's defaults included (PagerDuty's events API, the global relay)."""
+    glob = config.get("global", {})
+    defaults = {"slack_configs": glob.get("slack_api_url", "(Slack URL from api_url_file)"),
+                "pagerduty_configs": glob.get("pagerduty_url", "https://events.pagerduty.com/v2/enqueue"),
+                "email_configs": glob.get("smtp_smarthost", "")}
+    out = {}
+    for receiver in config["receivers"]:
+        for kind, items in receiver.items():
+            if kind == "name":
+                continue
+            for i, item in enumerate(items):
+                where = item.get("url") or item.get("api_url") or item.get("smarthost") or defaults.get(kind, "")
+                out[f"{receiver['name']}/{kind}[{i}]"] = where
+    return out
+
+
+def test_demo_alertmanager_notifies_only_the_local_sink(alertmanager_factory: Any, tmp_path: Path) -> None:
+    """make demo's Alertmanager: pgperf's receiver posts to pgperf; Slack, PagerDuty, the
+    webhook and e-mail all reach the demo's local sink (HTTP and SMTP), and none fails."""
+    sink = LocalSink().start()
+    try:
+        secrets = tmp_path / "secrets"
+        bundle.write_secrets(secrets)
+        config = demo_alertmanager_config("http://127.0.0.1:9", secrets, sink)
+        endpoints = _endpoints(config)
+        assert endpoints.pop("pgperf/webhook_configs[0]") == "http://127.0.0.1:9" + bundle.WEBHOOK_PATH
+        outside = {name: where for name, where in endpoints.items()
+                   if not (where.startswith(sink.url + "/") or where == sink.smtp)}
+        assert not outside, outside
+        assert {name.split("/")[0] for name in endpoints} == {"slack", "pagerduty", "email", "webhook"}
+        text = bundle.dump(config)
+        (tmp_path / "alertmanager.yml").write_text(text)
+        checked = subprocess.run([_binary("amtool"), "check-config", str(tmp_path / "alertmanager.yml")],
+                                 capture_output=True, text=True, timeout=60)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+        am = alertmanager_factory(text)
+        _post_alerts(am.url.removeprefix("http://"),
+                     _alert("PgperfPostgresDown", "critical", "availability", "db1:9187"),
+                     _alert("PgperfCheckpointsTooFrequent", "info", "maintenance", "db2:9187"))
+
+        def delivered() -> set[str]:
+            channels = {n.channel for n in sink.notifications()}
+            return channels if channels >= {"slack", "pagerduty", "webhook", "email"} else set()
+
+        wait_until(delivered, timeout=30, message="notifications at every channel of the sink")
+        summaries = {n.channel: n.summary for n in sink.notifications()}
+        assert summaries["email"] == (
+            "to dba-team@example.com: [pgperf] [FIRING:1] INFO PgperfCheckpointsTooFrequent on db2:9187")
+        assert summaries["pagerduty"].startswith("trigger: PgperfPostgresDown on db1:9187")
+        assert summaries["slack"] == "[FIRING:1] CRITICAL PgperfPostgresDown on db1:9187"
+        # Alertmanager logs each failed delivery attempt ("Notify attempt failed", a warning)
+        # at once; pgperf's receiver is expected to fail: nothing listens at 127.0.0.1:9.
+        failed = [line for line in am.log().splitlines()
+                  if "Notify" in line and "failed" in line and "receiver=pgperf" not in line]
+        assert not failed, failed
+    finally:
+        sink.stop()

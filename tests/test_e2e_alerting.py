@@ -1,7 +1,8 @@
 """End to end with real processes and the bundle's own files: PostgreSQL, pgperf,
 Prometheus (the committed rules) and Alertmanager (the committed routes). A slow-query
-workload fires PgperfSlowQueries; the alert is recorded in performance_alerts, acknowledged
-(the silence exists in Alertmanager) and resolved after the workload stops.
+workload fires PgperfSlowQueries; the alert is recorded in performance_alerts for the
+target it is about, counted by that target's report, acknowledged (the silence exists in
+Alertmanager) and resolved after the workload stops.
 
 Timing changes only, for a test of seconds instead of minutes: sampling every second,
 Prometheus scraping and evaluating every second, Alertmanager's fast notification timings,
@@ -12,6 +13,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,8 @@ import pytest
 import requests
 
 from helpers import Exporter, make_config, wait_until
+from pgperf.alerts.webhook import attribute
+from pgperf.config import Config
 from pgperf.web import WebServer
 from tools import bundle
 from tools.cluster import Cluster, free_port
@@ -28,62 +34,126 @@ pytestmark = pytest.mark.bundle
 TOKEN = "e2e-token-0123456789"
 
 
-def test_slow_queries_alert_lifecycle(pg_cluster: Cluster, tmp_path: Path, alertmanager_factory: Any,
-                                      prometheus_factory: Any) -> None:
-    schema = "e2e"
-    pg_cluster.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-    port = free_port()
-    pgperf_url = f"http://127.0.0.1:{port}"
-    secrets = tmp_path / "secrets"
-    bundle.write_secrets(secrets, {"pgperf-api-token": TOKEN, "slack-webhook-url": "http://127.0.0.1:9/slack",
-                                   "pagerduty-routing-key": "test-key", "webhook-token": "x", "smtp-password": "x"})
-    am = alertmanager_factory(bundle.dump(bundle.alertmanager_config(
-        pgperf_url, secrets_dir=secrets, webhook_url="http://127.0.0.1:9/webhook", fast=True)))
+# -- attribution, no I/O -------------------------------------------------------------------
 
-    config = make_config(pg_cluster.dsn(), sampling_interval=1, api={"token": TOKEN},
-                         store={"enabled": True, "schema": schema, "spool_dir": str(tmp_path / "spool")},
-                         alerts={"alertmanager_url": am.url, "reconcile_interval": "500ms", "resolve_after": "2s"})
-    exporter = Exporter(config)
-    exporter.server = WebServer(exporter.app, f"127.0.0.1:{port}")
-    exporter.start()
+@pytest.mark.parametrize(("labels", "targets", "expected"), [
+    # Several targets in one process: every series, so every alert, has the target label.
+    ({"instance": "pgperf:9187", "target": "main"}, ("main", "replica"), "main"),
+    ({"instance": "pgperf:9187", "target": "replica"}, ("main", "replica"), "replica"),
+    # /probe?target=NAME with the README's relabelling: instance is the target's name.
+    ({"instance": "replica"}, ("main", "replica"), "replica"),
+    # One target: no target label, instance is the exporter's address, not the target.
+    ({"instance": "127.0.0.1:9187"}, ("127.0.0.1:5432/postgres",), "127.0.0.1:5432/postgres"),
+    # Several targets and no target label: about pgperf itself (PgperfExporterDown).
+    ({"instance": "pgperf:9187", "job": "pgperf"}, ("main", "replica"), None),
+    # The targets unknown: the labels as they are.
+    ({"instance": "db1:9187"}, (), "db1:9187"),
+])
+def test_alerts_are_attributed_to_their_target(labels: dict[str, str], targets: tuple[str, ...],
+                                               expected: str | None) -> None:
+    assert attribute({"alertname": "PgperfSlowQueries", **labels}, targets) == expected
+
+
+# -- real processes -------------------------------------------------------------------------
+
+@contextmanager
+def slow_workload(cluster: Cluster, seconds: float = 0.6) -> Iterator[threading.Event]:
+    """A statement over development's 500 ms threshold, run back to back until the event
+    is set (or the block ends)."""
     stop = threading.Event()
 
-    def slow_workload() -> None:
-        with pg_cluster.connect() as conn:
+    def run() -> None:
+        with cluster.connect() as conn:
             while not stop.is_set():
-                conn.execute("SELECT pg_sleep(0.6)")  # over development's 500 ms threshold
+                conn.execute(f"SELECT pg_sleep({seconds})")
 
-    worker = threading.Thread(target=slow_workload)
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        yield stop
+    finally:
+        stop.set()
+        worker.join()
+
+
+@contextmanager
+def pgperf_with_alerting(config_for: Callable[[str], Config], port: int, alertmanager_factory: Any,
+                         prometheus_factory: Any, tmp_path: Path) -> Iterator[tuple[Exporter, Any, Any]]:
+    """pgperf on *port* with the configuration ``config_for(alertmanager_url)``, scraped by
+    Prometheus with the bundle's rules, its alerts routed by the bundle's Alertmanager back
+    to pgperf's webhook."""
+    pgperf_url = f"http://127.0.0.1:{port}"
+    secrets = tmp_path / "secrets"
+    bundle.write_secrets(secrets, {"pgperf-api-token": TOKEN})
+    # The other receivers notify a closed port: only pgperf's receiver matters here.
+    sink = bundle.Sink(f"http://127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}")
+    am = alertmanager_factory(bundle.dump(bundle.alertmanager_config(
+        pgperf_url, secrets_dir=secrets, fast=True, sink=sink)))
+    exporter = Exporter(config_for(am.url))
+    exporter.server = WebServer(exporter.app, f"127.0.0.1:{port}")
+    exporter.start()
     try:
         prom = prometheus_factory(bundle.dump(bundle.prometheus_config(
             [f"127.0.0.1:{port}"], am.url.removeprefix("http://"), interval="1s")))
+        yield exporter, am, prom
+    finally:
+        exporter.stop()
+
+
+def alert_rows(cluster: Cluster, schema: str, name: str = "PgperfSlowQueries") -> Callable[[], list[tuple[Any, ...]]]:
+    return lambda: cluster.execute(
+        f"SELECT alert_id, status, severity, message, threshold_value, current_value, labels->>'datname', target"
+        f" FROM {schema}.performance_alerts WHERE metric = %s ORDER BY target", params=(name,))
+
+
+def slow_query_alerts_in_report(exporter: Exporter, target: str | None, since: datetime) -> dict[str, Any]:
+    """The alerts section of the report of *target* from *since* to now."""
+    report = exporter.monitor.generate_performance_report(since, datetime.now(UTC) + timedelta(seconds=1), target)
+    return dict(report.data["alerts"])
+
+
+def test_slow_queries_alert_lifecycle(pg_cluster: Cluster, tmp_path: Path, alertmanager_factory: Any,
+                                      prometheus_factory: Any) -> None:
+    """One target, as in ``make demo``: its series have no target label, and the alert's
+    instance is pgperf's address; the alert is still the target's, and its report counts it."""
+    schema = "e2e"
+    pg_cluster.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    port = free_port()
+
+    def config_for(alertmanager_url: str) -> Config:
+        return make_config(pg_cluster.dsn(), sampling_interval=1, api={"token": TOKEN},
+                           store={"enabled": True, "schema": schema, "spool_dir": str(tmp_path / "spool")},
+                           alerts={"alertmanager_url": alertmanager_url, "reconcile_interval": "500ms",
+                                   "resolve_after": "2s"})
+
+    begin = datetime.now(UTC) - timedelta(seconds=1)
+    with pgperf_with_alerting(config_for, port, alertmanager_factory, prometheus_factory,
+                              tmp_path) as (exporter, am, prom):
         started = time.monotonic()
-        worker.start()
+        with slow_workload(pg_cluster) as stop:
+            rows = wait_until(alert_rows(pg_cluster, schema), timeout=60, interval=0.2,
+                              message="PgperfSlowQueries recorded by the webhook")
+            fired_after = time.monotonic() - started
+            alert_id, status, severity, message, threshold, value, datname, target = rows[0]
+            assert (status, severity, datname) == ("firing", "warning", "postgres")
+            assert message == "Slow statements in database postgres"
+            assert threshold == 0.5 and value is not None and value >= 0.5
+            # The target pgperf names it, not the exporter's address (the instance label).
+            assert target == exporter.config.resolved_targets()[0].name
+            assert target == pg_cluster.dsn().removeprefix("postgresql://postgres@")
+            alerts = slow_query_alerts_in_report(exporter, None, begin)
+            assert [(m["metric"], m["count"]) for m in alerts["by_metric"] if m["metric"] == "PgperfSlowQueries"] == [
+                ("PgperfSlowQueries", 1)], alerts
 
-        def alert_row() -> Any:
-            rows = pg_cluster.execute(
-                f"SELECT alert_id, status, severity, message, threshold_value, current_value, labels->>'datname'"
-                f" FROM {schema}.performance_alerts WHERE metric = 'PgperfSlowQueries'")
-            return rows[0] if rows else None
-
-        row = wait_until(alert_row, timeout=60, interval=0.2, message="PgperfSlowQueries recorded by the webhook")
-        fired_after = time.monotonic() - started
-        alert_id, status, severity, message, threshold, value, datname = row
-        assert (status, severity, datname) == ("firing", "warning", "postgres")
-        assert message == "Slow statements in database postgres"
-        assert threshold == 0.5 and value is not None and value >= 0.5
-
-        ack = requests.post(f"{pgperf_url}/api/v1/alerts/{alert_id}/ack", json={"by": "oncall"},
-                            headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
-        assert ack.status_code == 200, ack.text
-        silence = requests.get(f"{am.url}/api/v2/silence/{ack.json()['silence_id']}", timeout=5).json()
-        assert silence["status"]["state"] == "active" and silence["createdBy"] == "oncall"
-        silenced = requests.get(f"{am.url}/api/v2/alerts", params={"filter": 'alertname="PgperfSlowQueries"'},
-                                timeout=5).json()
-        assert silenced and all(a["status"]["state"] == "suppressed" for a in silenced)
-
-        stop.set()
-        worker.join()
+            ack = requests.post(f"http://127.0.0.1:{port}/api/v1/alerts/{alert_id}/ack", json={"by": "oncall"},
+                                headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+            assert ack.status_code == 200, ack.text
+            silence = requests.get(f"{am.url}/api/v2/silence/{ack.json()['silence_id']}", timeout=5).json()
+            assert silence["status"]["state"] == "active" and silence["createdBy"] == "oncall"
+            silenced = requests.get(f"{am.url}/api/v2/alerts", params={"filter": 'alertname="PgperfSlowQueries"'},
+                                    timeout=5).json()
+            assert silenced and all(a["status"]["state"] == "suppressed" for a in silenced)
+            stop.set()
         stopped = time.monotonic()
         resolved = wait_until(
             lambda: (r := pg_cluster.execute(f"SELECT status, resolved_by, acknowledged_by FROM {schema}.performance_alerts"
@@ -96,8 +166,37 @@ def test_slow_queries_alert_lifecycle(pg_cluster: Cluster, tmp_path: Path, alert
         print(f"alert recorded {fired_after:.1f}s after the slow workload started; "
               f"resolved {time.monotonic() - stopped:.1f}s after it stopped; "
               f"whole lifecycle {time.monotonic() - started:.1f}s")
-    finally:
-        stop.set()
-        if worker.is_alive():
-            worker.join()
-        exporter.stop()
+
+
+def test_alerts_of_two_targets_land_on_their_own(pg_cluster: Cluster, make_cluster: Callable[..., Cluster],
+                                                 tmp_path: Path, alertmanager_factory: Any,
+                                                 prometheus_factory: Any) -> None:
+    """Two servers watched by one pgperf, each with its own slow statement: each target gets
+    its own PgperfSlowQueries, and each target's report counts its own alert only."""
+    schema = "e2e_two"
+    pg_cluster.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    other = make_cluster()
+    port = free_port()
+
+    def config_for(alertmanager_url: str) -> Config:
+        return make_config(None, sampling_interval=1, api={"token": TOKEN},
+                           targets=[{"name": "main", "dsn": pg_cluster.dsn()}, {"name": "other", "dsn": other.dsn()}],
+                           store={"enabled": True, "dsn": pg_cluster.dsn(), "schema": schema,
+                                  "spool_dir": str(tmp_path / "spool")},
+                           alerts={"alertmanager_url": alertmanager_url})
+
+    rows = alert_rows(pg_cluster, schema)
+    begin = datetime.now(UTC) - timedelta(seconds=1)
+    with (pgperf_with_alerting(config_for, port, alertmanager_factory, prometheus_factory,
+                               tmp_path) as (exporter, _, _),
+          slow_workload(pg_cluster), slow_workload(other, 0.7)):
+        recorded = wait_until(lambda: (r := rows()) and {row[7] for row in r} == {"main", "other"} and r,
+                              timeout=90, interval=0.2, message="PgperfSlowQueries of both targets recorded")
+        assert {row[6] for row in recorded} == {"postgres"}
+        for target in ("main", "other"):
+            before = len([r for r in rows() if r[7] == target])
+            alerts = slow_query_alerts_in_report(exporter, target, begin)
+            after = len([r for r in rows() if r[7] == target])
+            counted = {m["metric"]: m["count"] for m in alerts["by_metric"]}
+            # Its own alerts (a new episode may be recorded meanwhile), not the other's.
+            assert before <= counted.get("PgperfSlowQueries", 0) <= after, (target, alerts, rows())

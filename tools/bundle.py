@@ -10,9 +10,14 @@ receivers and templates stay those of the committed files.
     python -m tools.bundle prometheus --exporter 127.0.0.1:9187 --alertmanager 127.0.0.1:9093
     python -m tools.bundle alertmanager --pgperf-url http://127.0.0.1:9187 --secrets-dir DIR
     python -m tools.bundle alertmanager --pgperf-url http://pgperf:9187 --profile analytics
+    python -m tools.bundle alertmanager --pgperf-url http://127.0.0.1:9187 \
+        --sink-url http://127.0.0.1:8025 --smtp-sink 127.0.0.1:2525
 
 ``--profile`` keeps only the notification channels the profile turns on (``notifications.*``);
 the committed ``alertmanager.yml`` routes to every channel, as the production profile does.
+``--sink-url`` and ``--smtp-sink`` send every notification other than pgperf's to a local
+stand-in (``make demo``): Slack, PagerDuty and the generic webhook post to the URL (paths
+``/slack``, ``/pagerduty``, ``/webhook``), e-mail goes to the SMTP address.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +120,48 @@ def with_channels(config: dict[str, Any], notifications: Mapping[str, bool]) -> 
     return config
 
 
+@dataclass(frozen=True)
+class Sink:
+    """A local stand-in for every notification channel: *url*, an HTTP server taking the
+    posts of Slack (``/slack``), PagerDuty (``/pagerduty``) and the generic webhook
+    (``/webhook``); *smtp*, ``host:port`` of an SMTP server taking the e-mail (plain SMTP,
+    no authentication)."""
+
+    url: str
+    smtp: str
+
+
+def to_sink(config: dict[str, Any], sink: Sink) -> dict[str, Any]:
+    """*config* with every receiver other than ``pgperf`` notifying *sink* instead of the
+    outside world: no e-mail relay, Slack or PagerDuty is ever reached. A receiver of a kind
+    the sink does not stand in for is refused, so that none can slip past it."""
+    base = sink.url.rstrip("/")
+    config["global"] = {key: value for key, value in config.get("global", {}).items()
+                        if not key.startswith("smtp_auth_")}
+    config["global"].update(smtp_smarthost=sink.smtp, smtp_require_tls=False)
+    for receiver in config["receivers"]:
+        if receiver["name"] == "pgperf":
+            continue
+        for kind, items in receiver.items():
+            if kind == "name":
+                continue
+            for item in items:
+                if kind == "slack_configs":
+                    item.pop("api_url_file", None)
+                    item["api_url"] = f"{base}/slack"
+                elif kind == "pagerduty_configs":
+                    item["url"] = f"{base}/pagerduty"
+                elif kind == "webhook_configs":
+                    item["url"] = f"{base}/webhook"
+                elif kind == "email_configs":
+                    for key in ("auth_username", "auth_password", "auth_password_file", "auth_identity"):
+                        item.pop(key, None)
+                    item.update(smarthost=sink.smtp, require_tls=False)
+                else:
+                    raise ValueError(f"receiver {receiver['name']}: no local stand-in for {kind}")
+    return config
+
+
 def alertmanager_config(
     pgperf_url: str,
     *,
@@ -121,11 +169,13 @@ def alertmanager_config(
     webhook_url: str | None = None,
     fast: bool = False,
     profile: str | None = None,
+    sink: Sink | None = None,
 ) -> dict[str, Any]:
     """``alertmanager.yml`` whose pgperf receiver posts to *pgperf_url* (the exporter's base
     URL), reading its secret files from *secrets_dir*. *webhook_url* replaces the generic
     webhook's URL; *fast* shortens every group_wait, group_interval and repeat_interval;
-    *profile* keeps only the channels its ``notifications`` turn on."""
+    *profile* keeps only the channels its ``notifications`` turn on; *sink* sends every
+    other receiver's notifications to a local stand-in (``to_sink``)."""
     config = _load(ALERTMANAGER_DIR / "alertmanager.yml")
     if profile is not None:
         from pgperf.config import load_profile
@@ -142,6 +192,8 @@ def alertmanager_config(
     if fast:
         for route in [config["route"], *config["route"].get("routes", [])]:
             route.update(FAST_TIMINGS)
+    if sink is not None:
+        to_sink(config, sink)
     return config
 
 
@@ -183,13 +235,18 @@ def main(argv: list[str] | None = None) -> int:
     am.add_argument("--fast", action="store_true", help="notify within seconds (demo, tests)")
     am.add_argument("--profile", choices=("development", "production", "analytics"),
                     help="route only to the channels the profile's notifications turn on")
+    am.add_argument("--sink-url", help="send Slack, PagerDuty and webhook notifications to this local URL")
+    am.add_argument("--smtp-sink", metavar="HOST:PORT", help="send e-mail to this local SMTP server (with --sink-url)")
     args = parser.parse_args(argv)
     if args.which == "prometheus":
         config = prometheus_config(args.exporter, args.alertmanager, prometheus=args.prometheus,
                                    grafana_url=args.grafana_url, interval=args.interval)
     else:
-        config = alertmanager_config(args.pgperf_url, secrets_dir=args.secrets_dir,
-                                     webhook_url=args.webhook_url, fast=args.fast, profile=args.profile)
+        if (args.sink_url is None) != (args.smtp_sink is None):
+            parser.error("--sink-url and --smtp-sink go together: every channel goes to the sink, or none")
+        sink = Sink(args.sink_url, args.smtp_sink) if args.sink_url else None
+        config = alertmanager_config(args.pgperf_url, secrets_dir=args.secrets_dir, webhook_url=args.webhook_url,
+                                     fast=args.fast, profile=args.profile, sink=sink)
     text = dump(config)
     if args.output:
         Path(args.output).write_text(text)

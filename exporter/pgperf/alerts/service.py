@@ -44,6 +44,8 @@ class AlertService:
     def __init__(self, store: AlertStore, config: Config, emit: Emit = lambda event, value: None) -> None:
         self.store = store
         self.settings = config.alerts
+        # Alerts are recorded for the target they are about, named as in the configuration.
+        self.targets = tuple(t.name for t in config.resolved_targets())
         self.emit = emit
         urls = self.settings.alertmanagers
         self.alertmanager = Alertmanagers(urls, self.settings.request_timeout) if urls else None
@@ -55,6 +57,7 @@ class AlertService:
 
     def apply_config(self, config: Config) -> None:
         self.settings = config.alerts
+        self.targets = tuple(t.name for t in config.resolved_targets())
         urls = self.settings.alertmanagers
         if not urls:
             self.alertmanager = None
@@ -67,7 +70,7 @@ class AlertService:
 
     def handle_webhook(self, payload: Any) -> dict[str, int]:
         """Record one Alertmanager notification. Raises WebhookError for a bad payload."""
-        events = parse_webhook(payload)
+        events = parse_webhook(payload, targets=self.targets)
         fired = self.store.record(events)
         for alert in fired:
             log.info("alert %s fired: %s %s (%s)", alert.alert_id, alert.severity, alert.metric, alert.message)
@@ -138,7 +141,7 @@ class AlertService:
         events = []
         for i, raw in enumerate(current):
             try:
-                events.append(event_from_alert(raw, f"alertmanager alert {i}", status="firing"))
+                events.append(event_from_alert(raw, f"alertmanager alert {i}", status="firing", targets=self.targets))
             except WebhookError as exc:
                 log.debug("ignoring an alert Alertmanager returned: %s", exc)
         for alert in self.store.record(events):

@@ -3,20 +3,23 @@
 Pure functions with no I/O, so that any input gives either events or a WebhookError that
 says what is wrong and where (``alerts[2].labels.alertname: missing``). See
 https://prometheus.io/docs/alerting/latest/configuration/#webhook_config for the format.
+
+Each event is attributed to the target it is about (``attribute``), named as in pgperf's
+configuration, so that the alerts recorded for a target are the ones its reports count.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from .._types import bounded_time
 
-__all__ = ["AlertEvent", "WebhookError", "alert_id", "event_from_alert", "parse_webhook"]
+__all__ = ["AlertEvent", "WebhookError", "alert_id", "attribute", "event_from_alert", "parse_webhook"]
 
 MAX_ALERTS = 5000
 SEVERITIES = ("critical", "error", "warning", "info")
@@ -50,6 +53,32 @@ def alert_id(fingerprint: str, starts_at: datetime) -> str:
     """A short, stable id for one episode of one alert (same labels, same start)."""
     digest = hashlib.sha1(f"{fingerprint}|{starts_at.isoformat()}".encode(), usedforsecurity=False)
     return digest.hexdigest()[:16]
+
+
+def attribute(labels: Mapping[str, str], targets: Sequence[str] = ()) -> str | None:
+    """The target an alert with *labels* is about, given the names of pgperf's *targets*.
+
+    The series the rules read come in three shapes (prometheus/README.md), and so do alerts:
+
+    * with several targets in one process every series has a ``target`` label: that one;
+    * scraped through ``/probe?target=NAME``, the series have no ``target`` label and the
+      README's relabelling sets ``instance`` to NAME: an ``instance`` that names a target;
+    * with one target the series have no ``target`` label at all, and ``instance`` is the
+      exporter's address (``127.0.0.1:9187``), not the target: that one target.
+
+    What is left, an alert without a ``target`` label while pgperf has several, is about the
+    exporter itself (``PgperfExporterDown``): no target (``None``), so the reports of every
+    target count it. With *targets* unknown (empty), the ``target`` label or else the
+    ``instance``.
+    """
+    if label := labels.get("target"):
+        return label
+    instance = labels.get("instance")
+    if not targets:
+        return instance
+    if instance in targets:
+        return instance
+    return targets[0] if len(targets) == 1 else None
 
 
 def _time(value: Any, where: str, *, optional: bool = False) -> datetime | None:
@@ -105,8 +134,9 @@ def _number(text: str | None) -> float | None:
     return value if math.isfinite(value) and abs(value) < 1e12 else None
 
 
-def event_from_alert(raw: Any, where: str, status: str | None = None) -> AlertEvent:
-    """One alert object (webhook or Alertmanager API v2 shape) to an event."""
+def event_from_alert(raw: Any, where: str, status: str | None = None, *, targets: Sequence[str] = ()) -> AlertEvent:
+    """One alert object (webhook or Alertmanager API v2 shape) to an event, attributed to
+    one of *targets* (see ``attribute``)."""
     if not isinstance(raw, Mapping):
         raise WebhookError(f"{where}: expected an object")
     labels = _strings(raw.get("labels"), f"{where}.labels")
@@ -132,7 +162,7 @@ def event_from_alert(raw: Any, where: str, status: str | None = None) -> AlertEv
         status=state,
         name=name[:100],
         severity=severity,
-        target=labels.get("target") or labels.get("instance"),
+        target=attribute(labels, targets),
         message=message,
         labels=labels,
         annotations=annotations,
@@ -143,8 +173,9 @@ def event_from_alert(raw: Any, where: str, status: str | None = None) -> AlertEv
     )
 
 
-def parse_webhook(payload: Any) -> list[AlertEvent]:
-    """Validate a decoded webhook body and return its alerts as events."""
+def parse_webhook(payload: Any, *, targets: Sequence[str] = ()) -> list[AlertEvent]:
+    """Validate a decoded webhook body and return its alerts as events, each attributed to
+    one of *targets*, the names of pgperf's targets (see ``attribute``)."""
     if not isinstance(payload, Mapping):
         raise WebhookError("body: expected a JSON object (an Alertmanager webhook notification)")
     version = payload.get("version")
@@ -155,4 +186,4 @@ def parse_webhook(payload: Any) -> list[AlertEvent]:
         raise WebhookError("alerts: expected a list")
     if len(alerts) > MAX_ALERTS:
         raise WebhookError(f"alerts: {len(alerts)} alerts in one notification; at most {MAX_ALERTS} are accepted")
-    return [event_from_alert(raw, f"alerts[{i}]") for i, raw in enumerate(alerts)]
+    return [event_from_alert(raw, f"alerts[{i}]", targets=targets) for i, raw in enumerate(alerts)]
