@@ -19,7 +19,6 @@ import pytest
 import requests
 
 from helpers import Exporter, make_config, wait_until
-from pgperf.web import WebServer
 from tools import bundle
 from tools.cluster import Cluster, free_port
 
@@ -43,8 +42,7 @@ def test_slow_queries_alert_lifecycle(pg_cluster: Cluster, tmp_path: Path, alert
     config = make_config(pg_cluster.dsn(), sampling_interval=1, api={"token": TOKEN},
                          store={"enabled": True, "schema": schema, "spool_dir": str(tmp_path / "spool")},
                          alerts={"alertmanager_url": am.url, "reconcile_interval": "500ms", "resolve_after": "2s"})
-    exporter = Exporter(config)
-    exporter.server = WebServer(exporter.app, f"127.0.0.1:{port}")
+    exporter = Exporter(config, address=f"127.0.0.1:{port}")
     exporter.start()
     stop = threading.Event()
 
