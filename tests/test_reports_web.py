@@ -74,8 +74,8 @@ def test_pages_escape_what_they_show(served: tuple[Exporter, ReportService], pg_
     name or a note holding markup is shown as text on the list of reports and the report."""
     exporter, service = served
     report = service.generate(fx.WINDOW_START, fx.WINDOW_END, now=fx.NOW, catalog=fx.CATALOG)
-    data = {**report.data, "target": MARKUP,
-            "data_quality": {**report.data["data_quality"], "notes": [f"note {MARKUP}"]}}
+    data = report.to_json()
+    data = {**data, "target": MARKUP, "data_quality": {**data["data_quality"], "notes": [f"note {MARKUP}"]}}
     pg_cluster.execute(f"UPDATE {web_store}.performance_reports SET target = %s, report_data = %s WHERE report_id = %s",
                        params=(MARKUP, json.dumps(data), report.report_id))
     for path in ("/reports/", f"/reports/{report.report_id}"):
@@ -280,7 +280,7 @@ def test_scheduler_generates_once_and_delivers(pg_cluster: Cluster, tmp_path: Pa
             assert [r.kind for r in made] == ["daily", "periodic"]
             daily, periodic = made
             assert daily.report_id == "perf-report-daily-1704153600000"
-            assert (periodic.period_start, periodic.period_end) == (datetime(2024, 1, 1, 22, 20, tzinfo=UTC),
+            assert (periodic.period.start, periodic.period.end) == (datetime(2024, 1, 1, 22, 20, tzinfo=UTC),
                                                                     datetime(2024, 1, 2, 0, 20, tzinfo=UTC))
             # Nothing new at the next round: the daily report exists, the next periodic one is not due.
             assert scheduler.run_once(datetime(2024, 1, 2, 0, 21, tzinfo=UTC)) == []
@@ -298,7 +298,7 @@ def test_scheduler_generates_once_and_delivers(pg_cluster: Cluster, tmp_path: Pa
     slack = [r for r in receiver.received if r[0] == "/slack"]
     assert [h[2]["report_id"] for h in hooks] == [daily.report_id, periodic.report_id]
     assert hooks[0][1]["X-Pgperf-Report-Url"] == f"https://pgperf.example.com/reports/{daily.report_id}"
-    assert hooks[0][2]["summary"]["total_queries"] == daily.data["summary"]["total_queries"]
+    assert hooks[0][2]["summary"]["total_queries"] == daily.summary.total_queries
     assert len(slack) == 2
     assert f"<https://pgperf.example.com/reports/{daily.report_id}|Open the report>" in slack[0][2]["text"]
     assert slack[0][2]["text"].startswith("📊 Daily Performance Report")
@@ -328,7 +328,7 @@ def test_query_texts_hidden_over_http_unless_enabled(served: tuple[Exporter, Rep
     exporter, service = served
     report = service.generate(fx.WINDOW_START, fx.WINDOW_END, kind="daily", now=fx.NOW, catalog=fx.CATALOG)
     text = "SELECT COUNT(*) FROM player_statistics"
-    assert text in json.dumps(report.data)  # the store keeps them
+    assert text in json.dumps(report.to_json())  # the store keeps them
     for path in (f"/reports/{report.report_id}", f"/api/v1/reports/{report.report_id}?format=text",
                  f"/api/v1/reports/{report.report_id}"):
         body = exporter.get(path, headers=AUTH).text
@@ -351,7 +351,7 @@ def test_reload_applies_report_settings(pg_cluster: Cluster) -> None:
                            reports={"daily": False, "weekly": False, "every": "10m"})
         changed = monitor.reload(on)
         assert changed == ["reports", "thresholds"]
-        assert monitor.reports.settings.slow_query_time_ms == 50
+        assert monitor.reports.settings.thresholds.slow_query_time_ms == 50
         assert monitor.scheduler.config is on and monitor.scheduler._thread is not None
         assert monitor.scheduler.poll == 30.0 and monitor.scheduler._next_periodic is not None
     finally:

@@ -299,7 +299,7 @@ def cmd_report(config: Config, args: argparse.Namespace) -> int:
             return 1
         finally:
             client.close()
-        text = render(report.data, args.format)
+        text = render(report, args.format)
         if output is not None:
             try:
                 if output.seekable():

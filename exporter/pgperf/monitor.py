@@ -229,7 +229,7 @@ class Monitor:
         """Build the report of ``[start, end)`` (aware datetimes) from the store, store it in
         performance_reports and return it; ``report.data`` is its JSON form and
         ``pgperf.reports.render(report.data, "text")`` its text."""
-        return self._report_service().generate(start, end, target, kind)
+        return self._report_service().generate(start, end, target, kind).performance_report()
 
     def detect_anomalies(self, start: datetime | None = None, end: datetime | None = None,
                          target: str | None = None) -> list[Anomaly]:

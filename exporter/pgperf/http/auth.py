@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal
 
 import bcrypt
@@ -118,7 +119,7 @@ class BasicAuth:
             return False
         hashed = self.users.get(user)
         if hashed is None:
-            bcrypt.checkpw(b"x", _DUMMY_HASH)  # same cost whether or not the user exists
+            bcrypt.checkpw(b"x", _dummy_hash())  # same cost whether or not the user exists
             return False
         key = hmac.new(self._key, f"{user}\0{password}".encode(), hashlib.sha256).digest()
         now = time.monotonic()
@@ -138,4 +139,7 @@ class BasicAuth:
         return ok
 
 
-_DUMMY_HASH = bcrypt.hashpw(b"pgperf", bcrypt.gensalt(rounds=10))
+@cache
+def _dummy_hash() -> bytes:
+    """A hash to check unknown users against (made once, when first needed: it takes 0.1 s)."""
+    return bcrypt.hashpw(b"pgperf", bcrypt.gensalt(rounds=10))

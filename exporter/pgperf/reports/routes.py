@@ -14,8 +14,6 @@ Statement texts are shown only when ``expose_query_text`` allows them over HTTP.
 
 from __future__ import annotations
 
-from typing import Any
-
 from werkzeug.wrappers import Request, Response
 
 from ..http import templating
@@ -23,10 +21,10 @@ from ..http.app import WebApp, json_response
 from ..http.errors import BadRequest
 from ..http.parsing import choice_param, int_param, json_object, time_param
 from ..store.client import StoreUnavailable
-from .builder import iso
+from .model import KINDS, InvalidReport, Report, iso
+from .privacy import hide_query_texts
 from .render import FORMATS, render
-from .report import hide_query_texts
-from .service import KINDS, ReportNotFound, ReportService, UnknownTarget, check_target
+from .service import ReportNotFound, ReportService, UnknownTarget, check_target
 
 __all__ = ["register"]
 
@@ -44,21 +42,19 @@ class ReportRoutes:
             raise StoreUnavailable("the sample store is disabled (store.enabled: false); reports live in it")
         return self.service
 
-    def _visible(self, data: dict[str, Any]) -> dict[str, Any]:
+    def _visible(self, report: Report) -> Report:
         """Statement texts only when the configuration allows them over HTTP."""
-        return data if self.app.config.expose_query_text else hide_query_texts(data)
+        return report if self.app.config.expose_query_text else hide_query_texts(report)
 
     # -- pages ----------------------------------------------------------------------------
 
     def list_page(self, request: Request) -> Response:
         reports = self._service().list(limit=200)
-        rows = [{**r, "period_start": iso(r["period_start"]), "period_end": iso(r["period_end"]),
-                 "generated_at": iso(r["generated_at"]), "total_queries": r["total_queries"] or 0} for r in reports]
-        return templating.page("reports.html", reports=rows)
+        return templating.page("reports.html", reports=reports, iso=iso)
 
     def report_page(self, request: Request, report_id: str) -> Response:
         report = self._service().get(report_id)
-        return Response(render(self._visible(report.data), "html"), mimetype="text/html")
+        return Response(render(self._visible(report), "html"), mimetype="text/html")
 
     # -- API --------------------------------------------------------------------------------
 
@@ -66,16 +62,12 @@ class ReportRoutes:
         kind = choice_param(request.args, "kind", KINDS)
         limit = int_param(request.args, "limit", 100, 1, 1000)
         reports = self._service().list(target=request.args.get("target"), kind=kind, limit=limit)
-        for r in reports:
-            for key in ("generated_at", "period_start", "period_end"):
-                r[key] = iso(r[key])
-            r["url"] = f"/reports/{r['report_id']}"
-        return json_response({"reports": reports})
+        return json_response({"reports": [r.to_json() for r in reports]})
 
     def api_get(self, request: Request, report_id: str) -> Response:
         fmt = choice_param(request.args, "format", tuple(FORMATS), "json") or "json"
         report = self._service().get(report_id)
-        return Response(render(self._visible(report.data), fmt), mimetype=_CONTENT_TYPES[fmt])
+        return Response(render(self._visible(report), fmt), mimetype=_CONTENT_TYPES[fmt])
 
     def api_generate(self, request: Request) -> Response:
         body = json_object(request, ("from", "to", "target", "kind"), example=_BODY)
@@ -92,7 +84,7 @@ class ReportRoutes:
             raise BadRequest(str(exc)) from None
         check_target(self.app.config, target)  # as /probe: only the configured targets
         report = self._service().generate(start, end, target, kind)
-        response = json_response(self._visible(report.data), status=201)
+        response = json_response(self._visible(report).to_json(), status=201)
         response.headers["Location"] = f"/api/v1/reports/{report.report_id}"
         return response
 
@@ -103,6 +95,7 @@ def register(app: WebApp, service: ReportService | None) -> None:
     routes = ReportRoutes(app, service)
     app.errors.add(ReportNotFound, 404)
     app.errors.add(UnknownTarget, 400)
+    app.errors.add(InvalidReport, 503, lambda exc: f"the store holds a broken report: {exc}")
     app.add("/reports/", routes.list_page, page=True)
     app.add("/reports/<report_id>", routes.report_page, page=True)
     app.add("/api/v1/reports", routes.api_list, role="viewer")
