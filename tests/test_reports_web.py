@@ -206,6 +206,24 @@ def test_a_data_error_of_the_store_is_answered_not_500(pg_cluster: Cluster) -> N
         exporter.app.stop()
 
 
+def test_a_broken_stored_report_is_503_not_500(served: tuple[Exporter, ReportService], pg_cluster: Cluster,
+                                               web_store: str) -> None:
+    """A body in performance_reports that is not a report (written by something else) is
+    refused when read, with the reason, on the page and in the API."""
+    exporter, _ = served
+    pg_cluster.execute(f"INSERT INTO {web_store}.performance_reports (report_id, target, kind, generated_at,"
+                       " period_start, period_end, report_data) VALUES ('perf-report-broken', 't', 'on_demand', now(),"
+                       " now(), now(), '{\"report_id\": \"perf-report-broken\", \"kind\": \"on_demand\"}')")
+    api = exporter.get("/api/v1/reports/perf-report-broken?format=text", headers=AUTH)
+    assert api.status_code == 503 and api.headers["Content-Type"] == "application/json"
+    assert api.json()["error"].startswith("the store holds a broken report: report 'perf-report-broken' does not "
+                                          "have the form of a pgperf report"), api.text
+    page = exporter.get("/reports/perf-report-broken")
+    assert page.status_code == 503 and page.headers["Content-Type"].startswith("text/html")
+    assert "does not have the form of a pgperf report" in page.text
+    assert exporter.get("/reports/").status_code == 200  # the list still shows the others
+
+
 def test_store_disabled_is_503_not_500(pg_cluster: Cluster) -> None:
     config = make_config(pg_cluster.dsn(), api={"token": TOKEN})
     exporter = Exporter(config)  # store disabled: the monitor has no report service
