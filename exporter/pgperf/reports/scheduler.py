@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import requests
 from psycopg import sql
 
 from ..config import Config
@@ -90,6 +89,10 @@ def public_url(config: Config) -> str:
 def deliver(config: Config, report: Report, post: Callable[..., Any] | None = None) -> list[str]:
     """Send *report* to the configured webhook and Slack; return the problems (logged too).
     *post* defaults to ``requests.post``."""
+    # Imported here, as in the Alertmanager client, for memory: requests holds about 5 MiB
+    # resident, and only a delivery needs it (most pgperf processes never deliver).
+    import requests
+
     post = post or requests.post
     problems = []
     shown = report if config.expose_query_text else hide_query_texts(report)
