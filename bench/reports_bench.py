@@ -147,7 +147,7 @@ def report_over_days(cluster: Cluster, *, days: int, statements: int, interval: 
         "store_bytes": _size(cluster),
         "report_seconds_median": round(statistics.median(times), 2), "report_seconds_max": round(max(times), 2),
         "daily_report_seconds_median": round(statistics.median(day_times), 2),
-        "report_rollup_hours": report.data["data_quality"]["rollup_hours"],
-        "report_total_queries": report.data["summary"]["total_queries"],
+        "report_rollup_hours": report.data_quality.rollup_hours,
+        "report_total_queries": report.summary.total_queries,
         "recommendations": len(report.recommendations), "anomalies": len(report.anomalies),
     }

@@ -12,10 +12,11 @@ from typing import Any, Self, TypeVar
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from pgperf.app import App
 from pgperf.collectors import REGISTRY, CollectorSpec
 from pgperf.config import Config, load_config
+from pgperf.http.webconfig import WebConfig
 from pgperf.monitor import Monitor
-from pgperf.web import WebServer, create_app
 
 T = TypeVar("T")
 
@@ -32,22 +33,24 @@ def make_config(dsn: str | None, **flags: Any) -> Config:
 
 
 class Exporter:
-    """What ``pgperf serve`` runs (Monitor and web server) in this process, on a free port."""
+    """What ``pgperf serve`` runs (the App and its web server) in this process, on a free
+    port (or *address*); ``monitor`` is the Python API over the same App."""
 
-    def __init__(self, config: Config, registry: Sequence[CollectorSpec] = REGISTRY) -> None:
+    def __init__(self, config: Config, registry: Sequence[CollectorSpec] = REGISTRY, *, web_config: WebConfig | None = None, address: str = "127.0.0.1:0") -> None:
         self.config = config
-        self.monitor = Monitor(config, registry=registry)
-        self.sampler = self.monitor.sampler
-        self.app = create_app(self.monitor)
-        self.server = WebServer(self.app, "127.0.0.1:0", threads=config.web.threads)
+        self.app = App(config, web_config=web_config, registry=registry)
+        self.monitor = Monitor.of(self.app)
+        self.sampler = self.app.sampler
+        self.web = self.app.web
+        self.server = self.app.server(address)
 
     def start(self) -> Exporter:
         self.server.start()
-        self.monitor.start()
+        self.app.start()
         return self
 
     def stop(self) -> None:
-        self.monitor.stop()
+        self.app.stop()
         self.server.stop()
 
     @property

@@ -172,19 +172,18 @@ def test_webhook_rejects_bad_input_without_500(pg_cluster: Cluster, alerts_schem
 def test_out_of_range_since_is_400(pg_cluster: Cluster, alerts_schema: str, tmp_path: Path, since: str) -> None:
     from werkzeug.test import Client
 
-    from pgperf.monitor import Monitor
-    from pgperf.web import create_app
+    from pgperf.app import App
 
-    monitor = Monitor(exporter_config(pg_cluster, alerts_schema, tmp_path))
+    app = App(exporter_config(pg_cluster, alerts_schema, tmp_path))
     try:
-        client = Client(create_app(monitor))
+        client = Client(app.web)
         for path in ("/api/v1/alerts", "/api/v1/audit"):
             response = client.get(path, query_string={"since": since}, headers=auth())
             assert response.status_code == 400, (path, response.get_data(as_text=True))
             assert response.get_json()["error"].startswith("since: "), response.get_json()
             assert "out of range" in response.get_json()["error"] or "expected" in response.get_json()["error"]
     finally:
-        monitor.stop()
+        app.stop()
 
 
 def _am_config(webhook_url: str, token_file: Path) -> str:
@@ -228,10 +227,8 @@ def test_acknowledge_silences_and_reconcile_resolves(pg_cluster: Cluster, alerts
                              reconcile_interval="500ms", resolve_after="1s")
     config = config.model_copy(update={"web": config.web.model_copy(update={"listen_address": f"127.0.0.1:{port}"})})
     from helpers import Exporter
-    from pgperf.web import WebServer
 
-    exporter = Exporter(config)
-    exporter.server = WebServer(exporter.app, f"127.0.0.1:{port}")
+    exporter = Exporter(config, address=f"127.0.0.1:{port}")
     exporter.start()
     try:
         wait_until(lambda: exporter.monitor.store and exporter.monitor.store.up, message="store up")

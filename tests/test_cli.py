@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -178,7 +180,8 @@ def test_reload_survives_an_audit_log_that_refuses_rows(pg_cluster: Cluster, tmp
 
 def test_alerts_usage_errors_exit_2(pg_cluster: Cluster) -> None:
     """Invalid arguments exit 2 (the README's "invalid configuration or usage"), with the reason."""
-    for args, message in ((["list", "--since", "yesterday"], "since: expected an RFC 3339 time or a duration"),
+    for args, message in ((["list", "--since", "yesterday"], "--since: expected an RFC 3339 time (2024-01-01T00:00:00Z) "
+                                                             "or a duration back from now (1h, 2d), got 'yesterday'"),
                           (["list", "--since", "99999999999d"], "since: the duration '99999999999d' is out of range"),
                           (["list", "--since", "0001-01-01T00:00:00+05:00"], "is out of range"),
                           (["ack", "abc", "--by", " "], "--by: who acts"),
@@ -188,6 +191,39 @@ def test_alerts_usage_errors_exit_2(pg_cluster: Cluster) -> None:
                               capture_output=True, text=True, env=_env(), timeout=60)
         assert proc.returncode == 2, (args, proc.returncode, proc.stderr)
         assert message in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)
+
+
+def _pgperf(*args: str, schema: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pgperf", *args], capture_output=True, text=True, timeout=120,
+                          env={**_env(), "PGPERF_STORE_SCHEMA": schema})
+
+
+def test_one_time_syntax_for_reports_and_alerts(pg_cluster: Cluster) -> None:
+    """``--from``, ``--to`` and ``--since`` take the same times: RFC 3339 or a duration back
+    from now (``pgperf report --from 1h`` was refused while ``alerts list --since 1h`` worked)."""
+    schema = "cli_times"
+    pg_cluster.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    dsn = ["--dsn", pg_cluster.dsn()]
+    before = time.time()
+    report = _pgperf("report", *dsn, "--from", "1h", "--to", "30m", "--format", "json", "--no-save", schema=schema)
+    assert report.returncode == 0, report.stderr
+    period = json.loads(report.stdout)["period"]
+    start, end = (datetime.fromisoformat(period[k].replace("Z", "+00:00")).timestamp() for k in ("start", "end"))
+    assert before - 3600 - 1 <= start <= time.time() - 3600 and end - start == 1800, period
+    absolute = _pgperf("report", *dsn, "--from", "2024-01-01T00:00:00Z", "--to", "2024-01-01T06:00",
+                       "--format", "json", "--no-save", schema=schema)
+    assert absolute.returncode == 0, absolute.stderr
+    assert json.loads(absolute.stdout)["period"] == {"start": "2024-01-01T00:00:00.000Z", "end": "2024-01-01T06:00:00.000Z"}
+    assert _pgperf("alerts", "list", *dsn, "--since", "1h", schema=schema).returncode == 0
+    assert _pgperf("alerts", "list", *dsn, "--since", "2024-01-01T00:00:00+01:00", schema=schema).returncode == 0
+    for args, message in ((["--from", "yesterday"], "--from: expected an RFC 3339 time (2024-01-01T00:00:00Z) or a "
+                                                    "duration back from now (1h, 2d), got 'yesterday'"),
+                          (["--from", "1h", "--to", "2h"], "must be after the start"),
+                          (["--from=-1h"], "--from: expected an RFC 3339 time"),
+                          (["--from", "1h", "--to", "99999999999d"], "--to: the duration '99999999999d' is out of range")):
+        refused = _pgperf("report", *dsn, *args, schema=schema)
+        assert refused.returncode == 2 and message in refused.stderr, (args, refused.stderr)
+        assert "Traceback" not in refused.stderr
 
 
 def test_closed_standard_output_ends_quietly(pg_cluster: Cluster) -> None:

@@ -48,7 +48,6 @@ from fix_bundle import Process, start_alertmanager, start_prometheus
 from fix_pg import pg_major
 from helpers import Exporter, make_config, wait_until
 from pgperf.config import load_config
-from pgperf.web import WebServer
 from tools import bundle
 from tools.cluster import Cluster, free_port
 
@@ -375,8 +374,8 @@ def stack(pg_bindir: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
         single = Exporter(make_config(dsn, **_exporter_config(
             dsn, work, "single", api={"token": TOKEN}, alerts={"alertmanager_url": alertmanager.url},
-            store={"enabled": True, "schema": "pgperf", "spool_dir": str(work / "spool-single")})))
-        single.server = WebServer(single.app, f"127.0.0.1:{port}")
+            store={"enabled": True, "schema": "pgperf", "spool_dir": str(work / "spool-single")})),
+            address=f"127.0.0.1:{port}")
         single.start()
         exits.callback(single.stop)
         multi = Exporter(load_config(flags=_exporter_config(

@@ -25,7 +25,6 @@ import requests
 from helpers import Exporter, make_config, wait_until
 from pgperf.alerts.webhook import attribute
 from pgperf.config import Config
-from pgperf.web import WebServer
 from tools import bundle
 from tools.cluster import Cluster, free_port
 
@@ -89,8 +88,7 @@ def pgperf_with_alerting(config_for: Callable[[str], Config], port: int, alertma
     sink = bundle.Sink(f"http://127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}")
     am = alertmanager_factory(bundle.dump(bundle.alertmanager_config(
         pgperf_url, secrets_dir=secrets, fast=True, sink=sink)))
-    exporter = Exporter(config_for(am.url))
-    exporter.server = WebServer(exporter.app, f"127.0.0.1:{port}")
+    exporter = Exporter(config_for(am.url), address=f"127.0.0.1:{port}")
     exporter.start()
     try:
         prom = prometheus_factory(bundle.dump(bundle.prometheus_config(

@@ -165,17 +165,16 @@ def test_webhook_parser_total(payload: Any) -> None:
 
 @pytest.fixture(scope="module")
 def webhook_client(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from pgperf.monitor import Monitor
-    from pgperf.web import create_app
+    from pgperf.app import App
 
     pg_cluster.execute("DROP SCHEMA IF EXISTS fuzz CASCADE")
     config = make_config(pg_cluster.dsn(), api={"token": "fuzz-token-0123456789"}, sampling_interval=60,
                          store={"enabled": True, "schema": "fuzz", "spool_dir": str(tmp_path_factory.mktemp("spool"))})
-    monitor = Monitor(config)
-    assert monitor.client is not None
-    monitor.client.migrate()
-    yield Client(create_app(monitor))
-    monitor.stop()
+    app = App(config)
+    assert app.client is not None
+    app.client.migrate()
+    yield Client(app.web)
+    app.stop()
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -214,8 +213,8 @@ times = st.one_of(st.text(max_size=40), st.datetimes().map(lambda d: d.isoformat
 @settings(max_examples=400, deadline=None)
 @given(start=times, end=times)
 def test_report_window_parsing_total(start: Any, end: Any) -> None:
+    from pgperf.http.parsing import parse_time
     from pgperf.reports.service import ReportService
-    from pgperf.reports.web import parse_time
 
     try:
         a, b = parse_time(start, "from"), parse_time(end, "to")

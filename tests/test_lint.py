@@ -1,4 +1,5 @@
-"""The package type-checks under mypy --strict and passes ruff (configured in pyproject)."""
+"""The package type-checks under mypy --strict, passes ruff and keeps the import contracts of
+import-linter (all configured in pyproject)."""
 
 from __future__ import annotations
 
@@ -17,4 +18,10 @@ def test_mypy_strict() -> None:
 def test_ruff() -> None:
     proc = subprocess.run([sys.executable, "-m", "ruff", "check", "exporter", "tests", "bench", "tools"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_import_contracts() -> None:
+    proc = subprocess.run([str(Path(sys.executable).with_name("lint-imports"))], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr

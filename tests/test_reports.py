@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import types as types_module
+import typing
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -17,15 +19,17 @@ from typing import Any
 import jsonschema
 import psycopg
 import pytest
+from pydantic import BaseModel
 
 import report_fixture as fx
 from helpers import make_config
 from pgperf.config import Config
 from pgperf.reports import ReportNotFound, ReportService, render
-from pgperf.reports.builder import MAIN_TABLE_SQL, STATEMENT_TYPE_SQL, ReportSettings
+from pgperf.reports.builder import CatalogReading, ReportRequest, build_report
 from pgperf.reports.catalog import read_catalog, try_read_catalog
+from pgperf.reports.model import InvalidReport, Report, ReportSettings, Statement
+from pgperf.reports.queries import MAIN_TABLE_SQL, STATEMENT_TYPE_SQL, ReportQueries
 from pgperf.reports.recommendations import index_candidates, predicate_columns
-from pgperf.reports.report import build_report
 from pgperf.store import StoreClient
 from pgperf.store.rollup import roll_up
 from tools.cluster import Cluster
@@ -50,11 +54,15 @@ def fixture_store(pg_cluster: Cluster) -> str:
     return "report_fixture"
 
 
-def golden_report(conn: psycopg.Connection[Any], schema: str) -> dict[str, Any]:
+def build(conn: psycopg.Connection[Any], schema: str, catalog: CatalogReading, report_id: str = fx.REPORT_ID) -> Report:
     conn.execute("SET TimeZone = 'UTC'")
-    report = build_report(conn, schema, settings(), target=fx.TARGET, start=fx.WINDOW_START, end=fx.WINDOW_END,
-                          kind="daily", report_id=fx.REPORT_ID, now=fx.NOW, catalog=fx.CATALOG)
-    return report.data
+    request = ReportRequest(fx.TARGET, fx.WINDOW_START, fx.WINDOW_END, "daily", report_id, fx.NOW)
+    return build_report(ReportQueries(conn, schema, settings()), request, catalog)
+
+
+def golden_report(conn: psycopg.Connection[Any], schema: str) -> dict[str, Any]:
+    """The fixture's report in its JSON form."""
+    return build(conn, schema, CatalogReading(fx.CATALOG)).to_json()
 
 
 def schema_validator() -> jsonschema.Draft202012Validator:
@@ -122,6 +130,90 @@ def test_report_validates_against_the_json_schema(pg_cluster: Cluster, fixture_s
     assert list(schema_validator().iter_errors(data)), "the schema must reject a wrong type"
 
 
+def _schema_types(node: dict[str, Any]) -> tuple[set[str], list[Any] | None]:
+    """The JSON types a schema node allows, and its enum (None: any value of those types)."""
+    if "const" in node:
+        return {type(node["const"]).__name__}, [node["const"]]
+    if "enum" in node:
+        return set(), node["enum"]
+    if "oneOf" in node:
+        return {t for alt in node["oneOf"] for t in _schema_types(alt)[0]}, None
+    kind = node.get("type")
+    return ({kind} if isinstance(kind, str) else set(kind or ())), None
+
+
+def _model_types(annotation: Any) -> tuple[set[str], list[Any] | None, Any]:
+    """What a model field's annotation allows, in the schema's terms: JSON types, enum, and the
+    model or list item type to compare further."""
+    types: set[str] = set()
+    enum: list[Any] | None = None
+    inner: Any = None
+    for arg in typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types_module.UnionType) \
+            else (annotation,):
+        if arg is type(None):
+            types.add("null")
+            continue
+        if typing.get_origin(arg) is typing.Annotated:
+            arg = typing.get_args(arg)[0]
+        origin = typing.get_origin(arg)
+        if origin is typing.Literal:
+            enum = [*(enum or []), *typing.get_args(arg)]
+        elif origin is list:
+            types.add("array")
+            inner = typing.get_args(arg)[0]
+        elif origin is dict:
+            types.add("object")
+        elif isinstance(arg, type) and issubclass(arg, BaseModel):
+            types.add("object")
+            inner = arg
+        else:
+            types.add({bool: "boolean", int: "integer", float: "number", str: "string", datetime: "string"}[arg])
+    if "number" in types:
+        types.discard("integer")  # float | int: a JSON number
+    return types, enum, inner
+
+
+def _compare(schema: dict[str, Any], node: dict[str, Any], model: Any, where: str) -> list[str]:
+    node = schema["$defs"][node["$ref"].rsplit("/", 1)[-1]] if "$ref" in node else node
+    if "oneOf" in node:  # null, or an object: compare the object
+        node = next(alt for alt in node["oneOf"] if alt.get("type") == "object")
+    props = node.get("properties", {})
+    fields = model.model_fields
+    problems = [f"{where}: fields differ: schema {list(props)}, model {list(fields)}"] if list(props) != list(fields) else []
+    for name in props.keys() & fields.keys():
+        prop = props[name]
+        want_types, want_enum = _schema_types(prop)
+        types, enum, inner = _model_types(fields[name].annotation)
+        if want_enum is not None:
+            if set(map(str, want_enum)) != set(map(str, (enum or []) + (["None"] if "null" in types else []))):
+                problems.append(f"{where}.{name}: enum {want_enum} in the schema, {enum} in the model")
+        elif types != want_types:
+            problems.append(f"{where}.{name}: {sorted(want_types)} in the schema, {sorted(types)} in the model")
+        item = prop.get("items") if "array" in want_types else prop
+        if inner is not None and isinstance(inner, type) and issubclass(inner, BaseModel) and item is not None:
+            problems += _compare(schema, item, inner, f"{where}.{name}")
+    if set(node.get("required", [])) != set(props):
+        problems.append(f"{where}: not every field is required in the schema")
+    return problems
+
+
+def test_the_model_is_the_json_schema() -> None:
+    """reports/model.py and report.schema.json describe one report: the same fields in the same
+    order, each with the same JSON types, nullability and values."""
+    schema = json.loads(resources.files("pgperf.reports").joinpath("report.schema.json").read_text("utf-8"))
+    assert _compare(schema, schema, Report, "report") == []
+
+
+def test_stored_reports_are_validated(pg_cluster: Cluster, fixture_store: str) -> None:
+    """A stored body that is not a report is refused when read, with where it differs."""
+    with pg_cluster.connect() as conn:
+        data = golden_report(conn, fixture_store)
+    assert Report.from_json(data).to_json() == data
+    data["summary"]["total_queries"] = "many"
+    with pytest.raises(InvalidReport, match="summary.total_queries"):
+        Report.from_json(data)
+
+
 def test_rollups_give_the_same_report_as_raw_rows(pg_cluster: Cluster, fixture_store: str) -> None:
     with pg_cluster.connect() as conn:
         fx.load(conn, "report_raw", rollup=False)
@@ -186,8 +278,13 @@ def test_catalog_reads_columns_and_indexed_columns(pg_cluster: Cluster) -> None:
         facts = read_catalog(pg_cluster.dsn())
         probe = next(t for t in facts.tables if t.name == "public.catalog_probe")
         assert probe.columns == ("id", "a") and sorted(probe.indexed_columns) == ["a", "id"]
-        assert index_candidates(probe, [{"query_id": "1", "query_text": "SELECT 1 FROM catalog_probe WHERE a = $1",
-                                         "total_time_ms": 5.0}]) == []
+        statement = Statement.model_validate({
+            "query_id": "1", "datname": "postgres", "username": "postgres", "statement_type": "SELECT",
+            "query_text": "SELECT 1 FROM catalog_probe WHERE a = $1", "table": "catalog_probe", "calls": 1,
+            "total_time_ms": 5.0, "mean_time_ms": 5.0, "peak_interval_mean_ms": 5.0, "max_time_ms": 5.0, "rows": 1,
+            "cache_hit_ratio_percent": 100.0, "temp_blocks_written": 0, "share_of_time_percent": 100.0,
+            "intervals": 1, "spans_reset": False})
+        assert index_candidates(probe, [statement]) == []
     finally:
         with pg_cluster.connect() as conn:
             conn.execute("DROP TABLE catalog_probe")
@@ -233,10 +330,9 @@ def test_service_stores_lists_and_reads_reports(pg_cluster: Cluster, fixture_sto
                                     params=(report.report_id,))
         assert stored == [("daily", fx.TARGET, fx.WINDOW_START, fx.WINDOW_END, report.report_id)]
         again = service.get(report.report_id)
-        assert again.data == report.data and again.anomalies == report.anomalies
-        assert again.recommendations == report.recommendations
+        assert again == report and again.to_json() == report.to_json()
         listed = service.list(kind="daily")
-        assert listed[0]["report_id"] == report.report_id and listed[0]["anomalies"] == len(report.anomalies)
+        assert listed[0].report_id == report.report_id and listed[0].anomalies == len(report.anomalies)
         with pytest.raises(ReportNotFound):
             service.get("perf-report-nope")
         found = service.detect_anomalies(datetime(2024, 1, 1, 14, tzinfo=UTC), datetime(2024, 1, 1, 15, tzinfo=UTC))
@@ -273,17 +369,14 @@ def test_unreachable_catalog_is_reported_not_fatal(pg_cluster: Cluster, fixture_
     facts, error = try_read_catalog("postgresql://nobody@127.0.0.1:1/none", connect_timeout=1)
     assert facts is None and error is not None and "could not be read" in error
     with pg_cluster.connect() as conn:
-        conn.execute("SET TimeZone = 'UTC'")
-        report = build_report(conn, fixture_store, settings(), target=fx.TARGET, start=fx.WINDOW_START,
-                              end=fx.WINDOW_END, kind="daily", report_id="r", now=fx.NOW, catalog=None,
-                              catalog_error=error)
+        report = build(conn, fixture_store, CatalogReading(None, error), report_id="r")
     rules = {r.rule for r in report.recommendations}
     assert not rules & {"seq_scans_large_tables", "unused_indexes", "duplicate_indexes", "dead_tuples"}
     assert {"slow_queries", "cpu_sustained", "cache_hit_ratio"} <= rules
-    assert report.data["data_quality"]["catalog"] == {"available": False, "database": None, "read_at": None,
-                                                      "stats_reset": None, "error": error}
-    assert any("Live catalog facts were not available" in n for n in report.data["data_quality"]["notes"])
-    assert "catalog facts were not available" in render(report.data, "text")
+    assert report.to_json()["data_quality"]["catalog"] == {"available": False, "database": None, "read_at": None,
+                                                           "stats_reset": None, "error": error}
+    assert any("Live catalog facts were not available" in n for n in report.data_quality.notes)
+    assert "catalog facts were not available" in render(report, "text")
 
 
 def test_catalog_facts_from_a_real_database(pg_cluster: Cluster) -> None:

@@ -14,8 +14,9 @@ import pytest
 import requests
 
 import report_fixture as fx
-from helpers import Exporter, LocalHTTPServer
+from helpers import Exporter, LocalHTTPServer, make_config
 from pgperf.config import Config
+from pgperf.http import templating
 from pgperf.monitor import Monitor
 from pgperf.reports.scheduler import ReportScheduler, deliver, due_jobs
 from pgperf.reports.service import ReportService
@@ -63,6 +64,34 @@ def test_html_pages_need_no_token(served: tuple[Exporter, ReportService]) -> Non
     assert "/reports/" in exporter.get("/").text  # linked from the index page
 
 
+MARKUP = "<script>alert(1)</script>"
+ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
+
+
+def test_pages_escape_what_they_show(served: tuple[Exporter, ReportService], pg_cluster: Cluster,
+                                     web_store: str) -> None:
+    """What a page shows comes from the store, which other processes write too: a target
+    name or a note holding markup is shown as text on the list of reports and the report."""
+    exporter, service = served
+    report = service.generate(fx.WINDOW_START, fx.WINDOW_END, now=fx.NOW, catalog=fx.CATALOG)
+    data = report.to_json()
+    data = {**data, "target": MARKUP, "data_quality": {**data["data_quality"], "notes": [f"note {MARKUP}"]}}
+    pg_cluster.execute(f"UPDATE {web_store}.performance_reports SET target = %s, report_data = %s WHERE report_id = %s",
+                       params=(MARKUP, json.dumps(data), report.report_id))
+    for path in ("/reports/", f"/reports/{report.report_id}"):
+        page = exporter.get(path)
+        assert page.status_code == 200, path
+        assert MARKUP not in page.text and ESCAPED in page.text, path
+    assert f"note {ESCAPED}" in exporter.get(f"/reports/{report.report_id}").text
+
+
+def test_the_index_page_escapes_target_names() -> None:
+    """Configured target names are restricted to letters, digits and ``_.:/@-``; the page
+    escapes them all the same."""
+    page = templating.render("index.html", links=[("/metrics", "metrics")], targets=[MARKUP])
+    assert MARKUP not in page and f'<a href="/probe?target=%3Cscript%3Ealert%281%29%3C/script%3E">{ESCAPED}</a>' in page
+
+
 def test_api_requires_the_token(served: tuple[Exporter, ReportService]) -> None:
     exporter, _ = served
     for method, path in (("GET", "/api/v1/reports"), ("GET", "/api/v1/reports/x"), ("POST", "/api/v1/reports")):
@@ -94,19 +123,22 @@ def test_api_generates_lists_and_reads(served: tuple[Exporter, ReportService], p
 
 
 @pytest.mark.parametrize("body, message", [
-    ("not json", "must be JSON"),
-    ("[1, 2]", "JSON object"),
-    ('{"from": "2024-01-01T00:00:00Z"}', "'to' must be an ISO 8601 time"),
-    ('{"from": "yesterday", "to": "2024-01-01T00:00:00Z"}', "not an ISO 8601 time"),
+    ("not json", "body is not valid JSON"),
+    ("[1, 2]", "the body must be a JSON object"),
+    ('{"from": "2024-01-01T00:00:00Z"}', "to: expected an RFC 3339 time (2024-01-01T00:00:00Z) or a duration back "
+                                        "from now (1h, 2d), got nothing"),
+    ('{"from": "yesterday", "to": "2024-01-01T00:00:00Z"}', "from: expected an RFC 3339 time"),
     ('{"from": "2024-01-02T00:00:00Z", "to": "2024-01-01T00:00:00Z"}', "must be after the start"),
-    ('{"from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z", "kind": "hourly"}', "kind must be one of"),
-    ('{"from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z", "target": 5}', "target must be"),
-    ('{"from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z", "colour": "red"}', "unknown field"),
+    ('{"from": "1h", "to": "2h"}', "must be after the start"),  # durations count back from now
+    ('{"from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z", "kind": "hourly"}', "kind: expected one of"),
+    ('{"from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z", "target": 5}', "target: expected a target name"),
+    ('{"from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z", "colour": "red"}', "unknown field(s): colour"),
     ('{"from": "2000-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z"}', "at most"),
     ('{"from": "0001-01-01T00:00:00+05:00", "to": "0001-01-02T00:00:00+05:00"}',
-     "'from': 0001-01-01T00:00:00+05:00 is out of range; times must lie between the years 1970 and 9000"),
+     "from: 0001-01-01T00:00:00+05:00 is out of range; times must lie between the years 1970 and 9000"),
     ('{"from": "9999-12-30T23:59:59-05:00", "to": "9999-12-31T23:59:59-05:00"}', "is out of range"),
     ('{"from": "1969-12-31T00:00:00Z", "to": "1970-01-02T00:00:00Z"}', "between the years"),
+    ('{"from": "99999999999d", "to": "1h"}', "from: the duration '99999999999d' is out of range"),
     ('{"from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z", "target": "nope"}',
      f"unknown target 'nope'; configured targets: {fx.TARGET}"),
 ])
@@ -115,6 +147,19 @@ def test_api_bad_input_is_400(served: tuple[Exporter, ReportService], body: str,
     response = requests.post(exporter.url + "/api/v1/reports", data=body, headers=AUTH, timeout=10)
     assert response.status_code == 400, response.text
     assert message in response.json()["error"]
+
+
+def test_api_takes_the_cli_time_syntax(served: tuple[Exporter, ReportService]) -> None:
+    """The API's times are the command line's: RFC 3339, or a duration back from now."""
+    exporter, _ = served
+    before = datetime.now(UTC)
+    created = requests.post(exporter.url + "/api/v1/reports", json={"from": "2h", "to": "1h30m"}, headers=AUTH,
+                            timeout=30)
+    assert created.status_code == 201, created.text
+    period = created.json()["period"]
+    start, end = (datetime.fromisoformat(period[k].replace("Z", "+00:00")) for k in ("start", "end"))
+    assert end - start == timedelta(minutes=30)
+    assert before - timedelta(hours=2, seconds=1) <= start <= datetime.now(UTC) - timedelta(hours=2)
 
 
 def test_api_unknown_target_stores_nothing(served: tuple[Exporter, ReportService]) -> None:
@@ -134,9 +179,52 @@ def test_api_bad_query_parameters_are_400(served: tuple[Exporter, ReportService]
     assert exporter.get("/api/v1/reports/x?format=pdf", headers=AUTH).status_code == 400
 
 
-def test_store_disabled_is_503_not_500(pg_cluster: Cluster) -> None:
-    from helpers import make_config
+def test_a_data_error_of_the_store_is_answered_not_500(pg_cluster: Cluster) -> None:
+    """Alerts and reports share one error mapping: a PostgreSQL data error from the store
+    while building a report (here a view of the store divides by zero) is a clear JSON
+    answer, as on the alert routes, not a generic 500."""
+    schema = "report_data_error"
+    with pg_cluster.connect() as conn:
+        fx.load(conn, schema)
+        conn.execute(f"ALTER TABLE {schema}.query_rollup_state RENAME TO query_rollup_state_real")
+        conn.execute(f"CREATE VIEW {schema}.query_rollup_state AS SELECT target, rolled_until"
+                     f" FROM {schema}.query_rollup_state_real WHERE 1 / (length(target) - length(target)) = 0")
+    exporter = Exporter(report_config(pg_cluster.dsn(), schema, api={"token": TOKEN}))
+    exporter.server.start()
+    try:
+        response = requests.post(exporter.url + "/api/v1/reports", headers=AUTH, timeout=30,
+                                 json={"from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z"})
+        assert response.status_code == 400, response.text
+        assert response.headers["Content-Type"] == "application/json"
+        assert response.json() == {"error": "invalid value: division by zero"}
+        # The same class of error on an alert route gets the same answer (a NUL character,
+        # which PostgreSQL's text cannot hold, in an alert id).
+        nul = exporter.get("/api/v1/alerts/abc%00", headers=AUTH)
+        assert nul.status_code == 400 and nul.json()["error"].startswith("invalid value: "), nul.text
+    finally:
+        exporter.server.stop()
+        exporter.app.stop()
 
+
+def test_a_broken_stored_report_is_503_not_500(served: tuple[Exporter, ReportService], pg_cluster: Cluster,
+                                               web_store: str) -> None:
+    """A body in performance_reports that is not a report (written by something else) is
+    refused when read, with the reason, on the page and in the API."""
+    exporter, _ = served
+    pg_cluster.execute(f"INSERT INTO {web_store}.performance_reports (report_id, target, kind, generated_at,"
+                       " period_start, period_end, report_data) VALUES ('perf-report-broken', 't', 'on_demand', now(),"
+                       " now(), now(), '{\"report_id\": \"perf-report-broken\", \"kind\": \"on_demand\"}')")
+    api = exporter.get("/api/v1/reports/perf-report-broken?format=text", headers=AUTH)
+    assert api.status_code == 503 and api.headers["Content-Type"] == "application/json"
+    assert api.json()["error"].startswith("the store holds a broken report: report 'perf-report-broken' does not "
+                                          "have the form of a pgperf report"), api.text
+    page = exporter.get("/reports/perf-report-broken")
+    assert page.status_code == 503 and page.headers["Content-Type"].startswith("text/html")
+    assert "does not have the form of a pgperf report" in page.text
+    assert exporter.get("/reports/").status_code == 200  # the list still shows the others
+
+
+def test_store_disabled_is_503_not_500(pg_cluster: Cluster) -> None:
     config = make_config(pg_cluster.dsn(), api={"token": TOKEN})
     exporter = Exporter(config)  # store disabled: the monitor has no report service
     exporter.server.start()
@@ -210,7 +298,7 @@ def test_scheduler_generates_once_and_delivers(pg_cluster: Cluster, tmp_path: Pa
             assert [r.kind for r in made] == ["daily", "periodic"]
             daily, periodic = made
             assert daily.report_id == "perf-report-daily-1704153600000"
-            assert (periodic.period_start, periodic.period_end) == (datetime(2024, 1, 1, 22, 20, tzinfo=UTC),
+            assert (periodic.period.start, periodic.period.end) == (datetime(2024, 1, 1, 22, 20, tzinfo=UTC),
                                                                     datetime(2024, 1, 2, 0, 20, tzinfo=UTC))
             # Nothing new at the next round: the daily report exists, the next periodic one is not due.
             assert scheduler.run_once(datetime(2024, 1, 2, 0, 21, tzinfo=UTC)) == []
@@ -228,7 +316,7 @@ def test_scheduler_generates_once_and_delivers(pg_cluster: Cluster, tmp_path: Pa
     slack = [r for r in receiver.received if r[0] == "/slack"]
     assert [h[2]["report_id"] for h in hooks] == [daily.report_id, periodic.report_id]
     assert hooks[0][1]["X-Pgperf-Report-Url"] == f"https://pgperf.example.com/reports/{daily.report_id}"
-    assert hooks[0][2]["summary"]["total_queries"] == daily.data["summary"]["total_queries"]
+    assert hooks[0][2]["summary"]["total_queries"] == daily.summary.total_queries
     assert len(slack) == 2
     assert f"<https://pgperf.example.com/reports/{daily.report_id}|Open the report>" in slack[0][2]["text"]
     assert slack[0][2]["text"].startswith("📊 Daily Performance Report")
@@ -258,7 +346,7 @@ def test_query_texts_hidden_over_http_unless_enabled(served: tuple[Exporter, Rep
     exporter, service = served
     report = service.generate(fx.WINDOW_START, fx.WINDOW_END, kind="daily", now=fx.NOW, catalog=fx.CATALOG)
     text = "SELECT COUNT(*) FROM player_statistics"
-    assert text in json.dumps(report.data)  # the store keeps them
+    assert text in json.dumps(report.to_json())  # the store keeps them
     for path in (f"/reports/{report.report_id}", f"/api/v1/reports/{report.report_id}?format=text",
                  f"/api/v1/reports/{report.report_id}"):
         body = exporter.get(path, headers=AUTH).text
@@ -281,7 +369,7 @@ def test_reload_applies_report_settings(pg_cluster: Cluster) -> None:
                            reports={"daily": False, "weekly": False, "every": "10m"})
         changed = monitor.reload(on)
         assert changed == ["reports", "thresholds"]
-        assert monitor.reports.settings.slow_query_time_ms == 50
+        assert monitor.reports.settings.thresholds.slow_query_time_ms == 50
         assert monitor.scheduler.config is on and monitor.scheduler._thread is not None
         assert monitor.scheduler.poll == 30.0 and monitor.scheduler._next_periodic is not None
     finally:

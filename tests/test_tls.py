@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from helpers import Exporter, make_config, wait_until
-from pgperf.webconfig import WebConfigError, load_web_config
+from pgperf.http.webconfig import WebConfigError, load_web_config
 from tools.cluster import Cluster
 
 PASSWORD = "scrape-secret-42"
@@ -52,11 +52,7 @@ def _web_config(pki: Path, *, mtls: bool = False) -> Path:
 
 def _start(pg_cluster: Cluster, web_config: Path) -> Exporter:
     config = make_config(pg_cluster.dsn(), sampling_interval=5)
-    exporter = Exporter(config)
-    exporter.app.web_config = load_web_config(str(web_config))
-    from pgperf.web import WebServer
-
-    exporter.server = WebServer(exporter.app, "127.0.0.1:0")
+    exporter = Exporter(config, web_config=load_web_config(str(web_config)))
     exporter.start()
     # The first sample is served before the tests read pg_up (a scrape before it is valid but empty).
     wait_until(lambda: all(t.latest is not None for t in exporter.sampler.targets.values()), message="first sample")

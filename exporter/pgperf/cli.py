@@ -7,20 +7,35 @@ for a command killed by SIGPIPE) when the reader of standard output went away.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
+
+import psycopg
 
 from . import collectors
 from ._version import __version__
-from .audit import Actor
+from .alerts import AlertNotFound, AlertStore, InvalidTransition
+from .alerts.alertmanager import AlertmanagerError
+from .alerts.service import AlertService
+from .app import App, ConfigSource, ReloadRejected
+from .audit import Actor, cli_actor
+from .check import run_check
 from .config import Config, ConfigError, load_config
 from .db import describe_dsn
+from .http.parsing import TIME_SYNTAX, parse_time
+from .http.webconfig import WebConfigError, load_web_config
 from .redact import RedactingFilter, redact
+from .reports import ReportService, render
+from .reports.service import check_target
+from .store import SpoolLocked, StoreClient, StoreUnavailable
+from .store.schema import MIGRATIONS
 
 log = logging.getLogger("pgperf")
 
@@ -77,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing = actions.add_parser("list", help="list alerts (newest first)")
     listing.add_argument("--state", action="append", choices=("firing", "acknowledged", "resolved"))
     listing.add_argument("--severity", action="append", choices=("critical", "error", "warning", "info"))
-    listing.add_argument("--since", help="RFC 3339 time or a duration back from now (1h, 2d)")
+    listing.add_argument("--since", metavar="TIME", help=f"alerts since {TIME_SYNTAX}")
     listing.add_argument("--target")
     listing.add_argument("--json", action="store_true", help="print JSON")
     _config_flags(listing)
@@ -96,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     window = report.add_mutually_exclusive_group(required=True)
     window.add_argument("--period", choices=("daily", "weekly"),
                         help="the last 24 hours or 7 days, ending now")
-    window.add_argument("--from", dest="start", metavar="ISO", help="window start, e.g. 2024-01-01T00:00:00Z (UTC if no offset)")
-    report.add_argument("--to", dest="end", metavar="ISO", help="window end (with --from; default: now)")
+    window.add_argument("--from", dest="start", metavar="TIME",
+                        help=f"window start: {TIME_SYNTAX}; UTC if no offset")
+    report.add_argument("--to", dest="end", metavar="TIME", help="window end, same syntax (with --from; default: now)")
     report.add_argument("--format", choices=("text", "md", "json", "html"), default="text", help="output format")
     report.add_argument("--output", metavar="FILE", help="write to FILE instead of standard output")
     report.add_argument("--target", metavar="NAME", help="target to report on (default: the first configured)")
@@ -159,56 +175,28 @@ def load(args: argparse.Namespace) -> Config:
 
 
 def cmd_serve(config: Config, args: argparse.Namespace) -> int:
-    from ._memory import release_free_memory
-    from .monitor import Monitor, ReloadRejected
-    from .store import SpoolLocked
-    from .web import WebServer, create_app
-
-    try:
-        monitor = Monitor(config)
-    except SpoolLocked as exc:
-        log.error("%s", exc)
-        return 1
-    store = monitor.store
     web_config = None
     if config.web.config_file:
-        from .webconfig import WebConfigError, load_web_config
-
         try:
             web_config = load_web_config(config.web.config_file)
         except WebConfigError as exc:
             print(f"pgperf: {exc}", file=sys.stderr)
-            monitor.stop()
             return EXIT_CONFIG
-    app = create_app(monitor, web_config)
-    server = WebServer(app, config.web.listen_address, threads=config.web.threads)
+    source = ConfigSource(lambda: load(args), args.config or os.environ.get("PGPERF_CONFIG"))
+    try:
+        app = App(config, web_config=web_config, source=source)
+    except SpoolLocked as exc:
+        log.error("%s", exc)
+        return 1
+    server = app.server()
     try:
         server.start()
     except OSError as exc:
         log.error("cannot listen on %s: %s", config.web.listen_address, exc.strerror or exc)
-        monitor.stop()
+        app.stop()
         return 1
     stop = threading.Event()
     reload_requested = threading.Event()
-
-    def reloader(actor: Actor) -> list[str]:
-        """Re-read file and environment, apply, and record the reload in the audit log."""
-        detail: dict[str, Any] = {"config_file": args.config or os.environ.get("PGPERF_CONFIG")}
-        try:
-            new = load(args)
-            changed = monitor.reload(new)
-        except (ConfigError, ReloadRejected) as exc:
-            detail.update(result="refused", reason=str(exc))
-            log.error("configuration reload by %s refused: %s", actor.name, exc)
-            _audit(monitor, actor, "config_reload", detail)
-            raise
-        app.apply_config(new)
-        detail.update(result="applied", changed=changed)
-        log.info("configuration reloaded by %s; changed: %s", actor.name, ", ".join(changed) or "nothing")
-        _audit(monitor, actor, "config_reload", detail)
-        return changed
-
-    app.reloader = reloader
 
     def on_signal(signum: int, frame: Any) -> None:
         if signum == signal.SIGHUP:
@@ -220,56 +208,28 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
-    # After the rendering for /metrics (create_app registered it first): see pgperf._memory.
-    monitor.on("sample", lambda _snapshot: release_free_memory())
-    monitor.start()  # an unreachable store does not stop sampling: samples are spooled
-    targets = ", ".join(monitor.sampler.targets)
+    app.start()  # an unreachable store does not stop sampling: samples are spooled
+    targets = ", ".join(app.sampler.targets)
     log.info(
         "pgperf %s serving %s://%s/metrics (profile %s, sampling every %gs, targets: %s, store: %s)",
-        __version__, "https" if web_config is not None and web_config.tls else "http", _display_address(config.web.listen_address, server.port), config.profile,
-        config.sampling_interval, targets,
-        f"schema {config.store.schema_name} at {describe_dsn(config.store_dsn())}" if store else "off",
+        __version__, "https" if web_config is not None and web_config.tls else "http",
+        _display_address(config.web.listen_address, server.port), config.profile, config.sampling_interval, targets,
+        f"schema {config.store.schema_name} at {describe_dsn(config.store_dsn())}" if app.store else "off",
     )
     while not stop.wait(0.5):
         if reload_requested.is_set():
             reload_requested.clear()
             try:
-                reloader(Actor("signal:SIGHUP", "operator", "localhost"))
+                app.reload(Actor("signal:SIGHUP", "operator", "localhost"))
             except (ConfigError, ReloadRejected):
                 pass  # logged and audited; the running configuration stays
     server.stop()
-    monitor.stop()
+    app.stop()
     log.info("stopped")
     return 0
 
 
-def _audit(monitor: Any, actor: Actor, action: str, detail: dict[str, Any]) -> None:
-    """Record *action* in the audit log. A failure (store down, read-only, permission denied)
-    is logged and does not undo or stop what was done: the caller carries on."""
-    import psycopg
-
-    from . import audit
-    from .store import StoreUnavailable
-
-    if monitor.client is None:
-        return
-    try:
-        with monitor.client.connection() as conn:
-            audit.record(conn, monitor.client.schema, actor, action, detail.get("config_file"), detail)
-    except StoreUnavailable as exc:
-        log.error("%s by %s (%s) not recorded in the audit log: %s", action, actor.name, detail.get("result"), exc)
-    except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "no message"
-        log.error("%s by %s (%s) not recorded in the audit log: the store refused the row (%s: %s)",
-                  action, actor.name, detail.get("result"), type(exc).__name__, reason)
-
-
 def cmd_migrate(config: Config) -> int:
-    import psycopg
-
-    from .store import StoreClient, StoreUnavailable
-    from .store.schema import MIGRATIONS
-
     where = f"schema {config.store.schema_name} at {describe_dsn(config.store_dsn())}"
     client = StoreClient(config)
     try:
@@ -300,15 +260,6 @@ def cmd_migrate(config: Config) -> int:
 
 
 def cmd_report(config: Config, args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime, timedelta
-
-    import psycopg
-
-    from .reports import ReportService, render
-    from .reports.service import check_target
-    from .reports.web import parse_time
-    from .store import StoreClient, StoreUnavailable
-
     now = datetime.now(UTC)
     try:
         if args.period:
@@ -316,7 +267,8 @@ def cmd_report(config: Config, args: argparse.Namespace) -> int:
                 raise ValueError("--to goes with --from, not with --period")
             start, end = now - (timedelta(days=1) if args.period == "daily" else timedelta(days=7)), now
         else:
-            start, end = parse_time(args.start, "--from"), parse_time(args.end, "--to") if args.end else now
+            start = parse_time(args.start, "--from", now=now)
+            end = parse_time(args.end, "--to", now=now) if args.end else now
         ReportService.check_window(start, end)
         check_target(config, args.target)
     except ValueError as exc:
@@ -347,7 +299,7 @@ def cmd_report(config: Config, args: argparse.Namespace) -> int:
             return 1
         finally:
             client.close()
-        text = render(report.data, args.format)
+        text = render(report, args.format)
         if output is not None:
             try:
                 if output.seekable():
@@ -379,26 +331,16 @@ def _display_address(address: str, port: int) -> str:
 
 
 def cmd_check(config: Config) -> int:
-    from .check import run_check
-
     return run_check(config)
 
 
 def cmd_alerts(config: Config, args: argparse.Namespace) -> int:
-    import json
-
-    from .alerts import AlertNotFound, AlertStore, InvalidTransition
-    from .alerts.alertmanager import AlertmanagerError
-    from .alerts.service import AlertService
-    from .alerts.web import BadRequest, _since
-    from .store import StoreClient, StoreUnavailable
-
     # Invalid usage is found before the store is reached, and exits 2 like argparse's errors.
     try:
-        since = _since(args.since) if args.action == "list" and args.since else None
+        since = parse_time(args.since, "--since") if args.action == "list" and args.since else None
         if args.action != "list" and (not args.by.strip() or len(args.by) > 100):
-            raise BadRequest("--by: who acts, 1 to 100 characters")
-    except BadRequest as exc:
+            raise ValueError("--by: who acts, 1 to 100 characters")
+    except ValueError as exc:
         print(f"pgperf alerts {args.action}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     client = StoreClient(config)
@@ -416,8 +358,6 @@ def cmd_alerts(config: Config, args: argparse.Namespace) -> int:
                     print(f"{a.alert_id:16}  {a.status:12}  {a.severity:8}  {a.timestamp:%Y-%m-%d %H:%M:%S}  "
                           f"{a.metric[:28]:28}  {a.target or '-'}{'  by ' + who if who else ''}")
             return 0
-        from .audit import cli_actor
-
         action = service.acknowledge if args.action == "ack" else service.resolve
         alert = action(args.alert_id, args.by.strip(), cli_actor())
         print(f"alert {alert.alert_id} ({alert.metric}) is {alert.status}"

@@ -1,7 +1,7 @@
 """``pgperf.Monitor``: the engine of ``pgperf serve``, usable from Python.
 
-It owns the sampler (one thread per target), the store writer and the store client, and
-mirrors the original requirement's usage examples::
+The engine is an ``App`` (``pgperf.app``: the sampler, the store, alerts, reports); the
+Monitor mirrors the original requirement's usage examples over it::
 
     monitor = Monitor.for_profile("production", "postgresql://pgperf@db/postgres")
     monitor.on("alert", lambda alert: print(f"Alert: {alert.message}"))
@@ -17,73 +17,40 @@ mirrors the original requirement's usage examples::
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .alerts.service import AlertService
 from .alerts.store import AlertStore
+from .app import App
 from .collectors import REGISTRY, CollectorSpec
 from .config import Config, load_config
 from .models import Anomaly, PerformanceAlert, PerformanceReport, QueryPerformanceMetric, ResourceMetric
+from .reports.scheduler import ReportScheduler
+from .reports.service import ReportService
 from .sampling import Sampler, Snapshot, TargetSampler
-from .store import BatchBuilder, SampleBatch, StoreClient, StoreUnavailable, StoreWriter
+from .store import SampleBatch, StoreClient, StoreUnavailable, StoreWriter
 from .store.rows import QUERY_COLUMNS
 
-if TYPE_CHECKING:
-    from .reports.scheduler import ReportScheduler
-    from .reports.service import ReportService
-
-__all__ = ["EVENTS", "RESTART_KEYS", "Monitor", "ReloadRejected"]
-
-
-class ReloadRejected(Exception):
-    """The new configuration changes keys that need a restart; nothing was applied."""
-
-    def __init__(self, keys: list[str]) -> None:
-        super().__init__(f"these settings need a restart, so nothing was reloaded: {', '.join(keys)}")
-        self.keys = keys
-
-log = logging.getLogger(__name__)
-
-#: Top-level keys whose change needs a restart (new connections, sockets or files).
-RESTART_KEYS = ("dsn", "target_name", "targets", "store", "web", "connection")
-
-#: Events ``Monitor.on`` accepts.
-EVENTS = ("alert", "alert_acknowledged", "alert_resolved", "sample")
+__all__ = ["Monitor"]
 
 
 class Monitor:
-    """Sampling, storage and alert lifecycle for the targets of one configuration."""
+    """Sampling, storage, alert lifecycle and reports for the targets of one configuration:
+    the Python API over an ``App`` (``pgperf.app``), which builds and wires the parts."""
 
     def __init__(self, config: Config, *, registry: Sequence[CollectorSpec] = REGISTRY) -> None:
-        self.config = config
-        self._callbacks: dict[str, list[Callable[[Any], None]]] = defaultdict(list)
-        self._builder = BatchBuilder(config.store.max_query_rows)
-        self._builder_lock = threading.Lock()
-        self._batches: dict[str, SampleBatch] = {}
-        self.store: StoreWriter | None = StoreWriter(config) if config.store.enabled else None
-        self.client: StoreClient | None = StoreClient(config) if config.store.enabled else None
-        self.alerts: AlertStore | None = AlertStore(self.client) if self.client else None
-        self.alert_service: AlertService | None = (
-            AlertService(self.alerts, config, emit=self.emit) if self.alerts else None
-        )
-        self.sampler = Sampler(config, listeners=(self._on_snapshot,), registry=registry)
-        self.reports: ReportService | None = None
-        self.scheduler: ReportScheduler | None = None
-        if self.client is not None:
-            # Imported here: plotly and the report code load only where reports are possible.
-            from .reports.scheduler import ReportScheduler
-            from .reports.service import ReportService
+        self.app = App(config, registry=registry)
 
-            self.reports = ReportService(config, self.client)
-            self.scheduler = ReportScheduler(config, self.reports)
-        self._started = False
+    @classmethod
+    def of(cls, app: App) -> Monitor:
+        """The Python API over an App built elsewhere (one that also serves HTTP, say)."""
+        monitor = cls.__new__(cls)
+        monitor.app = app
+        return monitor
 
     @classmethod
     def for_profile(
@@ -107,6 +74,40 @@ class Monitor:
             flags.setdefault("store", {})["dsn"] = store_dsn
         return cls(load_config(config_file=config_file, flags=flags, env=os.environ if env is None else env))
 
+    # -- the parts ---------------------------------------------------------------------------
+
+    @property
+    def config(self) -> Config:
+        return self.app.config
+
+    @property
+    def sampler(self) -> Sampler:
+        return self.app.sampler
+
+    @property
+    def store(self) -> StoreWriter | None:
+        return self.app.store
+
+    @property
+    def client(self) -> StoreClient | None:
+        return self.app.client
+
+    @property
+    def alerts(self) -> AlertStore | None:
+        return self.app.alert_service.store if self.app.alert_service is not None else None
+
+    @property
+    def alert_service(self) -> AlertService | None:
+        return self.app.alert_service
+
+    @property
+    def reports(self) -> ReportService | None:
+        return self.app.reports
+
+    @property
+    def scheduler(self) -> ReportScheduler | None:
+        return self.app.scheduler
+
     # -- lifecycle ---------------------------------------------------------------------
 
     def initialize(self) -> None:
@@ -120,29 +121,11 @@ class Monitor:
         self.start()
 
     def start(self) -> None:
-        if self._started:
-            return
-        if self.store is not None:
-            self.store.start()
-        self.sampler.start()
-        if self.alert_service is not None:
-            self.alert_service.start()
-        if self.scheduler is not None:
-            self.scheduler.start()
-        self._started = True
+        self.app.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop sampling, write or spool what was accepted, close connections."""
-        if self.alert_service is not None:
-            self.alert_service.stop()
-        if self.scheduler is not None:
-            self.scheduler.stop(timeout)
-        self.sampler.stop(timeout)
-        if self.store is not None:
-            self.store.stop(timeout)
-        if self.client is not None:
-            self.client.close()
-        self._started = False
+        self.app.stop(timeout)
 
     def __enter__(self) -> Monitor:
         self.initialize()
@@ -152,54 +135,14 @@ class Monitor:
         self.stop()
 
     def reload(self, config: Config) -> list[str]:
-        """Apply a new configuration; return the top-level keys that changed.
-
-        Thresholds, profile, sampling interval, collectors, databases, retention, alerts,
-        reports, API tokens and log level change in place; a change to a key of RESTART_KEYS
-        rejects the whole reload (ReloadRejected) rather than applying half of it.
-        """
-        old = self.config.model_dump()  # python mode: secrets compare by value
-        new = config.model_dump()
-        changed = sorted(k for k in new if new[k] != old.get(k))
-        needs_restart = [k for k in changed if k in RESTART_KEYS]
-        if needs_restart:
-            raise ReloadRejected(needs_restart)
-        self.config = config
-        self.sampler.apply_config(config)
-        if self.store is not None:
-            self.store.config = config
-        if self.alert_service is not None:
-            self.alert_service.apply_config(config)
-        if self.reports is not None:
-            self.reports.apply_config(config)
-        if self.scheduler is not None:
-            self.scheduler.apply_config(config)
-        logging.getLogger().setLevel(config.log_level.upper())
-        return changed
-
-    # -- events --------------------------------------------------------------------------
+        """Apply a new configuration; return the top-level keys that changed. A change to a
+        setting that needs a restart rejects it whole (``pgperf.app.ReloadRejected``)."""
+        return self.app.apply_config(config)
 
     def on(self, event: str, callback: Callable[[Any], None]) -> None:
         """Call *callback* on *event*: ``alert`` (a PerformanceAlert recorded as firing),
         ``alert_acknowledged``, ``alert_resolved``, ``sample`` (each Snapshot)."""
-        if event not in EVENTS:
-            raise ValueError(f"unknown event {event!r}; choose one of {', '.join(EVENTS)}")
-        self._callbacks[event].append(callback)
-
-    def emit(self, event: str, value: Any) -> None:
-        for callback in self._callbacks.get(event, ()):
-            try:
-                callback(value)
-            except Exception:  # a user's callback must not break sampling
-                log.exception("callback for %r failed", event)
-
-    def _on_snapshot(self, snap: Snapshot) -> None:
-        with self._builder_lock:
-            batch = self._builder.build(snap)
-            self._batches[snap.target] = batch
-        if self.store is not None:
-            self.store.submit(batch)
-        self.emit("sample", snap)
+        self.app.events.on(event, callback)
 
     # -- sampling on demand -----------------------------------------------------------------
 
@@ -213,15 +156,16 @@ class Monitor:
 
     def _sample_now(self, target: str | None) -> SampleBatch:
         sampler = self._target(target)
-        if not self._started:
+        if not self.app.started:
             sampler.open()
         if sampler.latest is None:
             # Interval figures need two readings: take the baseline, let a moment pass.
             sampler.sample(wait=True)
             time.sleep(min(1.0, self.config.sampling_interval))
         sampler.sample(wait=True)
-        with self._builder_lock:
-            return self._batches[sampler.target.name]
+        batch = self.app.latest_batch(sampler.target.name)
+        assert batch is not None  # the sample just taken
+        return batch
 
     def track_query_performance(self, target: str | None = None) -> list[QueryPerformanceMetric]:
         """Sample now; return the statements that ran since the previous sample (on the
@@ -286,7 +230,7 @@ class Monitor:
         """Build the report of ``[start, end)`` (aware datetimes) from the store, store it in
         performance_reports and return it; ``report.data`` is its JSON form and
         ``pgperf.reports.render(report.data, "text")`` its text."""
-        return self._report_service().generate(start, end, target, kind)
+        return self._report_service().generate(start, end, target, kind).performance_report()
 
     def detect_anomalies(self, start: datetime | None = None, end: datetime | None = None,
                          target: str | None = None) -> list[Anomaly]:

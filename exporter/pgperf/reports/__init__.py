@@ -2,14 +2,16 @@
 recommendations and anomaly detection, rendered as text, Markdown, JSON and HTML,
 stored in ``performance_reports``, scheduled inside ``pgperf serve`` and served over HTTP.
 
-``builder`` (SQL) -> ``report`` (the JSON form) -> ``recommendations`` and ``anomalies``;
-``render``/``html`` draw it; ``service`` generates, stores and reads; ``scheduler`` and
-``web`` put it on a timetable and on the network.
+``queries`` (the SQL) -> ``builder`` -> ``model`` (the typed report, its JSON form) with
+``recommendations`` and ``anomalies``; ``render`` draws it (``text``: text, Markdown, JSON;
+``html``); ``service`` generates, stores and reads; ``scheduler`` and ``routes`` put it on
+a timetable and on the network.
 """
 
 from __future__ import annotations
 
+from .model import Report, ReportSettings
 from .render import FORMATS, render
 from .service import ReportNotFound, ReportService
 
-__all__ = ["FORMATS", "ReportNotFound", "ReportService", "render"]
+__all__ = ["FORMATS", "Report", "ReportNotFound", "ReportService", "ReportSettings", "render"]

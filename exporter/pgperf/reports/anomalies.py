@@ -25,7 +25,8 @@ from datetime import datetime
 from typing import Any
 
 from ..models import Anomaly
-from .builder import ReportSettings
+from .model import ReportSettings
+from .queries import AnomalyInputs
 
 __all__ = ["detect", "statement_anomaly"]
 
@@ -48,10 +49,10 @@ def statement_anomaly(row: dict[str, Any], settings: ReportSettings, target: str
     baseline = float(row["baseline"])
     factor = float(row["factor"]) if row.get("factor") is not None else None
     bucket_total = float(row.get("bucket_total_time") or 0)
-    spike = settings.query_spike_factor
+    spike = settings.thresholds.query_spike_factor
     # Impact: how slow the statement became, how far from its usual self, and how much
     # database time the spike cost.
-    if observed >= settings.slow_query_time_ms or (factor or 0) >= 5 * spike or bucket_total >= 60_000:
+    if observed >= settings.thresholds.slow_query_time_ms or (factor or 0) >= 5 * spike or bucket_total >= 60_000:
         impact = "high"
         advice = ("Investigate and optimize the slowest queries: EXPLAIN (ANALYZE, BUFFERS) this statement and look "
                   "for lock waits, a plan change or unusual parameters at that time")
@@ -83,7 +84,8 @@ def resource_anomaly(row: dict[str, Any], settings: ReportSettings, target: str 
     if kind == "connections" and observed < 2 * baseline:
         return None
     factor = round(observed / baseline, 1) if baseline > 0 else None
-    limit = {"cpu": settings.cpu_usage_max_percent, "memory": settings.memory_usage_max_percent}.get(kind)
+    t = settings.thresholds
+    limit = {"cpu": t.cpu_usage_max_percent, "memory": t.memory_usage_max_percent}.get(kind)
     if (limit is not None and observed >= limit) or (factor or 0) >= 4:
         impact = "high"
     elif observed - baseline >= 2 * rise:
@@ -111,17 +113,17 @@ def resource_anomaly(row: dict[str, Any], settings: ReportSettings, target: str 
 _ORDER = {"high": 0, "medium": 1, "low": 2}
 
 
-def detect(inputs: dict[str, Any], settings: ReportSettings, target: str | None) -> list[Anomaly]:
-    """Anomalies from the builder's ``anomaly_inputs``, most important first.
+def detect(inputs: AnomalyInputs, settings: ReportSettings, target: str | None) -> list[Anomaly]:
+    """Anomalies from ``ReportQueries.anomaly_inputs``, most important first.
 
     Statements still faster than a tenth of the slow-query threshold are left out, as in
     the PgperfQueryTimeSpike rule: sub-millisecond statements vary tenfold with caching
     and lock waits, and such a "spike" costs nothing.
     """
-    floor = settings.slow_query_time_ms / 10
-    found = [statement_anomaly(row, settings, target, inputs["resolution"]) for row in inputs["statements"]
+    floor = settings.thresholds.slow_query_time_ms / 10
+    found = [statement_anomaly(row, settings, target, inputs.resolution) for row in inputs.statements
              if float(row["observed"]) >= floor]
-    for row in inputs["resources"]:
+    for row in inputs.resources:
         anomaly = resource_anomaly(row, settings, target, settings.anomaly_z)
         if anomaly is not None:
             found.append(anomaly)

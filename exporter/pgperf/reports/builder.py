@@ -1,518 +1,273 @@
-"""The report builder: every figure of a report, aggregated in SQL over the stored tables.
-
-A report covers the samples with ``start <= recorded_at < end`` of one target. Statement
-figures come from ``query_metrics_hourly`` for the complete hours it holds (hours before
-the target's rollup watermark) and from ``query_performance_metrics`` for the rest of the
-window, so that a month of one-minute samples is read as hourly rows. Each part of the
-report is one SQL statement that returns a JSON document; Python only arranges the parts.
-
-Statement type and main table (the breakdown of the query analysis) are a heuristic on
-the normalized text, documented in docs/report-schema.md:
-
-* type: the first keyword after leading comments and parentheses — SELECT, INSERT,
-  UPDATE, DELETE; ``WITH`` counts as the first INSERT/UPDATE/DELETE after a closing
-  parenthesis, else SELECT; anything else is OTHER;
-* table: the first name after ``FROM`` (SELECT, DELETE), ``INTO`` (INSERT) or
-  ``UPDATE [ONLY]`` (UPDATE), lower-cased without quotes; none for other statements.
-"""
+"""Building a report: the SQL results of ``queries.py`` arranged into the report model
+(``model.py``), then the recommendation rules and the anomaly detector run over it."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-import psycopg
-from psycopg import sql
+from . import anomalies as anomaly_detection
+from .catalog import CatalogFacts
+from .model import (
+    SCHEMA_VERSION,
+    AlertsInWindow,
+    AnomalyEntry,
+    AppliedSettings,
+    Queries,
+    RecommendationEntry,
+    Report,
+    ReportSettings,
+    Resources,
+    Statement,
+    StatementRef,
+    Summary,
+    iso,
+)
+from .queries import AnomalyInputs, ReportQueries, Window
+from .recommendations import recommend
 
-from ..config import Config
-from ..store.rollup import HOUR, floor_hour
-
-__all__ = ["SCHEMA_VERSION", "ReportBuilder", "ReportSettings", "Window", "iso"]
-
-SCHEMA_VERSION = 1
-
-# Chart buckets: the smallest width that gives at most MAX_POINTS points over the window.
-BUCKETS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400)
-MAX_POINTS = 300
-# Windows up to this long look for statement anomalies sample by sample; longer ones hour by hour.
-FINE_ANOMALY_SPAN = timedelta(hours=6)
-MIN_BASELINE_POINTS = 5
-# Trends and growth rates (per day) are given only over at least this many seconds of samples:
-# a slope over minutes extrapolated to a day is noise.
-TREND_MIN_SPAN = 3600
-
-# A name, schema-qualified or not; after FROM, not a function call (``extract(epoch FROM now())``).
-_IDENT = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"[^"]+")(?:\.(?:[A-Za-z_][A-Za-z0-9_$]*|"[^"]+"))?(?![A-Za-z0-9_$."])'
-_RELATION = _IDENT[:-1] + r'|\s*\()'
-# Leading whitespace, comments and parentheses are skipped before the first keyword.
-_BODY = r"regexp_replace(query_text, '^(\s|/\*.*?\*/|--[^\n]*\n|\()*', '')"
-STATEMENT_TYPE_SQL = f"""CASE upper(substring({_BODY} from '^([A-Za-z]+)'))
-    WHEN 'SELECT' THEN 'SELECT' WHEN 'INSERT' THEN 'INSERT' WHEN 'UPDATE' THEN 'UPDATE'
-    WHEN 'DELETE' THEN 'DELETE' WHEN 'TABLE' THEN 'SELECT' WHEN 'VALUES' THEN 'SELECT'
-    WHEN 'WITH' THEN coalesce(upper(substring(query_text from '(?i)\\)\\s*(insert|update|delete)\\M')), 'SELECT')
-    ELSE 'OTHER' END"""
-# FROM that does not introduce a relation: ``extract(epoch FROM x)``, ``substring(s FROM $1)``,
-# ``trim(both $1 FROM s)``, ``a IS DISTINCT FROM b`` (constants are ``$n`` in pg_stat_statements).
-_NOT_RELATION_FROM = (r"'(?i)\m(extract\s*\(\s*(?:[A-Za-z_]+|\$[0-9]+|''[^'']*'')"
-                      r"|(?:substring|trim|overlay)\s*\([^()]*?|distinct)\s+from\M'")
-_FROM_TEXT = f"regexp_replace(query_text, {_NOT_RELATION_FROM}, '\\1 ', 'g')"
-MAIN_TABLE_SQL = f"""lower(replace(CASE stmt_type
-    WHEN 'SELECT' THEN substring({_FROM_TEXT} from '(?i)\\m(?:from|join)\\s+({_RELATION})')
-    WHEN 'DELETE' THEN substring({_FROM_TEXT} from '(?i)\\mfrom\\s+({_RELATION})')
-    WHEN 'INSERT' THEN substring(query_text from '(?i)\\minto\\s+({_IDENT})')
-    WHEN 'UPDATE' THEN substring(query_text from '(?i)\\mupdate\\s+(?:only\\s+)?({_IDENT})')
-    END, '"', ''))"""
-
-
-def iso(at: datetime | None) -> str | None:
-    """UTC ISO 8601 with milliseconds and Z, as in the requirement's sample report."""
-    if at is None:
-        return None
-    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+__all__ = ["CatalogReading", "ReportRequest", "build_report"]
 
 
 @dataclass(frozen=True)
-class ReportSettings:
-    """The thresholds and analysis settings a report applies (recorded in the report)."""
-
-    slow_query_time_ms: float
-    query_spike_factor: float
-    cache_hit_ratio_min: float
-    cpu_usage_max_percent: float
-    memory_usage_max_percent: float
-    disk_usage_max_percent: float
-    connection_utilization_warning_percent: float
-    connection_utilization_critical_percent: float
-    error_rate_max: float
-    dead_tuple_max_percent: float
-    top_n: int = 10
-    baseline_days: float = 7.0
-    anomaly_z: float = 3.5
-
-    @classmethod
-    def from_config(cls, config: Config) -> ReportSettings:
-        t = config.thresholds
-        return cls(
-            slow_query_time_ms=t.slow_query_time_ms, query_spike_factor=t.query_spike_factor,
-            cache_hit_ratio_min=t.cache_hit_ratio_min, cpu_usage_max_percent=t.cpu_usage_max_percent,
-            memory_usage_max_percent=t.memory_usage_max_percent, disk_usage_max_percent=t.disk_usage_max_percent,
-            connection_utilization_warning_percent=t.connection_utilization_warning_percent,
-            connection_utilization_critical_percent=t.connection_utilization_critical_percent,
-            error_rate_max=t.error_rate_max, dead_tuple_max_percent=t.dead_tuple_max_percent,
-            top_n=config.reports.top_n, baseline_days=config.reports.baseline_days,
-            anomaly_z=config.reports.anomaly_z,
-        )
-
-
-@dataclass(frozen=True)
-class Window:
-    """Which part of ``[start, end)`` is read from the hourly rollups: ``[h1, h2)``."""
+class ReportRequest:
+    """Which report to build: of *target* over ``[start, end)``, its kind and id, and when
+    it is generated."""
 
     target: str
     start: datetime
     end: datetime
-    h1: datetime
-    h2: datetime
-
-    @property
-    def rollup_hours(self) -> int:
-        return max(0, int((self.h2 - self.h1) / HOUR))
-
-    def params(self) -> dict[str, Any]:
-        return {"target": self.target, "start": self.start, "end": self.end, "h1": self.h1, "h2": self.h2}
+    kind: str
+    report_id: str
+    generated_at: datetime
 
 
-def _src(schema: sql.Identifier) -> sql.Composed:
-    """Statement rows of the window: rollup hours [h1, h2) plus raw rows of [start, h1) and [h2, end).
+@dataclass(frozen=True)
+class CatalogReading:
+    """The monitored database's catalog facts, or why there are none."""
 
-    Two separate raw ranges (not one NOT BETWEEN) so that partition pruning and the
-    (target, recorded_at) index apply to each."""
-    raw = ("SELECT query_id, datname, username, query_text, recorded_at AS bucket, 1 AS samples, calls, total_time,"
-           " rows_affected, cache_hits, cache_misses, temp_blocks_written, mean_time AS peak, max_time, spans_reset,"
-           " is_remainder FROM {s}.query_performance_metrics WHERE target = %(target)s")
-    return sql.SQL(
-        "SELECT query_id, datname, username, query_text, hour AS bucket, samples, calls, total_time, rows_affected,"
-        " cache_hits, cache_misses, temp_blocks_written, peak_mean_time AS peak, max_time, spans_reset, is_remainder"
-        " FROM {s}.query_metrics_hourly WHERE target = %(target)s AND hour >= %(h1)s AND hour < %(h2)s"
-        " UNION ALL " + raw + " AND recorded_at >= %(start)s AND recorded_at < least(%(h1)s, %(end)s)"
-        " UNION ALL " + raw + " AND recorded_at >= greatest(%(h2)s, %(start)s) AND recorded_at < %(end)s"
-    ).format(s=schema)
-
-
-_STATEMENTS = """
-WITH src AS ({src}),
-agg AS (
-    SELECT query_id, datname, username, min(query_text) AS query_text, sum(samples)::bigint AS samples,
-           sum(calls)::bigint AS calls, sum(total_time) AS total_time, sum(rows_affected)::bigint AS rows,
-           sum(cache_hits)::bigint AS hits, sum(cache_misses)::bigint AS misses,
-           sum(temp_blocks_written)::bigint AS temp_blocks, max(peak) AS peak, max(max_time) AS max_time,
-           bool_or(spans_reset) AS spans_reset, bool_or(is_remainder) AS is_remainder
-    FROM src GROUP BY query_id, datname, username
-),
-totals AS (
-    SELECT coalesce(sum(calls), 0)::bigint AS calls, coalesce(sum(total_time), 0) AS total_time,
-           coalesce(sum(hits), 0)::bigint AS hits, coalesce(sum(misses), 0)::bigint AS misses,
-           coalesce(sum(temp_blocks), 0)::bigint AS temp_blocks,
-           count(*) FILTER (WHERE NOT is_remainder AND calls > 0) AS statements,
-           max(max_time) FILTER (WHERE NOT is_remainder) AS max_time
-    FROM agg
-),
-classified AS (
-    SELECT a.*, {main_table} AS main_table
-    FROM (SELECT *, {stmt_type} AS stmt_type FROM agg WHERE NOT is_remainder) a
-),
-ranked AS (
-    SELECT c.*, round(c.total_time / nullif(c.calls, 0), 3) AS mean,
-           row_number() OVER (ORDER BY c.total_time / nullif(c.calls, 0) DESC NULLS LAST, c.query_id, c.datname, c.username) AS r_mean,
-           row_number() OVER (ORDER BY c.total_time DESC, c.query_id, c.datname, c.username) AS r_total,
-           row_number() OVER (ORDER BY c.calls DESC, c.total_time DESC, c.query_id, c.datname, c.username) AS r_calls,
-           row_number() OVER (ORDER BY c.total_time / nullif(c.calls, 0) ASC NULLS LAST, c.query_id, c.datname, c.username) AS r_fast,
-           row_number() OVER (ORDER BY c.temp_blocks DESC, c.query_id, c.datname, c.username) AS r_temp,
-           count(*) FILTER (WHERE c.total_time / nullif(c.calls, 0) > %(slow_ms)s) OVER () AS slow_count
-    FROM classified c WHERE c.calls > 0
-)
-SELECT json_build_object(
-    'totals', (SELECT row_to_json(t) FROM totals t),
-    'remainder', (SELECT json_build_object('calls', sum(calls), 'total_time', sum(total_time))
-                  FROM agg WHERE is_remainder),
-    'slow_count', (SELECT max(slow_count) FROM ranked),
-    'slow', (SELECT json_agg(json_build_object('query_id', query_id, 'mean', mean, 'calls', calls,
-                                               'total_time', total_time) ORDER BY r_mean)
-             FROM ranked WHERE mean > %(slow_ms)s AND r_mean <= 50),
-    'top', (SELECT json_agg(json_build_object(
-                'query_id', query_id, 'datname', datname, 'username', username, 'query_text', query_text,
-                'statement_type', stmt_type, 'main_table', main_table, 'samples', samples, 'calls', calls,
-                'total_time', total_time, 'mean', mean, 'peak', peak, 'max_time', max_time, 'rows', rows,
-                'hits', hits, 'misses', misses, 'temp_blocks', temp_blocks, 'spans_reset', spans_reset,
-                'r_mean', r_mean, 'r_total', r_total, 'r_calls', r_calls, 'r_fast', r_fast,
-                'r_temp', CASE WHEN temp_blocks > 0 THEN r_temp END) ORDER BY r_mean)
-            FROM ranked WHERE r_mean <= %(top)s OR r_total <= %(top)s OR r_calls <= %(top)s OR r_fast = 1
-                           OR r_temp <= 5),
-    'by_type', (SELECT json_agg(x ORDER BY x.total_time DESC, x.statement_type) FROM (
-                SELECT stmt_type AS statement_type, count(*) AS statements, sum(calls)::bigint AS calls,
-                       sum(total_time) AS total_time FROM classified WHERE calls > 0 GROUP BY stmt_type) x),
-    'by_table', (SELECT json_agg(x ORDER BY x.total_time DESC, x.main_table NULLS LAST) FROM (
-                SELECT main_table, string_agg(DISTINCT stmt_type, ',' ORDER BY stmt_type) AS statement_types,
-                       count(*) AS statements, sum(calls)::bigint AS calls, sum(total_time) AS total_time
-                FROM classified WHERE calls > 0 GROUP BY main_table
-                ORDER BY sum(total_time) DESC, main_table NULLS LAST LIMIT 15) x)
-)
-"""
-
-_RESOURCES = """
-WITH r AS (
-    SELECT *, extract(epoch FROM "timestamp") AS epoch,
-           coalesce(xact_rollback, 0) + coalesce(deadlocks, 0) AS errors
-    FROM {s}.resource_metrics WHERE target = %(target)s AND "timestamp" >= %(start)s AND "timestamp" < %(end)s
-),
-latest_disk AS (
-    SELECT disk_usage_bytes, disk_total_bytes, disk_usage_percent FROM r
-    WHERE disk_usage_bytes IS NOT NULL ORDER BY "timestamp" DESC LIMIT 1
-),
-latest_size AS (
-    SELECT database_size_bytes FROM r WHERE database_size_bytes IS NOT NULL ORDER BY "timestamp" DESC LIMIT 1
-)
-SELECT json_build_object(
-    'samples', count(*), 'up', count(*) FILTER (WHERE pg_up),
-    'first', min("timestamp"), 'last', max("timestamp"),
-    'median_interval', percentile_cont(0.5) WITHIN GROUP (ORDER BY interval_seconds),
-    'commits', sum(xact_commit), 'rollbacks', sum(xact_rollback), 'deadlocks', sum(deadlocks),
-    'blks_hit', sum(blks_hit), 'blks_read', sum(blks_read), 'temp_bytes', sum(temp_bytes),
-    'cpu', json_build_object('samples', count(cpu_usage_percent), 'avg', round(avg(cpu_usage_percent), 2),
-        'max', max(cpu_usage_percent),
-        'p95', round((percentile_cont(0.95) WITHIN GROUP (ORDER BY cpu_usage_percent))::numeric, 2),
-        'over', count(*) FILTER (WHERE cpu_usage_percent > %(cpu_max)s),
-        'trend_per_day', CASE WHEN max(epoch) - min(epoch) >= %(trend_span)s
-                              THEN round((regr_slope(cpu_usage_percent, epoch) * 86400)::numeric, 3) END),
-    'memory', json_build_object('samples', count(memory_usage_percent), 'avg', round(avg(memory_usage_percent), 2),
-        'max', max(memory_usage_percent),
-        'p95', round((percentile_cont(0.95) WITHIN GROUP (ORDER BY memory_usage_percent))::numeric, 2),
-        'over', count(*) FILTER (WHERE memory_usage_percent > %(mem_max)s),
-        'avg_bytes', round(avg(memory_usage_bytes)),
-        'trend_per_day', CASE WHEN max(epoch) - min(epoch) >= %(trend_span)s
-                              THEN round((regr_slope(memory_usage_percent, epoch) * 86400)::numeric, 3) END),
-    'connections', json_build_object('samples', count(connection_count), 'avg', round(avg(connection_count), 2),
-        'max', max(connection_count), 'max_connections', max(max_connections),
-        'utilization_avg', round(avg(connection_utilization), 2), 'utilization_max', max(connection_utilization),
-        'utilization_p95', round((percentile_cont(0.95) WITHIN GROUP (ORDER BY connection_utilization))::numeric, 2),
-        'over_warning', count(*) FILTER (WHERE connection_utilization >= %(conn_warn)s)),
-    'disk', json_build_object(
-        'used_bytes', (SELECT disk_usage_bytes FROM latest_disk),
-        'total_bytes', (SELECT disk_total_bytes FROM latest_disk),
-        'used_percent', (SELECT disk_usage_percent FROM latest_disk),
-        'database_size_bytes', (SELECT database_size_bytes FROM latest_size),
-        'size_growth_per_day', round((regr_slope(database_size_bytes, epoch) * 86400)::numeric),
-        'size_points', CASE WHEN max(epoch) - min(epoch) >= %(trend_span)s THEN count(database_size_bytes) ELSE 0 END,
-        'disk_growth_per_day', round((regr_slope(disk_usage_bytes, epoch) * 86400)::numeric),
-        'disk_points', CASE WHEN max(epoch) - min(epoch) >= %(trend_span)s THEN count(disk_usage_bytes) ELSE 0 END),
-    'resets', (SELECT json_agg("timestamp" ORDER BY "timestamp") FROM r WHERE statements_reset),
-    'server_starts', (SELECT json_agg(DISTINCT server_start_time) FROM r
-                      WHERE server_start_time >= %(start)s AND server_start_time < %(end)s),
-    'start_times', count(DISTINCT server_start_time),
-    'by_hour', (SELECT json_agg(x ORDER BY x.hour) FROM (
-        SELECT extract(hour FROM "timestamp")::int AS hour, count(*) AS samples,
-               round(avg(connection_count), 2) AS connections_avg, max(connection_count) AS connections_max,
-               round(avg(connection_utilization), 2) AS utilization_avg, max(connection_utilization) AS utilization_max
-        FROM r GROUP BY 1) x)
-) FROM r
-"""
-
-_RESOURCE_SERIES = """
-SELECT json_agg(x ORDER BY x.t) FROM (
-    SELECT to_timestamp(floor(extract(epoch FROM "timestamp") / %(w)s) * %(w)s) AS t,
-           round(avg(cpu_usage_percent), 2) AS cpu, round(avg(memory_usage_percent), 2) AS memory,
-           round(avg(connection_count), 2) AS connections, max(connection_count) AS connections_max,
-           round(avg(connection_utilization), 2) AS utilization,
-           sum(coalesce(xact_rollback, 0) + coalesce(deadlocks, 0)) AS errors,
-           max(database_size_bytes) AS database_size, max(disk_usage_bytes) AS disk_used,
-           bool_and(pg_up) AS up
-    FROM {s}.resource_metrics WHERE target = %(target)s AND "timestamp" >= %(start)s AND "timestamp" < %(end)s
-    GROUP BY 1) x
-"""
-
-_QUERY_SERIES = """
-WITH src AS ({src})
-SELECT json_agg(x ORDER BY x.t) FROM (
-    SELECT to_timestamp(floor(extract(epoch FROM bucket) / %(w)s) * %(w)s) AS t,
-           sum(calls)::bigint AS calls, sum(total_time) AS total_time
-    FROM src GROUP BY 1) x
-"""
-
-_ALERTS = """
-SELECT json_build_object(
-    'total', (SELECT count(*) FROM a),
-    'by_metric', (SELECT json_agg(x ORDER BY x.count DESC, x.metric, x.alertname) FROM (
-        SELECT metric, coalesce(labels->>'alertname', metric) AS alertname, max(severity) AS severity,
-               count(*) AS count, min(threshold_value) AS threshold, round(avg(current_value), 3) AS current_avg,
-               count(*) FILTER (WHERE resolved_at IS NOT NULL AND resolved_at - "timestamp" < interval '10 minutes')
-                   AS resolved_within_10m,
-               count(*) FILTER (WHERE acknowledged) AS acknowledged
-        FROM a GROUP BY metric, coalesce(labels->>'alertname', metric)) x)
-)
-"""
-
-_ALERTS_CTE = """WITH a AS (SELECT * FROM {s}.performance_alerts WHERE "timestamp" >= %(start)s AND "timestamp" < %(end)s
-    AND (target = %(target)s OR target IS NULL))"""
-
-# Per statement, the series of interval means (fine) or hourly means (coarse) over the
-# baseline period; its median and MAD; and the highest interval mean inside the window.
-_STATEMENT_ANOMALIES = """
-WITH m AS MATERIALIZED ({points}),
-med AS (
-    SELECT query_id, db, usr, percentile_cont(0.5) WITHIN GROUP (ORDER BY mean) AS med, count(*) AS n,
-           max(peak) FILTER (WHERE bucket >= %(window_bucket)s) AS peak
-    FROM m GROUP BY 1, 2, 3 HAVING count(*) >= %(min_points)s
-),
--- The factor test first: the MAD (a second pass) is needed only for the few statements that pass it.
--- The LIMIT also tells the planner how few they are, so that it hashes them rather than sorting m again.
-cand AS (SELECT * FROM med WHERE med > 0 AND peak / med >= %(factor)s ORDER BY peak / med DESC, query_id LIMIT 50),
-mad AS (
-    SELECT query_id, db, usr, percentile_cont(0.5) WITHIN GROUP (ORDER BY abs(m.mean - cand.med)) AS mad
-    FROM m JOIN cand USING (query_id, db, usr) GROUP BY 1, 2, 3
-),
-hits AS (
-    SELECT cand.*, mad.mad, (cand.peak - cand.med) / greatest(1.4826 * mad.mad, 0.05 * cand.med, 0.01) AS score
-    FROM cand JOIN mad USING (query_id, db, usr)
-    WHERE (cand.peak - cand.med) / greatest(1.4826 * mad.mad, 0.05 * cand.med, 0.01) > %(z)s
-),
-at AS (
-    SELECT DISTINCT ON (m.query_id, m.db, m.usr) m.query_id, m.db, m.usr, m.bucket, m.total_time, m.calls
-    FROM m JOIN hits USING (query_id, db, usr)
-    WHERE m.bucket >= %(window_bucket)s AND m.peak = hits.peak
-    ORDER BY m.query_id, m.db, m.usr, m.bucket
-)
-SELECT json_agg(x ORDER BY x.factor DESC, x.query_id) FROM (
-    SELECT h.query_id, nullif(h.db, '') AS datname, nullif(h.usr, '') AS username, at.bucket AS at,
-           round(h.peak::numeric, 3) AS observed, round(h.med::numeric, 3) AS baseline,
-           round(h.mad::numeric, 3) AS mad, h.n AS points, round((h.peak / h.med)::numeric, 1) AS factor,
-           round(h.score::numeric, 1) AS score, at.total_time AS bucket_total_time, at.calls AS bucket_calls
-    FROM hits h JOIN at USING (query_id, db, usr)
-    ORDER BY h.peak / h.med DESC, h.query_id LIMIT 20
-) x
-"""
-
-# The points of each statement's series: (query_id, db, usr, bucket, calls, total_time, peak, mean).
-# coalesce: plain equality in the joins lets them hash (IS NOT DISTINCT FROM cannot).
-_RAW_POINTS = """
-    SELECT query_id, coalesce(datname, '') AS db, coalesce(username, '') AS usr, recorded_at AS bucket, calls,
-           total_time, mean_time::float8 AS peak, mean_time::float8 AS mean
-    FROM {s}.query_performance_metrics
-    WHERE target = %(target)s AND recorded_at >= %(baseline_start)s AND recorded_at < %(end)s
-      AND NOT is_remainder AND calls > 0
-"""
-# Hourly: rollup rows are one point per statement and hour already; raw rows of the partial
-# hours at either end are summed into hours here.
-_HOURLY_POINTS = """
-    SELECT query_id, coalesce(datname, '') AS db, coalesce(username, '') AS usr, hour AS bucket, calls, total_time,
-           peak_mean_time::float8 AS peak, (total_time / calls)::float8 AS mean
-    FROM {s}.query_metrics_hourly
-    WHERE target = %(target)s AND hour >= %(h1)s AND hour < %(h2)s AND NOT is_remainder AND calls > 0
-    UNION ALL
-    SELECT query_id, coalesce(datname, ''), coalesce(username, ''), date_trunc('hour', recorded_at), sum(calls),
-           sum(total_time), max(mean_time)::float8, (sum(total_time) / sum(calls))::float8
-    FROM {s}.query_performance_metrics
-    WHERE target = %(target)s AND NOT is_remainder AND calls > 0
-      AND ((recorded_at >= %(start)s AND recorded_at < least(%(h1)s, %(end)s))
-           OR (recorded_at >= greatest(%(h2)s, %(start)s) AND recorded_at < %(end)s))
-    GROUP BY 1, 2, 3, 4
-"""
-
-# The text of the statements found (a handful), looked up after the heavy query so that it
-# does not carry every row's text.
-_STATEMENT_TEXTS = """
-SELECT DISTINCT ON (query_id) query_id, query_text FROM {s}.query_performance_metrics
-WHERE target = %(target)s AND query_id = ANY(%(ids)s) AND recorded_at >= %(start)s AND recorded_at < %(end)s
-ORDER BY query_id, recorded_at DESC
-"""
-
-# Resource series: the same robust statistics over the samples of the baseline period.
-_RESOURCE_ANOMALIES = """
-WITH r AS (
-    SELECT "timestamp" AS t, v.name, v.value
-    FROM {s}.resource_metrics,
-         LATERAL (VALUES ('cpu', cpu_usage_percent::float8), ('memory', memory_usage_percent::float8),
-                         ('connections', connection_count::float8)) AS v(name, value)
-    WHERE target = %(target)s AND "timestamp" >= %(baseline_start)s AND "timestamp" < %(end)s AND v.value IS NOT NULL
-),
-med AS (SELECT name, percentile_cont(0.5) WITHIN GROUP (ORDER BY value) AS med, count(*) AS n FROM r GROUP BY name
-        HAVING count(*) >= %(min_points)s),
-mad AS (SELECT r.name, percentile_cont(0.5) WITHIN GROUP (ORDER BY abs(r.value - med.med)) AS mad
-        FROM r JOIN med USING (name) GROUP BY r.name),
-peaks AS (SELECT DISTINCT ON (name) name, t, value FROM r WHERE t >= %(start)s ORDER BY name, value DESC, t)
-SELECT json_agg(json_build_object('name', p.name, 'at', p.t, 'observed', round(p.value::numeric, 2),
-                                  'baseline', round(med.med::numeric, 2), 'mad', round(mad.mad::numeric, 3),
-                                  'points', med.n) ORDER BY p.name)
-FROM peaks p JOIN med USING (name) JOIN mad USING (name)
-"""
-
-
-def _bucket_width(start: datetime, end: datetime) -> int:
-    span = (end - start).total_seconds()
-    for width in BUCKETS:
-        if span / width <= MAX_POINTS:
-            return width
-    return BUCKETS[-1]
+    facts: CatalogFacts | None
+    error: str | None = None
 
 
 def _num(value: Any, digits: int = 3) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def _int(value: Any) -> int:
+    return int(value) if value is not None else 0
+
+
+def _statement(q: dict[str, Any], total_time: float) -> Statement:
+    hits, misses = _int(q["hits"]), _int(q["misses"])
+    return Statement.model_validate({
+        "query_id": q["query_id"], "datname": q["datname"], "username": q["username"], "query_text": q["query_text"],
+        "statement_type": q["statement_type"], "table": q["main_table"], "calls": _int(q["calls"]),
+        "total_time_ms": _num(q["total_time"]), "mean_time_ms": _num(q["mean"]),
+        "peak_interval_mean_ms": _num(q["peak"]), "max_time_ms": _num(q["max_time"]), "rows": _int(q["rows"]),
+        "cache_hit_ratio_percent": round(100.0 * hits / (hits + misses), 2) if hits + misses else None,
+        "temp_blocks_written": _int(q["temp_blocks"]),
+        "share_of_time_percent": round(100.0 * float(q["total_time"]) / total_time, 2) if total_time else None,
+        "intervals": _int(q["samples"]), "spans_reset": bool(q["spans_reset"]),
+    })
+
+
+def _queries(st: dict[str, Any], settings: ReportSettings) -> tuple[Queries, StatementRef | None, StatementRef | None]:
+    """The query analysis, and the slowest and fastest statements (by mean)."""
+    totals = st.get("totals") or {}
+    total_time = float(totals.get("total_time") or 0)
+    top = st.get("top") or []
+    stmts = [(_statement(q, total_time), q) for q in top]
+
+    def ranked(key: str, limit: int = settings.top_n) -> list[Statement]:
+        chosen = [(q[key], s) for s, q in stmts if q.get(key) is not None and q[key] <= limit]
+        return [s for _, s in sorted(chosen, key=lambda item: item[0])]
+
+    def share(value: Any) -> float | None:
+        return round(100.0 * float(value) / total_time, 2) if total_time else None
+
+    remainder = st.get("remainder") or {}
+    queries = Queries.model_validate({
+        "slowest_by_mean": ranked("r_mean"),
+        "slowest_by_total": ranked("r_total"),
+        "most_frequent": ranked("r_calls"),
+        "spilling_to_disk": ranked("r_temp", 5),
+        "by_statement_type": [
+            {"statement_type": x["statement_type"], "statements": _int(x["statements"]), "calls": _int(x["calls"]),
+             "total_time_ms": _num(x["total_time"]), "share_of_time_percent": share(x["total_time"])}
+            for x in st.get("by_type") or []],
+        "by_table": [
+            {"table": x["main_table"], "statement_types": x["statement_types"].split(","),
+             "statements": _int(x["statements"]), "calls": _int(x["calls"]), "total_time_ms": _num(x["total_time"]),
+             "share_of_time_percent": share(x["total_time"])}
+            for x in st.get("by_table") or []],
+        "slow_statements": {
+            "threshold_ms": settings.thresholds.slow_query_time_ms, "count": _int(st.get("slow_count")),
+            "statements": [{"query_id": x["query_id"], "mean_time_ms": _num(x["mean"]), "calls": _int(x["calls"]),
+                            "total_time_ms": _num(x["total_time"])} for x in st.get("slow") or []],
+        },
+        "remainder": ({"calls": _int(remainder.get("calls")), "total_time_ms": _num(remainder.get("total_time"))}
+                      if remainder.get("calls") is not None else None),
+    })
+    fastest = ranked("r_fast", 1)
+    slowest = queries.slowest_by_mean[0].ref() if queries.slowest_by_mean else None
+    return queries, slowest, fastest[0].ref() if fastest else None
+
+
+def _resources(res: dict[str, Any], settings: ReportSettings, series: tuple[int, list[dict[str, Any]]]) -> Resources:
+    cpu, mem, conn, disk = (res.get(k) or {} for k in ("cpu", "memory", "connections", "disk"))
+    # Growth from the database size when a collector stores it, else from the filesystem.
+    if _int(disk.get("size_points")) >= 2:
+        growth, source = disk.get("size_growth_per_day"), "database_size_bytes"
+    elif _int(disk.get("disk_points")) >= 2:
+        growth, source = disk.get("disk_growth_per_day"), "disk_usage_bytes"
+    else:
+        growth, source = None, None
+    free = None
+    if disk.get("total_bytes") is not None and disk.get("used_bytes") is not None:
+        free = int(disk["total_bytes"]) - int(disk["used_bytes"])
+    days = round(free / float(growth), 1) if free is not None and growth and float(growth) > 0 else None
+    width, points = series
+    t = settings.thresholds
+    return Resources.model_validate({
+        "cpu": {"samples": _int(cpu.get("samples")), "avg_percent": _num(cpu.get("avg"), 2),
+                "p95_percent": _num(cpu.get("p95"), 2), "max_percent": _num(cpu.get("max"), 2),
+                "samples_over_threshold": _int(cpu.get("over")), "threshold_percent": t.cpu_usage_max_percent,
+                "trend_percent_per_day": _num(cpu.get("trend_per_day"))},
+        "memory": {"samples": _int(mem.get("samples")), "avg_percent": _num(mem.get("avg"), 2),
+                   "p95_percent": _num(mem.get("p95"), 2), "max_percent": _num(mem.get("max"), 2),
+                   "samples_over_threshold": _int(mem.get("over")), "threshold_percent": t.memory_usage_max_percent,
+                   "trend_percent_per_day": _num(mem.get("trend_per_day")),
+                   "avg_bytes": int(mem["avg_bytes"]) if mem.get("avg_bytes") is not None else None},
+        "disk": {"used_bytes": disk.get("used_bytes"), "total_bytes": disk.get("total_bytes"),
+                 "used_percent": _num(disk.get("used_percent"), 2),
+                 "database_size_bytes": disk.get("database_size_bytes"),
+                 "growth_bytes_per_day": int(growth) if growth is not None else None, "growth_source": source,
+                 "days_until_full": days},
+        "connections": {
+            "samples": _int(conn.get("samples")), "avg": _num(conn.get("avg"), 2), "max": conn.get("max"),
+            "max_connections": conn.get("max_connections"),
+            "utilization_avg_percent": _num(conn.get("utilization_avg"), 2),
+            "utilization_p95_percent": _num(conn.get("utilization_p95"), 2),
+            "utilization_max_percent": _num(conn.get("utilization_max"), 2),
+            "samples_over_warning": _int(conn.get("over_warning")),
+            "by_hour": [{"hour": h["hour"], "samples": h["samples"], "connections_avg": _num(h["connections_avg"], 2),
+                         "connections_max": h["connections_max"],
+                         "utilization_avg_percent": _num(h["utilization_avg"], 2),
+                         "utilization_max_percent": _num(h["utilization_max"], 2)} for h in res.get("by_hour") or []],
+        },
+        "chart": {"bucket_seconds": width, "points": points},
+    })
+
+
+def _summary(st: dict[str, Any], res: dict[str, Any], span: float, slowest: StatementRef | None,
+             fastest: StatementRef | None) -> Summary:
+    totals = st.get("totals") or {}
+    calls, total_time = _int(totals.get("calls")), float(totals.get("total_time") or 0)
+    samples, up = _int(res.get("samples")), _int(res.get("up"))
+    commits, rollbacks, deadlocks = _int(res.get("commits")), _int(res.get("rollbacks")), _int(res.get("deadlocks"))
+    hit, read = _int(res.get("blks_hit")), _int(res.get("blks_read"))
+    s_hit, s_miss = _int(totals.get("hits")), _int(totals.get("misses"))
+    return Summary.model_validate({
+        "total_queries": calls,
+        "total_time_ms": round(total_time, 3),
+        "average_query_time_ms": round(total_time / calls, 3) if calls else None,
+        "queries_per_second": round(calls / span, 3) if span > 0 else None,
+        "distinct_statements": _int(totals.get("statements")),
+        "slowest_query": slowest,
+        "fastest_query": fastest,
+        "max_execution_time_ms": _num(totals.get("max_time")),
+        "error_count": rollbacks + deadlocks,
+        "errors": {"rollbacks": rollbacks, "deadlocks": deadlocks, "commits": commits,
+                   "error_rate_percent": round(100.0 * (rollbacks + deadlocks) / (commits + rollbacks), 3)
+                   if commits + rollbacks else None},
+        "uptime_percent": round(100.0 * up / samples, 2) if samples else None,
+        "samples": samples,
+        "cache_hit_ratio_percent": round(100.0 * hit / (hit + read), 2) if hit + read else None,
+        "cache": {"blocks_hit": hit, "blocks_read": read,
+                  "statements_hit_ratio_percent": round(100.0 * s_hit / (s_hit + s_miss), 2) if s_hit + s_miss else None,
+                  "statements_blocks": s_hit + s_miss},
+        "temp_bytes": _int(res.get("temp_bytes")),
+    })
+
+
+def _when(value: Any) -> datetime | None:
     if value is None:
         return None
-    return round(float(value), digits)
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
-def _pct(part: float, whole: float, digits: int = 2) -> float | None:
-    return round(100.0 * part / whole, digits) if whole else None
+def _data_quality(res: dict[str, Any], window: Window, inputs: AnomalyInputs, catalog: CatalogReading) -> dict[str, Any]:
+    samples, up = _int(res.get("samples")), _int(res.get("up"))
+    resets = [_when(t) for t in res.get("resets") or []]
+    restarts = sorted(t for t in (_when(t) for t in res.get("server_starts") or []) if t is not None)
+    notes = []
+    if resets:
+        notes.append(f"The window spans a pg_stat_statements reset ({', '.join(iso(r) or '' for r in resets)}): "
+                     "statement figures of the interval around it start from zero.")
+    if restarts:
+        notes.append(f"The window spans a server restart ({', '.join(iso(r) or '' for r in restarts)}): cumulative "
+                     "statistics were reset.")
+    if samples and up < samples:
+        notes.append(f"PostgreSQL was unreachable in {samples - up} of {samples} samples.")
+    if not samples:
+        notes.append("No samples were stored for this target in the window.")
+    facts = catalog.facts
+    if facts is None:
+        notes.append("Live catalog facts were not available"
+                     + (f": {catalog.error}" if catalog.error else "")
+                     + "; the index, dead-tuple, sequential-scan and settings recommendations were skipped.")
+    else:
+        notes.append(f"Index, table and settings recommendations come from database {facts.database!r} as of "
+                     f"{iso(facts.read_at)}; their counters are cumulative since "
+                     f"{iso(facts.stats_reset) or 'the statistics were last reset'}, not limited to the window.")
+    return {
+        "samples": samples, "first_sample": _when(res.get("first")), "last_sample": _when(res.get("last")),
+        "sampling_interval_seconds": _num(res.get("median_interval")),
+        "statistics_resets": resets, "server_restarts": restarts,
+        "spans_statistics_reset": bool(resets), "spans_server_restart": bool(restarts),
+        "rollup_hours": window.rollup_hours,
+        "anomaly_baseline": {"start": inputs.baseline_start, "resolution": inputs.resolution},
+        "catalog": {"available": facts is not None, "database": facts.database if facts else None,
+                    "read_at": facts.read_at if facts else None, "stats_reset": facts.stats_reset if facts else None,
+                    "error": catalog.error},
+        "notes": notes,
+    }
 
 
-class ReportBuilder:
-    """Runs the report's SQL against the store (one connection, read only)."""
+def _alerts(alerts: dict[str, Any]) -> AlertsInWindow:
+    return AlertsInWindow.model_validate({"total": _int(alerts.get("total")), "by_metric": [
+        {"metric": a["metric"], "alertname": a["alertname"], "severity": a["severity"], "count": _int(a["count"]),
+         "threshold": _num(a["threshold"]), "current_avg": _num(a["current_avg"]),
+         "resolved_within_10m": _int(a["resolved_within_10m"]), "acknowledged": _int(a["acknowledged"])}
+        for a in alerts.get("by_metric") or []]})
 
-    def __init__(self, conn: psycopg.Connection[Any], schema: str, settings: ReportSettings) -> None:
-        self.conn = conn
-        self.schema = sql.Identifier(schema)
-        self.settings = settings
 
-    # -- window --------------------------------------------------------------------------
-
-    def window(self, target: str, start: datetime, end: datetime) -> Window:
-        """The part of [start, end) whose hours are complete in the rollup table."""
-        row = self.conn.execute(sql.SQL("SELECT rolled_until FROM {}.query_rollup_state WHERE target = %s").format(
-            self.schema), (target,)).fetchone()
-        h1 = floor_hour(start)
-        if h1 < start:
-            h1 += HOUR
-        h2 = floor_hour(end)
-        if row is not None:
-            h2 = min(h2, row[0])
-        if row is None or h2 <= h1:
-            h1 = h2 = start  # nothing from rollups: every row is raw
-        return Window(target, start, end, h1, h2)
-
-    def _json(self, query: sql.Composed, params: dict[str, Any]) -> Any:
-        row = self.conn.execute(query, params).fetchone()
-        if row is None or row[0] is None:
-            return None
-        value = row[0]
-        # psycopg loads json as Python objects already; keep a str fallback for safety.
-        return json.loads(value) if isinstance(value, str) else value
-
-    # -- parts ---------------------------------------------------------------------------
-
-    def statements(self, w: Window) -> dict[str, Any]:
-        query = sql.SQL(_STATEMENTS).format(src=_src(self.schema), stmt_type=sql.SQL(STATEMENT_TYPE_SQL),
-                                            main_table=sql.SQL(MAIN_TABLE_SQL))
-        out = self._json(query, {**w.params(), "top": self.settings.top_n, "slow_ms": self.settings.slow_query_time_ms})
-        return dict(out or {})
-
-    def resources(self, w: Window) -> dict[str, Any]:
-        t = self.settings
-        params = {**w.params(), "cpu_max": t.cpu_usage_max_percent, "mem_max": t.memory_usage_max_percent,
-                  "conn_warn": t.connection_utilization_warning_percent, "trend_span": TREND_MIN_SPAN}
-        return dict(self._json(sql.SQL(_RESOURCES).format(s=self.schema), params) or {})
-
-    def series(self, w: Window) -> tuple[int, list[dict[str, Any]]]:
-        """Chart points: resource averages and statement throughput per bucket."""
-        width = _bucket_width(w.start, w.end)
-        params = {**w.params(), "w": width}
-        resources = self._json(sql.SQL(_RESOURCE_SERIES).format(s=self.schema), params) or []
-        if width < 3600:
-            # Rollup rows sit at the start of their hour: narrower buckets read raw rows only.
-            params.update(h1=w.start, h2=w.start)
-        queries = self._json(sql.SQL(_QUERY_SERIES).format(src=_src(self.schema)), params) or []
-        by_t: dict[str, dict[str, Any]] = {}
-        for point in resources:
-            by_t[point["t"]] = {"t": point["t"], **{k: v for k, v in point.items() if k != "t"}}
-        for point in queries:
-            entry = by_t.setdefault(point["t"], {"t": point["t"]})
-            calls = int(point["calls"] or 0)
-            entry["queries_per_second"] = round(calls / width, 3)
-            entry["mean_time_ms"] = round(float(point["total_time"]) / calls, 3) if calls else None
-        points = []
-        for key in sorted(by_t):
-            p = by_t[key]
-            points.append({
-                "t": iso(datetime.fromisoformat(p["t"])),
-                "cpu_percent": _num(p.get("cpu"), 2), "memory_percent": _num(p.get("memory"), 2),
-                "connections": _num(p.get("connections"), 2), "connections_max": p.get("connections_max"),
-                "connection_utilization_percent": _num(p.get("utilization"), 2),
-                "errors": p.get("errors"), "database_size_bytes": p.get("database_size"),
-                "disk_used_bytes": p.get("disk_used"), "up": p.get("up"),
-                "queries_per_second": p.get("queries_per_second"), "mean_time_ms": p.get("mean_time_ms"),
-            })
-        return width, points
-
-    def alerts(self, w: Window) -> dict[str, Any]:
-        query = sql.SQL(_ALERTS_CTE + _ALERTS).format(s=self.schema)
-        return dict(self._json(query, w.params()) or {"total": 0, "by_metric": None})
-
-    def first_sample(self, target: str) -> datetime | None:
-        row = self.conn.execute(sql.SQL(
-            'SELECT min("timestamp") FROM {}.resource_metrics WHERE target = %s').format(self.schema), (target,)).fetchone()
-        return row[0] if row else None
-
-    def anomaly_inputs(self, target: str, start: datetime, end: datetime) -> dict[str, Any]:
-        """Raw material of the anomaly detector (see anomalies.py for the decisions)."""
-        first = self.first_sample(target)
-        baseline_start = start - timedelta(days=self.settings.baseline_days)
-        if first is not None:
-            baseline_start = max(baseline_start, min(first, start))
-        fine = end - baseline_start <= FINE_ANOMALY_SPAN
-        bw = self.window(target, baseline_start, end)
-        points = sql.SQL(_RAW_POINTS if fine else _HOURLY_POINTS).format(s=self.schema)
-        params = {**bw.params(), "min_points": MIN_BASELINE_POINTS,
-                  "window_bucket": start if fine else floor_hour(start), "factor": self.settings.query_spike_factor,
-                  "z": self.settings.anomaly_z, "baseline_start": baseline_start}
-        statements = self._json(sql.SQL(_STATEMENT_ANOMALIES).format(points=points), params) or []
-        if statements:
-            texts = dict(self.conn.execute(sql.SQL(_STATEMENT_TEXTS).format(s=self.schema), {
-                "target": target, "ids": [row["query_id"] for row in statements],
-                "start": floor_hour(start) - HOUR, "end": end}).fetchall())
-            for row in statements:
-                row["query_text"] = texts.get(row["query_id"])
-        resources = self._json(sql.SQL(_RESOURCE_ANOMALIES).format(s=self.schema),
-                               {"target": target, "start": start, "end": end, "baseline_start": baseline_start,
-                                "min_points": MIN_BASELINE_POINTS}) or []
-        return {"baseline_start": baseline_start, "resolution": "sample" if fine else "hour",
-                "statements": statements, "resources": resources}
+def build_report(queries: ReportQueries, request: ReportRequest, catalog: CatalogReading) -> Report:
+    """Build the report *request* names from the store *queries* read (one snapshot)."""
+    settings = queries.settings
+    window = queries.window(request.target, request.start, request.end)
+    st = queries.statements(window)
+    res = queries.resources(window)
+    inputs = queries.anomaly_inputs(request.target, request.start, request.end)
+    analysis, slowest, fastest = _queries(st, settings)
+    report = Report.model_validate({
+        "schema_version": SCHEMA_VERSION,
+        "report_id": request.report_id,
+        "kind": request.kind,
+        "target": request.target,
+        "period": {"start": request.start, "end": request.end},
+        "generated_at": request.generated_at,
+        "settings": AppliedSettings.of(settings),
+        "data_quality": _data_quality(res, window, inputs, catalog),
+        "summary": _summary(st, res, (request.end - request.start).total_seconds(), slowest, fastest),
+        "queries": analysis,
+        "resources": _resources(res, settings, queries.series(window)),
+        "alerts": _alerts(queries.alerts(window)),
+        "recommendations": [],
+        "anomalies": [],
+    })
+    recommendations = [RecommendationEntry.of(r) for r in recommend(report, settings, catalog.facts)]
+    found = [AnomalyEntry.of(a) for a in anomaly_detection.detect(inputs, settings, request.target)]
+    return report.model_copy(update={"recommendations": recommendations, "anomalies": found})

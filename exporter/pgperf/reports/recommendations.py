@@ -10,12 +10,13 @@ apply by default and are written next to the rule that uses them.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..models import Recommendation
-from .builder import ReportSettings, iso
-from .catalog import CatalogFacts
+from .catalog import CatalogFacts, TableFact
+from .formatting import clip
+from .model import Report, ReportSettings, Statement, iso
 
 __all__ = ["RULES", "recommend"]
 
@@ -36,7 +37,6 @@ CONCENTRATION_PERCENT = 30.0
 CONCENTRATION_MIN_MS = 1_000.0
 ERROR_RATE_MIN_TRANSACTIONS = 100
 
-Report = dict[str, Any]
 Rule = Callable[[Report, ReportSettings, CatalogFacts | None], list[Recommendation]]
 
 
@@ -55,117 +55,117 @@ def _rows(n: int) -> str:
 
 
 def slow_queries(report: Report, s: ReportSettings, catalog: CatalogFacts | None) -> list[Recommendation]:
-    slow = report["queries"]["slow_statements"]
-    if not slow["count"]:
+    slow = report.queries.slow_statements
+    if not slow.count:
         return []
-    worst = slow["statements"][0]["mean_time_ms"] if slow["statements"] else 0
-    severity = "high" if slow["count"] >= 5 or worst >= 5 * s.slow_query_time_ms else "medium"
-    noun = "query" if slow["count"] == 1 else "queries"
+    limit = s.thresholds.slow_query_time_ms
+    worst = (slow.statements[0].mean_time_ms or 0) if slow.statements else 0
+    severity = "high" if slow.count >= 5 or worst >= 5 * limit else "medium"
+    noun = "query" if slow.count == 1 else "queries"
     return [Recommendation(
         "slow_queries",
-        f"Consider optimizing {slow['count']} slow {noun} with average execution time > {s.slow_query_time_ms:g}ms "
+        f"Consider optimizing {slow.count} slow {noun} with average execution time > {limit:g}ms "
         f"(slowest: {worst:,.2f}ms on average)",
         severity,
-        {"threshold_ms": s.slow_query_time_ms, "count": slow["count"], "statements": slow["statements"][:5]},
+        {"threshold_ms": limit, "count": slow.count, "statements": [x.model_dump() for x in slow.statements[:5]]},
     )]
 
 
 def cache_hit_ratio(report: Report, s: ReportSettings, catalog: CatalogFacts | None) -> list[Recommendation]:
-    summary = report["summary"]
-    ratio = summary["cache_hit_ratio_percent"]
+    summary = report.summary
+    ratio = summary.cache_hit_ratio_percent
+    minimum = s.thresholds.cache_hit_ratio_min
     source = "pg_stat_database"
-    blocks = summary["cache"]["blocks_hit"] + summary["cache"]["blocks_read"]
+    blocks = summary.cache.blocks_hit + summary.cache.blocks_read
     if ratio is None or blocks < 1000:
-        ratio, source = summary["cache"]["statements_hit_ratio_percent"], "pg_stat_statements"
-        blocks = summary["cache"]["statements_blocks"]
-    if ratio is None or blocks < 1000 or ratio >= s.cache_hit_ratio_min:
+        ratio, source = summary.cache.statements_hit_ratio_percent, "pg_stat_statements"
+        blocks = summary.cache.statements_blocks
+    if ratio is None or blocks < 1000 or ratio >= minimum:
         return []
-    evidence: dict[str, Any] = {"cache_hit_ratio_percent": ratio, "target_percent": s.cache_hit_ratio_min,
+    evidence: dict[str, Any] = {"cache_hit_ratio_percent": ratio, "target_percent": minimum,
                                 "source": source, "blocks": blocks}
     advice = "Consider increasing shared_buffers"
     if catalog is not None:
         shared, effective = catalog.setting_bytes("shared_buffers"), catalog.setting_bytes("effective_cache_size")
         evidence.update(shared_buffers_bytes=shared, effective_cache_size_bytes=effective)
         advice += f" (now {_size(shared)}; effective_cache_size {_size(effective)})"
-        memory = report["resources"]["memory"]
-        if memory.get("avg_bytes") and memory.get("avg_percent"):
-            total = memory["avg_bytes"] / (memory["avg_percent"] / 100)
+        memory = report.resources.memory
+        if memory.avg_bytes and memory.avg_percent:
+            total = memory.avg_bytes / (memory.avg_percent / 100)
             evidence["host_memory_bytes"] = round(total)
             if shared is not None and shared < 0.25 * total:
                 advice += f"; about 25% of the host's {_size(total)} is the usual starting point"
-    severity = "high" if ratio < s.cache_hit_ratio_min - 10 else "medium"
-    return [Recommendation("cache_hit_ratio", f"Cache hit ratio is {ratio:.2f}% (target {s.cache_hit_ratio_min:g}%). "
+    severity = "high" if ratio < minimum - 10 else "medium"
+    return [Recommendation("cache_hit_ratio", f"Cache hit ratio is {ratio:.2f}% (target {minimum:g}%). "
                            f"{advice}", severity, evidence)]
 
 
 def cpu_sustained(report: Report, s: ReportSettings, catalog: CatalogFacts | None) -> list[Recommendation]:
-    cpu = report["resources"]["cpu"]
-    if not cpu["samples"] or cpu["avg_percent"] is None:
+    cpu = report.resources.cpu
+    limit = s.thresholds.cpu_usage_max_percent
+    if not cpu.samples or cpu.avg_percent is None:
         return []
-    share = 100.0 * cpu["samples_over_threshold"] / cpu["samples"]
-    if cpu["avg_percent"] < s.cpu_usage_max_percent and share < 25:
+    share = 100.0 * cpu.samples_over_threshold / cpu.samples
+    if cpu.avg_percent < limit and share < 25:
         return []
-    top = report["queries"]["slowest_by_total"][:3]
+    top = report.queries.slowest_by_total[:3]
     return [Recommendation(
         "cpu_sustained",
-        f"High average CPU usage ({cpu['avg_percent']:.2f}%, above {s.cpu_usage_max_percent:g}% in {share:.0f}% of samples). "
+        f"High average CPU usage ({cpu.avg_percent:.2f}%, above {limit:g}% in {share:.0f}% of samples). "
         "Consider query optimization (start with the statements taking most time) or scaling up",
-        "high" if cpu["avg_percent"] >= s.cpu_usage_max_percent else "medium",
-        {"avg_percent": cpu["avg_percent"], "p95_percent": cpu["p95_percent"], "max_percent": cpu["max_percent"],
-         "threshold_percent": s.cpu_usage_max_percent, "share_of_samples_over_percent": round(share, 1),
-         "top_statements_by_total_time": [{"query_id": q["query_id"], "total_time_ms": q["total_time_ms"]} for q in top]},
+        "high" if cpu.avg_percent >= limit else "medium",
+        {"avg_percent": cpu.avg_percent, "p95_percent": cpu.p95_percent, "max_percent": cpu.max_percent,
+         "threshold_percent": limit, "share_of_samples_over_percent": round(share, 1),
+         "top_statements_by_total_time": [{"query_id": q.query_id, "total_time_ms": q.total_time_ms} for q in top]},
     )]
 
 
 def memory_high(report: Report, s: ReportSettings, catalog: CatalogFacts | None) -> list[Recommendation]:
-    memory = report["resources"]["memory"]
-    if not memory["samples"] or memory["avg_percent"] is None or memory["avg_percent"] < s.memory_usage_max_percent:
+    memory = report.resources.memory
+    limit = s.thresholds.memory_usage_max_percent
+    if not memory.samples or memory.avg_percent is None or memory.avg_percent < limit:
         return []
     return [Recommendation(
         "memory_high",
-        f"High average memory usage ({memory['avg_percent']:.2f}%, threshold {s.memory_usage_max_percent:g}%). "
+        f"High average memory usage ({memory.avg_percent:.2f}%, threshold {limit:g}%). "
         "Check work_mem × connections and other processes on the host, or add memory",
         "medium",
-        {"avg_percent": memory["avg_percent"], "max_percent": memory["max_percent"],
-         "threshold_percent": s.memory_usage_max_percent},
+        {"avg_percent": memory.avg_percent, "max_percent": memory.max_percent, "threshold_percent": limit},
     )]
 
 
 def connection_utilization(report: Report, s: ReportSettings, catalog: CatalogFacts | None) -> list[Recommendation]:
-    conn = report["resources"]["connections"]
-    peak = conn["utilization_max_percent"]
-    if peak is None or peak < s.connection_utilization_warning_percent:
+    conn = report.resources.connections
+    t = s.thresholds
+    peak = conn.utilization_max_percent
+    if peak is None or peak < t.connection_utilization_warning_percent:
         return []
-    busiest = max(conn["by_hour"], key=lambda h: (h["utilization_max_percent"] or 0, h["utilization_avg_percent"] or 0),
+    busiest = max(conn.by_hour, key=lambda h: (h.utilization_max_percent or 0, h.utilization_avg_percent or 0),
                   default=None)
-    when = f" around {busiest['hour']:02d}:00 UTC" if busiest else ""
+    when = f" around {busiest.hour:02d}:00 UTC" if busiest else ""
     return [Recommendation(
         "connection_utilization",
-        f"Connection utilization peaked at {peak:.2f}% of max_connections ({conn['max_connections']}){when}. "
+        f"Connection utilization peaked at {peak:.2f}% of max_connections ({conn.max_connections}){when}. "
         "Put a connection pooler (PgBouncer) in front of the database or raise max_connections",
-        "high" if peak >= s.connection_utilization_critical_percent else "medium",
-        {"utilization_max_percent": peak, "utilization_p95_percent": conn["utilization_p95_percent"],
-         "utilization_avg_percent": conn["utilization_avg_percent"], "max_connections": conn["max_connections"],
-         "connections_max": conn["max"], "samples_over_warning": conn["samples_over_warning"],
-         "warning_percent": s.connection_utilization_warning_percent,
-         "busiest_hour_utc": busiest["hour"] if busiest else None},
+        "high" if peak >= t.connection_utilization_critical_percent else "medium",
+        {"utilization_max_percent": peak, "utilization_p95_percent": conn.utilization_p95_percent,
+         "utilization_avg_percent": conn.utilization_avg_percent, "max_connections": conn.max_connections,
+         "connections_max": conn.max, "samples_over_warning": conn.samples_over_warning,
+         "warning_percent": t.connection_utilization_warning_percent,
+         "busiest_hour_utc": busiest.hour if busiest else None},
     )]
 
 
-def _listed_statements_on(report: Report, table: str) -> list[dict[str, Any]]:
+def _listed_statements_on(report: Report, table: str) -> list[Statement]:
     """The listed statements whose main table is *table* (either spelling), each once."""
     short = table.split(".", 1)[-1]
-    seen: dict[str, dict[str, Any]] = {}
-    for key in ("slowest_by_total", "slowest_by_mean", "most_frequent"):
-        for q in report["queries"][key]:
-            if q["table"] in (table, short):
-                seen.setdefault(q["query_id"], q)
+    seen: dict[str, Statement] = {}
+    q = report.queries
+    for listed in (q.slowest_by_total, q.slowest_by_mean, q.most_frequent):
+        for statement in listed:
+            if statement.table in (table, short):
+                seen.setdefault(statement.query_id, statement)
     return list(seen.values())
-
-
-def _statements_on(report: Report, table: str) -> list[str]:
-    """Query ids of the listed statements whose main table is *table*."""
-    return [q["query_id"] for q in _listed_statements_on(report, table)][:5]
 
 
 _NAME = r'(?:[a-z_][a-z0-9_$]*|"[^"]+")'
@@ -192,18 +192,18 @@ def predicate_columns(text: str) -> list[str]:
     return list(dict.fromkeys(n for n in names if n not in keywords))
 
 
-def index_candidates(table: Any, statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def index_candidates(table: TableFact, statements: Sequence[Statement]) -> list[dict[str, Any]]:
     """Columns of *table* that its statements filter or sort on and no index starts with,
     the most expensive first: [{column, statements, total_time_ms}]."""
     columns, indexed = set(table.columns), set(table.indexed_columns)
     found: dict[str, dict[str, Any]] = {}
     for q in statements:
-        for name in predicate_columns(q.get("query_text") or ""):
+        for name in predicate_columns(q.query_text or ""):
             if name in columns and name not in indexed:
                 c = found.setdefault(name, {"column": name, "statements": [], "total_time_ms": 0.0})
-                if q["query_id"] not in c["statements"]:
-                    c["statements"].append(q["query_id"])
-                    c["total_time_ms"] = round(c["total_time_ms"] + float(q.get("total_time_ms") or 0.0), 3)
+                if q.query_id not in c["statements"]:
+                    c["statements"].append(q.query_id)
+                    c["total_time_ms"] = round(c["total_time_ms"] + float(q.total_time_ms or 0.0), 3)
     return sorted(found.values(), key=lambda c: (-c["total_time_ms"], c["column"]))
 
 
@@ -217,7 +217,7 @@ def seq_scans(report: Report, s: ReportSettings, catalog: CatalogFacts | None) -
             statements = _listed_statements_on(report, t.name)
             found.append({"table": t.name, "live_rows": t.n_live_tup, "size_bytes": t.size_bytes, "seq_scan": t.seq_scan,
                           "seq_tup_read": t.seq_tup_read, "rows_per_seq_scan": round(t.seq_tup_read / t.seq_scan),
-                          "idx_scan": t.idx_scan, "statements": [q["query_id"] for q in statements][:5],
+                          "idx_scan": t.idx_scan, "statements": [q.query_id for q in statements][:5],
                           "index_candidates": index_candidates(t, statements)[:3]})
     if not found:
         return []
@@ -287,7 +287,7 @@ def dead_tuples(report: Report, s: ReportSettings, catalog: CatalogFacts | None)
         if t.n_dead_tup < DEAD_TUPLES_MIN or not total:
             continue
         share = 100.0 * t.n_dead_tup / total
-        if share < s.dead_tuple_max_percent:
+        if share < s.thresholds.dead_tuple_max_percent:
             continue
         last = max((d for d in (t.last_autovacuum, t.last_vacuum) if d is not None), default=None)
         # Autovacuum should have run once n_dead_tup passed its trigger point.
@@ -310,21 +310,21 @@ def dead_tuples(report: Report, s: ReportSettings, catalog: CatalogFacts | None)
         f"Dead tuples: {first['table']} has {first['dead_percent']:.1f}% dead rows ({first['dead_tuples']:,}), {when}."
         f"{behind}lower autovacuum_vacuum_scale_factor for this table or raise autovacuum_max_workers / "
         "autovacuum_vacuum_cost_limit; check for long transactions holding back cleanup",
-        "high" if first["dead_percent"] >= 2 * s.dead_tuple_max_percent else "medium",
-        {"tables": found[:5], "threshold_percent": s.dead_tuple_max_percent,
+        "high" if first["dead_percent"] >= 2 * s.thresholds.dead_tuple_max_percent else "medium",
+        {"tables": found[:5], "threshold_percent": s.thresholds.dead_tuple_max_percent,
          "autovacuum": catalog.setting("autovacuum"), "autovacuum_vacuum_threshold": threshold,
          "autovacuum_vacuum_scale_factor": scale},
     )]
 
 
 def temp_files(report: Report, s: ReportSettings, catalog: CatalogFacts | None) -> list[Recommendation]:
-    temp_bytes = report["summary"]["temp_bytes"] or 0
-    spilling = report["queries"]["spilling_to_disk"]
-    statement_bytes = sum(q["temp_blocks_written"] for q in spilling) * 8192
+    temp_bytes = report.summary.temp_bytes or 0
+    spilling = report.queries.spilling_to_disk
+    statement_bytes = sum(q.temp_blocks_written for q in spilling) * 8192
     if max(temp_bytes, statement_bytes) < TEMP_BYTES_MIN:
         return []
     evidence: dict[str, Any] = {"temp_bytes": temp_bytes, "statements": [
-        {"query_id": q["query_id"], "temp_bytes": q["temp_blocks_written"] * 8192, "calls": q["calls"]} for q in spilling[:5]]}
+        {"query_id": q.query_id, "temp_bytes": q.temp_blocks_written * 8192, "calls": q.calls} for q in spilling[:5]]}
     now = ""
     if catalog is not None:
         work_mem = catalog.setting_bytes("work_mem")
@@ -341,76 +341,72 @@ def temp_files(report: Report, s: ReportSettings, catalog: CatalogFacts | None) 
 
 def alert_fatigue(report: Report, s: ReportSettings, catalog: CatalogFacts | None) -> list[Recommendation]:
     out = []
-    for a in report["alerts"]["by_metric"]:
-        flapping = a["count"] >= ALERT_FLAP_COUNT and a["resolved_within_10m"] * 2 >= a["count"]
-        if a["count"] < ALERT_FATIGUE_COUNT and not flapping:
+    for a in report.alerts.by_metric:
+        flapping = a.count >= ALERT_FLAP_COUNT and a.resolved_within_10m * 2 >= a.count
+        if a.count < ALERT_FATIGUE_COUNT and not flapping:
             continue
-        why = (f", {a['resolved_within_10m']} of them resolved within 10 minutes" if a["resolved_within_10m"] else "")
-        threshold = f" ({a['threshold']:g})" if a["threshold"] is not None else ""
+        why = f", {a.resolved_within_10m} of them resolved within 10 minutes" if a.resolved_within_10m else ""
+        threshold = f" ({a.threshold:g})" if a.threshold is not None else ""
         out.append(Recommendation(
             "alert_fatigue",
-            f"Alert {a['alertname']} fired {a['count']} times in the window{why}: raise its threshold{threshold} or "
+            f"Alert {a.alertname} fired {a.count} times in the window{why}: raise its threshold{threshold} or "
             "lengthen its `for:` duration, or fix the cause, to avoid alert fatigue",
             "medium",
-            dict(a),
+            a.model_dump(),
         ))
     return out
 
 
 def error_rate(report: Report, s: ReportSettings, catalog: CatalogFacts | None) -> list[Recommendation]:
-    errors = report["summary"]["errors"]
-    rate = errors["error_rate_percent"]
-    if rate is None or errors["commits"] + errors["rollbacks"] < ERROR_RATE_MIN_TRANSACTIONS or rate < s.error_rate_max:
+    errors = report.summary.errors
+    rate, limit = errors.error_rate_percent, s.thresholds.error_rate_max
+    if rate is None or errors.commits + errors.rollbacks < ERROR_RATE_MIN_TRANSACTIONS or rate < limit:
         return []
     return [Recommendation(
         "error_rate",
-        f"Error rate is {rate:.2f}% of transactions ({errors['rollbacks']:,} rollbacks, {errors['deadlocks']:,} deadlocks; "
-        f"threshold {s.error_rate_max:g}%). Check the application's error log for failing statements and lock ordering",
-        "high" if errors["deadlocks"] else "medium",
-        dict(errors, threshold_percent=s.error_rate_max),
+        f"Error rate is {rate:.2f}% of transactions ({errors.rollbacks:,} rollbacks, {errors.deadlocks:,} deadlocks; "
+        f"threshold {limit:g}%). Check the application's error log for failing statements and lock ordering",
+        "high" if errors.deadlocks else "medium",
+        {**errors.model_dump(), "threshold_percent": limit},
     )]
 
 
 def disk_growth(report: Report, s: ReportSettings, catalog: CatalogFacts | None) -> list[Recommendation]:
-    disk = report["resources"]["disk"]
-    days, used = disk["days_until_full"], disk["used_percent"]
-    if not ((days is not None and days <= DISK_FULL_DAYS) or (used is not None and used >= s.disk_usage_max_percent)):
+    disk = report.resources.disk
+    days, used, limit = disk.days_until_full, disk.used_percent, s.thresholds.disk_usage_max_percent
+    if not ((days is not None and days <= DISK_FULL_DAYS) or (used is not None and used >= limit)):
         return []
     parts = []
     if used is not None:
         parts.append(f"disk {used:.1f}% used")
     if days is not None:
-        parts.append(f"projected full in {days:.1f} days at {_size(disk['growth_bytes_per_day'])}/day")
+        parts.append(f"projected full in {days:.1f} days at {_size(disk.growth_bytes_per_day)}/day")
     return [Recommendation(
         "disk_growth",
         f"Disk space: {', '.join(parts)}. Add space, archive or drop old data, or check for bloat",
         "high" if (days is not None and days <= 7) or (used is not None and used >= 95) else "medium",
-        {k: disk[k] for k in ("used_percent", "used_bytes", "total_bytes", "growth_bytes_per_day", "growth_source",
-                              "days_until_full")} | {"threshold_percent": s.disk_usage_max_percent},
+        {"used_percent": used, "used_bytes": disk.used_bytes, "total_bytes": disk.total_bytes,
+         "growth_bytes_per_day": disk.growth_bytes_per_day, "growth_source": disk.growth_source,
+         "days_until_full": days, "threshold_percent": limit},
     )]
 
 
 def time_concentration(report: Report, s: ReportSettings, catalog: CatalogFacts | None) -> list[Recommendation]:
-    top = report["queries"]["slowest_by_total"]
+    top = report.queries.slowest_by_total
     if not top:
         return []
     first = top[0]
-    share = first["share_of_time_percent"] or 0
-    if share < CONCENTRATION_PERCENT or first["total_time_ms"] < CONCENTRATION_MIN_MS:
+    share = first.share_of_time_percent or 0
+    if share < CONCENTRATION_PERCENT or first.total_time_ms < CONCENTRATION_MIN_MS:
         return []
     return [Recommendation(
         "time_concentration",
-        f"One statement takes {share:.1f}% of all execution time ({first['total_time_ms'] / 1000:,.1f} s in "
-        f"{first['calls']:,} calls): optimizing it has the largest effect. Query: {_short(first['query_text'])}",
+        f"One statement takes {share:.1f}% of all execution time ({first.total_time_ms / 1000:,.1f} s in "
+        f"{first.calls:,} calls): optimizing it has the largest effect. Query: {clip(first.query_text)}",
         "medium",
-        {"query_id": first["query_id"], "share_of_time_percent": share, "total_time_ms": first["total_time_ms"],
-         "calls": first["calls"], "mean_time_ms": first["mean_time_ms"]},
+        {"query_id": first.query_id, "share_of_time_percent": share, "total_time_ms": first.total_time_ms,
+         "calls": first.calls, "mean_time_ms": first.mean_time_ms},
     )]
-
-
-def _short(text: str, limit: int = 80) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 #: Every rule, in the order their recommendations are listed within a severity.

@@ -27,10 +27,10 @@ import psycopg
 from psycopg import sql
 
 from ..config import Config
-from ..models import PerformanceReport
 from ..store.client import StoreUnavailable
-from .render import ms, title
-from .report import hide_query_texts
+from .formatting import ms, title
+from .model import Report
+from .privacy import hide_query_texts
 from .service import ReportService, report_id_for
 
 __all__ = ["Job", "ReportScheduler", "deliver", "due_jobs"]
@@ -86,19 +86,20 @@ def public_url(config: Config) -> str:
     return f"http://{host}:{port}"
 
 
-def deliver(config: Config, report: PerformanceReport, post: Callable[..., Any] | None = None) -> list[str]:
+def deliver(config: Config, report: Report, post: Callable[..., Any] | None = None) -> list[str]:
     """Send *report* to the configured webhook and Slack; return the problems (logged too).
     *post* defaults to ``requests.post``."""
-    # Imported here, like in the Alertmanager client: only a delivery needs requests.
+    # Imported here, as in the Alertmanager client, for memory: requests holds about 5 MiB
+    # resident, and only a delivery needs it (most pgperf processes never deliver).
     import requests
 
     post = post or requests.post
     problems = []
-    data = report.data if config.expose_query_text else hide_query_texts(report.data)
+    shown = report if config.expose_query_text else hide_query_texts(report)
     link = f"{public_url(config)}/reports/{report.report_id}"
     if config.reports.webhook_url:
         try:
-            response = post(config.reports.webhook_url, json=data, timeout=DELIVERY_TIMEOUT,
+            response = post(config.reports.webhook_url, json=shown.to_json(), timeout=DELIVERY_TIMEOUT,
                             headers={"X-Pgperf-Report-Id": report.report_id, "X-Pgperf-Report-Url": link})
             if response.status_code >= 300:
                 problems.append(f"webhook answered HTTP {response.status_code}")
@@ -111,10 +112,11 @@ def deliver(config: Config, report: PerformanceReport, post: Callable[..., Any] 
             problems.append(f"cannot read reports.slack_webhook_url_file: {exc.strerror}")
             url = ""
         if url:
-            s = data["summary"]
-            text = (f"📊 {title(data)} ({data['target']}): {s['total_queries']:,} queries, average "
-                    f"{ms(s['average_query_time_ms'])}, {len(data['recommendations'])} recommendation(s), "
-                    f"{len(data['anomalies'])} anomal{'y' if len(data['anomalies']) == 1 else 'ies'}. <{link}|Open the report>")
+            s = shown.summary
+            anomalies = len(shown.anomalies)
+            text = (f"📊 {title(shown.kind, shown.report_id)} ({shown.target}): {s.total_queries:,} queries, average "
+                    f"{ms(s.average_query_time_ms)}, {len(shown.recommendations)} recommendation(s), "
+                    f"{anomalies} anomal{'y' if anomalies == 1 else 'ies'}. <{link}|Open the report>")
             try:
                 response = post(url, json={"text": text}, timeout=DELIVERY_TIMEOUT)
                 if response.status_code >= 300:
@@ -195,7 +197,7 @@ class ReportScheduler:
                 (target, start, end)).fetchone()
         return bool(row and row[0])
 
-    def run_once(self, now: datetime) -> list[PerformanceReport]:
+    def run_once(self, now: datetime) -> list[Report]:
         """Generate (and deliver) whatever is due at *now*; return the new reports."""
         made = []
         jobs = due_jobs(self.config, now, self.targets(), self.service.default_target())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,23 +20,46 @@ from psycopg.types.json import Jsonb
 
 from .._types import bounded_time
 from ..config import Config
-from ..models import Anomaly, PerformanceReport
+from ..models import Anomaly
 from ..store.client import StoreClient, where
 from . import anomalies as anomaly_detection
-from .builder import ReportBuilder, ReportSettings
+from .builder import CatalogReading, ReportRequest, build_report
 from .catalog import CatalogFacts, try_read_catalog
-from .report import build_report, report_from_data
+from .model import KINDS, Report, ReportSettings, iso
+from .queries import ReportQueries
 
-__all__ = ["KINDS", "ReportNotFound", "ReportService", "UnknownTarget", "check_target", "report_id_for"]
+__all__ = [
+    "KINDS", "ReportNotFound", "ReportService", "ReportSummary", "UnknownTarget", "check_target", "report_id_for",
+]
 
 log = logging.getLogger(__name__)
-
-KINDS = ("daily", "weekly", "on_demand", "periodic")
 # Reports sort and group hundreds of thousands of rows (medians per statement): with the
 # server's default work_mem (4 MB) those sorts go to disk and take several times longer.
 _WORK_MEM = "SET LOCAL work_mem = '128MB'"
 #: The longest window a report may cover (retention keeps query samples at most this long anyway).
 MAX_WINDOW = timedelta(days=400)
+
+
+@dataclass(frozen=True)
+class ReportSummary:
+    """A stored report without its body: what the list of reports shows."""
+
+    report_id: str
+    kind: str
+    target: str | None
+    generated_at: datetime
+    period_start: datetime
+    period_end: datetime
+    recommendations: int
+    anomalies: int
+    total_queries: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"report_id": self.report_id, "kind": self.kind, "target": self.target,
+                "generated_at": iso(self.generated_at), "period_start": iso(self.period_start),
+                "period_end": iso(self.period_end), "recommendations": self.recommendations,
+                "anomalies": self.anomalies, "total_queries": self.total_queries,
+                "url": f"/reports/{self.report_id}"}
 
 
 class ReportNotFound(LookupError):
@@ -108,11 +132,12 @@ class ReportService:
                 return t.dsn
         return None
 
-    def catalog(self, target: str) -> tuple[CatalogFacts | None, str | None]:
+    def catalog(self, target: str) -> CatalogReading:
         if not self.config.reports.catalog:
-            return None, "reading catalog facts is turned off (reports.catalog: false)"
-        return try_read_catalog(self._dsn_of(target), connect_timeout=self.config.connection.connect_timeout,
-                                statement_timeout=max(10.0, self.config.connection.statement_timeout))
+            return CatalogReading(None, "reading catalog facts is turned off (reports.catalog: false)")
+        facts, error = try_read_catalog(self._dsn_of(target), connect_timeout=self.config.connection.connect_timeout,
+                                        statement_timeout=max(10.0, self.config.connection.statement_timeout))
+        return CatalogReading(facts, error)
 
     # -- generating ----------------------------------------------------------------------
 
@@ -140,7 +165,7 @@ class ReportService:
         now: datetime | None = None,
         catalog: CatalogFacts | None | bool = True,
         store: bool = True,
-    ) -> PerformanceReport:
+    ) -> Report:
         """Build the report of *target* over ``[start, end)`` and store it.
 
         *catalog*: True reads the live facts, False skips them, a CatalogFacts uses those."""
@@ -153,28 +178,26 @@ class ReportService:
             extra = None if target == self.config.resolved_targets()[0].name else target
             report_id = report_id_for(kind, end if kind in ("daily", "weekly") else now, extra,
                                       unique=kind not in ("daily", "weekly"))
-        facts: CatalogFacts | None
-        error: str | None = None
         if isinstance(catalog, CatalogFacts):
-            facts = catalog
+            reading = CatalogReading(catalog)
         elif catalog:
-            facts, error = self.catalog(target)
+            reading = self.catalog(target)
         else:
-            facts, error = None, "not requested"
+            reading = CatalogReading(None, "not requested")
+        request = ReportRequest(target, start, end, kind, report_id, now)
         with self.client.connection() as conn:
             # One snapshot for every part, so that samples written meanwhile cannot make them disagree.
             with conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 conn.execute(_WORK_MEM)
-                report = build_report(conn, self.client.schema, self.settings, target=target, start=start, end=end,
-                                      kind=kind, report_id=report_id, now=now, catalog=facts, catalog_error=error)
+                report = build_report(ReportQueries(conn, self.client.schema, self.settings), request, reading)
             if store:
                 conn.execute(sql.SQL(
                     "INSERT INTO {} (report_id, target, kind, generated_at, period_start, period_end, report_data)"
                     " VALUES (%s, %s, %s, %s, %s, %s, %s)"
                     " ON CONFLICT (report_id) DO UPDATE SET generated_at = EXCLUDED.generated_at,"
                     " report_data = EXCLUDED.report_data"
-                ).format(self.table), (report.report_id, target, kind, now, start, end, Jsonb(report.data)))
+                ).format(self.table), (report.report_id, target, kind, now, start, end, Jsonb(report.to_json())))
         log.info("report %s (%s, %s, %s to %s): %d recommendation(s), %d anomal%s", report.report_id, kind, target,
                  start.isoformat(), end.isoformat(), len(report.recommendations), len(report.anomalies),
                  "y" if len(report.anomalies) == 1 else "ies")
@@ -186,7 +209,7 @@ class ReportService:
         target = check_target(self.config, target) or self.default_target()
         with self.client.connection() as conn, conn.transaction():
             conn.execute(_WORK_MEM)
-            inputs = ReportBuilder(conn, self.client.schema, self.settings).anomaly_inputs(target, start, end)
+            inputs = ReportQueries(conn, self.client.schema, self.settings).anomaly_inputs(target, start, end)
         return anomaly_detection.detect(inputs, self.settings, target)
 
     # -- reading --------------------------------------------------------------------------
@@ -196,15 +219,17 @@ class ReportService:
             return conn.execute(sql.SQL("SELECT 1 FROM {} WHERE report_id = %s").format(self.table),
                                 (report_id,)).fetchone() is not None
 
-    def get(self, report_id: str) -> PerformanceReport:
+    def get(self, report_id: str) -> Report:
+        """The stored report *report_id*; ReportNotFound, or InvalidReport for a stored body
+        that is not a report."""
         with self.client.connection() as conn:
             row = conn.execute(sql.SQL("SELECT report_data FROM {} WHERE report_id = %s").format(self.table),
                                (report_id,)).fetchone()
         if row is None:
             raise ReportNotFound(report_id)
-        return report_from_data(row[0])
+        return Report.from_json(row[0])
 
-    def list(self, *, target: str | None = None, kind: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def list(self, *, target: str | None = None, kind: str | None = None, limit: int = 100) -> list[ReportSummary]:
         """The newest reports first, without their bodies: id, kind, target, period, counts."""
         filters, params = where(("target = %s", target), ("kind = %s", kind))
         query = sql.SQL(
@@ -216,5 +241,4 @@ class ReportService:
         params.append(limit)
         with self.client.connection() as conn:
             rows = conn.execute(query, params).fetchall()
-        return [{"report_id": r[0], "kind": r[1], "target": r[2], "generated_at": r[3], "period_start": r[4],
-                 "period_end": r[5], "recommendations": r[6], "anomalies": r[7], "total_queries": r[8]} for r in rows]
+        return [ReportSummary(*r) for r in rows]

@@ -13,27 +13,18 @@ format, so one file works for pgperf and the other exporters of a fleet::
       headers:
         Strict-Transport-Security: max-age=31536000
 
-Basic authentication, when configured, protects every path. bcrypt is deliberately slow,
-so a verified (user, password) pair is remembered for a minute, keyed by a keyed hash —
-the password itself is never kept.
+Basic authentication, when configured, protects every path (checked by ``http.auth.BasicAuth``).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import os
 import re
-import secrets
 import ssl
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import bcrypt
 import yaml
 
 __all__ = ["WebConfig", "WebConfigError", "load_web_config"]
@@ -46,7 +37,6 @@ _CLIENT_AUTH = {"NoClientCert": ssl.CERT_NONE, "RequestClientCert": ssl.CERT_OPT
 _KNOWN = {"tls_server_config", "basic_auth_users", "http_server_config"}
 _TLS_KNOWN = {"cert_file", "key_file", "client_auth_type", "client_ca_file", "min_version", "max_version",
               "cipher_suites", "prefer_server_cipher_suites", "curve_preferences", "client_allowed_sans"}
-CACHE_SECONDS = 60.0
 #: A whole bcrypt hash: variant, two-digit cost, then 22 characters of salt and 31 of hash.
 _BCRYPT = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}")
 
@@ -61,6 +51,8 @@ class WebConfigError(Exception):
 
 @dataclass
 class WebConfig:
+    """The file's settings: TLS, basic authentication users, response headers."""
+
     path: str
     cert_file: str | None = None
     key_file: str | None = None
@@ -68,11 +60,8 @@ class WebConfig:
     client_auth: ssl.VerifyMode = ssl.CERT_NONE
     min_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2
     max_version: ssl.TLSVersion | None = None
-    users: dict[str, bytes] = field(default_factory=dict)
+    users: dict[str, bytes] = field(default_factory=dict, repr=False)  # user -> bcrypt hash
     headers: dict[str, str] = field(default_factory=dict)
-    _cache: dict[bytes, float] = field(default_factory=dict, repr=False)
-    _key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def tls(self) -> bool:
@@ -89,40 +78,6 @@ class WebConfig:
             context.load_verify_locations(self.client_ca_file)
         context.verify_mode = self.client_auth
         return context
-
-    def check_basic_auth(self, header: str | None) -> bool:
-        """True when basic auth is off or *header* carries a configured user's password."""
-        if not self.users:
-            return True
-        if not header or not header.lower().startswith("basic "):
-            return False
-        try:
-            user, _, password = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8").partition(":")
-        except (ValueError, UnicodeDecodeError):
-            return False
-        hashed = self.users.get(user)
-        if hashed is None:
-            bcrypt.checkpw(b"x", _DUMMY_HASH)  # same cost whether or not the user exists
-            return False
-        key = hmac.new(self._key, f"{user}\0{password}".encode(), hashlib.sha256).digest()
-        now = time.monotonic()
-        with self._lock:
-            expiry = self._cache.get(key)
-            if expiry is not None and expiry > now:
-                return True
-        try:
-            ok = bcrypt.checkpw(password.encode(), hashed)
-        except ValueError:
-            return False
-        if ok:
-            with self._lock:
-                if len(self._cache) > 1000:
-                    self._cache.clear()
-                self._cache[key] = now + CACHE_SECONDS
-        return ok
-
-
-_DUMMY_HASH = bcrypt.hashpw(b"pgperf", bcrypt.gensalt(rounds=10))
 
 
 def load_web_config(path: str) -> WebConfig:

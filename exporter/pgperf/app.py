@@ -1,0 +1,277 @@
+"""The composition root: builds pgperf's parts from a Config, wires them together, and owns
+what concerns them all — configuration reload and the audit log of reloads.
+
+The parts: the sampler (one thread per target); the store (its writer and a client); the
+alert lifecycle; reports (their service and schedule); and, for serving, the HTTP
+application with the routes of each feature. Data moves one way: each snapshot of the
+sampler becomes a batch for the store writer and the next ``/metrics``; alerts and reports
+read the store.
+
+``pgperf serve`` runs an App behind a web server; ``pgperf.Monitor`` is the Python API
+over one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from werkzeug.wrappers import Request, Response
+
+from . import audit
+from ._memory import release_free_memory
+from .alerts import routes as alert_routes
+from .alerts.service import AlertService
+from .alerts.store import AlertStore
+from .audit import Actor
+from .collectors import REGISTRY, CollectorSpec
+from .config import Config, ConfigError
+from .exposition import MetricsCache
+from .http.app import WebApp, WebServer, json_response
+from .http.auth import actor_of
+from .http.errors import BadRequest, Conflict, NotFound, first_line
+from .http.webconfig import WebConfig
+from .reports import routes as report_routes
+from .reports.scheduler import ReportScheduler
+from .reports.service import ReportService
+from .sampling import Sampler, Snapshot
+from .store import BatchBuilder, SampleBatch, StoreClient, StoreUnavailable, StoreWriter
+
+__all__ = ["EVENTS", "RESTART_KEYS", "App", "ConfigSource", "Events", "ReloadRejected"]
+
+log = logging.getLogger(__name__)
+
+#: Top-level keys whose change needs a restart (new connections, sockets or files).
+RESTART_KEYS = ("dsn", "target_name", "targets", "store", "web", "connection")
+
+#: Events ``Events.on`` accepts.
+EVENTS = ("alert", "alert_acknowledged", "alert_resolved", "sample")
+
+
+class ReloadRejected(Exception):
+    """The new configuration changes keys that need a restart; nothing was applied."""
+
+    def __init__(self, keys: list[str]) -> None:
+        super().__init__(f"these settings need a restart, so nothing was reloaded: {', '.join(keys)}")
+        self.keys = keys
+
+
+@dataclass(frozen=True)
+class ConfigSource:
+    """Where a reload reads the configuration again: *load* re-reads the file and the
+    environment; *file* names the file for the audit log."""
+
+    load: Callable[[], Config]
+    file: str | None = None
+
+
+class Events:
+    """Callbacks by event: ``alert`` (a PerformanceAlert recorded as firing),
+    ``alert_acknowledged``, ``alert_resolved``, ``sample`` (each Snapshot)."""
+
+    def __init__(self) -> None:
+        self._callbacks: dict[str, list[Callable[[Any], None]]] = defaultdict(list)
+
+    def on(self, event: str, callback: Callable[[Any], None]) -> None:
+        if event not in EVENTS:
+            raise ValueError(f"unknown event {event!r}; choose one of {', '.join(EVENTS)}")
+        self._callbacks[event].append(callback)
+
+    def emit(self, event: str, value: Any) -> None:
+        for callback in self._callbacks.get(event, ()):
+            try:
+                callback(value)
+            except Exception:  # a user's callback must not break sampling
+                log.exception("callback for %r failed", event)
+
+
+class App:
+    """Every part of pgperf for one configuration.
+
+    Raises SpoolLocked when another process uses the store's spool directory.
+    """
+
+    def __init__(self, config: Config, *, web_config: WebConfig | None = None,
+                 source: ConfigSource | None = None, registry: Sequence[CollectorSpec] = REGISTRY) -> None:
+        self.config = config
+        self.web_config = web_config
+        self.source = source
+        self.events = Events()
+        self._builder = BatchBuilder(config.store.max_query_rows)
+        self._builder_lock = threading.Lock()
+        self._batches: dict[str, SampleBatch] = {}
+        self.store: StoreWriter | None = StoreWriter(config) if config.store.enabled else None
+        self.client: StoreClient | None = StoreClient(config) if config.store.enabled else None
+        self.alert_service: AlertService | None = None
+        self.reports: ReportService | None = None
+        self.scheduler: ReportScheduler | None = None
+        if self.client is not None:
+            self.alert_service = AlertService(AlertStore(self.client), config, emit=self.events.emit)
+            self.reports = ReportService(config, self.client)
+            self.scheduler = ReportScheduler(config, self.reports)
+        self.sampler = Sampler(config, listeners=(self._on_snapshot,), registry=registry)
+        self._web: WebApp | None = None
+        self._started = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the store writer, sampling, alert reconciliation and the report schedule.
+        An unreachable store does not stop sampling: samples are spooled."""
+        if self._started:
+            return
+        if self.store is not None:
+            self.store.start()
+        self.sampler.start()
+        if self.alert_service is not None:
+            self.alert_service.start()
+        if self.scheduler is not None:
+            self.scheduler.start()
+        self._started = True
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop sampling, write or spool what was accepted, close connections."""
+        if self.alert_service is not None:
+            self.alert_service.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop(timeout)
+        self.sampler.stop(timeout)
+        if self.store is not None:
+            self.store.stop(timeout)
+        if self.client is not None:
+            self.client.close()
+        self._started = False
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    def _on_snapshot(self, snap: Snapshot) -> None:
+        with self._builder_lock:
+            batch = self._builder.build(snap)
+            self._batches[snap.target] = batch
+        if self.store is not None:
+            self.store.submit(batch)
+        self.events.emit("sample", snap)
+
+    def latest_batch(self, target: str) -> SampleBatch | None:
+        """The store rows of *target*'s latest sample."""
+        with self._builder_lock:
+            return self._batches.get(target)
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    @property
+    def web(self) -> WebApp:
+        """The HTTP application with every route, built on first use (a program using only
+        the Python API never renders /metrics)."""
+        if self._web is None:
+            self._web = self._build_web()
+        return self._web
+
+    def _build_web(self) -> WebApp:
+        store = self.store
+        metrics = MetricsCache(self.sampler.snapshots, self.config, store.families if store else (lambda: ()))
+        if store is not None:
+            metrics.set_extra_key(lambda: store.version)
+        # Render each new sample in the sampler's thread, so that no scrape waits for it; then
+        # give the memory freed meanwhile back to the system (see pgperf._memory).
+        self.events.on("sample", lambda _snapshot: metrics.refresh())
+        self.events.on("sample", lambda _snapshot: release_free_memory())
+        web = WebApp(self.config, self.sampler, metrics, self.web_config)
+        if store is not None:
+            web.liveness.append(lambda: None if store.alive else "store writer thread stopped: samples are not stored")
+        web.add("/-/reload", self._reload_route, methods=("POST",), role="operator")
+        if self.alert_service is not None:
+            alert_routes.register(web, self.alert_service)
+        report_routes.register(web, self.reports)
+        return web
+
+    def server(self, address: str | None = None) -> WebServer:
+        """A web server for ``web`` on *address* (default: ``web.listen_address``), not started."""
+        return WebServer(self.web, address or self.config.web.listen_address, threads=self.config.web.threads)
+
+    def _reload_route(self, request: Request) -> Response:
+        """``POST /-/reload`` (operator): re-read the configuration file and environment."""
+        if self.source is None:
+            raise NotFound("configuration reload is only available in pgperf serve")
+        try:
+            changed = self.reload(actor_of(request))
+        except ConfigError as exc:
+            raise BadRequest("invalid configuration; nothing was reloaded", problems=exc.problems) from None
+        except ReloadRejected as exc:
+            raise Conflict(str(exc), keys=exc.keys) from None
+        return json_response({"status": "reloaded", "changed": changed})
+
+    # -- configuration reload ----------------------------------------------------------------
+
+    def apply_config(self, config: Config) -> list[str]:
+        """Apply a new configuration; return the top-level keys that changed.
+
+        Thresholds, profile, sampling interval, collectors, databases, retention, alerts,
+        reports, API tokens and log level change in place; a change to a key of RESTART_KEYS
+        rejects the whole configuration (ReloadRejected) rather than applying half of it.
+        """
+        old = self.config.model_dump()  # python mode: secrets compare by value
+        new = config.model_dump()
+        changed = sorted(k for k in new if new[k] != old.get(k))
+        needs_restart = [k for k in changed if k in RESTART_KEYS]
+        if needs_restart:
+            raise ReloadRejected(needs_restart)
+        self.config = config
+        self.sampler.apply_config(config)
+        if self.store is not None:
+            self.store.config = config
+        if self.alert_service is not None:
+            self.alert_service.apply_config(config)
+        if self.reports is not None:
+            self.reports.apply_config(config)
+        if self.scheduler is not None:
+            self.scheduler.apply_config(config)
+        if self._web is not None:
+            self._web.apply_config(config)
+        logging.getLogger().setLevel(config.log_level.upper())
+        return changed
+
+    def reload(self, actor: Actor) -> list[str]:
+        """Read the configuration again from its source, apply it, and record the reload
+        (applied or refused, by *actor*) in the audit log. Raises ConfigError or
+        ReloadRejected (nothing applied), LookupError without a source."""
+        if self.source is None:
+            raise LookupError("this pgperf has no configuration source to reload from")
+        detail: dict[str, Any] = {"config_file": self.source.file}
+        try:
+            changed = self.apply_config(self.source.load())
+        except (ConfigError, ReloadRejected) as exc:
+            detail.update(result="refused", reason=str(exc))
+            log.error("configuration reload by %s refused: %s", actor.name, exc)
+            self.audit(actor, "config_reload", self.source.file, detail)
+            raise
+        detail.update(result="applied", changed=changed)
+        log.info("configuration reloaded by %s; changed: %s", actor.name, ", ".join(changed) or "nothing")
+        self.audit(actor, "config_reload", self.source.file, detail)
+        return changed
+
+    # -- audit log ------------------------------------------------------------------------
+
+    def audit(self, actor: Actor, action: str, subject: str | None, detail: dict[str, Any]) -> None:
+        """Record *action* in the audit log. A failure (store down, read-only, permission
+        denied) is logged and does not undo or stop what was done: the caller carries on.
+        (Acknowledging and resolving record their rows themselves, in the transaction of the
+        change.)"""
+        if self.client is None:
+            return
+        outcome = detail.get("result")
+        try:
+            with self.client.connection() as conn:
+                audit.record(conn, self.client.schema, actor, action, subject, detail)
+        except StoreUnavailable as exc:
+            log.error("%s by %s (%s) not recorded in the audit log: %s", action, actor.name, outcome, exc)
+        except psycopg.Error as exc:
+            log.error("%s by %s (%s) not recorded in the audit log: the store refused the row (%s: %s)",
+                      action, actor.name, outcome, type(exc).__name__, first_line(exc))

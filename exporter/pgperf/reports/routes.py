@@ -1,0 +1,104 @@
+"""HTTP routes of the reports.
+
+* ``/reports/`` and ``/reports/<id>``: HTML pages, read-only and without authentication,
+  because dashboards (Grafana) link to them;
+* ``GET /api/v1/reports``, ``GET /api/v1/reports/<id>`` (``?format=json|text|md|html``) and
+  ``POST /api/v1/reports`` (generate now; body ``{"from", "to", "target", "kind"}``, times in
+  the syntax of ``http.parsing``): the API, behind an API token like the rest of ``/api/v1``.
+
+Bad input is answered 400 with a JSON error, an unknown id 404, an unreachable store 503
+(``http.errors`` holds the mapping).
+
+Statement texts are shown only when ``expose_query_text`` allows them over HTTP.
+"""
+
+from __future__ import annotations
+
+from werkzeug.wrappers import Request, Response
+
+from ..http import templating
+from ..http.app import WebApp, json_response
+from ..http.errors import BadRequest
+from ..http.parsing import choice_param, int_param, json_object, time_param
+from ..store.client import StoreUnavailable
+from .model import KINDS, InvalidReport, Report, iso
+from .privacy import hide_query_texts
+from .render import FORMATS, render
+from .service import ReportNotFound, ReportService, UnknownTarget, check_target
+
+__all__ = ["register"]
+
+_CONTENT_TYPES = {"json": "application/json", "text": "text/plain", "md": "text/markdown", "html": "text/html"}
+_BODY = '{"from": time, "to": time, "target": name, "kind": "on_demand"}'
+
+
+class ReportRoutes:
+    def __init__(self, app: WebApp, service: ReportService | None) -> None:
+        self.app = app
+        self.service = service
+
+    def _service(self) -> ReportService:
+        if self.service is None:
+            raise StoreUnavailable("the sample store is disabled (store.enabled: false); reports live in it")
+        return self.service
+
+    def _visible(self, report: Report) -> Report:
+        """Statement texts only when the configuration allows them over HTTP."""
+        return report if self.app.config.expose_query_text else hide_query_texts(report)
+
+    # -- pages ----------------------------------------------------------------------------
+
+    def list_page(self, request: Request) -> Response:
+        reports = self._service().list(limit=200)
+        return templating.page("reports.html", reports=reports, iso=iso)
+
+    def report_page(self, request: Request, report_id: str) -> Response:
+        report = self._service().get(report_id)
+        return Response(render(self._visible(report), "html"), mimetype="text/html")
+
+    # -- API --------------------------------------------------------------------------------
+
+    def api_list(self, request: Request) -> Response:
+        kind = choice_param(request.args, "kind", KINDS)
+        limit = int_param(request.args, "limit", 100, 1, 1000)
+        reports = self._service().list(target=request.args.get("target"), kind=kind, limit=limit)
+        return json_response({"reports": [r.to_json() for r in reports]})
+
+    def api_get(self, request: Request, report_id: str) -> Response:
+        fmt = choice_param(request.args, "format", tuple(FORMATS), "json") or "json"
+        report = self._service().get(report_id)
+        return Response(render(self._visible(report), fmt), mimetype=_CONTENT_TYPES[fmt])
+
+    def api_generate(self, request: Request) -> Response:
+        body = json_object(request, ("from", "to", "target", "kind"), example=_BODY)
+        kind = body.get("kind", "on_demand")
+        if kind not in KINDS:
+            raise BadRequest(f"kind: expected one of {', '.join(KINDS)}, got {str(kind)[:20]!r}")
+        target = body.get("target")
+        if target is not None and (not isinstance(target, str) or not target):
+            raise BadRequest("target: expected a target name (a string)")
+        start, end = time_param(body.get("from"), "from"), time_param(body.get("to"), "to")
+        try:
+            ReportService.check_window(start, end)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        check_target(self.app.config, target)  # as /probe: only the configured targets
+        report = self._service().generate(start, end, target, kind)
+        response = json_response(self._visible(report).to_json(), status=201)
+        response.headers["Location"] = f"/api/v1/reports/{report.report_id}"
+        return response
+
+
+def register(app: WebApp, service: ReportService | None) -> None:
+    """Add the report routes, and the answers to the reports' errors, to *app*; without a
+    *service* (no store) they answer 503."""
+    routes = ReportRoutes(app, service)
+    app.errors.add(ReportNotFound, 404)
+    app.errors.add(UnknownTarget, 400)
+    app.errors.add(InvalidReport, 503, lambda exc: f"the store holds a broken report: {exc}")
+    app.add("/reports/", routes.list_page, page=True)
+    app.add("/reports/<report_id>", routes.report_page, page=True)
+    app.add("/api/v1/reports", routes.api_list, role="viewer")
+    app.add("/api/v1/reports", routes.api_generate, methods=("POST",), role="operator")
+    app.add("/api/v1/reports/<report_id>", routes.api_get, role="viewer")
+    app.links.append(("/reports/", "performance reports"))
