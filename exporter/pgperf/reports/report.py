@@ -3,6 +3,10 @@
 
 The JSON form is the report: it is what ``performance_reports.report_data`` holds, what
 the API returns, and what every renderer reads, so a stored report renders the same later.
+
+Statement texts are redacted where they are collected; what a store written by an earlier
+version holds is redacted here, where texts enter a report: the builder's results and a
+stored report's JSON form both pass through ``redact_statements_in``.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 import psycopg
 
 from ..models import Anomaly, PerformanceReport, Recommendation
+from ..redact import redact_statements_in
 from . import anomalies as anomaly_detection
 from .builder import SCHEMA_VERSION, ReportBuilder, ReportSettings, Window, iso
 from .catalog import CatalogFacts
@@ -167,11 +172,12 @@ def build_report(
     now = now or datetime.now(UTC)
     builder = ReportBuilder(conn, schema, settings)
     window: Window = builder.window(target, start, end)
-    st = builder.statements(window)
+    st = redact_statements_in(builder.statements(window))
     res = builder.resources(window)
     series = builder.series(window)
     alerts = builder.alerts(window)
     inputs = builder.anomaly_inputs(target, start, end)
+    inputs["statements"] = redact_statements_in(inputs["statements"])
 
     queries, extremes = _queries(st, settings.top_n, settings.slow_query_time_ms)
     totals = st.get("totals") or {}
@@ -270,6 +276,7 @@ def build_report(
 
 def report_from_data(data: dict[str, Any]) -> PerformanceReport:
     """A PerformanceReport from its stored JSON form."""
+    data = redact_statements_in(data)
     def when(value: str | None) -> datetime:
         assert value is not None
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
