@@ -42,6 +42,8 @@ _OPERATOR = re.compile(r"::|:=|=>|(?:[~!@#^&|`?+*%<>=]|-(?!-)|/(?!\*))+")
 # Between two quoted segments of one literal: whitespace with at least one newline, where a
 # "--" comment counts as whitespace (scan.l: quotecontinue).
 _CONTINUE = re.compile(r"(?:[ \t\f\v]|--[^\n\r]*)*[\n\r](?:[ \t\n\r\f\v]+|--[^\n\r]*[\n\r])*'")
+_SPACES = frozenset(" \t\n\r\f\v")
+_PUNCT = frozenset("(),;[]")
 _PLAIN_BODY = re.compile(r"[^']*")
 _ESCAPE_BODY = re.compile(r"[^'\\]*")
 
@@ -113,9 +115,13 @@ def tokens(text: str) -> Iterator[Token]:
     pos, n = 0, len(text)
     while pos < n:
         c = text[pos]
-        if m := _SPACE.match(text, pos):
-            yield Token(SPACE, pos, m.end())
-            pos = m.end()
+        if c in _PUNCT:
+            yield Token(OP, pos, pos + 1)  # the most frequent tokens of normalized texts
+            pos += 1
+        elif c in _SPACES:
+            end = _SPACE.match(text, pos).end()  # type: ignore[union-attr]
+            yield Token(SPACE, pos, end)
+            pos = end
         elif c == "-" and text.startswith("--", pos):
             end = _LINE_COMMENT.match(text, pos).end()  # type: ignore[union-attr]
             yield Token(COMMENT, pos, end)
@@ -175,7 +181,7 @@ def tokens(text: str) -> Iterator[Token]:
             yield Token(OP, pos, m.end())
             pos = m.end()
         else:
-            yield Token(OP, pos, pos + 1)  # ( ) [ ] , ; . : and anything unknown
+            yield Token(OP, pos, pos + 1)  # . : and anything unknown
             pos += 1
 
 
