@@ -205,6 +205,9 @@ REDACTED = [
     # standard_conforming_strings off: the backslash escapes the quote, the secret runs on.
     (f"ALTER ROLE r PASSWORD 'ab\\'{SECRET}'", "ALTER ROLE r PASSWORD '***'"),
     (f"SELECT 1 /* from host=db password={SECRET} */", "SELECT 1 /* from host=db password=*** */"),
+    (f"SELECT * FROM t /*controller='login',password='{SECRET}'*/", "SELECT * FROM t /*controller='login',password='***'*/"),
+    (f"SELECT 1 -- was: ALTER ROLE app PASSWORD '{SECRET}'", "SELECT 1 -- was: ALTER ROLE app PASSWORD '***'"),
+    (f"SELECT 1 /* outer /* ALTER ROLE app PASSWORD '{SECRET}' */ */", "SELECT 1 /* outer /* ALTER ROLE app PASSWORD '***' */ */"),
 ]
 
 

@@ -28,7 +28,7 @@ it), and these literals are replaced by ``'***'``:
   CONNECTION '...'``, ``ALTER SYSTEM SET primary_conninfo = '...'``) and a URL's
   ``user:password@``;
 * inside a literal that is itself SQL (a ``DO`` block, a function body, a string given to
-  ``EXECUTE``): all of the above, and the literals that follow a text ending in a secret's
+  ``EXECUTE``) and inside a comment (``/*password='x'*/`` annotations): all of the above, and the literals that follow a text ending in a secret's
   name (``EXECUTE 'ALTER ROLE r PASSWORD ' || quote_literal('x')``,
   ``format('... PASSWORD %L', 'x')``), up to the end of the expression.
 
@@ -48,6 +48,7 @@ from ._sqllex import COMMENT, NAME, OP, QNAME, SPACE, STRING, Token, decode_stri
 __all__ = ["CRYPTO_FUNCTIONS", "MASK", "SECRET_NAME", "RedactingFilter", "redact", "redact_statement", "redact_statements_in"]
 
 MASK = "***"
+_MASKS = (MASK, f"'{MASK}'")
 
 # scheme://user:secret@host (postgresql://, http://, ...) — the password runs to the last
 # "@" before whitespace; a password holding an unescaped "@" is thus still hidden entirely.
@@ -71,7 +72,8 @@ def redact(text: str) -> str:
         return text
     text = _URI_USERINFO.sub(lambda m: f"{m['head']}:{MASK}@", text)
     text = _URI_PARAM.sub(lambda m: f"{m['head']}{MASK}", text)
-    return _KEYWORD.sub(lambda m: f"{m['head']}{MASK}", text)
+    # A value that is already the mask stays as it is (``password='***'`` of a redacted statement).
+    return _KEYWORD.sub(lambda m: m[0] if m["secret"] in _MASKS else f"{m['head']}{MASK}", text)
 
 
 class RedactingFilter(logging.Filter):
@@ -154,7 +156,8 @@ def _redact_sql(text: str, depth: int) -> tuple[str, bool]:
     toks = list(tokens(text))
     sig = [t for t in toks if t.kind not in (SPACE, COMMENT)]
     edits: list[tuple[int, int, str]] = [
-        (t.start, t.end, cleaned) for t in toks if t.kind == COMMENT and (cleaned := redact(text[t.start:t.end])) != text[t.start:t.end]
+        (t.start, t.end, cleaned) for t in toks if t.kind == COMMENT and (cleaned := _clean_comment(text[t.start:t.end], depth))
+        != text[t.start:t.end]
     ]
     mapping = False  # the statement is about a user mapping
     parens = 0
@@ -244,6 +247,19 @@ def _clean_literal(text: str, t: Token, sig: list[Token], i: int, depth: int,
         tag = raw[: raw.index("$", 1) + 1] if t.style == "$" else "$$"
         edits.append((t.start, t.end, encode_string(cleaned, t.style, tag)))
     return parens if dangling else tail
+
+
+def _clean_comment(raw: str, depth: int) -> str:
+    """A comment with what its words hold redacted as SQL (annotations such as
+    ``/*password='x'*/`` or a commented-out statement) and as free text (a conninfo)."""
+    if depth >= _MAX_DEPTH:
+        return f"/*{MASK}*/" if _SQL_TRIGGER.search(raw.lower()) else raw
+    if raw.startswith("--"):
+        head, body, tail = "--", raw[2:], ""
+    else:
+        closed = raw.endswith("*/") and len(raw) >= 4
+        head, body, tail = "/*", raw[2:-2] if closed else raw[2:], "*/" if closed else ""
+    return head + redact(_redact_sql(body, depth + 1)[0]) + tail
 
 
 def _apply(text: str, edits: list[tuple[int, int, str]]) -> str:
