@@ -12,6 +12,11 @@ happened in the interval. From that it serves:
   threshold, and the slowest mean;
 * for the sample store, one record per statement that ran in the interval.
 
+Texts are read once per statement and kept in the target's cache. pg_stat_statements keeps
+utility statements as they were sent (``ALTER ROLE ... PASSWORD '...'``): each text is
+passed through :func:`pgperf.redact.redact_statement` as it is read, before the cache, so
+that no part of pgperf (metrics, store, reports, API, logs) ever holds such a literal.
+
 Resets (``pg_stat_statements_reset()``, ``pg_stat_statements_info.stats_reset`` on 14+)
 and evictions are detected so a change is never negative. pgperf never resets the
 statistics itself: other tools depend on them.
@@ -31,6 +36,7 @@ from psycopg import sql
 from psycopg.rows import tuple_row
 from pydantic import Field
 
+from ..redact import redact_statement
 from ._base import (
     CollectContext,
     CollectorDisabled,
@@ -358,7 +364,11 @@ def _fetch_texts(ctx: CollectContext, schema: str, wanted: Iterable[int], cache:
     if missing and ctx.conn is not None:
         with ctx.conn.cursor(row_factory=tuple_row) as cur:
             for qid, query in cur.execute(text_sql(schema), (missing,)):
-                text = (query or "")[:MAX_STORED_TEXT]
+                # Cut, redacted, cut again (a mask can be longer than what it hides). Cutting
+                # first is safe: the redaction reads left to right, so a secret before the cut
+                # is found the same way, and a literal the cut leaves open is masked to the
+                # end; it bounds the cost of a megabyte-long text to that of 16 KiB.
+                text = redact_statement((query or "")[:MAX_STORED_TEXT])[:MAX_STORED_TEXT]
                 cache.put(qid, text)
                 texts[qid] = text
     return texts

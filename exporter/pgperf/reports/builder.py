@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ..redact import redact_statements_in
 from . import anomalies as anomaly_detection
 from .catalog import CatalogFacts
 from .model import (
@@ -248,9 +250,12 @@ def build_report(queries: ReportQueries, request: ReportRequest, catalog: Catalo
     """Build the report *request* names from the store *queries* read (one snapshot)."""
     settings = queries.settings
     window = queries.window(request.target, request.start, request.end)
-    st = queries.statements(window)
+    # Statement texts are redacted where they are collected; what a store written by an
+    # earlier version holds is redacted here, where texts enter a report.
+    st = redact_statements_in(queries.statements(window))
     res = queries.resources(window)
     inputs = queries.anomaly_inputs(request.target, request.start, request.end)
+    inputs = dataclasses.replace(inputs, statements=redact_statements_in(inputs.statements))
     analysis, slowest, fastest = _queries(st, settings)
     report = Report.model_validate({
         "schema_version": SCHEMA_VERSION,

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, PlainSerializer, ValidationError
 
 from ..config import Config, Thresholds
 from ..models import Anomaly, PerformanceReport, Recommendation
+from ..redact import redact_statements_in
 
 __all__ = [
     "KINDS", "SCHEMA_VERSION", "AlertsInWindow", "AnomalyEntry", "AppliedSettings", "InvalidReport", "Queries",
@@ -420,7 +421,8 @@ class Report(_Part):
         """A report from its JSON form; InvalidReport (with the first problems) when *data*
         does not have it."""
         try:
-            return cls.model_validate(data)
+            # A report stored by an earlier version may hold unredacted statement texts.
+            return cls.model_validate(redact_statements_in(data))
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'report'}: {e['msg']}"
                                  for e in exc.errors()[:3])
