@@ -25,6 +25,7 @@ from . import (
     tables,
     wal,
     wraparound,
+    xid,
 )
 from ._base import (
     CollectContext,
@@ -53,6 +54,7 @@ REGISTRY: tuple[CollectorSpec, ...] = (
     postmaster.SPEC,
     database_size.SPEC,
     tables.SPEC,
+    xid.SPEC,
     host.SPEC,
 )
 
