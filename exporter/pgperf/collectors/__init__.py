@@ -18,6 +18,7 @@ from . import (
     database_size,
     gssapi,
     host,
+    indexes,
     io,
     locks,
     postmaster,
@@ -66,6 +67,7 @@ REGISTRY: tuple[CollectorSpec, ...] = (
     postmaster.SPEC,
     database_size.SPEC,
     tables.SPEC,
+    indexes.SPEC,
     xid.SPEC,
     host.SPEC,
 )
