@@ -102,6 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--output", metavar="FILE", help="write to FILE instead of standard output")
     report.add_argument("--target", metavar="NAME", help="target to report on (default: the first configured)")
     report.add_argument("--no-save", action="store_true", help="do not store the report in performance_reports")
+
+    bloat = sub.add_parser("bloat", help="estimated bloat of a table and its b-tree indexes; measured with --exact",
+                           description="Estimate the bloat of TABLE and its b-tree indexes from the catalog "
+                                       "statistics; with --exact, also measure it with pgstattuple.")
+    _config_flags(bloat)
+    bloat.add_argument("table", metavar="TABLE", help="the table, as SQL names it (schema.table)")
+    bloat.add_argument("--exact", action="store_true",
+                       help="measure with pgstattuple (reads every page of the table and its indexes)")
+    bloat.add_argument("--database", metavar="NAME", help="database of the table (default: the target's)")
+    bloat.add_argument("--target", metavar="NAME", help="target (default: the first configured)")
+    bloat.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
@@ -430,12 +441,48 @@ def cmd_alerts(config: Config, args: argparse.Namespace) -> int:
         client.close()
 
 
+def cmd_bloat(config: Config, args: argparse.Namespace) -> int:
+    import json
+
+    import psycopg
+
+    from .collectors.bloat import RelationNotFound, inspect
+    from .db import ConnectionFailed, SessionSettings, connect, database_dsn
+
+    targets = {t.name: t for t in config.resolved_targets()}
+    target = targets.get(args.target) if args.target else next(iter(targets.values()))
+    if target is None:
+        print(f"pgperf bloat: no target {args.target!r}; configured: {', '.join(targets)}", file=sys.stderr)
+        return EXIT_CONFIG
+    dsn = database_dsn(target.dsn, args.database) if args.database else target.dsn
+    c = config.connection
+    # pgstattuple reads the whole table: an hour, not the sampler's statement_timeout.
+    settings = SessionSettings(connect_timeout=c.connect_timeout, lock_timeout=c.lock_timeout,
+                               statement_timeout=3600.0 if args.exact else max(c.statement_timeout, 60.0))
+    try:
+        with connect(dsn, settings) as conn:
+            report = inspect(conn, args.table, exact=args.exact)
+    except RelationNotFound as exc:
+        print(f"pgperf bloat: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ConnectionFailed as exc:
+        print(f"pgperf bloat: cannot connect to {describe_dsn(dsn)} ({exc.kind}): {redact(str(exc)).strip()}",
+              file=sys.stderr)
+        return 1
+    except psycopg.Error as exc:
+        print(f"pgperf bloat: {type(exc).__name__}: {redact(str(exc)).strip()}", file=sys.stderr)
+        return 1
+    sys.stdout.write(json.dumps(report.to_dict(), indent=1) + "\n" if args.json else report.text())
+    return 1 if args.exact and report.exact_unavailable else 0
+
+
 COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "serve": cmd_serve,
     "check": lambda config, args: cmd_check(config),
     "migrate": lambda config, args: cmd_migrate(config),
     "alerts": cmd_alerts,
     "report": lambda config, args: cmd_report(config, args),
+    "bloat": cmd_bloat,
 }
 
 

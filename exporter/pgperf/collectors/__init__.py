@@ -12,6 +12,7 @@ from . import (
     activity,
     archiver,
     bgwriter,
+    bloat,
     blocking,
     checkpointer,
     database,
@@ -68,6 +69,7 @@ REGISTRY: tuple[CollectorSpec, ...] = (
     database_size.SPEC,
     tables.SPEC,
     indexes.SPEC,
+    bloat.SPEC,
     xid.SPEC,
     host.SPEC,
 )
