@@ -8,7 +8,9 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
+import psycopg
 import pytest
 
 from collector_run import run, samples, scrape_lint
@@ -17,6 +19,7 @@ from tools.cluster import Cluster
 
 pytestmark = pytest.mark.collectors
 
+ROOT = Path(__file__).resolve().parent.parent
 DB = "bloat_probe"
 # 300 000 rows of mixed types; 60 % deleted and 10 % updated, then VACUUM: the heap and
 # its indexes keep their size with most of their space free.
@@ -98,13 +101,43 @@ def test_unestimated_tables_are_counted(probe: Cluster) -> None:
     assert samples(result, "pgperf_bloat_estimated")[(DB, "index")] == 4
 
 
+def _monitor_role(cluster: Cluster) -> None:
+    """bloat_monitor: pg_monitor and nothing else (password monitor-pw)."""
+    cluster.execute("DO $$ BEGIN CREATE ROLE bloat_monitor LOGIN PASSWORD 'monitor-pw' IN ROLE pg_monitor; "
+                    "EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+
+
 def test_statistics_hidden_from_the_role(probe: Cluster) -> None:
-    probe.execute("DO $$ BEGIN CREATE ROLE bloat_monitor LOGIN PASSWORD 'monitor-pw' IN ROLE pg_monitor; "
-                  "EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+    _monitor_role(probe)
     with probe.connect(DB, user="bloat_monitor", password="monitor-pw") as conn:  # pg_stats shows it nothing
         result = run("bloat", conn)
     assert samples(result, "pg_table_bloat_bytes") == {}
     assert samples(result, "pgperf_bloat_unestimated") == {(DB, "table"): 3, (DB, "index"): 4}
+
+
+def test_helper_gives_the_statistics_to_a_least_privileged_role(probe: Cluster) -> None:
+    """docs/setup-bloat.sql, run by a superuser after docs/setup-role.sql: the pg_monitor
+    role gets the estimates, and still reads no values of the statistics."""
+    _monitor_role(probe)
+    probe.execute((ROOT / "docs" / "setup-role.sql").read_text(), dbname=DB)
+    probe.execute("ALTER ROLE pgperf PASSWORD 'pgperf-pw'")
+    try:
+        probe.execute((ROOT / "docs" / "setup-bloat.sql").read_text(), dbname=DB)
+        probe.execute((ROOT / "docs" / "setup-bloat.sql").read_text(), dbname=DB)  # again: no error
+        with probe.connect(DB, user="pgperf", password="pgperf-pw") as conn:
+            result = run("bloat", conn)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("SELECT * FROM pg_catalog.pg_statistic")
+            hidden = conn.execute("SELECT count(*) FROM pg_stats WHERE tablename = 'bloated'").fetchone()
+        assert hidden == (0,)  # pg_stats itself still shows it nothing
+        tables = samples(result, "pg_table_bloat_bytes")
+        assert tables[(DB, "public", "bloated")] > 0
+        assert samples(result, "pgperf_bloat_unestimated") == {(DB, "table"): 1, (DB, "index"): 0}
+        with probe.connect(DB, user="bloat_monitor", password="monitor-pw") as other:  # not granted
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                other.execute("SELECT * FROM pgperf.column_stats()")
+    finally:
+        probe.execute("DROP SCHEMA IF EXISTS pgperf CASCADE", dbname=DB)
 
 
 def test_limit_serves_the_most_bloated(probe: Cluster) -> None:

@@ -20,8 +20,11 @@ estimated without it, which can only understate their bloat.
 Like the widely used estimation queries, this ignores padding between columns, TOAST
 tables and per-page limits on tuple counts: expect a few percent off on ordinary tables.
 Tables or indexes whose statistics are incomplete — never analyzed, or hidden from the
-role (``pg_stats`` only shows columns the role may SELECT; grant it or use a superuser
-for the estimates) — get no estimate and are counted in ``pgperf_bloat_unestimated``.
+role — get no estimate and are counted in ``pgperf_bloat_unestimated``. ``pg_stats`` only
+shows a role the columns it may SELECT, and pgperf's least-privileged role (pg_monitor)
+may read no table: ``docs/setup-bloat.sql``, run by a superuser in each database, creates
+``pgperf.column_stats()``, which gives it the widths, null fractions and distinct counts
+of the statistics (no values) and which the collector uses when it finds it.
 
 **Exact figures** (``pgperf bloat --exact TABLE``) read every page with the
 ``pgstattuple`` extension (``pgstattuple()`` for the table, ``pgstatindex()`` for its
@@ -81,7 +84,7 @@ WITH tbl AS (
          bool_or(COALESCE(s.null_frac, 0) > 0) AS nullable
   FROM tbl t
   JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
-  LEFT JOIN pg_stats s ON s.schemaname = t.schemaname AND s.tablename = t.relname AND s.attname = a.attname
+  LEFT JOIN {{stats}} s ON s.schemaname = t.schemaname AND s.tablename = t.relname AND s.attname = a.attname
                       AND NOT s.inherited
   GROUP BY t.oid
 )
@@ -127,9 +130,9 @@ WITH idx AS (
   FROM idx x
   JOIN pg_attribute ia ON ia.attrelid = x.oid AND ia.attnum > 0
   LEFT JOIN pg_attribute ta ON ta.attrelid = x.indrelid AND ta.attnum = x.indkey[ia.attnum - 1] AND ta.attnum > 0
-  LEFT JOIN pg_stats ts ON ts.schemaname = x.schemaname AND ts.tablename = x.relname AND ts.attname = ta.attname
+  LEFT JOIN {{stats}} ts ON ts.schemaname = x.schemaname AND ts.tablename = x.relname AND ts.attname = ta.attname
                        AND NOT ts.inherited
-  LEFT JOIN pg_stats es ON ta.attname IS NULL AND es.schemaname = x.schemaname AND es.tablename = x.indexrelname
+  LEFT JOIN {{stats}} es ON ta.attname IS NULL AND es.schemaname = x.schemaname AND es.tablename = x.indexrelname
                        AND es.attname = ia.attname
   GROUP BY x.oid
 )
@@ -137,7 +140,14 @@ SELECT x.oid, x.schemaname, x.relname, x.indexrelname, x.pages, x.tuples, x.fill
        c.columns, c.with_stats, c.width, c.nullable, x.dedup, c.n_distinct
 FROM idx x JOIN cols c ON c.oid = x.oid
 """
-BLOCK_SQL = "SELECT current_database() AS datname, current_setting('block_size')::int AS block_size"
+BLOCK_SQL = """
+SELECT current_database() AS datname, current_setting('block_size')::int AS block_size,
+       COALESCE(to_regprocedure('pgperf.column_stats()') IS NOT NULL
+                AND has_function_privilege('pgperf.column_stats()', 'EXECUTE'), false) AS helper
+"""
+# docs/setup-bloat.sql: the column statistics' sizes (no values) for a role that may not
+# read the tables, as the superuser who created it.
+HELPER = "pgperf.column_stats()"
 
 _MAXALIGN = 8
 _LINE_POINTER = 4
@@ -225,10 +235,11 @@ def estimates(conn: psycopg.Connection[Any], table: int | None = None
     (database, tables, indexes, objects without statistics by kind)."""
     with conn.cursor(row_factory=dict_row) as cur:
         info: Any = cur.execute(BLOCK_SQL).fetchone()
+        stats = HELPER if info["helper"] else "pg_catalog.pg_stats"
         out: dict[str, list[Estimate]] = {"table": [], "index": []}
         missing = {"table": 0, "index": 0}
         for kind, query in (("table", TABLES_SQL), ("index", INDEXES_SQL)):
-            for r in cur.execute(query, {"table": table}).fetchall():
+            for r in cur.execute(query.format(stats=stats), {"table": table}).fetchall():
                 found = estimate(Inputs(**r), info["block_size"])
                 if found is None:
                     missing[kind] += 1
@@ -303,7 +314,8 @@ SPEC = CollectorSpec(
     name="bloat",
     description="Table and b-tree index bloat estimated from the catalog statistics (pg_stats, pg_class) in "
     "every selected database, every `interval` (default 10 minutes): the `limit` most bloated tables and "
-    "indexes. Exact figures on demand: `pgperf bloat --exact TABLE` (pgstattuple).",
+    "indexes. A role that may not read the tables (pg_monitor) sees no statistics: run docs/setup-bloat.sql "
+    "in each database. Exact figures on demand: `pgperf bloat --exact TABLE` (pgstattuple).",
     collect=collect,
     metrics=(TABLE_BYTES, TABLE_RATIO, INDEX_BYTES, INDEX_RATIO, ESTIMATED, UNESTIMATED, TRUNCATED),
     options=BloatOptions,
