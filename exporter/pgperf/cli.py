@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from . import collectors
+from . import collectors, logs
 from ._version import __version__
 from .audit import Actor
 from .config import Config, ConfigError, load_config
@@ -43,6 +43,7 @@ def _config_flags(parser: argparse.ArgumentParser, *, collectors_flags: bool = F
     g.add_argument("--dsn", help="PostgreSQL to monitor (or PGPERF_DSN, DATA_SOURCE_NAME, libpq PG* variables)")
     g.add_argument("--store-dsn", help="where samples are stored (default: the monitored database)")
     g.add_argument("--log.level", dest="log_level", choices=("debug", "info", "warning", "error"))
+    g.add_argument("--log.format", dest="log_format", choices=logs.FORMATS, help="log lines as logfmt (default) or JSON")
     if collectors_flags:
         g.add_argument("--sampling-interval", metavar="SECONDS", help="seconds between samples (e.g. 10, 500ms, 1m)")
         g.add_argument("--web.listen-address", dest="listen_address", metavar="HOST:PORT",
@@ -133,6 +134,7 @@ def _flags(args: argparse.Namespace) -> tuple[dict[str, Any], dict[tuple[str | i
         "dsn": (("dsn",), "--dsn"),
         "store_dsn": (("store", "dsn"), "--store-dsn"),
         "log_level": (("log_level",), "--log.level"),
+        "log_format": (("log_format",), "--log.format"),
         "sampling_interval": (("sampling_interval",), "--sampling-interval"),
         "listen_address": (("web", "listen_address"), "--web.listen-address"),
         "alertmanager_url": (("alerts", "alertmanager_url"), "--alertmanager.url"),
@@ -151,11 +153,11 @@ def _flags(args: argparse.Namespace) -> tuple[dict[str, Any], dict[tuple[str | i
     return flags, names
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, fmt: logs.LogFormat = "logfmt") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
-                                           datefmt="%Y-%m-%dT%H:%M:%S%z"))
+    handler.setFormatter(logs.StructuredFormatter(fmt))
     handler.addFilter(RedactingFilter())
+    logs.capture_uncaught(log)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -513,7 +515,7 @@ def _main(argv: Sequence[str] | None) -> int:
         print("pgperf: fix the settings above (see the README's configuration reference); exiting with status 2",
               file=sys.stderr)
         return EXIT_CONFIG
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_format)
     return COMMANDS[args.command](config, args)
 
 

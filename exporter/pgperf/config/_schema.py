@@ -304,6 +304,8 @@ class Config(Model):
     target_name: str | None = None
     targets: tuple[Target, ...] = ()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: How log lines are written on standard error: logfmt or JSON lines (pgperf.logs).
+    log_format: Literal["logfmt", "json"] = "logfmt"
     web: Web = Web()
     api: Api = Api()
     connection: Connection = Connection()
