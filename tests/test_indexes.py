@@ -97,7 +97,8 @@ def test_limit_serves_the_largest_and_counts_them_all(probe: Cluster) -> None:
 def test_an_index_being_built_is_not_invalid(probe: Cluster) -> None:
     writer = probe.connect(DB)
     writer.autocommit = False
-    writer.execute("INSERT INTO parent VALUES (1000)")  # CREATE INDEX CONCURRENTLY waits for it
+    # A writer of t: CREATE INDEX CONCURRENTLY waits for it ("waiting for writers before build").
+    writer.execute("INSERT INTO t VALUES (900001, 1, 'w', 1)")
     errors: list[Exception] = []
 
     def build() -> None:

@@ -142,11 +142,13 @@ FROM idx x JOIN cols c ON c.oid = x.oid
 """
 BLOCK_SQL = """
 SELECT current_database() AS datname, current_setting('block_size')::int AS block_size,
-       COALESCE(to_regprocedure('pgperf.column_stats()') IS NOT NULL
-                AND has_function_privilege('pgperf.column_stats()', 'EXECUTE'), false) AS helper
+       EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+               WHERE n.nspname = 'pgperf' AND p.proname = 'column_stats' AND p.pronargs = 0
+                 AND has_schema_privilege(n.oid, 'USAGE') AND has_function_privilege(p.oid, 'EXECUTE')) AS helper
 """
 # docs/setup-bloat.sql: the column statistics' sizes (no values) for a role that may not
-# read the tables, as the superuser who created it.
+# read the tables, as the superuser who created it. Looked up in the catalog: naming it
+# (to_regprocedure) fails for a role without USAGE on the schema.
 HELPER = "pgperf.column_stats()"
 
 _MAXALIGN = 8
