@@ -88,12 +88,13 @@ def test_vacuum_progress_and_truncation(pg_cluster: Cluster, pg_conn: psycopg.Co
     elapsed = family(result, "pg_stat_progress_vacuum_elapsed_seconds")
     assert elapsed.samples[0][0] == ("postgres", relname, "manual") and elapsed.samples[0][1] >= 0
     names = {f.name for f in result.families}
+    assert "pg_stat_progress_vacuum_num_dead_tuples" in names  # num_dead_item_ids from 17 on
     if pg_conn.info.server_version >= 170000:
-        assert {"pg_stat_progress_vacuum_num_dead_item_ids", "pg_stat_progress_vacuum_indexes"} <= names
-        assert "pg_stat_progress_vacuum_num_dead_tuples" not in names
+        assert {"pg_stat_progress_vacuum_dead_tuple_bytes", "pg_stat_progress_vacuum_indexes"} <= names
+        assert "pg_stat_progress_vacuum_max_dead_tuples" not in names
     else:
-        assert "pg_stat_progress_vacuum_num_dead_tuples" in names
-        assert "pg_stat_progress_vacuum_num_dead_item_ids" not in names
+        assert "pg_stat_progress_vacuum_max_dead_tuples" in names
+        assert "pg_stat_progress_vacuum_dead_tuple_bytes" not in names
     assert ("pg_stat_progress_vacuum_delay_seconds" in names) == (pg_conn.info.server_version >= 180000)
 
 

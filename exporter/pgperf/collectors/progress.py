@@ -2,10 +2,10 @@
 
 VACUUM families keep postgres_exporter's names and labels (``pg_stat_progress_vacuum_*``,
 ``datname`` and ``relname``, one ``phase`` sample per known phase, 1 for the current one).
-PostgreSQL 17 replaced the dead-tuple counts by dead-item figures
-(``max_dead_tuple_bytes``, ``dead_tuple_bytes``, ``num_dead_item_ids``) and added the index
-counts; 18 added the time slept in cost-based delays: each family exists on the versions
-that have its column. ANALYZE and CREATE INDEX follow the same pattern; base backups are
+PostgreSQL 17 replaced the dead-tuple figures by dead-item ones (``max_dead_tuple_bytes``,
+``dead_tuple_bytes``, ``num_dead_item_ids``) and added the index counts; 18 added the time
+slept in cost-based delays: each family exists on the versions that have its column, except
+``..._num_dead_tuples``, read from ``num_dead_item_ids`` on 17+ (the same count, renamed). ANALYZE and CREATE INDEX follow the same pattern; base backups are
 labelled by the WAL sender's process ID (there are at most ``max_wal_senders``).
 
 The views show every database's operations but ``relid`` only means something in the
@@ -68,6 +68,12 @@ class Column:
     column: str  # SQL expression over the view ``p``
     metric: MetricDef
     scale: float = 1.0
+    until: int = 0  # the column's last version (exclusive; 0: none), when the family outlives it
+    since: int = 0  # its first version, when the family is older
+
+    def exists_on(self, version: int) -> bool:
+        return (self.metric.exists_on(version) and version >= self.since
+                and (not self.until or version < self.until))
 
 
 @dataclass(frozen=True)
@@ -85,7 +91,7 @@ class Command:
 
     def sql(self, version: int) -> str:
         """The query for *version*: columns ``c0``, ``c1``... for the columns it has."""
-        present = [c for c in self.columns if c.metric.exists_on(version)]
+        present = [c for c in self.columns if c.exists_on(version)]
         columns = ", ".join(f"{c.column} AS c{i}" for i, c in enumerate(present))
         return _SQL.format(select=self.select, columns=columns, elapsed=_ELAPSED, kind=_KIND, view=self.view)
 
@@ -99,6 +105,11 @@ def _m(name: str, help_text: str, labels: tuple[str, ...], source: str, *, min_v
 # -- VACUUM ---------------------------------------------------------------------------------
 _V = "pg_stat_progress_vacuum"
 _VL = ("datname", "relname")
+# PostgreSQL 17 counts dead item identifiers (num_dead_item_ids) where 16 counted dead
+# tuples: the same thing under a new name, served under postgres_exporter's on every major.
+NUM_DEAD = MetricDef(f"{_V}_num_dead_tuples", "gauge",
+                     "Dead tuples (dead item identifiers from PostgreSQL 17) collected since the last index "
+                     "vacuum cycle.", _VL, source=_V, compat=True)
 VACUUM = Command(
     name="vacuum", view="vacuum", labels=_VL,
     phase=_m(f"{_V}_phase", "Current phase of this VACUUM: 1 for the phase it is in, 0 for the others.",
@@ -118,18 +129,14 @@ VACUUM = Command(
         Column("p.max_dead_tuples", _m(f"{_V}_max_dead_tuples",
                                        "Dead tuples that fit in memory before an index vacuum cycle is needed "
                                        "(PostgreSQL 16 and older).", _VL, _V, max_version=170000, compat=True)),
-        Column("p.num_dead_tuples", _m(f"{_V}_num_dead_tuples",
-                                       "Dead tuples collected since the last index vacuum cycle (PostgreSQL 16 "
-                                       "and older).", _VL, _V, max_version=170000, compat=True)),
+        Column("p.num_dead_tuples", NUM_DEAD, until=170000),
         Column("p.max_dead_tuple_bytes", _m(f"{_V}_max_dead_tuple_bytes",
                                             "Memory for dead items before an index vacuum cycle is needed, in "
                                             "bytes.", _VL, _V, min_version=170000)),
         Column("p.dead_tuple_bytes", _m(f"{_V}_dead_tuple_bytes",
                                         "Memory used by dead items collected since the last index vacuum cycle, "
                                         "in bytes.", _VL, _V, min_version=170000)),
-        Column("p.num_dead_item_ids", _m(f"{_V}_num_dead_item_ids",
-                                         "Dead item identifiers collected since the last index vacuum cycle.",
-                                         _VL, _V, min_version=170000)),
+        Column("p.num_dead_item_ids", NUM_DEAD, since=170000),
         Column("p.indexes_total", _m(f"{_V}_indexes", "Indexes to vacuum or clean up in the current phase.",
                                      _VL, _V, min_version=170000)),
         Column("p.indexes_processed", _m(f"{_V}_indexes_processed",
@@ -251,7 +258,7 @@ def command_families(command: Command, rows: Sequence[dict[str, Any]], version: 
         for name in (command.phases if current in command.phases else (*command.phases, current)):
             phase.append(((*labels, *extra, name), 1 if name == current else 0))
     out = [command.phase.family(phase)]
-    present = [c for c in command.columns if c.metric.exists_on(version)]
+    present = [c for c in command.columns if c.exists_on(version)]
     for i, column in enumerate(present):
         out.append(column.metric.family(
             (labels, None if row[f"c{i}"] is None else row[f"c{i}"] * column.scale) for labels, row in kept))
@@ -279,7 +286,8 @@ def collect(ctx: CollectContext) -> CollectorResult:
 
 
 def _metrics(commands: Iterable[Command]) -> tuple[MetricDef, ...]:
-    return tuple(m for c in commands for m in (c.phase, *(col.metric for col in c.columns), c.elapsed))
+    found = [m for c in commands for m in (c.phase, *(col.metric for col in c.columns), c.elapsed)]
+    return tuple(dict.fromkeys(found))  # a family read from two columns (by version) once
 
 
 SPEC = CollectorSpec(
