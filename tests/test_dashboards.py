@@ -31,7 +31,7 @@ from tools import dashboards
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVISIONING = ROOT / "grafana" / "provisioning"
-UIDS = {"pgperf-overview", "pgperf-queries", "pgperf-resources", "pgperf-alerts", "pgperf-self"}
+UIDS = {"pgperf-overview", "pgperf-queries", "pgperf-resources", "pgperf-health", "pgperf-alerts", "pgperf-self"}
 PANEL_TYPES = {"timeseries", "stat", "table", "bargauge", "text"}
 COMMON_VARIABLES = ("datasource", "job", "instance", "target", "datname")
 DATASOURCE_UIDS = {gj.PROMETHEUS_TYPE: "${datasource}", gj.POSTGRES_TYPE: "${pgds}"}

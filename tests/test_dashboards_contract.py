@@ -1,7 +1,8 @@
 """The dashboards' and the rules' contract with what pgperf really serves.
 
 A dedicated PostgreSQL under load (pgbench, a slow statement, dead tuples, a session idle
-in a transaction, a session blocked on a lock, a checkpoint, a replication slot), sampled
+in a transaction, a session blocked on a lock, a checkpoint, a replication slot, a slow
+VACUUM, duplicate, overlapping and invalid indexes, docs/setup-bloat.sql), sampled
 every second by two real pgperf exporters: one with a single target, one with two targets
 (``target`` label) — the two shapes the dashboards' queries must work with. Both run as
 the least-privileged role of docs/setup-role.sql and write their sample store; a real
@@ -57,6 +58,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ALLOWLIST = ROOT / "grafana" / "contract-allowlist.yml"
 SETUP_ROLE = ROOT / "docs" / "setup-role.sql"
 SETUP_READER = ROOT / "docs" / "setup-reader.sql"
+SETUP_BLOAT = ROOT / "docs" / "setup-bloat.sql"
 TOKEN = "contract-api-token-01"
 PASSWORD = "contract-secret"
 # What Grafana would substitute for its interval variables at this test's resolution.
@@ -275,6 +277,7 @@ class Workload:
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
         self.sessions: list[psycopg.Connection[Any]] = []
+        self.vacuum_pid = 0
 
     def start(self, stack: ExitStack) -> Workload:
         stack.enter_context(self.cluster.pgbench(clients=2, rate=40))
@@ -290,6 +293,7 @@ class Workload:
         holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
         self.sessions.append(holder)
         self._thread(self._blocked)
+        self._thread(self._vacuum)
         return self
 
     def _thread(self, target: Any) -> None:
@@ -307,6 +311,18 @@ class Workload:
             conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))  # waits for the holder
             conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
 
+    def _vacuum(self) -> None:
+        """A VACUUM slowed down by the cost-based delay, always in progress (the progress
+        collector's families); cancelled by close()."""
+        with psycopg.connect(self.cluster.dsn(), autocommit=True) as conn:
+            self.vacuum_pid = conn.info.backend_pid
+            conn.execute("SET vacuum_cost_delay = '100ms'; SET vacuum_cost_limit = 1")
+            while not self.stop.is_set():
+                try:
+                    conn.execute("VACUUM contract_vacuum")
+                except psycopg.errors.QueryCanceled:
+                    pass
+
     def once(self) -> None:
         """Events counters must see change while Prometheus scrapes."""
         with self.cluster.connect() as conn:
@@ -316,6 +332,8 @@ class Workload:
 
     def close(self) -> None:
         self.stop.set()
+        if self.vacuum_pid:
+            self.cluster.execute("SELECT pg_cancel_backend(%s)", params=(self.vacuum_pid,))
         for session in self.sessions:  # closing the holder releases the blocked session
             session.close()
         for thread in self.threads:
@@ -340,6 +358,20 @@ def _seed(cluster: Cluster) -> None:
         conn.execute("INSERT INTO contract_vacuumed SELECT generate_series(1, 100)")
         conn.execute("VACUUM contract_vacuumed")
         conn.execute("SELECT pg_create_physical_replication_slot('contract_slot', true)")
+        # Index findings: a duplicate, an overlapping and an invalid index (a concurrent
+        # unique build over duplicate values fails and leaves it behind).
+        conn.execute("CREATE INDEX contract_pad ON contract_dead (pad)")
+        conn.execute("CREATE INDEX contract_pad_again ON contract_dead (pad)")
+        conn.execute("CREATE INDEX contract_pad_id ON contract_dead (pad, id)")
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute("CREATE UNIQUE INDEX CONCURRENTLY contract_invalid ON contract_dead (pad)")
+        # A table for the slow VACUUM of the workload, and the statistics of the bloat
+        # estimates, readable by the least-privileged role (docs/setup-bloat.sql).
+        conn.execute("CREATE TABLE contract_vacuum AS SELECT g AS id, repeat('v', 100) AS pad "
+                     "FROM generate_series(1, 50000) g")
+        conn.execute("DELETE FROM contract_vacuum WHERE id % 4 = 0")
+        conn.execute("ANALYZE")
+        conn.execute(SETUP_BLOAT.read_text())
 
 
 def _exporter_config(dsn: str, work: Path, name: str, **flags: Any) -> dict[str, Any]:

@@ -31,7 +31,9 @@ import pytest
 import requests
 
 from helpers import Exporter, make_config, parse, value, wait_until
+from logfmt_reader import parse_logfmt
 from pgperf.collectors import REGISTRY, CollectorResult, CollectorSpec
+from pgperf.logs import LogFormat, StructuredFormatter
 from pgperf.redact import RedactingFilter
 from tools.cluster import Cluster, free_port
 
@@ -45,6 +47,7 @@ POOL = 2
 
 RESULTS: dict[str, dict[str, Any]] = {}
 LOG_TEXT: list[str] = []
+STRUCTURED: dict[LogFormat, io.StringIO] = {"logfmt": io.StringIO(), "json": io.StringIO()}
 
 
 # -- fixtures ------------------------------------------------------------------------------
@@ -61,6 +64,13 @@ def captured_logs() -> Iterator[io.StringIO]:
         if redacting:
             handler.addFilter(RedactingFilter())
         handlers.append(handler)
+    # And as --log.format logfmt and json would write them, with the same filter.
+    for fmt, stream in STRUCTURED.items():
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(StructuredFormatter(fmt))
+        handler.addFilter(RedactingFilter())
+        handlers.append(handler)
+    for handler in handlers:
         logging.getLogger().addHandler(handler)
     logging.getLogger().setLevel(logging.INFO)
     yield printed
@@ -553,6 +563,14 @@ def test_zz_logs_hold_no_secret(captured_logs: io.StringIO) -> None:
     assert len(text) > 1000  # the suite did log
     for secret in (SECRET, STORE_SECRET, OTHER_SECRET):
         assert secret not in text
+    # Every line, as --log.format logfmt and json write it, parses and holds no secret.
+    for fmt, parse_line in (("logfmt", parse_logfmt), ("json", json.loads)):
+        lines = STRUCTURED[fmt].getvalue().splitlines()  # type: ignore[index]
+        assert len(lines) > 10, fmt
+        for line in lines:
+            fields = parse_line(line)
+            assert {"ts", "level", "msg"} <= fields.keys(), line
+            assert not any(secret in line for secret in (SECRET, STORE_SECRET, OTHER_SECRET)), line
     out = os.environ.get("PGPERF_FAULT_RESULTS")
     if out:
         Path(out).write_text(json.dumps(RESULTS, indent=1) + "\n")

@@ -33,7 +33,7 @@ RULE_FILES = sorted((PROMETHEUS / "rules").glob("*.yml"))
 TEST_FILES = sorted((PROMETHEUS / "rules" / "tests").glob("*.yml"))
 RUNBOOK = ROOT / "docs" / "runbook.md"
 RUNBOOK_URL = "https://github.com/pgperf/pgperf/blob/main/docs/runbook.md#"
-DASHBOARDS = ("pgperf-overview", "pgperf-queries", "pgperf-resources", "pgperf-alerts", "pgperf-self")
+DASHBOARDS = ("pgperf-overview", "pgperf-queries", "pgperf-resources", "pgperf-health", "pgperf-alerts", "pgperf-self")
 SEVERITIES = ("critical", "error", "warning", "info")
 CATEGORIES = ("query_performance", "cache", "resources", "connections", "errors", "availability",
               "replication", "maintenance")

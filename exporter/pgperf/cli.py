@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 import psycopg
 
-from . import collectors
+from . import collectors, logs
 from ._version import __version__
 from .alerts import AlertNotFound, AlertStore, InvalidTransition
 from .alerts.alertmanager import AlertmanagerError
@@ -58,6 +58,7 @@ def _config_flags(parser: argparse.ArgumentParser, *, collectors_flags: bool = F
     g.add_argument("--dsn", help="PostgreSQL to monitor (or PGPERF_DSN, DATA_SOURCE_NAME, libpq PG* variables)")
     g.add_argument("--store-dsn", help="where samples are stored (default: the monitored database)")
     g.add_argument("--log.level", dest="log_level", choices=("debug", "info", "warning", "error"))
+    g.add_argument("--log.format", dest="log_format", choices=logs.FORMATS, help="log lines as logfmt (default) or JSON")
     if collectors_flags:
         g.add_argument("--sampling-interval", metavar="SECONDS", help="seconds between samples (e.g. 10, 500ms, 1m)")
         g.add_argument("--web.listen-address", dest="listen_address", metavar="HOST:PORT",
@@ -118,6 +119,17 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--output", metavar="FILE", help="write to FILE instead of standard output")
     report.add_argument("--target", metavar="NAME", help="target to report on (default: the first configured)")
     report.add_argument("--no-save", action="store_true", help="do not store the report in performance_reports")
+
+    bloat = sub.add_parser("bloat", help="estimated bloat of a table and its b-tree indexes; measured with --exact",
+                           description="Estimate the bloat of TABLE and its b-tree indexes from the catalog "
+                                       "statistics; with --exact, also measure it with pgstattuple.")
+    _config_flags(bloat)
+    bloat.add_argument("table", metavar="TABLE", help="the table, as SQL names it (schema.table)")
+    bloat.add_argument("--exact", action="store_true",
+                       help="measure with pgstattuple (reads every page of the table and its indexes)")
+    bloat.add_argument("--database", metavar="NAME", help="database of the table (default: the target's)")
+    bloat.add_argument("--target", metavar="NAME", help="target (default: the first configured)")
+    bloat.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
@@ -138,6 +150,7 @@ def _flags(args: argparse.Namespace) -> tuple[dict[str, Any], dict[tuple[str | i
         "dsn": (("dsn",), "--dsn"),
         "store_dsn": (("store", "dsn"), "--store-dsn"),
         "log_level": (("log_level",), "--log.level"),
+        "log_format": (("log_format",), "--log.format"),
         "sampling_interval": (("sampling_interval",), "--sampling-interval"),
         "listen_address": (("web", "listen_address"), "--web.listen-address"),
         "alertmanager_url": (("alerts", "alertmanager_url"), "--alertmanager.url"),
@@ -156,11 +169,11 @@ def _flags(args: argparse.Namespace) -> tuple[dict[str, Any], dict[tuple[str | i
     return flags, names
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, fmt: logs.LogFormat = "logfmt") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
-                                           datefmt="%Y-%m-%dT%H:%M:%S%z"))
+    handler.setFormatter(logs.StructuredFormatter(fmt))
     handler.addFilter(RedactingFilter())
+    logs.capture_uncaught(log)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -370,12 +383,48 @@ def cmd_alerts(config: Config, args: argparse.Namespace) -> int:
         client.close()
 
 
+def cmd_bloat(config: Config, args: argparse.Namespace) -> int:
+    import json
+
+    import psycopg
+
+    from .collectors.bloat import RelationNotFound, inspect
+    from .db import ConnectionFailed, SessionSettings, connect, database_dsn
+
+    targets = {t.name: t for t in config.resolved_targets()}
+    target = targets.get(args.target) if args.target else next(iter(targets.values()))
+    if target is None:
+        print(f"pgperf bloat: no target {args.target!r}; configured: {', '.join(targets)}", file=sys.stderr)
+        return EXIT_CONFIG
+    dsn = database_dsn(target.dsn, args.database) if args.database else target.dsn
+    c = config.connection
+    # pgstattuple reads the whole table: an hour, not the sampler's statement_timeout.
+    settings = SessionSettings(connect_timeout=c.connect_timeout, lock_timeout=c.lock_timeout,
+                               statement_timeout=3600.0 if args.exact else max(c.statement_timeout, 60.0))
+    try:
+        with connect(dsn, settings) as conn:
+            report = inspect(conn, args.table, exact=args.exact)
+    except RelationNotFound as exc:
+        print(f"pgperf bloat: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ConnectionFailed as exc:
+        print(f"pgperf bloat: cannot connect to {describe_dsn(dsn)} ({exc.kind}): {redact(str(exc)).strip()}",
+              file=sys.stderr)
+        return 1
+    except psycopg.Error as exc:
+        print(f"pgperf bloat: {type(exc).__name__}: {redact(str(exc)).strip()}", file=sys.stderr)
+        return 1
+    sys.stdout.write(json.dumps(report.to_dict(), indent=1) + "\n" if args.json else report.text())
+    return 1 if args.exact and report.exact_unavailable else 0
+
+
 COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "serve": cmd_serve,
     "check": lambda config, args: cmd_check(config),
     "migrate": lambda config, args: cmd_migrate(config),
     "alerts": cmd_alerts,
     "report": lambda config, args: cmd_report(config, args),
+    "bloat": cmd_bloat,
 }
 
 
@@ -406,7 +455,7 @@ def _main(argv: Sequence[str] | None) -> int:
         print("pgperf: fix the settings above (see the README's configuration reference); exiting with status 2",
               file=sys.stderr)
         return EXIT_CONFIG
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_format)
     return COMMANDS[args.command](config, args)
 
 

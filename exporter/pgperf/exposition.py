@@ -65,6 +65,14 @@ THRESHOLD_METRICS: tuple[tuple[str, str, float, str], ...] = (
     ("xid_age_max_percent", "pgperf_threshold_xid_age_max_ratio", 0.01, "Highest acceptable transaction ID age as a share of the wraparound horizon (0 to 1)."),
     ("dead_tuple_max_percent", "pgperf_threshold_dead_tuple_max_ratio", 0.01, "Highest acceptable share of dead tuples in a table (0 to 1)."),
     ("checkpoints_requested_max_percent", "pgperf_threshold_checkpoints_requested_max_ratio", 0.01, "Highest acceptable share of requested (not timed) checkpoints (0 to 1)."),
+    ("table_bloat_max_percent", "pgperf_threshold_table_bloat_max_ratio", 0.01, "Highest acceptable estimated share of bloat in a table (0 to 1)."),
+    ("index_bloat_max_percent", "pgperf_threshold_index_bloat_max_ratio", 0.01, "Highest acceptable estimated share of bloat in a b-tree index (0 to 1)."),
+    ("bloat_min_size_mb", "pgperf_threshold_bloat_min_bytes", 1024 * 1024, "Estimated bloat below which a table or index is not reported, in bytes."),
+    ("unused_index_min_size_mb", "pgperf_threshold_unused_index_min_bytes", 1024 * 1024, "Size from which an index never scanned is reported, in bytes."),
+    ("unused_index_min_days", "pgperf_threshold_unused_index_min_age_seconds", 86400, "How long index scans must have been counted before an index is called unused, in seconds."),
+    ("blocking_max_seconds", "pgperf_threshold_blocking_max_seconds", 1, "Transaction age of a root blocker, with sessions waiting behind it, that raises an alert, in seconds."),
+    ("xid_exhaustion_within_hours", "pgperf_threshold_xid_exhaustion_within_seconds", 3600, "Alert when the transaction ID age maximum is reached within this many seconds at the current consumption rate."),
+    ("vacuum_max_hours", "pgperf_threshold_vacuum_max_seconds", 3600, "Run time above which a VACUUM of one table is reported, in seconds."),
 )
 
 

@@ -87,6 +87,9 @@ class RedactingFilter(logging.Filter):
         message = record.getMessage()
         cleaned = redact(message)
         if cleaned != message:
+            # The format string and its arguments stay available to formatters that name
+            # fields after them (pgperf.logs), which redact every field they write.
+            record._pgperf_template = (record.msg, record.args)
             record.msg, record.args = cleaned, None
         if record.exc_info and record.exc_info[1] is not None:
             # Format the traceback now, redacted, and drop the live exception so that

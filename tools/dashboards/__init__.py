@@ -12,6 +12,9 @@ built on the shared builders and helpers of ``_panels``:
   drill-down into one statement;
 * ``resources`` (resources.json): the host, sizes, connections, locks, checkpoints and
   WAL, vacuum and dead tuples;
+* ``health`` (health.json): wait events and blocking chains, VACUUM progress and
+  transaction ID consumption, bloat, invalid, unused and redundant indexes, I/O by backend
+  type, connection encryption;
 * ``alerts`` (alerts.json): alerts now, their history in the store, the reports;
 * ``itself`` (self.json): the exporter, its sampling and collectors, the store, the process.
 
@@ -82,7 +85,7 @@ from typing import Any
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as model
 
-from . import alerts, itself, overview, queries, resources
+from . import alerts, health, itself, overview, queries, resources
 from ._panels import POSTGRES_TYPE, PROFILE, PROMETHEUS_TYPE, limit, thresholds_read
 
 __all__ = [
@@ -100,6 +103,7 @@ DASHBOARDS: dict[str, Callable[[], model.Dashboard]] = {
     "overview.json": overview.dashboard,
     "queries.json": queries.dashboard,
     "resources.json": resources.dashboard,
+    "health.json": health.dashboard,
     "alerts.json": alerts.dashboard,
     "self.json": itself.dashboard,
 }

@@ -42,6 +42,21 @@ class Thresholds(Model):
     xid_age_max_percent: Percent
     dead_tuple_max_percent: Percent
     checkpoints_requested_max_percent: Percent
+    #: Estimated bloat (collectors.bloat) above which a table, or a b-tree index, is reported,
+    #: for tables and indexes with at least bloat_min_size_mb of bloat.
+    table_bloat_max_percent: Percent
+    index_bloat_max_percent: Percent
+    bloat_min_size_mb: float = Field(gt=0)
+    #: An index never scanned is reported from this size, once scans have been counted this long.
+    unused_index_min_size_mb: float = Field(gt=0)
+    unused_index_min_days: float = Field(gt=0)
+    #: A root blocker's transaction older than this, with sessions waiting behind it.
+    blocking_max_seconds: float = Field(gt=0)
+    #: Alert when, at the last hour's rate of transaction ID consumption, a database's
+    #: transaction ID age reaches xid_age_max_percent within this many hours.
+    xid_exhaustion_within_hours: float = Field(gt=0)
+    #: A VACUUM of one table running longer than this.
+    vacuum_max_hours: float = Field(gt=0)
 
     @model_validator(mode="after")
     def _ordered(self) -> Thresholds:
@@ -329,6 +344,8 @@ class Config(Model):
     target_name: str | None = None
     targets: tuple[Target, ...] = ()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: How log lines are written on standard error: logfmt or JSON lines (pgperf.logs).
+    log_format: Literal["logfmt", "json"] = "logfmt"
     web: Web = Web()
     api: Api = Api()
     connection: Connection = Connection()
