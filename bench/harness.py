@@ -184,7 +184,7 @@ def render_compare(c: dict[str, Any], m: dict[str, Any]) -> list[str]:
         f"{c['postgres_exporter_version']} (Debian's, with a custom query file for pg_stat_statements and the tables, "
         "see below) each connect as their own role, so their database time can be read apart in pg_stat_statements. "
         f"Load average when the latency was measured: {pg['load']:.2f} (pgperf), {pe['load']:.2f} "
-        f"(postgres_exporter); at the start {m.get('load_at_start', float('nan')):.2f}, at the end "
+        f"(postgres_exporter); at the start {c.get('load_at_start', m.get('load_at_start', float('nan'))):.2f}, at the end "
         f"{c.get('load_at_end', float('nan')):.2f}.",
         "",
         "| figure | pgperf | postgres_exporter | ratio |",
