@@ -64,6 +64,7 @@ def section_store(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     with Cluster(name="pgperf-bench") as cluster:
         write = store_bench.store_one_sample(cluster, statements_write, 3 if args.quick else 20, str(work / "s1"))
         size = store_bench.store_size_per_day(cluster, statements_day, interval, str(work / "s2"))
+        size_before = store_bench.store_size_per_day_before(cluster, statements_day, interval)
         if args.quick:
             retention = store_bench.retention_run(cluster, days=6, query_days=2, resource_days=4,
                                                   statements_per_sample=1)
@@ -71,7 +72,7 @@ def section_store(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             retention = store_bench.retention_run(cluster, days=120, query_days=30, resource_days=90,
                                                   statements_per_sample=5)
         pg = cluster.major
-    return {"write": write, "size": size, "retention": retention, "postgres": pg}
+    return {"write": write, "size": size, "size_before": size_before, "retention": retention, "postgres": pg}
 
 
 def section_reports(args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -183,7 +184,7 @@ def render_compare(c: dict[str, Any], m: dict[str, Any]) -> list[str]:
         f"{c['postgres_exporter_version']} (Debian's, with a custom query file for pg_stat_statements and the tables, "
         "see below) each connect as their own role, so their database time can be read apart in pg_stat_statements. "
         f"Load average when the latency was measured: {pg['load']:.2f} (pgperf), {pe['load']:.2f} "
-        f"(postgres_exporter); at the start {m.get('load_at_start', float('nan')):.2f}, at the end "
+        f"(postgres_exporter); at the start {c.get('load_at_start', m.get('load_at_start', float('nan'))):.2f}, at the end "
         f"{c.get('load_at_end', float('nan')):.2f}.",
         "",
         "| figure | pgperf | postgres_exporter | ratio |",
@@ -426,8 +427,18 @@ def render(results: dict[str, Any]) -> str:
             f"| time to store one sample with {w['statements']:,} active statements (median) | "
             f"{w['p50_ms']:.0f} ms (max {w['max_ms']:.0f} ms) | < 100 ms |",
             f"| store size per day, {s['statements']:,} active statements sampled every {s['interval_s']:.0f} s | "
-            f"{_mib(s['bytes_per_day'])} ({s['rows']:,} rows, {s['bytes_per_row']:.0f} bytes per row with indexes) | — |",
+            f"{_mib(s['bytes_per_day'])} ({s['rows']:,} statement samples) | — |",
+            f"| bytes per stored statement sample (table, indexes, statements and texts) | "
+            f"{s['bytes_per_row']:.0f} bytes | at most 250 |",
         ]
+        b = store.get("size_before")
+        if b:
+            out += [
+                f"| the same day before migration 005 (text and names in every row) | {_mib(b['bytes_per_day'])}, "
+                f"{b['bytes_per_row']:.0f} bytes per statement sample | — |",
+                f"| size after / before | {s['bytes_per_day'] / b['bytes_per_day']:.2f}× per day, "
+                f"{s['bytes_per_row'] / b['bytes_per_row']:.2f}× per statement sample | — |",
+            ]
         r = store.get("retention")
         if r:
             out.append(
@@ -437,11 +448,18 @@ def render(results: dict[str, Any]) -> str:
         out += [
             "",
             "The size scales with the number of statements that actually ran in each interval (only those get a "
-            "row) and is capped per sample by `store.max_query_rows`; retention drops whole days.",
+            "row) and is capped per sample by `store.max_query_rows`; retention drops whole days. Since migration 005 "
+            "a statement sample is an integer statement id, the time and the counters (`query_samples`); the "
+            "statement's target, query id, database and user are stored once (`query_statements`), its text once "
+            "per query id (`statement_texts`); `query_performance_metrics` is a view with the columns it had. "
+            "The per-day size includes the day's resource rows; bytes per statement sample count the statement "
+            "samples' partition with its indexes plus the statements and texts tables, over the day's samples.",
             "",
         ]
     rep = results.get("reports")
     if rep:
+        missing = rep["represented_query_rows"] - rep["raw_query_rows"]
+        per_row = store["size"]["bytes_per_row"] if store else 250.0
         out += [
             "## Reports",
             "",
@@ -467,9 +485,9 @@ def render(results: dict[str, Any]) -> str:
             "the whole period and every statement sample of the last day are inserted as raw rows; the last day is "
             "rolled up into hours by pgperf's own `roll_up()`. For the days before, the hourly rows are inserted "
             "directly: they are what `roll_up()` makes of those days and all a report reads of them. Their raw rows "
-            f"(~{(rep['represented_query_rows'] - rep['raw_query_rows']) / 1e6:,.0f} million, ~550 bytes each with "
-            "indexes) are not generated: that alone would take far longer than this benchmark's budget and ~20 GB "
-            "of disk, and a report does not read them. The report's cost therefore grows with the number of "
+            f"(~{missing / 1e6:,.0f} million, ~{per_row:.0f} bytes each with indexes) are not generated: that alone "
+            f"would take far longer than this benchmark's budget and ~{missing * per_row / 1e9:,.0f} GB of disk, and "
+            "a report does not read them. The report's cost therefore grows with the number of "
             "statement-hours (rollup rows) plus the raw rows of the hours not yet rolled up (at most about two), "
             "not with the number of samples.",
             "",

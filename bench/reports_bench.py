@@ -3,7 +3,8 @@
 The data is made in SQL with generate_series on a throwaway PostgreSQL:
 
 * resource_metrics: every one-minute sample of the 30 days (43,200 rows);
-* query_performance_metrics: every one-minute sample of the last day (1,000 statements
+* query_performance_metrics (its tables query_samples, query_statements and
+  statement_texts): every one-minute sample of the last day (1,000 statements
   each: 1.44 million rows), rolled up into hours by pgperf's own roll_up(), as the store
   writer's hourly maintenance does (the rollup of one hour is timed);
 * query_metrics_hourly: the hourly rows of the 29 days before, inserted directly: they are
@@ -47,16 +48,28 @@ SELECT %(target)s, t, %(interval)s, true, 30 + 20 * sin(i / 300.0), 8e9, 50 + (i
 FROM generate_series(1, %(samples)s) AS i, LATERAL (SELECT %(start)s + i * %(step)s AS t) ts
 """
 
+# Statement samples straight into the tables of migration 005 (INSERT into the view
+# query_performance_metrics works too, one row at a time through its trigger).
+_STATEMENTS = f"""
+WITH s AS (
+    INSERT INTO {SCHEMA}.query_statements (target, query_id, datname, username)
+    SELECT %(target)s, (10000000000 + q)::text, 'app', 'app_user' FROM generate_series(1, %(statements)s) AS q
+)
+INSERT INTO {SCHEMA}.statement_texts (target, query_id, query_text)
+SELECT %(target)s, (10000000000 + q)::text, {_TEXT} FROM generate_series(1, %(statements)s) AS q
+"""
+
 _RAW = f"""
-INSERT INTO {SCHEMA}.query_performance_metrics (target, recorded_at, interval_seconds, query_id, datname, username,
-    query_text, calls, total_time, mean_time, min_time, max_time, stddev_time, rows_affected, cache_hits,
-    cache_misses, temp_blocks_written, plan_time, spans_reset, is_remainder)
-SELECT %(target)s, t, %(interval)s, (10000000000 + q)::text, 'app', 'app_user', {_TEXT},
+INSERT INTO {SCHEMA}.query_samples (statement_id, recorded_at, interval_seconds, calls, total_time, mean_time,
+    min_time, max_time, stddev_time, rows_affected, cache_hits, cache_misses, temp_blocks_written, plan_time,
+    spans_reset, is_remainder)
+SELECT k.id, t, %(interval)s,
        1 + q %% 50, round(((1 + q %% 50) * m)::numeric, 3), round(m::numeric, 3), round((m / 2)::numeric, 3),
        round((m * 3)::numeric, 3), round((m / 4)::numeric, 3), 1 + q %% 50, (1 + q %% 50) * 20, q %% 3, 0, 0,
        false, false
 FROM generate_series(1, %(samples)s) AS i, LATERAL (SELECT %(start)s + i * %(step)s AS t) ts,
-     generate_series(1, %(statements)s) AS q,
+     generate_series(1, %(statements)s) AS q
+     JOIN {SCHEMA}.query_statements k ON k.target = %(target)s AND k.query_id = (10000000000 + q)::text,
      LATERAL (SELECT (0.05 + (q %% 97) * 0.4) * (1 + 0.1 * sin(i + q))
                      * CASE WHEN i = %(spike_at)s AND q <= 10 THEN 50 ELSE 1 END AS m) mm
 """
@@ -96,6 +109,7 @@ def report_over_days(cluster: Cluster, *, days: int, statements: int, interval: 
         conn.execute(_RESOURCES, {"target": TARGET, "interval": interval, "start": start, "step": step,
                                   "samples": int(days * 86400 / interval)})
         # Ten statements spike (50x) in one sample, so that the anomaly detector does its whole work.
+        conn.execute(_STATEMENTS, {"target": TARGET, "statements": statements})
         conn.execute(_RAW, {"target": TARGET, "interval": interval, "start": raw_start, "step": step,
                             "samples": int(86400 / interval) - 1, "statements": statements,
                             "spike_at": int(43200 / interval)})
@@ -114,7 +128,9 @@ def report_over_days(cluster: Cluster, *, days: int, statements: int, interval: 
         rollup_seconds = time.perf_counter() - t0
         hours_rolled = sum(int((r.end - r.start).total_seconds() // 3600) for r in rolled)
         conn.execute(f"VACUUM ANALYZE {SCHEMA}.query_metrics_hourly")
-        conn.execute(f"ANALYZE {SCHEMA}.query_performance_metrics")
+        conn.execute(f"ANALYZE {SCHEMA}.query_samples")
+        conn.execute(f"ANALYZE {SCHEMA}.query_statements")
+        conn.execute(f"ANALYZE {SCHEMA}.statement_texts")
         conn.execute(f"ANALYZE {SCHEMA}.resource_metrics")
         counts = conn.execute(f"SELECT (SELECT count(*) FROM {SCHEMA}.query_performance_metrics),"
                               f" (SELECT count(*) FROM {SCHEMA}.query_metrics_hourly),"

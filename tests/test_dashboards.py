@@ -25,7 +25,7 @@ import yaml
 
 import grafana_json as gj
 from pgperf.exposition import THRESHOLD_METRICS
-from pgperf.store.writer import STORE_METRICS
+from pgperf.store import STORE_METRICS
 from test_rules import metric_type, selectors, tokens, type_problems
 from tools import dashboards
 

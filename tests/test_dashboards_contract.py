@@ -563,7 +563,7 @@ def test_reader_role_reads_every_table_and_writes_none(stack: Stack) -> None:
     today = datetime.now(UTC).strftime("%Y%m%d")
     with psycopg.connect(stack.reader_dsn(), autocommit=True) as conn:
         # A partition pgperf created after setup-reader.sql ran: the default privileges.
-        assert conn.execute(f"SELECT count(*) FROM query_performance_metrics_p{today}").fetchone()[0] > 0  # type: ignore[index]
+        assert conn.execute(f"SELECT count(*) FROM query_samples_p{today}").fetchone()[0] > 0  # type: ignore[index]
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             conn.execute("DELETE FROM performance_alerts")
         conn.execute("SET default_transaction_read_only = off")

@@ -92,7 +92,7 @@ def _store_rows(cluster: Cluster) -> list[str]:
     tables = [r[0] for r in cluster.execute(
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND NOT c.relispartition", params=(SCHEMA,))]
-    assert {"query_performance_metrics", "query_metrics_hourly", "performance_reports"} <= set(tables)
+    assert {"statement_texts", "query_samples", "query_metrics_hourly", "performance_reports"} <= set(tables)
     return [row[0] for table in tables for row in cluster.execute(f'SELECT t::text FROM {SCHEMA}."{table}" t')]
 
 

@@ -400,8 +400,7 @@ def test_catalog_facts_from_a_real_database(pg_cluster: Cluster) -> None:
 
 
 def test_the_store_writer_rolls_up_what_it_wrote(pg_cluster: Cluster, tmp_path: Path) -> None:
-    from pgperf.store import SampleBatch, StoreWriter
-    from pgperf.store.rows import QUERY_COLUMNS, RESOURCE_COLUMNS
+    from pgperf.store import QueryRow, ResourceRow, SampleBatch, StoreWriter
 
     pg_cluster.execute("DROP SCHEMA IF EXISTS report_writer CASCADE")
     config = make_config(pg_cluster.dsn(), target_name="w",
@@ -409,13 +408,9 @@ def test_the_store_writer_rolls_up_what_it_wrote(pg_cluster: Cluster, tmp_path: 
     writer = StoreWriter(config)
 
     def batch(seq: int, at: datetime, calls: int) -> SampleBatch:
-        row = dict.fromkeys(QUERY_COLUMNS, 0)
-        row.update(target="w", recorded_at=at.timestamp(), interval_seconds=60.0, query_id="42", datname="db",
-                   username="u", query_text="SELECT 1", calls=calls, total_time=calls * 2.0, mean_time=2.0,
-                   spans_reset=False, is_remainder=False)
-        resource = dict.fromkeys(RESOURCE_COLUMNS)
-        resource.update(target="w", timestamp=at.timestamp(), pg_up=True, statements_reset=False)
-        return SampleBatch("w", seq, at.timestamp(), resource, [[row[c] for c in QUERY_COLUMNS]])
+        row = QueryRow("w", at.timestamp(), 60.0, "42", "db", "u", "SELECT 1", calls, calls * 2.0, 2.0, 0.0, 0.0, 0.0,
+                       0, 0, 0)
+        return SampleBatch("w", seq, at.timestamp(), ResourceRow("w", at.timestamp(), pg_up=True), [row])
 
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
     try:

@@ -23,7 +23,7 @@ import yaml
 
 from pgperf import collectors
 from pgperf.exposition import SELF_METRICS, THRESHOLD_METRICS
-from pgperf.store.writer import STORE_METRICS
+from pgperf.store import STORE_METRICS
 
 pytestmark = pytest.mark.bundle
 

@@ -15,6 +15,8 @@ from helpers import make_config, wait_until
 from pgperf.monitor import Monitor
 from pgperf.store import (
     MIGRATIONS,
+    QueryRow,
+    ResourceRow,
     SampleBatch,
     Spool,
     StoreClient,
@@ -23,7 +25,6 @@ from pgperf.store import (
     list_partitions,
     migrate,
 )
-from pgperf.store.rows import QUERY_COLUMNS
 from tools.cluster import Cluster
 
 SEED_COLUMNS = {
@@ -87,11 +88,11 @@ def test_retention_drops_exactly_the_expired_partitions(pg_conn: Any) -> None:
     remaining = list_partitions(pg_conn, "retention")
     # A partition goes once its whole day is before the cut-off day (now - N days).
     q_cut, r_cut = date(2026, 5, 16), date(2026, 6, 8)
-    assert {d for (t, d) in remaining if t == "query_performance_metrics"} == {d for d in days if d >= q_cut}
+    assert {d for (t, d) in remaining if t == "query_samples"} == {d for d in days if d >= q_cut}
     assert {d for (t, d) in remaining if t == "resource_metrics"} == {d for d in days if d >= r_cut}
     # Wait profiles explain the statements' rows and are kept as long.
     assert {d for (t, d) in remaining if t == "statement_wait_profiles"} == {d for d in days if d >= q_cut}
-    expected_dropped = {f"query_performance_metrics_p{d:%Y%m%d}" for d in days if d < q_cut} | \
+    expected_dropped = {f"query_samples_p{d:%Y%m%d}" for d in days if d < q_cut} | \
                        {f"statement_wait_profiles_p{d:%Y%m%d}" for d in days if d < q_cut} | \
                        {f"resource_metrics_p{d:%Y%m%d}" for d in days if d < r_cut}
     assert set(result.dropped) == expected_dropped
@@ -199,12 +200,10 @@ def test_rejected_sample_is_kept_aside_and_others_written(pg_cluster: Cluster, t
     writer.start()
     try:
         now = time.time()
-        bad_row = [config.resolved_targets()[0].name, now, 1.0, "1", "db", "u", "select", -5, 1.0, 1.0, 1.0, 1.0,
-                   0.0, 0, 0, 0, 0, 0.0, False, False]  # negative calls violate a CHECK
-        assert len(bad_row) == len(QUERY_COLUMNS)
-        resource = {"target": "t", "timestamp": now, "pg_up": True, "statements_reset": False}
-        writer.submit(SampleBatch("t", 1, now, dict(resource), [bad_row]))
-        writer.submit(SampleBatch("t", 2, now + 1, {**resource, "timestamp": now + 1}, []))
+        bad_row = QueryRow(config.resolved_targets()[0].name, now, 1.0, "1", "db", "u", "select", -5, 1.0, 1.0, 1.0,
+                           1.0, 0.0, 0, 0, 0)  # negative calls violate a CHECK
+        writer.submit(SampleBatch("t", 1, now, ResourceRow("t", now, pg_up=True), [bad_row]))
+        writer.submit(SampleBatch("t", 2, now + 1, ResourceRow("t", now + 1, pg_up=True), []))
         wait_until(lambda: writer.counters.written == 1 and writer.counters.rejected == 1, message="one written, one rejected")
         assert len(list((tmp_path / "spool" / "rejected").glob("*.json.gz"))) == 1
     finally:
@@ -213,7 +212,9 @@ def test_rejected_sample_is_kept_aside_and_others_written(pg_cluster: Cluster, t
 
 def test_spool_bound_drops_oldest_and_counts(tmp_path: Path) -> None:
     spool = Spool(tmp_path, max_bytes=2000)
-    batches = [SampleBatch("t", i, 1000.0 + i, {"x": "y" * 50, "i": i}, [[i, "z" * 400]]) for i in range(30)]
+    batches = [SampleBatch("t", i, 1000.0 + i, ResourceRow("y" * 50, 1000.0 + i),
+                           [QueryRow("t", 1000.0 + i, 1.0, str(i), None, None, "z" * 400, 1, 1.0, 1.0, 1.0, 1.0, 0.0,
+                                     0, 0, 0)]) for i in range(30)]
     for b in batches:
         spool.append(b)
     assert spool.dropped > 0
@@ -294,7 +295,7 @@ def test_monitor_api(pg_cluster: Cluster, pgbench: Any, tmp_path: Path) -> None:
 
 def test_concurrent_submit_keeps_order(tmp_path: Path) -> None:
     spool = Spool(tmp_path, 10_000_000)
-    threads = [threading.Thread(target=lambda i=i: spool.append(SampleBatch("t", i, 1000.0 + i, {}, [])))
+    threads = [threading.Thread(target=lambda i=i: spool.append(SampleBatch("t", i, 1000.0 + i, ResourceRow("t", 1000.0 + i), [])))
                for i in range(20)]
     for t in threads:
         t.start()

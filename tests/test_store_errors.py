@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from helpers import make_config, running_exporter, wait_until
-from pgperf.store import SampleBatch, Spool, StoreWriter
+from pgperf.store import QueryRow, ResourceRow, SampleBatch, Spool, StoreSessions, StoreWriter
 from tools.cluster import Cluster, free_port
 
 
@@ -26,10 +26,12 @@ def store_config(monitored: str, store_dsn: str, spool: Path, **store: Any) -> A
     return make_config(monitored, store={"enabled": True, "dsn": store_dsn, "spool_dir": str(spool), **store})
 
 
-def batch(seq: int, at: float | None = None, target: str = "t") -> SampleBatch:
+def batch(seq: int, at: float | None = None, target: str = "t", text: str | None = None) -> SampleBatch:
+    """A sample of *target*; with *text*, one statement row of that text."""
     at = time.time() + seq if at is None else at
-    return SampleBatch(target, seq, at, {"target": target, "timestamp": at, "pg_up": True,
-                                          "statements_reset": False}, [])
+    queries = [] if text is None else [QueryRow(target, at, 1.0, "1", "db", "u", text, 1, 1.0, 1.0, 1.0, 1.0, 0.0,
+                                                0, 0, 0)]
+    return SampleBatch(target, seq, at, ResourceRow(target, at, pg_up=True), queries)
 
 
 def families(writer: StoreWriter) -> dict[str, float]:
@@ -74,8 +76,8 @@ def test_a_spool_file_dropped_meanwhile_is_skipped(tmp_path: Path) -> None:
 
 def test_rejected_directory_is_bounded(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     spool = Spool(tmp_path, 1_000_000, rejected_max_bytes=1024)
-    big = {"x": os.urandom(300).hex()}  # ~ 350 bytes compressed
-    paths = [spool.append(SampleBatch("t", i, 1000.0 + i, big, [])) for i in range(8)]
+    big = os.urandom(300).hex()  # ~ 350 bytes compressed
+    paths = [spool.append(batch(i, 1000.0 + i, text=big)) for i in range(8)]
     with caplog.at_level(logging.WARNING, logger="pgperf.store.spool"):
         for p in paths:
             assert spool.reject(p)
@@ -143,18 +145,22 @@ def test_full_disk_while_spooling_counts_drops_and_keeps_the_writer(tmp_path: Pa
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
-def test_healthz_reports_a_dead_store_writer(pg_cluster: Cluster, store_db: str, tmp_path: Path) -> None:
+def test_healthz_reports_a_dead_store_writer(pg_cluster: Cluster, store_db: str, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     config = store_config(pg_cluster.dsn(), pg_cluster.dsn(dbname=store_db), tmp_path / "spool")
     with running_exporter(config) as exporter:
         writer = exporter.monitor.store
         assert writer is not None
+        wait_until(lambda: writer.up, message="the writer connected")
         assert exporter.get("/healthz").status_code == 200
 
-        def die() -> bool:
+        def die(self: StoreSessions, application_name: str = "") -> Any:
             raise SystemExit  # what no handler catches: the thread ends
 
-        writer._step = die  # type: ignore[method-assign]
-        writer._wake.set()
+        # The next session the writer opens (after its session is ended) ends its thread.
+        monkeypatch.setattr(StoreSessions, "connect", die)
+        pg_cluster.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                           " WHERE datname = %s AND application_name = 'pgperf-store'", params=(store_db,))
         text = wait_until(lambda: (r := exporter.get("/healthz")).status_code == 503 and r.text,
                           message="/healthz 503")
         assert "store writer thread stopped" in text

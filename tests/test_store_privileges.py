@@ -34,8 +34,8 @@ def test_migrations_run_in_an_owned_schema_without_create_on_the_database(schema
         assert has_create == (False,)
         assert migrate(conn, SCHEMA) == [m.version for m in MIGRATIONS]
         assert migrate(conn, SCHEMA) == []  # again: nothing to do, still no privilege needed
-        tables = {r[0] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = %s", (SCHEMA,)).fetchall()}
+        tables = {r[0] for r in conn.execute(  # query_performance_metrics is a view (migration 005)
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (SCHEMA,)).fetchall()}
         assert {"query_performance_metrics", "resource_metrics", "performance_alerts", "performance_reports"} <= tables
         # A schema it does not have is still refused with PostgreSQL's own message.
         with pytest.raises(psycopg.errors.InsufficientPrivilege):

@@ -16,7 +16,7 @@ from pgperf._types import parse_duration
 from pgperf.collectors import MetricDef
 from pgperf.config import PROFILES, Config, env_variables, load_profile
 from pgperf.exposition import SELF_METRICS, THRESHOLD_METRICS
-from pgperf.store.writer import STORE_METRICS
+from pgperf.store import STORE_METRICS
 
 from . import write_generated
 

@@ -33,7 +33,6 @@ from .reports.scheduler import ReportScheduler
 from .reports.service import ReportService
 from .sampling import Sampler, Snapshot, TargetSampler
 from .store import SampleBatch, StoreClient, StoreUnavailable, StoreWriter
-from .store.rows import QUERY_COLUMNS
 
 __all__ = ["Monitor"]
 
@@ -170,33 +169,11 @@ class Monitor:
     def track_query_performance(self, target: str | None = None) -> list[QueryPerformanceMetric]:
         """Sample now; return the statements that ran since the previous sample (on the
         first call, since a baseline sample taken one second earlier)."""
-        batch = self._sample_now(target)
-        out = []
-        for row in batch.queries:
-            values = dict(zip(QUERY_COLUMNS, row, strict=True))
-            out.append(QueryPerformanceMetric(
-                target=values["target"], query_id=values["query_id"], query_text=values["query_text"],
-                datname=values["datname"], username=values["username"], calls=values["calls"],
-                total_time=values["total_time"], mean_time=values["mean_time"], min_time=values["min_time"],
-                max_time=values["max_time"], stddev_time=values["stddev_time"],
-                rows_affected=values["rows_affected"], cache_hits=values["cache_hits"],
-                cache_misses=values["cache_misses"], recorded_at=datetime.fromtimestamp(batch.taken_at, UTC),
-                interval_seconds=values["interval_seconds"], spans_reset=values["spans_reset"],
-                is_remainder=values["is_remainder"],
-            ))
-        return out
+        return [row.metric() for row in self._sample_now(target).queries]
 
     def monitor_resource_usage(self, target: str | None = None) -> ResourceMetric:
         """Sample now; return the host and connection figures of this sample."""
-        r = self._sample_now(target).resource
-        return ResourceMetric(
-            target=r["target"], timestamp=datetime.fromtimestamp(r["timestamp"], UTC), pg_up=r["pg_up"],
-            cpu_usage_percent=r["cpu_usage_percent"], memory_usage_bytes=r["memory_usage_bytes"],
-            memory_usage_percent=r["memory_usage_percent"], disk_usage_bytes=r["disk_usage_bytes"],
-            disk_usage_percent=r["disk_usage_percent"], network_bytes_sent=r["network_bytes_sent"],
-            network_bytes_received=r["network_bytes_received"], connection_count=r["connection_count"],
-            connection_utilization=r["connection_utilization"], interval_seconds=r["interval_seconds"],
-        )
+        return self._sample_now(target).resource.metric()
 
     # -- alerts -------------------------------------------------------------------------------
 

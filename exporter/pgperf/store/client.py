@@ -11,9 +11,10 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..config import Config
-from ..db import SessionSettings, classify_error, describe_dsn
+from ..db import classify_error, describe_dsn
 from ..redact import redact
 from .schema import migrate
+from .session import StoreSessions
 
 __all__ = ["StoreClient", "StoreUnavailable", "where"]
 
@@ -23,21 +24,11 @@ class StoreUnavailable(Exception):
 
 
 class StoreClient:
-    def __init__(self, config: Config, *, pool_size: int = 2) -> None:
-        self.dsn = config.store_dsn()
-        self.schema = config.store.schema_name
-        settings = SessionSettings(
-            application_name="pgperf-api",
-            connect_timeout=config.connection.connect_timeout,
-            statement_timeout=max(30.0, config.connection.statement_timeout),
-            lock_timeout=5.0,
-            idle_in_transaction_session_timeout=60.0,
-        )
-        kwargs = {"autocommit": True, **settings.connect_kwargs(self.dsn)}
-        kwargs["options"] = f"{kwargs['options']} -c TimeZone=UTC"
-        self.pool = ConnectionPool(self.dsn, kwargs=kwargs, min_size=0, max_size=pool_size, open=False,
-                                   timeout=settings.connect_timeout, name="pgperf-store-client",
-                                   check=ConnectionPool.check_connection, max_idle=120)
+    def __init__(self, config: Config, *, pool_size: int = 2, sessions: StoreSessions | None = None) -> None:
+        sessions = sessions or StoreSessions(config)
+        self.dsn = sessions.dsn
+        self.schema = sessions.schema
+        self.pool: ConnectionPool = sessions.pool(size=pool_size)
         self._opened = False
 
     @contextmanager

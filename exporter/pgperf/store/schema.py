@@ -3,21 +3,27 @@
 Migrations are the numbered ``migrations/NNN_name.sql`` files, applied in order, each in
 its own transaction, under an advisory lock so that two pgperf processes starting
 together do not race; applied versions are recorded in ``<schema>.schema_migrations``.
-Running them again does nothing.
+Running them again does nothing. Each version is looked up on its own, not compared with
+the highest applied one: a migration numbered below one already applied (two lines of
+work each adding one) is applied when it arrives.
 
-The two sample tables and the wait profiles are partitioned by UTC day. Partitions for today and the next
+The sample tables (``query_samples``, under the view ``query_performance_metrics``,
+``resource_metrics`` and ``statement_wait_profiles``) are partitioned by UTC day. Partitions for today and the next
 ``partitions_ahead`` days are created with ``CREATE TABLE IF NOT EXISTS``, so a restart
 adds none; a sample from an older day (written from the spool) gets its partition on
 demand. Retention drops whole partitions whose day ended before the cut-off, never
-deleting rows one by one. Alerts and reports are small: their retention deletes rows.
+deleting rows one by one — except in a store shared by processes with different
+retentions (see :func:`apply_retention`). Alerts and reports are small: their retention
+deletes rows.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from importlib import resources
 from typing import Any
 
@@ -38,7 +44,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 # Partitioned table -> its time column.
-PARTITIONED = {"query_performance_metrics": "recorded_at", "resource_metrics": "timestamp",
+PARTITIONED = {"query_samples": "recorded_at", "resource_metrics": "timestamp",
                "statement_wait_profiles": "recorded_at"}
 _ADVISORY_KEY = 0x70677065  # "pgpe": one migrator at a time per database
 _PARTITION = re.compile(r"^(?P<table>[a-z_]+)_p(?P<day>\d{8})$")
@@ -64,8 +70,9 @@ def _load_migrations() -> tuple[Migration, ...]:
 MIGRATIONS = _load_migrations()
 
 
-def migrate(conn: psycopg.Connection[Any], schema: str) -> list[int]:
-    """Create the schema and apply pending migrations; return the versions applied."""
+def migrate(conn: psycopg.Connection[Any], schema: str, migrations: Sequence[Migration] = MIGRATIONS) -> list[int]:
+    """Create the schema and apply the *migrations* not applied yet, in order of version;
+    return the versions applied."""
     applied: list[int] = []
     ident = sql.Identifier(schema)
     with conn.transaction():
@@ -79,7 +86,7 @@ def migrate(conn: psycopg.Connection[Any], schema: str) -> list[int]:
             " version integer PRIMARY KEY, name text NOT NULL,"
             " applied_at timestamptz NOT NULL DEFAULT now())"
         ).format(ident))
-    for migration in MIGRATIONS:
+    for migration in sorted(migrations, key=lambda m: m.version):
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_KEY,))
             done = conn.execute(
@@ -169,6 +176,12 @@ class RetentionResult:
     dropped: tuple[str, ...]
     alerts_deleted: int
     reports_deleted: int
+    #: Sample rows of the given targets deleted from partitions kept for other targets.
+    rows_deleted: int = 0
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time(), UTC)
 
 
 def apply_retention(
@@ -179,28 +192,69 @@ def apply_retention(
     resource_days: int,
     alerts_days: int,
     reports_days: int,
+    targets: Collection[str] = (),
     now: datetime | None = None,
 ) -> RetentionResult:
     """Drop the partitions whose whole day is older than the retention; delete old alerts
-    (resolved ones only) and reports."""
+    (resolved ones only) and reports.
+
+    *targets* are the targets whose samples this process writes. With them, the retention
+    is per target in a store that several processes share: their retention is recorded in
+    ``store_retention``, a partition is dropped only once the longest retention recorded
+    there has passed (a registration counts until its own retention has passed since it was
+    last recorded: by then every row of its targets has expired), and the rows of *targets*
+    older than their own cut-off day are deleted from the partitions kept for the others.
+    Alerts and reports are then deleted for *targets* and for rows without a target only.
+    Without *targets* (tools, tests), the given days apply to every target."""
     now = now or datetime.now(UTC)
+    ident = sql.Identifier(schema)
+    own = {"query_samples": query_days, "resource_metrics": resource_days}
+    keep = dict(own)
+    if targets:
+        with conn.transaction():
+            conn.execute(sql.SQL(
+                "INSERT INTO {}.store_retention AS r (target, query_days, resource_days, updated_at)"
+                " SELECT t, %s, %s, %s FROM unnest(%s::text[]) AS t"
+                " ON CONFLICT (target) DO UPDATE SET query_days = EXCLUDED.query_days,"
+                " resource_days = EXCLUDED.resource_days, updated_at = EXCLUDED.updated_at"
+            ).format(ident), (query_days, resource_days, now, list(targets)))
+    longest = conn.execute(sql.SQL(
+        "SELECT max(query_days) FILTER (WHERE updated_at > %(now)s - make_interval(days => query_days)),"
+        " max(resource_days) FILTER (WHERE updated_at > %(now)s - make_interval(days => resource_days))"
+        " FROM {}.store_retention").format(ident), {"now": now}).fetchone()
+    if longest is not None:
+        keep["query_samples"] = max(query_days, longest[0] or 0)
+        keep["resource_metrics"] = max(resource_days, longest[1] or 0)
     # Wait profiles explain the statements' rows: they are kept as long.
-    keep = {"query_performance_metrics": query_days, "resource_metrics": resource_days,
-            "statement_wait_profiles": query_days}
+    keep["statement_wait_profiles"] = keep["query_samples"]
     dropped = []
     for (table, day), name in sorted(list_partitions(conn, schema).items()):
         cutoff = (now - timedelta(days=keep[table])).date()
         if day + timedelta(days=1) <= cutoff:  # the partition's last instant is before the cut-off day
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}.{}").format(sql.Identifier(schema), sql.Identifier(name)))
             dropped.append(name)
-    ident = sql.Identifier(schema)
+    rows = 0
+    if targets:
+        # The cut-off is a day boundary, as for partitions: nothing is deleted where all
+        # writers keep the same number of days (those partitions are gone already).
+        if keep["query_samples"] > query_days:
+            rows += conn.execute(sql.SQL(
+                "DELETE FROM {s}.query_samples WHERE recorded_at < %s"
+                " AND statement_id IN (SELECT id FROM {s}.query_statements WHERE target = ANY(%s))").format(s=ident),
+                (_day_start((now - timedelta(days=query_days)).date()), list(targets))).rowcount
+        if keep["resource_metrics"] > resource_days:
+            rows += conn.execute(sql.SQL(
+                'DELETE FROM {}.resource_metrics WHERE "timestamp" < %s AND target = ANY(%s)').format(ident),
+                (_day_start((now - timedelta(days=resource_days)).date()), list(targets))).rowcount
+    mine = sql.SQL(" AND (target = ANY(%s) OR target IS NULL)" if targets else "")
+    extra = [list(targets)] if targets else []
     alerts = conn.execute(sql.SQL(
-        "DELETE FROM {}.performance_alerts WHERE status = 'resolved' AND \"timestamp\" < %s"
-    ).format(ident), (now - timedelta(days=alerts_days),)).rowcount
+        "DELETE FROM {}.performance_alerts WHERE status = 'resolved' AND \"timestamp\" < %s{}"
+    ).format(ident, mine), [now - timedelta(days=alerts_days), *extra]).rowcount
     reports = conn.execute(sql.SQL(
-        "DELETE FROM {}.performance_reports WHERE generated_at < %s"
-    ).format(ident), (now - timedelta(days=reports_days),)).rowcount
-    if dropped or alerts or reports:
-        log.info("store retention: dropped %d partition(s) %s; deleted %d alert(s), %d report(s)",
-                 len(dropped), ", ".join(dropped), alerts, reports)
-    return RetentionResult(tuple(dropped), alerts, reports)
+        "DELETE FROM {}.performance_reports WHERE generated_at < %s{}"
+    ).format(ident, mine), [now - timedelta(days=reports_days), *extra]).rowcount
+    if dropped or alerts or reports or rows:
+        log.info("store retention: dropped %d partition(s) %s; deleted %d sample row(s) kept for other targets, "
+                 "%d alert(s), %d report(s)", len(dropped), ", ".join(dropped), rows, alerts, reports)
+    return RetentionResult(tuple(dropped), alerts, reports, rows)

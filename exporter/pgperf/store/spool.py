@@ -1,4 +1,14 @@
-"""The on-disk spool: samples waiting for the store to come back.
+"""Samples waiting for the store: a short queue in memory in front of an on-disk spool.
+
+:class:`Backlog` is the order of writing. A sample goes to the memory queue while the
+store takes writes and nothing waits on disk; otherwise (store down, spool not empty,
+queue full) it joins the spool, so that samples are written in the order they were taken.
+The writer takes the next sample with ``take()`` — the queue first, then the oldest file —
+and reports what became of it: ``written``, ``spill`` (the store went away: it and the
+queue go to the spool) or ``reject`` (the store refused its content). A sample the spool
+cannot take (disk full) is counted as dropped and logged once per kind of error.
+
+:class:`Spool`, the on-disk part:
 
 One gzip-compressed JSON file per sample, named by its sample time so that a directory
 listing is the write order. Files are written to a temporary name and renamed, so a crash
@@ -20,11 +30,14 @@ import logging
 import os
 import threading
 import zlib
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
+from .metrics import StoreStats
 from .rows import SampleBatch
 
-__all__ = ["Spool", "SpoolLocked", "default_spool_dir"]
+__all__ = ["MEMORY_QUEUE", "Backlog", "Pending", "Spool", "SpoolLocked", "default_spool_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -188,3 +201,117 @@ class Spool:
 
     def close(self) -> None:
         self._lock_file.close()
+
+
+MEMORY_QUEUE = 64  # batches kept in memory before they go to the spool
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A sample waiting to be written, from memory (``path`` None) or from a spool file."""
+
+    batch: SampleBatch
+    path: Path | None = None
+
+
+class Backlog:
+    """The memory queue and the spool, in writing order; see the module docstring.
+
+    ``put`` runs in the sampler threads, everything else in the writer's thread (and
+    ``drain`` at stop, once that thread has ended or given up)."""
+
+    def __init__(self, spool: Spool, stats: StoreStats, memory: int = MEMORY_QUEUE) -> None:
+        self.spool = spool
+        self.stats = stats
+        self.memory = memory
+        self._queue: deque[SampleBatch] = deque()
+        self._lock = threading.Lock()
+        self._in_hand: SampleBatch | None = None  # taken from the memory queue, not yet written
+
+    def put(self, batch: SampleBatch, *, store_down: bool) -> None:
+        """Accept one sample; never blocks on the store."""
+        self.stats.count("accepted")
+        with self._lock:
+            to_spool = store_down or len(self.spool) > 0 or len(self._queue) >= self.memory
+            if not to_spool:
+                self._queue.append(batch)
+        if to_spool:
+            self._to_spool([batch])
+
+    def take(self) -> Pending | None:
+        """The next sample to write: the memory queue's oldest, else the spool's."""
+        with self._lock:
+            if self._queue:
+                self._in_hand = self._queue.popleft()
+                return Pending(self._in_hand)
+        oldest = self.spool.oldest()
+        return None if oldest is None else Pending(oldest[1], oldest[0])
+
+    def written(self, item: Pending) -> None:
+        if item.path is not None:
+            self.spool.remove(item.path)
+        with self._lock:
+            self._in_hand = None
+
+    def spill(self, item: Pending) -> None:
+        """The store cannot take *item*: a sample from memory goes to the spool, with the
+        memory queue behind it (a spooled one stays where it is)."""
+        if item.path is not None:
+            return
+        with self._lock:
+            pending = [item.batch, *self._queue]
+            self._queue.clear()
+            self._in_hand = None
+        self._to_spool(pending)
+
+    def spill_in_hand(self) -> None:
+        """After an unexpected error: keep the sample taken from memory in the spool."""
+        with self._lock:
+            batch, self._in_hand = self._in_hand, None
+        if batch is not None:
+            self._to_spool([batch])
+
+    def reject(self, item: Pending) -> None:
+        """The store refused *item* for its content: keep it in ``rejected/`` (counted)."""
+        with self._lock:
+            self._in_hand = None
+        path = item.path
+        if path is None:
+            try:
+                path = self.spool.append(item.batch)
+            except OSError as exc:
+                self.stats.count("dropped")
+                log.error("store: cannot keep the refused sample in %s (%s); dropped", self.spool.rejected_dir, exc)
+                return
+        if self.spool.reject(path):
+            self.stats.count("rejected")
+        else:
+            self.stats.touch()
+
+    def drain(self, *, include_in_hand: bool) -> int:
+        """At stop: the memory queue (and the sample in hand, when the writer's thread has
+        ended) to the spool; return how many went."""
+        with self._lock:
+            pending = list(self._queue)
+            self._queue.clear()
+            if include_in_hand and self._in_hand is not None:
+                pending.insert(0, self._in_hand)
+                self._in_hand = None
+        self._to_spool(pending)
+        return len(pending)
+
+    def _to_spool(self, batches: list[SampleBatch]) -> None:
+        """Append to the spool; a batch the spool cannot take (disk full) is counted as dropped."""
+        for batch in batches:
+            try:
+                self.spool.append(batch)
+            except OSError as exc:
+                dropped = self.stats.count("dropped")
+                self.stats.error("spool_write")
+                self.stats.log_once(
+                    f"spool:{type(exc).__name__}:{getattr(exc, 'errno', None)}", logging.ERROR,
+                    "store: cannot write to the spool %s (%s: %s): samples that cannot reach the store are dropped "
+                    "(%d so far); free space or fix the directory's permissions",
+                    self.spool.dir, type(exc).__name__, exc, dropped, logger=log)
+            else:
+                self.stats.count("spooled")
