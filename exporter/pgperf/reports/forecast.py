@@ -1,0 +1,611 @@
+"""Capacity forecasts: when a growing series reaches its limit, with a prediction interval.
+
+:func:`forecast` takes one series of (time, value) points — disk usage, database size,
+connections, transaction ID age, a statement's mean time — and its limit, and answers
+"disk full in 46 days, between 41 and 52". The steps, each a function below:
+
+1. **Buckets.** The points become bucket medians, the bucket the narrowest of 1, 5, 15, 30
+   or 60 minutes that gives at most 2,000 buckets and is not finer than the sampling (a
+   month of one-minute samples: 30-minute buckets; hourly rollups: an hour). Medians ignore a single spiking sample; the arithmetic no longer depends on
+   the sampling interval.
+2. **Trend.** Theil–Sen: the median of the slopes between pairs of buckets, robust to up to
+   29 % of wild points. All pairs up to 20,000 of them, else 20,000 random pairs (fixed
+   seed): the full estimator is O(n²), and ``bench/forecast_backtest.py`` measures that the
+   subsample changes the slope by far less than its own uncertainty.
+3. **Seasonality.** Where the history allows it (3 days for a daily profile, 3 weeks for a
+   weekly one, buckets of at most an hour), the median of the detrended values per UTC hour
+   of the day, then of the remainder per hour of the week. A profile is kept only if it is
+   significant: a Kruskal–Wallis test over the hourly medians finds that the slots differ
+   at the 0.1 % level, so that noise does not pass for a rhythm.
+4. **Level shifts.** A VACUUM FULL, a bulk delete or a data load moves the level at once;
+   the forecast must follow the latest regime. At every bucket the median of the next
+   window is compared with the median of the previous one (a day each when the history
+   has three, so that a daily rhythm cancels out), less the trend; a difference beyond 6
+   robust standard deviations of these differences is a shift. The fit uses the buckets
+   after the last shift if they span the minimum history, else the slope of the pairs
+   within each regime and the level of the last one.
+5. **Interval.** A moving-block bootstrap (blocks of √n buckets, which keeps the residuals'
+   autocorrelation) refits the trend 200 times (4,000 pairs each); each refit continues into a simulated future
+   with resampled residuals — the largest residual of each bucket, since the limit is
+   reached by the first sample above it, not by the bucket's median. The first time each
+   simulated path reaches the limit gives the distribution: ``reaches_limit_at`` is its
+   median and the interval its 5 % and 95 % quantiles (90 %). The backtest checks that
+   the true date falls inside it in at least 90 % of synthetic histories.
+
+A forecast looks ahead at most ``horizon`` (365 days) and at most 10 times the history it
+rests on. ``reaches_limit_at`` and its interval are null when the limit is not reached
+within that horizon or when the series is not growing; ``interval.high`` alone is null
+when the limit may be reached later than the horizon.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from ._robust import MAD_SCALE, FloatArray, IntArray, as_arrays, group_max, group_medians, mad, to_datetime
+from .builder import iso
+
+__all__ = [
+    "HORIZON", "LEVEL", "METRICS", "MIN_POINTS", "MIN_SPAN", "Forecast", "Interval", "MetricKind", "NoForecast",
+    "ProjectionPoint", "describe", "forecast", "theil_sen",
+]
+
+DAY = 86400.0
+HOUR = 3600.0
+WEEK = 7 * DAY
+BUCKET_WIDTHS = (60, 300, 900, 1800, 3600)
+MAX_BUCKETS = 2000
+MIN_POINTS = 12
+MIN_SPAN = timedelta(days=1)
+HORIZON = timedelta(days=365)
+# The forecast looks at most this many times as far ahead as the history it rests on.
+EXTRAPOLATION = 10.0
+DAILY_MIN_SPAN = 3 * DAY
+WEEKLY_MIN_SPAN = 21 * DAY
+# Standard-normal quantile of the seasonality test (0.999) and of the level-shift test.
+SEASONAL_Z = 3.09
+SHIFT_Z = 6.0
+LEVEL = 0.90
+REPLICATES = 200
+PAIRS = 20_000
+# Pairs per bootstrap refit: fewer than the estimate's, which widens the interval by a few
+# per cent (the subsample's own noise) and makes the refits five times faster.
+BOOT_PAIRS = 4_000
+CHART_POINTS = 120
+# Replicates simulated at once: bounds the memory of the path matrix (chunk x grid floats).
+_CHUNK = 25
+
+
+@dataclass(frozen=True)
+class MetricKind:
+    """How a forecast metric is spoken of: "disk full in 46 days"."""
+
+    noun: str  # "disk usage"
+    reached: str  # "disk full", or a template with {limit}: "connections reach max_connections ({limit})"
+    unit: str  # bytes, connections, ms, xids, or "" for a plain number
+
+
+METRICS: dict[str, MetricKind] = {
+    "disk_usage_bytes": MetricKind("disk usage", "disk full", "bytes"),
+    "database_size_bytes": MetricKind("database size", "database size reaches {limit}", "bytes"),
+    "connections": MetricKind("connections", "connections reach max_connections ({limit})", "connections"),
+    "transaction_id_age": MetricKind("transaction ID age", "transaction ID age reaches {limit}", "xids"),
+    "statement_mean_time_ms": MetricKind("mean time", "mean time reaches {limit}", "ms"),
+}
+
+
+@dataclass(frozen=True)
+class Interval:
+    """When the limit is reached at the earliest and at the latest (the prediction interval)."""
+
+    low: datetime | None
+    high: datetime | None
+
+
+@dataclass(frozen=True)
+class ProjectionPoint:
+    """One point of the projected band, for charts: the median path and the interval's bounds."""
+
+    at: datetime
+    low: float
+    mid: float
+    high: float
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """A forecast: the growth of one series and when it reaches its limit.
+
+    ``to_dict`` gives the report's JSON shape; ``subject`` (a statement's query id, a
+    database name) and ``reason`` (null here; see :class:`NoForecast`) are added to it.
+    """
+
+    metric: str
+    target: str | None
+    current: float
+    growth_per_day: float
+    limit: float | None
+    reaches_limit_at: datetime | None
+    interval: Interval
+    points: int
+    method: str
+    subject: str | None = None
+    last_at: datetime | None = None  # the time of the last point: "in 46 days" counts from here
+    since: datetime | None = None  # the first point of the regime the trend was fitted on
+    horizon_end: datetime | None = None
+    projection: tuple[ProjectionPoint, ...] = field(default=(), repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "target": self.target, "subject": self.subject, "current": self.current,
+                "growth_per_day": self.growth_per_day, "limit": self.limit,
+                "reaches_limit_at": iso(self.reaches_limit_at),
+                "interval": {"low": iso(self.interval.low), "high": iso(self.interval.high)},
+                "points": self.points, "method": self.method, "reason": None}
+
+
+@dataclass(frozen=True)
+class NoForecast:
+    """No forecast for a series, and why (too few points, too short a history)."""
+
+    metric: str
+    target: str | None
+    points: int
+    reason: str
+    current: float | None = None
+    limit: float | None = None
+    subject: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "target": self.target, "subject": self.subject, "current": self.current,
+                "growth_per_day": None, "limit": self.limit, "reaches_limit_at": None,
+                "interval": {"low": None, "high": None}, "points": self.points, "method": None,
+                "reason": self.reason}
+
+
+# -- steps ---------------------------------------------------------------------------------
+
+
+def _bucket_width(span: float, spacing: float) -> int:
+    """The narrowest width that gives at most MAX_BUCKETS buckets and is not finer than the sampling."""
+    for width in BUCKET_WIDTHS:
+        if span / width <= MAX_BUCKETS and width >= spacing * 0.99:
+            return width
+    return BUCKET_WIDTHS[-1]
+
+
+def _buckets(t: FloatArray, y: FloatArray, width: int) -> tuple[FloatArray, FloatArray, IntArray]:
+    """Bucket mean times, bucket medians, and each point's bucket number."""
+    raw = np.floor(t / width).astype(np.int64)
+    keys = raw - raw[0]
+    # Buckets without a point are dropped: renumber the present ones 0..m-1.
+    present, keys = np.unique(keys, return_inverse=True)
+    m = present.size
+    medians, counts = group_medians(keys, y, m)
+    times = np.bincount(keys, weights=t, minlength=m) / counts
+    return times, medians, keys
+
+
+def _pairs(m: int, rng: np.random.Generator, segments: IntArray | None, limit: int = PAIRS) -> tuple[IntArray, IntArray]:
+    """Index pairs i < j for Theil–Sen: all of them, or ``limit`` random ones; within a segment only."""
+    if m * (m - 1) // 2 <= limit:
+        i, j = np.triu_indices(m, 1)
+    else:
+        a = rng.integers(0, m, limit)
+        b = rng.integers(0, m, limit)
+        keep = a != b
+        i, j = np.minimum(a, b)[keep], np.maximum(a, b)[keep]
+    i, j = i.astype(np.int64), j.astype(np.int64)
+    if segments is not None:
+        same = segments[i] == segments[j]
+        i, j = i[same], j[same]
+    return i, j
+
+
+def theil_sen(t: FloatArray, y: FloatArray, *, pairs: int = PAIRS, seed: int = 0) -> float:
+    """The Theil–Sen slope of ``y`` over ``t`` (per unit of ``t``), from at most ``pairs`` pairs."""
+    if t.size < 2:
+        raise ValueError("a slope needs at least two points")
+    i, j = _pairs(t.size, np.random.default_rng(seed), None, pairs)
+    dt = t[j] - t[i]
+    ok = dt > 0
+    return float(np.median((y[j] - y[i])[ok] / dt[ok]))
+
+
+@dataclass(frozen=True)
+class _Design:
+    """What the trend is fitted on: bucket times (relative to the last point), segments, pairs."""
+
+    t: FloatArray  # seconds relative to the last point (<= 0)
+    segments: IntArray  # regime number per bucket (0 when there is one regime)
+    count: int  # number of regimes
+    i: IntArray
+    j: IntArray
+
+    def slopes(self, y: FloatArray, pairs: int | None = None) -> FloatArray:
+        """Theil–Sen slope per row of ``y`` (shape (replicates, buckets)), from the first ``pairs`` pairs."""
+        i, j = self.i[:pairs], self.j[:pairs]
+        return np.asarray(np.median((y[:, j] - y[:, i]) / (self.t[j] - self.t[i]), axis=1))
+
+    def levels(self, y: FloatArray, slope: FloatArray) -> FloatArray:
+        """Per row and regime, the median of the detrended values: the regime's level at t = 0."""
+        detrended = y - slope[:, None] * self.t[None, :]
+        out = np.empty((y.shape[0], self.count))
+        for s in range(self.count):
+            out[:, s] = np.median(detrended[:, self.segments == s], axis=1)
+        return out
+
+    def fitted(self, slope: FloatArray, levels: FloatArray) -> FloatArray:
+        return np.asarray(levels[:, self.segments] + slope[:, None] * self.t[None, :])
+
+
+def _design(t: FloatArray, segments: IntArray, rng: np.random.Generator) -> _Design:
+    count = int(segments.max()) + 1 if segments.size else 1
+    i, j = _pairs(t.size, rng, segments if count > 1 else None)
+    keep = t[j] > t[i]
+    # In random order, so that the first pairs are a random subsample (the bootstrap's).
+    shuffle = rng.permutation(int(keep.sum()))
+    return _Design(t, segments, count, i[keep][shuffle], j[keep][shuffle])
+
+
+def _chi2_quantile(df: int, z: float) -> float:
+    """Wilson–Hilferty approximation of the chi-square quantile at standard-normal quantile ``z``."""
+    a = 2.0 / (9.0 * df)
+    return df * (1.0 - a + z * math.sqrt(a)) ** 3
+
+
+def _kruskal_wallis(keys: IntArray, values: FloatArray, groups: int) -> tuple[float, int]:
+    """The Kruskal–Wallis H statistic (tie-corrected) of ``values`` grouped by ``keys``, and its degrees of freedom.
+
+    A rank test: no assumption on the distribution of the values, and integer series
+    (connection counts, with many ties) are handled by average ranks.
+    """
+    n = values.size
+    order = np.argsort(values, kind="mergesort")
+    ordered = values[order]
+    new = np.concatenate(([True], ordered[1:] != ordered[:-1]))
+    tie_id = np.cumsum(new) - 1
+    ties = np.bincount(tie_id).astype(np.float64)
+    average = np.cumsum(ties) - (ties - 1) / 2  # 1-based average rank of each run of equal values
+    ranks = np.empty(n)
+    ranks[order] = average[tie_id]
+    counts = np.bincount(keys, minlength=groups)
+    sums = np.bincount(keys, weights=ranks, minlength=groups)
+    present = counts > 0
+    h = 12.0 / (n * (n + 1)) * float(np.sum(sums[present] ** 2 / counts[present])) - 3.0 * (n + 1)
+    correction = 1.0 - float(np.sum(ties ** 3 - ties)) / (n ** 3 - n)
+    return (h / correction if correction > 0 else 0.0), int(present.sum()) - 1
+
+
+def _slots(t: FloatArray, period: int) -> IntArray:
+    """UTC hour of the day (period 24) or of the week (168, Monday 00:00 first) of each time."""
+    hours = np.floor(t / HOUR).astype(np.int64)
+    # 1970-01-01 was a Thursday: 72 hours after a Monday 00:00.
+    return (hours + (72 if period == 168 else 0)) % period
+
+
+def _profile(t: FloatArray, r: FloatArray, period: int) -> FloatArray | None:
+    """A seasonal profile of residuals ``r`` (one value per hour slot, centred), or None if not significant.
+
+    The residuals are first reduced to one median per clock hour, so that a slot holds one
+    value per day (or week): values a cycle apart are close to independent, values minutes
+    apart are not. The profile is kept if the Kruskal–Wallis test finds that the slots
+    differ at the 0.1 % level.
+    """
+    hours = np.floor(t / HOUR).astype(np.int64)
+    present, inverse = np.unique(hours, return_inverse=True)
+    hourly, _ = group_medians(inverse.astype(np.int64), r, present.size)
+    slots = _slots(present.astype(np.float64) * HOUR, period)
+    medians, counts = group_medians(slots, hourly, period)
+    if (counts < 2).any():
+        return None
+    h, df = _kruskal_wallis(slots, hourly, period)
+    if h <= _chi2_quantile(df, SEASONAL_Z):
+        return None
+    return np.asarray(medians - medians.mean())
+
+
+@dataclass(frozen=True)
+class _Seasonal:
+    daily: FloatArray | None
+    weekly: FloatArray | None
+
+    def at(self, t: FloatArray) -> FloatArray:
+        out = np.zeros(t.shape)
+        if self.daily is not None:
+            out += self.daily[_slots(t, 24)]
+        if self.weekly is not None:
+            out += self.weekly[_slots(t, 168)]
+        return out
+
+    @property
+    def label(self) -> str:
+        parts = [name for name, p in (("daily", self.daily), ("weekly", self.weekly)) if p is not None]
+        return "+".join(parts)
+
+
+def _seasonal(t: FloatArray, detrended: FloatArray, width: int) -> _Seasonal:
+    span = t[-1] - t[0]
+    if width > HOUR or span < DAILY_MIN_SPAN:
+        return _Seasonal(None, None)
+    daily = _profile(t, detrended, 24)
+    rest = detrended - daily[_slots(t, 24)] if daily is not None else detrended
+    weekly = _profile(t, rest, 168) if span >= WEEKLY_MIN_SPAN else None
+    return _Seasonal(daily, weekly)
+
+
+def _rolling_median(x: FloatArray, k: int) -> FloatArray:
+    return np.asarray(np.median(np.lib.stride_tricks.sliding_window_view(x, k), axis=1))
+
+
+def _level_shifts(t: FloatArray, x: FloatArray, slope: float, k: int) -> list[int]:
+    """Indices where a new level starts: the median of the next ``k`` buckets against the previous ``k``.
+
+    ``x`` is the deseasonalised series and ``slope`` its trend (per second), which the
+    difference of the two windows' medians is corrected for. Near the end the next window
+    shrinks to a quarter of ``k``, so that a recent shift is seen too; its noise is larger
+    and the difference is scaled accordingly.
+    """
+    m = x.size
+    kmin = max(3, k // 4)
+    if m < k + kmin or k < 3:
+        return []
+    med = _rolling_median(x, k)  # med[i] = median of x[i:i + k]
+    cum = np.concatenate(([0.0], np.cumsum(t)))
+    full = np.arange(k, m - k + 1)  # both windows complete
+    tail = np.arange(max(k, m - k + 1), m - kmin + 1)  # the next window shorter than k
+    cand = np.concatenate((full, tail))
+    right_len = np.minimum(k, m - cand)
+    right = np.concatenate((med[full], [float(np.median(x[c:])) for c in tail]))
+    left = med[cand - k]
+    t_right = (cum[cand + right_len] - cum[cand]) / right_len
+    t_left = (cum[cand] - cum[cand - k]) / k
+    d = right - left - slope * (t_right - t_left)
+    ref = d[: full.size] if full.size >= 5 else d
+    center = float(np.median(ref))
+    scale = MAD_SCALE * mad(ref, center)
+    scale = max(scale, 1e-9 * (float(np.max(np.abs(x))) + 1.0))
+    # Noise of a difference of medians grows as sqrt(1/k + 1/k_right).
+    score = np.abs(d - center) / (scale * np.sqrt((1.0 / k + 1.0 / right_len) / (2.0 / k)))
+    above = score > SHIFT_Z
+    shifts: list[int] = []
+    run_start = None
+    for pos in range(cand.size + 1):
+        inside = pos < cand.size and above[pos]
+        if inside and run_start is None:
+            run_start = pos
+        elif not inside and run_start is not None:
+            best = run_start + int(np.argmax(score[run_start:pos]))
+            shifts.append(int(cand[best]))
+            run_start = None
+    # Runs closer than a window belong to one shift seen twice: keep the strongest.
+    merged: list[int] = []
+    for c in shifts:
+        if merged and c - merged[-1] < k:
+            prev = merged[-1]
+            if score[np.searchsorted(cand, c)] > score[np.searchsorted(cand, prev)]:
+                merged[-1] = c
+        else:
+            merged.append(c)
+    return merged
+
+
+def _block_indices(rng: np.random.Generator, n_source: int, length: int, block: int, rows: int) -> IntArray:
+    """Moving-block bootstrap: ``rows`` index sequences of ``length``, made of random blocks of ``block``."""
+    block = max(1, min(block, n_source))
+    blocks = -(-length // block)
+    starts = rng.integers(0, n_source - block + 1, (rows, blocks))
+    idx = (starts[:, :, None] + np.arange(block)[None, None, :]).reshape(rows, blocks * block)
+    return np.asarray(idx[:, :length], dtype=np.int64)
+
+
+# -- the forecast --------------------------------------------------------------------------
+
+
+def forecast(metric: str, times: Sequence[datetime] | FloatArray, values: Sequence[float | None] | FloatArray, *,
+             limit: float | None = None, target: str | None = None, subject: str | None = None,
+             horizon: timedelta = HORIZON, min_span: timedelta = MIN_SPAN, min_points: int = MIN_POINTS,
+             level: float = LEVEL, replicates: int = REPLICATES, seed: int = 0) -> Forecast | NoForecast:
+    """Forecast ``metric`` from its points: growth per day and when it reaches ``limit``.
+
+    ``times`` are aware datetimes or epoch seconds; values of None are skipped. The result
+    is deterministic for a given input and ``seed``. Too few points or too short a history
+    give a :class:`NoForecast` that says so.
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must be between 0 and 1 (a 90% interval is 0.9), not {level}")
+    t, y = as_arrays(times, values)
+    n = int(t.size)
+    current = float(y[-1]) if n else None
+    if n < min_points:
+        return NoForecast(metric, target, n, f"{n} points; a forecast needs at least {min_points}", current, limit,
+                          subject)
+    span = float(t[-1] - t[0])
+    if span < min_span.total_seconds():
+        return NoForecast(metric, target, n, f"the history spans {_duration(span)}; a forecast needs at least "
+                          f"{_duration(min_span.total_seconds())}", current, limit, subject)
+    rng = np.random.default_rng(seed)
+    width = _bucket_width(span, float(np.median(np.diff(t))))
+    bt, by, keys = _buckets(t, y, width)
+    m = bt.size
+    if m < min_points:
+        return NoForecast(metric, target, n, f"{m} distinct {width // 60}-minute buckets; a forecast needs at least "
+                          f"{min_points}", current, limit, subject)
+    t_end = float(t[-1])
+    rel = bt - t_end
+
+    # Seasonality, level shifts, then both again: a strong weekly rhythm looks like shifts
+    # until it is taken out, and a shift biases a seasonal profile fitted across it.
+    per_day = max(1, int(round(DAY / width)))
+    k = per_day if span >= DAILY_MIN_SPAN else max(3, m // 6)
+    slope_now = theil_sen(bt, by, seed=seed)
+    seasonal = _seasonal(bt, by - slope_now * rel, width)
+    x = by - seasonal.at(bt)
+    shifts: list[int] = []
+    segments = np.zeros(m, dtype=np.int64)
+    for _ in range(2):
+        shifts = _level_shifts(bt, x, slope_now, k)
+        segments = np.searchsorted(np.asarray(shifts, dtype=np.int64), np.arange(m), side="right").astype(np.int64)
+        whole = _design(rel, segments, rng)
+        s1 = whole.slopes(x[None, :])
+        piecewise = whole.fitted(s1, whole.levels(x[None, :], s1))[0]
+        slope_now = float(s1[0])
+        seasonal = _seasonal(bt, by - piecewise, width)
+        x = by - seasonal.at(bt)
+    start = shifts[-1] if shifts else 0
+    own = m - start >= min_points and bt[-1] - bt[start] >= min_span.total_seconds()
+    use = slice(start, m) if own else slice(0, m)
+    design = _design(rel[use], segments[use] - segments[use][0] if own else segments, rng)
+    xs = x[use][None, :]
+    slope = design.slopes(xs)
+    levels = design.levels(xs, slope)
+    fitted = design.fitted(slope, levels)[0]
+    residuals = x[use] - fitted
+    growth = float(slope[0]) * DAY
+
+    # Raw residuals (each point against the fit at its own time), largest per bucket.
+    first_raw = int(np.searchsorted(keys, np.arange(m)[use][0]))
+    raw_t, raw_y, raw_keys = t[first_raw:], y[first_raw:], keys[first_raw:] - np.arange(m)[use][0]
+    raw_fit = fitted[raw_keys] + float(slope[0]) * (raw_t - bt[use][raw_keys]) + seasonal.at(raw_t)
+    tops, _ = group_max(raw_keys, raw_y - raw_fit, raw_t, design.t.size)
+
+    since = to_datetime(float(bt[start] if own else bt[0]))
+    method = _method(width, seasonal, shifts, own, bt, level)
+    eff_horizon = min(horizon.total_seconds(), EXTRAPOLATION * float(bt[-1] - bt[use][0]))
+    horizon_end = to_datetime(t_end + eff_horizon)
+
+    # Bootstrap: refit on resampled residuals, continue each refit into a simulated future.
+    block = max(1, int(round(math.sqrt(design.t.size))))
+    step = float(width)
+    grid = t_end + step * np.arange(1, int(eff_horizon // step) + 1, dtype=np.float64)
+    grid_season = seasonal.at(grid)
+    crossing = np.full(replicates, np.inf)
+    paths_at = np.linspace(0, grid.size - 1, min(CHART_POINTS, grid.size)).astype(np.int64) if grid.size else \
+        np.zeros(0, dtype=np.int64)
+    chart = np.empty((replicates, paths_at.size))
+    for lo in range(0, replicates, _CHUNK):
+        rows = min(_CHUNK, replicates - lo)
+        idx = _block_indices(rng, residuals.size, residuals.size, block, rows)
+        ystar = fitted[None, :] + residuals[idx]
+        b = design.slopes(ystar, BOOT_PAIRS)
+        last_level = design.levels(ystar, b)[:, -1]
+        noise = tops[_block_indices(rng, tops.size, grid.size, block, rows)] if grid.size else np.zeros((rows, 0))
+        paths = last_level[:, None] + b[:, None] * (grid - t_end)[None, :] + grid_season[None, :] + noise
+        chart[lo:lo + rows] = paths[:, paths_at]
+        if limit is not None and grid.size:
+            hit = paths >= limit
+            reached = hit.any(axis=1)
+            crossing[lo:lo + rows] = np.where(reached, grid[np.argmax(hit, axis=1)], np.inf)
+    q_lo, q_hi = (1 - level) / 2, (1 + level) / 2
+    projection = tuple(
+        ProjectionPoint(to_datetime(float(grid[p])), float(np.quantile(chart[:, c], q_lo)),
+                        float(np.median(chart[:, c])), float(np.quantile(chart[:, c], q_hi)))
+        for c, p in enumerate(paths_at))
+
+    result = Forecast(metric=metric, target=target, subject=subject, current=float(y[-1]), growth_per_day=_round(growth),
+                      limit=limit, reaches_limit_at=None, interval=Interval(None, None),
+                      points=int(t.size - first_raw), method=method, last_at=to_datetime(t_end), since=since,
+                      horizon_end=horizon_end, projection=projection)
+    if limit is None:
+        return result
+    if result.current >= limit:
+        now = to_datetime(t_end)
+        return replace(result, reaches_limit_at=now, interval=Interval(now, now))
+    if growth <= 0:
+        return result
+    ordered = np.sort(crossing)
+    point = ordered[replicates // 2]
+    low = ordered[int(math.floor(q_lo * replicates))]
+    high = ordered[min(replicates - 1, int(math.ceil(q_hi * replicates)) - 1)]
+    if not np.isfinite(point):
+        return result
+    return replace(result, reaches_limit_at=to_datetime(float(point)),
+                   interval=Interval(to_datetime(float(low)), to_datetime(float(high)) if np.isfinite(high) else None))
+
+
+def _round(value: float) -> float:
+    """Six significant digits: enough for any growth rate, no float noise in the JSON."""
+    return float(f"{value:.6g}")
+
+
+def _method(width: int, seasonal: _Seasonal, shifts: list[int], own: bool, bt: FloatArray, level: float) -> str:
+    parts = [f"theil-sen trend over {width // 60}-minute medians"]
+    if seasonal.label:
+        parts.append(f"{seasonal.label} seasonality")
+    if shifts:
+        at = iso(to_datetime(float(bt[shifts[-1]])))
+        if own:
+            parts.append(f"fitted after the level shift at {at}")
+        else:
+            parts.append(f"slope within {len(shifts) + 1} regimes, level after the shift at {at}")
+    parts.append(f"{round(level * 100)}% block-bootstrap interval")
+    return ", ".join(parts)
+
+
+# -- words ---------------------------------------------------------------------------------
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 2 * DAY:
+        return f"{seconds / DAY:.0f} days"
+    if seconds >= 2 * HOUR:
+        return f"{seconds / HOUR:.0f} hours"
+    return f"{seconds / 60:.0f} minutes"
+
+
+def _amount(value: float, unit: str) -> str:
+    if unit == "bytes":
+        n = abs(value)
+        for name in ("bytes", "kB", "MB", "GB", "TB", "PB"):
+            if n < 1024 or name == "PB":
+                sign = "-" if value < 0 else ""
+                return f"{sign}{n:,.0f} bytes" if name == "bytes" else f"{sign}{n:,.1f} {name}"
+            n /= 1024
+    if unit == "ms":
+        return f"{value:,.2f} ms"
+    if unit == "xids":
+        return f"{value / 1e6:,.1f}M transaction IDs" if abs(value) >= 1e5 else f"{value:,.0f} transaction IDs"
+    if unit:
+        return f"{value:,.1f} {unit}"
+    return f"{value:,.3g}"
+
+
+def _count(seconds: float, unit: float) -> str:
+    return f"{max(0.0, seconds) / unit:.0f}"
+
+
+def describe(result: Forecast | NoForecast) -> str:
+    """One sentence: "disk full in 46 days, between 41 and 52"."""
+    kind = METRICS.get(result.metric, MetricKind(result.metric.replace("_", " "), "it reaches {limit}", ""))
+    who = f"statement {result.subject}: " if result.metric == "statement_mean_time_ms" and result.subject else ""
+    limit = _amount(result.limit, kind.unit) if result.limit is not None else "its limit"
+    reached = kind.reached.format(limit=limit)
+    if isinstance(result, NoForecast):
+        return f"{who}no {kind.noun} forecast: {result.reason}"
+    growth = f"{_amount(result.growth_per_day, kind.unit)} per day"
+    if result.growth_per_day <= 0:
+        return f"{who}{kind.noun} is not growing ({growth})"
+    if result.limit is None:
+        return f"{who}{kind.noun} grows by {growth}"
+    last = result.last_at or result.since
+    at = result.reaches_limit_at
+    if at is None or last is None:
+        end = result.horizon_end
+        days = f" within {_count((end - last).total_seconds(), DAY)} days" if end is not None and last is not None else ""
+        return f"{who}{kind.noun} grows by {growth}; not expected to reach {limit}{days}"
+    if at <= last:
+        return f"{who}{reached} now"
+    ahead = (at - last).total_seconds()
+    unit, name = (DAY, "days") if ahead >= 2 * DAY else (HOUR, "hours")
+    low = _count((result.interval.low - last).total_seconds(), unit) if result.interval.low else "now"
+    if result.interval.high is not None:
+        high = _count((result.interval.high - last).total_seconds(), unit)
+    else:
+        end = result.horizon_end
+        high = f"more than {_count((end - last).total_seconds(), unit)}" if end is not None else "later"
+    return f"{who}{reached} in {_count(ahead, unit)} {name}, between {low} and {high}"
