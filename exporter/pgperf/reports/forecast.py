@@ -13,21 +13,28 @@ connections, transaction ID age, a statement's mean time — and its limit, and 
    seed): the full estimator is O(n²), and ``bench/forecast_backtest.py`` measures that the
    subsample changes the slope by far less than its own uncertainty.
 3. **Seasonality.** Where the history allows it (3 days for a daily profile, 3 weeks for a
-   weekly one, buckets of at most an hour), the median of the detrended values per UTC hour
-   of the day, then of the remainder per hour of the week. A profile is kept only if it is
+   weekly one, buckets of at most an hour), the median per UTC hour of the day of the
+   values less their centred running median over a day, then the same per hour of the
+   week (less a week's running median): a running median follows the trend and a level
+   shift, so that neither leaks into the profile. The half cycle at either end, where
+   the window is incomplete, is left out: three cycles of history give two of profile. A profile is kept only if it is
    significant: a Kruskal–Wallis test over the hourly medians finds that the slots differ
    at the 0.1 % level, so that noise does not pass for a rhythm.
 4. **Level shifts.** A VACUUM FULL, a bulk delete or a data load moves the level at once;
    the forecast must follow the latest regime. At every bucket the median of the next
    window is compared with the median of the previous one (a day each when the history
-   has three, so that a daily rhythm cancels out), less the trend; a difference beyond 6
-   robust standard deviations of these differences is a shift. The fit uses the buckets
+   has four, so that a daily rhythm cancels out), less the trend; a difference beyond 6
+   robust standard deviations of these differences is a shift, and a shift undone within
+   three days (a weekend dip) is none. The fit uses the buckets
    after the last shift if they span the minimum history, else the slope of the pairs
    within each regime and the level of the last one.
-5. **Interval.** A moving-block bootstrap (blocks of √n buckets, which keeps the residuals'
-   autocorrelation) refits the trend 200 times (4,000 pairs each); each refit continues into a simulated future
-   with resampled residuals — the largest residual of each bucket, since the limit is
-   reached by the first sample above it, not by the bucket's median. The first time each
+5. **Interval.** A sieve bootstrap: the residuals are taken as an AR(1) process (lag-1
+   autocorrelation, outliers clipped), whose resampled innovations make 200 simulated
+   histories; the trend is refitted on each (4,000 pairs) and continued into a simulated
+   future that starts from the last observed deviation from the trend, with each sample's
+   excess over its bucket's median added (the limit is reached by the first sample above
+   it, not by a bucket's median). Autocorrelated deviations, which make a trend less
+   certain than independent noise would, widen the interval accordingly. The first time each
    simulated path reaches the limit gives the distribution: ``reaches_limit_at`` is its
    median and the interval its 5 % and 95 % quantiles (90 %). The backtest checks that
    the true date falls inside it in at least 90 % of synthetic histories.
@@ -253,6 +260,29 @@ def _design(t: FloatArray, segments: IntArray, rng: np.random.Generator) -> _Des
     return _Design(t, segments, count, i[keep][shuffle], j[keep][shuffle])
 
 
+def _cycle_slope(t: FloatArray, y: FloatArray, width: int) -> float | None:
+    """Theil–Sen over the pairs of buckets 1 to 7 days apart (None for less than two days of history).
+
+    Values a whole number of days apart share their hour of the day, so the daily rhythm
+    cancels out of these slopes, and only pairs that straddle a level shift see it: a
+    first trend, before the rhythm and the shifts are known.
+    """
+    if t[-1] - t[0] < 2 * DAY:
+        return None
+    i_all, j_all = [], []
+    for days in range(1, 8):
+        target = t + days * DAY
+        j = np.searchsorted(t, target - width / 2)
+        ok = j < t.size
+        ok[ok] &= np.abs(t[j[ok]] - target[ok]) <= width / 2
+        i_all.append(np.nonzero(ok)[0])
+        j_all.append(j[ok])
+    i, j = np.concatenate(i_all), np.concatenate(j_all)
+    if i.size < MIN_POINTS:
+        return None
+    return float(np.median((y[j] - y[i]) / (t[j] - t[i])))
+
+
 def _chi2_quantile(df: int, z: float) -> float:
     """Wilson–Hilferty approximation of the chi-square quantile at standard-normal quantile ``z``."""
     a = 2.0 / (9.0 * df)
@@ -297,6 +327,10 @@ def _profile(t: FloatArray, r: FloatArray, period: int) -> FloatArray | None:
     apart are not. The profile is kept if the Kruskal–Wallis test finds that the slots
     differ at the 0.1 % level.
     """
+    known = np.isfinite(r)
+    t, r = t[known], r[known]
+    if r.size == 0:
+        return None
     hours = np.floor(t / HOUR).astype(np.int64)
     present, inverse = np.unique(hours, return_inverse=True)
     hourly, _ = group_medians(inverse.astype(np.int64), r, present.size)
@@ -329,18 +363,36 @@ class _Seasonal:
         return "+".join(parts)
 
 
+def _rolling_median(x: FloatArray, k: int) -> FloatArray:
+    """``med[i]`` = median of ``x[i:i + k]``."""
+    return np.asarray(np.median(np.lib.stride_tricks.sliding_window_view(x, k), axis=1))
+
+
+def _local_level(x: FloatArray, k: int) -> FloatArray:
+    """The centred running median over ``k`` buckets; NaN within half a window of either end."""
+    out = np.full(x.size, np.nan)
+    if x.size >= k:
+        out[k // 2: k // 2 + x.size - k + 1] = _rolling_median(x, k)
+    return out
+
+
 def _seasonal(t: FloatArray, detrended: FloatArray, width: int) -> _Seasonal:
+    """Daily and weekly profiles of a detrended series, each where the history allows and the test finds it.
+
+    Each profile is read from the series less its centred running median over one cycle (a
+    day, then a week): the running median follows the trend and a level shift, so that
+    neither leaks into the profile. The half cycle at either end, where the window is
+    incomplete, is left out; hence three cycles of history for two of profile.
+    """
     span = t[-1] - t[0]
     if width > HOUR or span < DAILY_MIN_SPAN:
         return _Seasonal(None, None)
-    daily = _profile(t, detrended, 24)
+    per_day = int(round(DAY / width))
+    daily = _profile(t, detrended - _local_level(detrended, per_day + 1 - per_day % 2), 24)
     rest = detrended - daily[_slots(t, 24)] if daily is not None else detrended
-    weekly = _profile(t, rest, 168) if span >= WEEKLY_MIN_SPAN else None
+    weekly = _profile(t, rest - _local_level(rest, 7 * per_day + 1 - per_day % 2), 168) \
+        if span >= WEEKLY_MIN_SPAN else None
     return _Seasonal(daily, weekly)
-
-
-def _rolling_median(x: FloatArray, k: int) -> FloatArray:
-    return np.asarray(np.median(np.lib.stride_tricks.sliding_window_view(x, k), axis=1))
 
 
 def _level_shifts(t: FloatArray, x: FloatArray, slope: float, k: int) -> list[int]:
@@ -348,28 +400,33 @@ def _level_shifts(t: FloatArray, x: FloatArray, slope: float, k: int) -> list[in
 
     ``x`` is the deseasonalised series and ``slope`` its trend (per second), which the
     difference of the two windows' medians is corrected for. Near the end the next window
-    shrinks to a quarter of ``k``, so that a recent shift is seen too; its noise is larger
-    and the difference is scaled accordingly.
+    shrinks to a quarter of ``k``, so that a recent shift is seen too. A shift is a
+    difference beyond SHIFT_Z robust standard deviations of the differences; one undone
+    within three days (a weekend dip before the history shows a weekly rhythm, a load
+    purged again) is no new regime.
     """
     m = x.size
     kmin = max(3, k // 4)
     if m < k + kmin or k < 3:
         return []
-    med = _rolling_median(x, k)  # med[i] = median of x[i:i + k]
-    cum = np.concatenate(([0.0], np.cumsum(t)))
+    z = x - slope * (t - t[-1])
+    med = _rolling_median(z, k)  # med[i] = median of z[i:i + k]
     full = np.arange(k, m - k + 1)  # both windows complete
     tail = np.arange(max(k, m - k + 1), m - kmin + 1)  # the next window shorter than k
     cand = np.concatenate((full, tail))
     right_len = np.minimum(k, m - cand)
-    right = np.concatenate((med[full], [float(np.median(x[c:])) for c in tail]))
-    left = med[cand - k]
-    t_right = (cum[cand + right_len] - cum[cand]) / right_len
-    t_left = (cum[cand] - cum[cand - k]) / k
-    d = right - left - slope * (t_right - t_left)
-    ref = d[: full.size] if full.size >= 5 else d
+    right = np.concatenate((med[full], [float(np.median(z[c:])) for c in tail]))
+    d = right - med[cand - k]
+    # The differences' own spread is the yardstick (it includes the noise's autocorrelation
+    # and whatever rhythm is left), without the window around the largest difference: a
+    # shift lifts every difference within a window of it.
+    ref = d[: full.size] if full.size >= 10 else d
+    peak = int(np.argmax(np.abs(ref - np.median(ref))))
+    away = np.abs(np.arange(ref.size) - peak) >= k
+    if away.sum() >= 10:
+        ref = ref[away]
     center = float(np.median(ref))
-    scale = MAD_SCALE * mad(ref, center)
-    scale = max(scale, 1e-9 * (float(np.max(np.abs(x))) + 1.0))
+    scale = max(MAD_SCALE * mad(ref, center), 1e-9 * (float(np.max(np.abs(x))) + 1.0))
     # Noise of a difference of medians grows as sqrt(1/k + 1/k_right).
     score = np.abs(d - center) / (scale * np.sqrt((1.0 / k + 1.0 / right_len) / (2.0 / k)))
     above = score > SHIFT_Z
@@ -392,16 +449,74 @@ def _level_shifts(t: FloatArray, x: FloatArray, slope: float, k: int) -> list[in
                 merged[-1] = c
         else:
             merged.append(c)
-    return merged
+    # The windows' medians saturate once half of a window is past the shift, so the score
+    # is flat within half a window of it: place each shift where two levels fit best.
+    placed = sorted({_refine(z, max(0, c - k), min(m, c + k)) for c in merged} - {0})
+    return _lasting(t, z, placed)
 
 
-def _block_indices(rng: np.random.Generator, n_source: int, length: int, block: int, rows: int) -> IntArray:
-    """Moving-block bootstrap: ``rows`` index sequences of ``length``, made of random blocks of ``block``."""
-    block = max(1, min(block, n_source))
-    blocks = -(-length // block)
-    starts = rng.integers(0, n_source - block + 1, (rows, blocks))
-    idx = (starts[:, :, None] + np.arange(block)[None, None, :]).reshape(rows, blocks * block)
-    return np.asarray(idx[:, :length], dtype=np.int64)
+def _lasting(t: FloatArray, z: FloatArray, shifts: list[int]) -> list[int]:
+    """The shifts without those undone within three days by a shift of opposite sign and similar size."""
+    bounds = [0, *shifts, z.size]
+    sizes = [float(np.median(z[c:bounds[n + 2]]) - np.median(z[bounds[n]:c])) for n, c in enumerate(shifts)]
+    out: list[int] = []
+    n = 0
+    while n < len(shifts):
+        if n + 1 < len(shifts) and t[shifts[n + 1]] - t[shifts[n]] <= 3 * DAY and sizes[n] * sizes[n + 1] < 0 \
+                and 0.5 <= abs(sizes[n + 1] / sizes[n]) <= 2:
+            n += 2
+            continue
+        out.append(shifts[n])
+        n += 1
+    return out
+
+
+def _refine(z: FloatArray, lo: int, hi: int) -> int:
+    """The split of ``z[lo:hi]`` into two runs that minimises the absolute deviations from their medians."""
+    best, best_cost = lo + 1, math.inf
+    for split in range(lo + 1, hi):
+        left, right = z[lo:split], z[split:hi]
+        cost = float(np.abs(left - np.median(left)).sum() + np.abs(right - np.median(right)).sum())
+        if cost < best_cost:
+            best, best_cost = split, cost
+    return best
+
+
+def _ar_coefficient(r: FloatArray) -> float:
+    """Lag-1 autocorrelation of residuals (outliers clipped at 5 robust standard deviations), in [0, 0.999]."""
+    if r.size < 3:
+        return 0.0
+    center = float(np.median(r))
+    scale = MAD_SCALE * mad(r, center)
+    if scale == 0:
+        return 0.0
+    w = np.clip(r - center, -5 * scale, 5 * scale)
+    rho = float(np.sum(w[1:] * w[:-1]) / np.sum(w * w))
+    return min(max(rho, 0.0), 0.999)
+
+
+def _ar_filter(u: FloatArray, rho: float, start: FloatArray) -> FloatArray:
+    """Rows of x[t] = rho * x[t-1] + u[t] with x[-1] = ``start``: a scan over time in blocks, vectorised over rows.
+
+    Within a block of length L, x[t] = rho^t * (x[-1] + sum(rho^-s * u[s] for s <= t)): a
+    cumulative sum. L is kept short enough that rho^-L stays below e^18, far from overflow
+    and from cancellation in float64.
+    """
+    if rho < 1e-3:
+        return u + rho * start[:, None]
+    n = u.shape[1]
+    block = max(1, min(n, int(18.0 / -math.log(rho))))
+    steps = np.arange(1, block + 1, dtype=np.float64)
+    up, down = rho ** steps, rho ** -steps
+    out = np.empty_like(u)
+    carry = start.astype(np.float64)
+    for a in range(0, n, block):
+        part = u[:, a:a + block]
+        size = part.shape[1]
+        x = up[:size] * (carry[:, None] + np.cumsum(part * down[:size], axis=1))
+        out[:, a:a + size] = x
+        carry = x[:, -1]
+    return out
 
 
 # -- the forecast --------------------------------------------------------------------------
@@ -439,24 +554,16 @@ def forecast(metric: str, times: Sequence[datetime] | FloatArray, values: Sequen
     t_end = float(t[-1])
     rel = bt - t_end
 
-    # Seasonality, level shifts, then both again: a strong weekly rhythm looks like shifts
-    # until it is taken out, and a shift biases a seasonal profile fitted across it.
+    # Seasonality first (a strong weekly rhythm would look like shifts), then level shifts
+    # on the deseasonalised series.
     per_day = max(1, int(round(DAY / width)))
-    k = per_day if span >= DAILY_MIN_SPAN else max(3, m // 6)
-    slope_now = theil_sen(bt, by, seed=seed)
-    seasonal = _seasonal(bt, by - slope_now * rel, width)
+    k = per_day if span >= 4 * DAY else max(3, m // 8)
+    cycle = _cycle_slope(bt, by, width) if span >= WEEKLY_MIN_SPAN else None
+    slope0 = cycle if cycle is not None else theil_sen(bt, by, seed=seed)
+    seasonal = _seasonal(bt, by - slope0 * rel, width)
     x = by - seasonal.at(bt)
-    shifts: list[int] = []
-    segments = np.zeros(m, dtype=np.int64)
-    for _ in range(2):
-        shifts = _level_shifts(bt, x, slope_now, k)
-        segments = np.searchsorted(np.asarray(shifts, dtype=np.int64), np.arange(m), side="right").astype(np.int64)
-        whole = _design(rel, segments, rng)
-        s1 = whole.slopes(x[None, :])
-        piecewise = whole.fitted(s1, whole.levels(x[None, :], s1))[0]
-        slope_now = float(s1[0])
-        seasonal = _seasonal(bt, by - piecewise, width)
-        x = by - seasonal.at(bt)
+    shifts = _level_shifts(bt, x, slope0, k)
+    segments = np.searchsorted(np.asarray(shifts, dtype=np.int64), np.arange(m), side="right").astype(np.int64)
     start = shifts[-1] if shifts else 0
     own = m - start >= min_points and bt[-1] - bt[start] >= min_span.total_seconds()
     use = slice(start, m) if own else slice(0, m)
@@ -479,8 +586,14 @@ def forecast(metric: str, times: Sequence[datetime] | FloatArray, values: Sequen
     eff_horizon = min(horizon.total_seconds(), EXTRAPOLATION * float(bt[-1] - bt[use][0]))
     horizon_end = to_datetime(t_end + eff_horizon)
 
-    # Bootstrap: refit on resampled residuals, continue each refit into a simulated future.
-    block = max(1, int(round(math.sqrt(design.t.size))))
+    # Sieve bootstrap: the residuals as an AR(1) process with resampled innovations. Each
+    # replicate refits the trend on the fit plus simulated residuals, then continues into
+    # the future from the last observed deviation, with a sample's excess over its bucket's
+    # median on top (the limit is reached by the first sample, not by a bucket's median).
+    rho = _ar_coefficient(residuals)
+    innovations = residuals[1:] - rho * residuals[:-1] if residuals.size > 1 else residuals
+    innovations = innovations - float(np.median(innovations))
+    excess = np.maximum(tops - residuals, 0.0)
     step = float(width)
     grid = t_end + step * np.arange(1, int(eff_horizon // step) + 1, dtype=np.float64)
     grid_season = seasonal.at(grid)
@@ -488,14 +601,18 @@ def forecast(metric: str, times: Sequence[datetime] | FloatArray, values: Sequen
     paths_at = np.linspace(0, grid.size - 1, min(CHART_POINTS, grid.size)).astype(np.int64) if grid.size else \
         np.zeros(0, dtype=np.int64)
     chart = np.empty((replicates, paths_at.size))
+    last_x, last_t = float(x[use][-1]), float(design.t[-1])
     for lo in range(0, replicates, _CHUNK):
         rows = min(_CHUNK, replicates - lo)
-        idx = _block_indices(rng, residuals.size, residuals.size, block, rows)
-        ystar = fitted[None, :] + residuals[idx]
+        start = residuals[rng.integers(0, residuals.size, rows)]
+        simulated = _ar_filter(innovations[rng.integers(0, innovations.size, (rows, residuals.size))], rho, start)
+        ystar = fitted[None, :] + simulated
         b = design.slopes(ystar, BOOT_PAIRS)
         last_level = design.levels(ystar, b)[:, -1]
-        noise = tops[_block_indices(rng, tops.size, grid.size, block, rows)] if grid.size else np.zeros((rows, 0))
-        paths = last_level[:, None] + b[:, None] * (grid - t_end)[None, :] + grid_season[None, :] + noise
+        deviation = last_x - (last_level + b * last_t)
+        future = _ar_filter(innovations[rng.integers(0, innovations.size, (rows, grid.size))], rho, deviation)
+        future += excess[rng.integers(0, excess.size, (rows, grid.size))]
+        paths = last_level[:, None] + b[:, None] * (grid - t_end)[None, :] + grid_season[None, :] + future
         chart[lo:lo + rows] = paths[:, paths_at]
         if limit is not None and grid.size:
             hit = paths >= limit
@@ -543,7 +660,7 @@ def _method(width: int, seasonal: _Seasonal, shifts: list[int], own: bool, bt: F
             parts.append(f"fitted after the level shift at {at}")
         else:
             parts.append(f"slope within {len(shifts) + 1} regimes, level after the shift at {at}")
-    parts.append(f"{round(level * 100)}% block-bootstrap interval")
+    parts.append(f"{round(level * 100)}% sieve-bootstrap interval")
     return ", ".join(parts)
 
 

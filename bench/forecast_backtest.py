@@ -1,0 +1,365 @@
+"""Backtest of the capacity forecasts and the seasonal anomaly baselines on synthetic histories.
+
+    python bench/forecast_backtest.py                 # full run (a few minutes)
+    python bench/forecast_backtest.py --quick         # a smoke test, figures meaningless
+    python bench/forecast_backtest.py --output FILE   # also write the Markdown tables to FILE
+
+No database: the histories are made with numpy from a fixed seed, so every run sees the
+same cases. Four parts, each a function returning plain numbers (``run()`` gathers them,
+``render()`` makes the Markdown, as bench/harness.py expects of a section):
+
+* **forecasts** — histories with a known growth rate, daily and weekly rhythms, AR(1) noise
+  with correlation times from a minute to six hours, rare outliers and level shifts (a
+  VACUUM FULL, a data load). Each continues, with the same process and no new shift, into
+  a future in which the first sample at or above the limit is the true date. The
+  forecast's interval must contain it in at least 90 % of cases.
+* **trend estimators** — Theil–Sen with every pair against the pair subsamples pgperf uses
+  (20,000 for the estimate, 4,000 per bootstrap refit) and least squares: slope error and time.
+* **timing** — one forecast over 30 days of one-minute samples (43,200 points) and over the
+  same 30 days as hourly rollups (720 points).
+* **anomalies** — labelled series (CPU-like, connection-like, statement mean time) with
+  daily and weekly rhythms, recurring batches that are normal, and injected anomalies
+  (spikes, and activity at an hour when there usually is none). The seasonal baselines
+  (reports/seasonal.py) against the global robust z-score of reports/anomalies.py, whose
+  function judges the global verdicts: precision and recall per hour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent / "exporter")]  # run from a checkout without installing
+
+from pgperf.reports.forecast import (  # noqa: E402
+    BOOT_PAIRS,
+    PAIRS,
+    Forecast,
+    NoForecast,
+    describe,
+    forecast,
+    theil_sen,
+)
+
+DAY = 86400.0
+HOUR = 3600.0
+# 2026-06-01T00:00:00Z, a Monday: the histories end at different times after it.
+EPOCH = 1_780_272_000.0
+HORIZON_DAYS = 365.0
+OUTLIER_RATE = 0.002
+
+FloatArray = Any  # numpy arrays; the bench is not type-checked with the package
+
+
+# -- synthetic histories ---------------------------------------------------------------------
+
+
+def ar1(rng: np.random.Generator, n: int, phi: float) -> FloatArray:
+    """A stationary AR(1) series of unit variance, by FFT convolution with the truncated impulse response."""
+    z = rng.normal(size=n)
+    if phi <= 0:
+        return z
+    taps = min(n, int(math.ceil(math.log(1e-6) / math.log(phi))) + 1)
+    kernel = phi ** np.arange(taps)
+    size = 1 << int(math.ceil(math.log2(n + taps)))
+    out = np.fft.irfft(np.fft.rfft(z, size) * np.fft.rfft(kernel, size), size)[:n]
+    # The first samples lack the process's past: warm up by prepending nothing, rescale to unit variance.
+    return out * math.sqrt(1 - phi * phi)
+
+
+@dataclass
+class Case:
+    """One synthetic series: its history, limit and the true date the limit is first reached."""
+
+    t: FloatArray
+    y: FloatArray
+    limit: float
+    truth: float  # epoch seconds of the first future sample >= limit; inf if not within HORIZON_DAYS
+    lead_days: float  # truth - end of history, in days (inf if not reached)
+    kind: dict[str, Any]
+
+
+def _daily_shape(rng: np.random.Generator, shape: str, t: FloatArray) -> FloatArray:
+    hod = (t % DAY) / HOUR
+    if shape == "sine":
+        return np.sin(2 * np.pi * hod / 24 + rng.uniform(0, 2 * np.pi))
+    if shape == "business":
+        return ((hod >= 9) & (hod < 18)).astype(float)
+    # a nightly batch: 40 minutes from 02:00
+    return ((hod >= 2) & (hod < 2 + 40 / 60)).astype(float)
+
+
+def make_case(rng: np.random.Generator) -> Case:
+    """A history with known growth and its continuation, with parameters drawn at random."""
+    days = float(rng.choice([1.5, 3, 7, 14, 30, 45]))
+    interval = float(rng.choice([60.0, 300.0, 3600.0] if days >= 7 else [60.0, 300.0]))
+    growth = float(10 ** rng.uniform(6, 10))  # per day (bytes)
+    noise = growth * float(10 ** rng.uniform(-2, 0.3))  # standard deviation of the AR(1) deviation
+    corr = float(10 ** rng.uniform(math.log10(60), math.log10(6 * HOUR)))  # correlation time, seconds
+    phi = math.exp(-interval / corr)
+    shape = str(rng.choice(["none", "sine", "business", "batch"], p=[0.4, 0.25, 0.2, 0.15]))
+    amp = growth * float(10 ** rng.uniform(-1.5, 0.5)) if shape != "none" else 0.0
+    weekly = growth * float(10 ** rng.uniform(-1.5, 0.3)) if shape == "business" and rng.random() < 0.7 else 0.0
+    step = rng.random() < 0.3
+    lead = days * float(rng.uniform(0.2, 8.0))
+
+    end = EPOCH + float(rng.uniform(0, 7 * DAY))
+    n_hist = int(days * DAY / interval)
+    t_hist = end - interval * np.arange(n_hist)[::-1]
+    limit_level = 1e11 + growth * lead  # the trend reaches it `lead` days after the end
+    # The future is simulated up to the horizon, or a little past the trend's crossing.
+    future_days = min(HORIZON_DAYS, lead * 1.5 + 10 * noise / growth + 2)
+    n_future = int(future_days * DAY / interval)
+    t_all = end + interval * np.arange(-n_hist + 1, n_future + 1)
+    rel_days = (t_all - end) / DAY
+    y_all = 1e11 + growth * rel_days + noise * ar1(rng, t_all.size, phi)
+    if shape != "none":
+        y_all += amp * _daily_shape(rng, shape, t_all)
+    if weekly:
+        dow = np.floor((t_all - EPOCH) / DAY).astype(int) % 7
+        y_all -= weekly * (dow >= 5)
+    outliers = rng.random(t_all.size) < OUTLIER_RATE
+    y_all[outliers] += noise * rng.normal(0, 8, outliers.sum())
+    shift_at = None
+    if step:
+        at = int(n_hist * rng.uniform(0.1, 0.95))
+        size = growth * float(rng.uniform(1, 15)) * (-1 if rng.random() < 0.6 else 1)
+        # The level before the shift differs; the level after it is the one the future continues.
+        y_all[:at] -= size
+        shift_at = float(t_all[at])
+    hist, fut = slice(0, n_hist), slice(n_hist, None)
+    reached = np.nonzero(y_all[fut] >= limit_level)[0]
+    truth = float(t_all[fut][reached[0]]) if reached.size and t_all[fut][reached[0]] - end <= HORIZON_DAYS * DAY \
+        else math.inf
+    if y_all[hist][-1] >= limit_level:
+        truth = float(t_all[hist][-1])
+    kind = {"days": days, "interval": interval, "shape": shape, "weekly": bool(weekly), "step": step,
+            "noise_ratio": noise / growth, "corr_s": corr, "shift_at": shift_at, "growth": growth, "trend_lead": lead}
+    return Case(t_all[hist], y_all[hist], limit_level, truth, (truth - end) / DAY, kind)
+
+
+# -- forecasts -------------------------------------------------------------------------------
+
+
+def _score(case: Case, f: Forecast | NoForecast) -> dict[str, Any]:
+    end = float(case.t[-1])
+    out: dict[str, Any] = {"made": isinstance(f, Forecast), "truth_days": case.lead_days, **case.kind}
+    if not isinstance(f, Forecast):
+        return out
+    tol = 3600.0  # the forecast's time grid is one bucket (at most an hour)
+    horizon_end = f.horizon_end.timestamp() if f.horizon_end else end + HORIZON_DAYS * DAY
+    at = f.reaches_limit_at.timestamp() if f.reaches_limit_at else None
+    low = f.interval.low.timestamp() if f.interval.low else None
+    high = f.interval.high.timestamp() if f.interval.high else math.inf
+    truth = case.truth
+    if at is None:
+        # "Not reached within the horizon" (or not growing): right if the truth is later.
+        covered = truth > horizon_end - tol
+    else:
+        covered = low is not None and low - tol <= truth <= high + tol
+    out.update(covered=covered, dated=at is not None, growth=f.growth_per_day)
+    if at is not None and math.isfinite(truth):
+        out["abs_error_days"] = abs(at - truth) / DAY
+    if low is not None and math.isfinite(high):
+        out["width_days"] = (high - low) / DAY
+        if math.isfinite(truth) and truth > end:
+            out["relative_width"] = (high - low) / (truth - end)
+    return out
+
+
+def forecast_backtest(cases: int, seed: int) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    began = time.perf_counter()
+    for _ in range(cases):
+        case = make_case(rng)
+        f = forecast("disk_usage_bytes", case.t, case.y, limit=case.limit)
+        rows.append(_score(case, f))
+    elapsed = time.perf_counter() - began
+    return {"cases": cases, "seed": seed, "seconds": elapsed, "rows": rows}
+
+
+def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    made = [r for r in rows if r["made"]]
+    covered = [r for r in made if r["covered"]]
+    widths = [r["width_days"] for r in made if "width_days" in r]
+    rel = [r["relative_width"] for r in made if "relative_width" in r]
+    errors = [r["abs_error_days"] for r in made if "abs_error_days" in r]
+    return {
+        "cases": len(rows), "forecasts": len(made),
+        "coverage": len(covered) / len(made) if made else math.nan,
+        "dated": sum(1 for r in made if r["dated"]),
+        "median_width_days": statistics.median(widths) if widths else math.nan,
+        "median_relative_width": statistics.median(rel) if rel else math.nan,
+        "median_abs_error_days": statistics.median(errors) if errors else math.nan,
+    }
+
+
+def forecast_groups(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    groups: list[tuple[str, dict[str, Any]]] = [("all cases", _summary(rows))]
+    groups.append(("with a level shift", _summary([r for r in rows if r["step"]])))
+    groups.append(("without a level shift", _summary([r for r in rows if not r["step"]])))
+    for shape in ("none", "sine", "business", "batch"):
+        groups.append((f"daily rhythm: {shape}", _summary([r for r in rows if r["shape"] == shape])))
+    groups.append(("with a weekly rhythm", _summary([r for r in rows if r["weekly"]])))
+    for days in sorted({r["days"] for r in rows}):
+        groups.append((f"{days:g} days of history", _summary([r for r in rows if r["days"] == days])))
+    groups.append(("noise over a day's growth < 0.1", _summary([r for r in rows if r["noise_ratio"] < 0.1])))
+    groups.append(("noise over a day's growth ≥ 0.1", _summary([r for r in rows if r["noise_ratio"] >= 0.1])))
+    return groups
+
+
+# -- trend estimators ------------------------------------------------------------------------
+
+
+def estimators(repeats: int, seed: int, buckets: int = 1440) -> dict[str, Any]:
+    """Slope error of Theil–Sen on all pairs, on subsamples, and of least squares (30 days of 30-minute medians)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(buckets) * 1800.0
+    errors: dict[str, list[float]] = {"all pairs": [], f"{PAIRS:,} pairs": [], f"{BOOT_PAIRS:,} pairs": [],
+                                      "least squares": []}
+    spent = dict.fromkeys(errors, 0.0)
+    diff_to_full: dict[str, list[float]] = {k: [] for k in errors}
+    for rep in range(repeats):
+        e = ar1(rng, buckets, float(rng.uniform(0, 0.95)))
+        wild = rng.random(buckets) < 0.03
+        e[wild] += rng.normal(0, 20, wild.sum())
+        y = t / DAY + e  # a slope of 1 per day, noise of unit standard deviation
+        slopes = {}
+        for name, pairs in (("all pairs", buckets * buckets), (f"{PAIRS:,} pairs", PAIRS),
+                            (f"{BOOT_PAIRS:,} pairs", BOOT_PAIRS)):
+            began = time.perf_counter()
+            slopes[name] = theil_sen(t, y, pairs=pairs, seed=rep) * DAY
+            spent[name] += time.perf_counter() - began
+        began = time.perf_counter()
+        slopes["least squares"] = float(np.polyfit(t, y, 1)[0]) * DAY
+        spent["least squares"] += time.perf_counter() - began
+        for name, s in slopes.items():
+            errors[name].append(s - 1.0)
+            diff_to_full[name].append(s - slopes["all pairs"])
+    return {"buckets": buckets, "repeats": repeats, "estimators": [
+        {"name": name, "rmse": math.sqrt(statistics.fmean(v * v for v in errors[name])),
+         "rms_difference_to_all_pairs": math.sqrt(statistics.fmean(v * v for v in diff_to_full[name])),
+         "ms": 1000 * spent[name] / repeats} for name in errors]}
+
+
+# -- timing ----------------------------------------------------------------------------------
+
+
+def timing(repeats: int, seed: int) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, interval in (("30 days of one-minute samples", 60.0), ("30 days of hourly rollups", 3600.0)):
+        n = int(30 * DAY / interval)
+        t = EPOCH + interval * np.arange(n)
+        y = 1e11 + 2e9 * (t - EPOCH) / DAY + 3e8 * ar1(rng, n, math.exp(-interval / 1800)) \
+            + 5e8 * np.sin(2 * np.pi * (t % DAY) / DAY)
+        limit = 1e11 + 2e9 * 90
+        forecast("disk_usage_bytes", t, y, limit=limit)  # warm-up
+        spent = []
+        result: Forecast | NoForecast | None = None
+        for _ in range(repeats):
+            began = time.perf_counter()
+            result = forecast("disk_usage_bytes", t, y, limit=limit)
+            spent.append(time.perf_counter() - began)
+        assert result is not None
+        out[name] = {"points": n, "median_ms": 1000 * statistics.median(spent), "max_ms": 1000 * max(spent),
+                     "repeats": repeats, "sentence": describe(result)}
+    return out
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+def run(quick: bool = False, seed: int = 20261204, cases: int | None = None) -> dict[str, Any]:
+    """Every part of the backtest; plain numbers for bench/harness.py's results.json."""
+    n = cases if cases is not None else (30 if quick else 600)
+    fc = forecast_backtest(n, seed)
+    return {
+        "quick": quick,
+        "forecasts": {**{k: v for k, v in fc.items() if k != "rows"},
+                      "groups": [{"group": g, **s} for g, s in forecast_groups(fc["rows"])]},
+        "estimators": estimators(5 if quick else 100, seed),
+        "timing": timing(2 if quick else 10, seed),
+    }
+
+
+def _pct(v: float) -> str:
+    return "—" if math.isnan(v) else f"{100 * v:.1f} %"
+
+
+def _num(v: float, digits: int = 1) -> str:
+    return "—" if math.isnan(v) else f"{v:,.{digits}f}"
+
+
+def render(results: dict[str, Any]) -> list[str]:
+    """The Markdown section for bench/README.md."""
+    fc = results["forecasts"]
+    overall = fc["groups"][0]
+    out = [
+        "## Forecasts and seasonal baselines (backtest)",
+        "",
+        f"bench/forecast_backtest.py, no database: {fc['cases']} synthetic histories (seed {fc['seed']}) of 1.5 to 45 "
+        "days sampled every minute, 5 minutes or hour, with a known growth rate, AR(1) noise (correlation "
+        "time one minute to six hours, standard deviation 1 % to 200 % of a day's growth), rare outliers, a daily "
+        "rhythm in 60 % of them (a sine, business hours with a weekend dip, or a nightly batch) and a level shift "
+        "(a VACUUM FULL or a data load) in 30 %. Each continues into a future with the same process; the true date "
+        "is the first future sample at or above the limit, set 0.2 to 8 histories ahead. A forecast that gives no "
+        "date is right when the truth lies beyond its horizon.",
+        "",
+        "| cases | forecasts | true date inside the 90 % interval | median interval width | "
+        "median width / lead time | median absolute error of the date |",
+        "|---|---|---|---|---|---|",
+    ]
+    for g in fc["groups"]:
+        out.append(f"| {g['group']} | {g['forecasts']} | {_pct(g['coverage'])} | {_num(g['median_width_days'])} days | "
+                   f"{_pct(g['median_relative_width'])} | {_num(g['median_abs_error_days'])} days |")
+    out += ["", f"Target: at least 90 % — {'met' if overall['coverage'] >= 0.9 else 'NOT met'} "
+                f"({_pct(overall['coverage'])} over all {overall['forecasts']} forecasts, "
+                f"{fc['seconds']:.0f} s for the whole backtest).", ""]
+    est = results["estimators"]
+    out += [
+        f"Trend estimators on {est['buckets']:,} buckets (30 days of 30-minute medians; slope 1 per day, AR(1) noise "
+        f"of unit standard deviation, 3 % wild points), {est['repeats']} series:",
+        "",
+        "| estimator | slope RMSE (per day) | RMS difference to all pairs | time |",
+        "|---|---|---|---|",
+    ]
+    for e in est["estimators"]:
+        out.append(f"| {e['name']} | {e['rmse']:.4f} | {e['rms_difference_to_all_pairs']:.4f} | {e['ms']:.2f} ms |")
+    out += ["", "| one forecast over | points | median time | max |", "|---|---|---|---|"]
+    for name, tm in results["timing"].items():
+        out.append(f"| {name} | {tm['points']:,} | {tm['median_ms']:.0f} ms | {tm['max_ms']:.0f} ms |")
+    out.append("")
+    if results.get("quick"):
+        out += ["(quick mode: tiny sizes, figures meaningless)", ""]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
+    parser.add_argument("--seed", type=int, default=20261204, help="seed of the synthetic cases")
+    parser.add_argument("--cases", type=int, help="number of forecast cases (default 600, quick 30)")
+    parser.add_argument("--output", help="also write the Markdown tables to this file")
+    args = parser.parse_args(argv)
+    results = run(args.quick, args.seed, args.cases)
+    text = "\n".join(render(results)) + "\n"
+    print(text)
+    if args.output:
+        Path(args.output).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
