@@ -18,8 +18,9 @@ connections, transaction ID age, a statement's mean time — and its limit, and 
    week (less a week's running median): a running median follows the trend and a level
    shift, so that neither leaks into the profile. The half cycle at either end, where
    the window is incomplete, is left out: three cycles of history give two of profile. A profile is kept only if it is
-   significant: a Kruskal–Wallis test over the hourly medians finds that the slots differ
-   at the 0.1 % level, so that noise does not pass for a rhythm.
+   significant, so that noise does not pass for a rhythm: a Kruskal–Wallis test over the
+   hourly medians finds that the slots differ at the 0.1 % level, or one slot stands out
+   from the rest at that level (a nightly batch, which a rank test barely sees).
 4. **Level shifts.** A VACUUM FULL, a bulk delete or a data load moves the level at once;
    the forecast must follow the latest regime. At every bucket the median of the next
    window is compared with the median of the previous one (a day each when the history
@@ -30,14 +31,15 @@ connections, transaction ID age, a statement's mean time — and its limit, and 
    within each regime and the level of the last one.
 5. **Interval.** A sieve bootstrap: the residuals are taken as an AR(1) process (lag-1
    autocorrelation, outliers clipped), whose resampled innovations make 200 simulated
-   histories; the trend is refitted on each (4,000 pairs) and continued into a simulated
-   future that starts from the last observed deviation from the trend, with each sample's
-   excess over its bucket's median added (the limit is reached by the first sample above
-   it, not by a bucket's median). Autocorrelated deviations, which make a trend less
-   certain than independent noise would, widen the interval accordingly. The first time each
-   simulated path reaches the limit gives the distribution: ``reaches_limit_at`` is its
-   median and the interval its 5 % and 95 % quantiles (90 %). The backtest checks that
-   the true date falls inside it in at least 90 % of synthetic histories.
+   histories; the trend is refitted on each (4,000 pairs). Each refit continues into a
+   simulated future of each bucket's highest sample — itself an AR(1) process, started
+   from the last one observed — since the limit is reached by the first sample above it,
+   not by a bucket's median. The first time each simulated path reaches the limit gives
+   the distribution: ``reaches_limit_at`` is its median and the interval its 5 % and 95 %
+   quantiles (90 %). Autocorrelated deviations, which make a trend less certain than
+   independent noise would, widen the interval accordingly. A lone sample far from both
+   its neighbours (a sampling glitch) is not a level the series reaches again: it is left
+   out of the hourly highest samples.
 
 A forecast looks ahead at most ``horizon`` (365 days) and at most 10 times the history it
 rests on. ``reaches_limit_at`` and its interval are null when the limit is not reached
@@ -54,6 +56,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ._robust import MAD_SCALE, FloatArray, IntArray, as_arrays, group_max, group_medians, mad, to_datetime
 from .builder import iso
@@ -69,7 +72,7 @@ WEEK = 7 * DAY
 BUCKET_WIDTHS = (60, 300, 900, 1800, 3600)
 MAX_BUCKETS = 2000
 MIN_POINTS = 12
-MIN_SPAN = timedelta(days=1)
+MIN_SPAN = timedelta(days=2)
 HORIZON = timedelta(days=365)
 # The forecast looks at most this many times as far ahead as the history it rests on.
 EXTRAPOLATION = 10.0
@@ -78,7 +81,7 @@ WEEKLY_MIN_SPAN = 21 * DAY
 # Standard-normal quantile of the seasonality test (0.999) and of the level-shift test.
 SEASONAL_Z = 3.09
 SHIFT_Z = 6.0
-LEVEL = 0.90
+LEVEL = 0.95
 REPLICATES = 200
 PAIRS = 20_000
 # Pairs per bootstrap refit: fewer than the estimate's, which widens the interval by a few
@@ -339,9 +342,37 @@ def _profile(t: FloatArray, r: FloatArray, period: int) -> FloatArray | None:
     if (counts < 2).any():
         return None
     h, df = _kruskal_wallis(slots, hourly, period)
-    if h <= _chi2_quantile(df, SEASONAL_Z):
+    if h <= _chi2_quantile(df, SEASONAL_Z) and not _outstanding_slot(slots, hourly, medians, counts):
         return None
     return np.asarray(medians - medians.mean())
+
+
+def _outstanding_slot(slots: IntArray, values: FloatArray, medians: FloatArray, counts: IntArray) -> bool:
+    """Whether one slot stands out from the others beyond chance: a nightly batch, which a rank test
+    (a slot's ranks can only be the highest) does not see.
+
+    The noise is read from the differences between the values of each slot and its median;
+    a slot stands out when its median is more than SLOT_Z standard errors from the median of
+    all values (SLOT_Z: the 0.1 % level, Bonferroni-corrected for the number of slots).
+    """
+    sigma = MAD_SCALE * mad(values - medians[slots], 0.0) * math.sqrt(counts.mean() / max(counts.mean() - 1, 1))
+    if sigma == 0:
+        return bool(np.ptp(medians) > 0)
+    z = np.abs(medians - np.median(values)) / (1.2533 * sigma / np.sqrt(counts))
+    slot_z = math.sqrt(2) * _erfinv(1 - 0.001 / medians.size)
+    return bool(z.max() > slot_z)
+
+
+def _erfinv(p: float) -> float:
+    """Inverse error function by bisection on math.erf (accurate to 1e-12; called once per profile)."""
+    lo, hi = 0.0, 10.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if math.erf(mid) < p:
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 @dataclass(frozen=True)
@@ -363,6 +394,42 @@ class _Seasonal:
         return "+".join(parts)
 
 
+def _glitches(e: FloatArray) -> npt.NDArray[np.bool_]:
+    """Lone samples far from both neighbours, which agree with each other: sampling glitches.
+
+    A sample is one when it differs from the mean of its neighbours by more than 8 robust
+    standard deviations of that difference while the neighbours differ by less than 3: a
+    batch that lifts several samples in a row, or a shift, is not. ``e`` are residuals
+    after the trend and the rhythm, so that a spike that recurs every night is not either.
+    """
+    out = np.zeros(e.size, dtype=np.bool_)
+    if e.size < 5:
+        return out
+    off = e[1:-1] - (e[:-2] + e[2:]) / 2
+    apart = e[2:] - e[:-2]
+    scale = MAD_SCALE * mad(off)
+    if scale == 0:
+        return out
+    out[1:-1] = (np.abs(off - np.median(off)) > 8 * scale) & (np.abs(apart - np.median(apart)) < 3 * scale * 1.15)
+    return out
+
+
+def _top_profile(t: FloatArray, tops: FloatArray, seasonal: _Seasonal) -> _Seasonal:
+    """The rhythm of the hourly highest samples, where the series has one: the median per hour of the day
+    (and of the week), not centred, so that it holds the typical top too; else none."""
+    if seasonal.daily is None:
+        return _Seasonal(None, None)
+    slots = _slots(t, 24)
+    medians, counts = group_medians(slots, tops, 24)
+    daily = np.where(counts > 0, medians, float(np.median(tops)))
+    weekly = None
+    if seasonal.weekly is not None:
+        wslots = _slots(t, 168)
+        wmed, wcounts = group_medians(wslots, tops - daily[slots], 168)
+        weekly = np.where(wcounts > 0, wmed, 0.0)
+    return _Seasonal(np.asarray(daily), None if weekly is None else np.asarray(weekly))
+
+
 def _rolling_median(x: FloatArray, k: int) -> FloatArray:
     """``med[i]`` = median of ``x[i:i + k]``."""
     return np.asarray(np.median(np.lib.stride_tricks.sliding_window_view(x, k), axis=1))
@@ -376,7 +443,7 @@ def _local_level(x: FloatArray, k: int) -> FloatArray:
     return out
 
 
-def _seasonal(t: FloatArray, detrended: FloatArray, width: int) -> _Seasonal:
+def _seasonal(t: FloatArray, detrended: FloatArray, width: int, span: float) -> _Seasonal:
     """Daily and weekly profiles of a detrended series, each where the history allows and the test finds it.
 
     Each profile is read from the series less its centred running median over one cycle (a
@@ -384,7 +451,6 @@ def _seasonal(t: FloatArray, detrended: FloatArray, width: int) -> _Seasonal:
     neither leaks into the profile. The half cycle at either end, where the window is
     incomplete, is left out; hence three cycles of history for two of profile.
     """
-    span = t[-1] - t[0]
     if width > HOUR or span < DAILY_MIN_SPAN:
         return _Seasonal(None, None)
     per_day = int(round(DAY / width))
@@ -495,6 +561,12 @@ def _ar_coefficient(r: FloatArray) -> float:
     return min(max(rho, 0.0), 0.999)
 
 
+def _innovations(r: FloatArray, rho: float) -> FloatArray:
+    """The innovations of AR(1) residuals, centred on their median."""
+    u = r[1:] - rho * r[:-1] if r.size > 1 else r
+    return np.asarray(u - float(np.median(u)))
+
+
 def _ar_filter(u: FloatArray, rho: float, start: FloatArray) -> FloatArray:
     """Rows of x[t] = rho * x[t-1] + u[t] with x[-1] = ``start``: a scan over time in blocks, vectorised over rows.
 
@@ -505,6 +577,13 @@ def _ar_filter(u: FloatArray, rho: float, start: FloatArray) -> FloatArray:
     if rho < 1e-3:
         return u + rho * start[:, None]
     n = u.shape[1]
+    memory = int(math.ceil(math.log(1e-9) / math.log(rho)))
+    if memory <= 48:
+        # A short memory: the sum of a few shifted copies is faster than a scan.
+        out = u.copy()
+        for lag in range(1, min(memory, n)):
+            out[:, lag:] += rho ** lag * u[:, :-lag]
+        return out + start[:, None] * rho ** np.arange(1, n + 1)[None, :]
     block = max(1, min(n, int(18.0 / -math.log(rho))))
     steps = np.arange(1, block + 1, dtype=np.float64)
     up, down = rho ** steps, rho ** -steps
@@ -540,12 +619,13 @@ def forecast(metric: str, times: Sequence[datetime] | FloatArray, values: Sequen
     if n < min_points:
         return NoForecast(metric, target, n, f"{n} points; a forecast needs at least {min_points}", current, limit,
                           subject)
-    span = float(t[-1] - t[0])
+    spacing = float(np.median(np.diff(t)))
+    span = float(t[-1] - t[0]) + spacing  # the time the history covers, its last sample's interval included
     if span < min_span.total_seconds():
         return NoForecast(metric, target, n, f"the history spans {_duration(span)}; a forecast needs at least "
                           f"{_duration(min_span.total_seconds())}", current, limit, subject)
     rng = np.random.default_rng(seed)
-    width = _bucket_width(span, float(np.median(np.diff(t))))
+    width = _bucket_width(span, spacing)
     bt, by, keys = _buckets(t, y, width)
     m = bt.size
     if m < min_points:
@@ -560,12 +640,12 @@ def forecast(metric: str, times: Sequence[datetime] | FloatArray, values: Sequen
     k = per_day if span >= 4 * DAY else max(3, m // 8)
     cycle = _cycle_slope(bt, by, width) if span >= WEEKLY_MIN_SPAN else None
     slope0 = cycle if cycle is not None else theil_sen(bt, by, seed=seed)
-    seasonal = _seasonal(bt, by - slope0 * rel, width)
+    seasonal = _seasonal(bt, by - slope0 * rel, width, span)
     x = by - seasonal.at(bt)
     shifts = _level_shifts(bt, x, slope0, k)
     segments = np.searchsorted(np.asarray(shifts, dtype=np.int64), np.arange(m), side="right").astype(np.int64)
     start = shifts[-1] if shifts else 0
-    own = m - start >= min_points and bt[-1] - bt[start] >= min_span.total_seconds()
+    own = m - start >= min_points and t_end - bt[start] + spacing >= min_span.total_seconds()
     use = slice(start, m) if own else slice(0, m)
     design = _design(rel[use], segments[use] - segments[use][0] if own else segments, rng)
     xs = x[use][None, :]
@@ -575,11 +655,22 @@ def forecast(metric: str, times: Sequence[datetime] | FloatArray, values: Sequen
     residuals = x[use] - fitted
     growth = float(slope[0]) * DAY
 
-    # Raw residuals (each point against the fit at its own time), largest per bucket.
+    # The highest sample of each clock hour against the trend: the limit is reached by the
+    # first sample above it, not by a bucket's median, and the future is simulated hour by hour.
     first_raw = int(np.searchsorted(keys, np.arange(m)[use][0]))
     raw_t, raw_y, raw_keys = t[first_raw:], y[first_raw:], keys[first_raw:] - np.arange(m)[use][0]
-    raw_fit = fitted[raw_keys] + float(slope[0]) * (raw_t - bt[use][raw_keys]) + seasonal.at(raw_t)
-    tops, _ = group_max(raw_keys, raw_y - raw_fit, raw_t, design.t.size)
+    raw_trend = fitted[raw_keys] + float(slope[0]) * (raw_t - bt[use][raw_keys])
+    real = ~_glitches(raw_y - raw_trend - seasonal.at(raw_t))
+    raw_t, raw_y, raw_trend = raw_t[real], raw_y[real], raw_trend[real]
+    hour_no = np.floor(raw_t / HOUR).astype(np.int64)
+    hours, hour_keys = np.unique(hour_no, return_inverse=True)
+    hour_max, _ = group_max(hour_keys.astype(np.int64), raw_y - raw_trend, raw_t, hours.size)
+    hour_t = hours.astype(np.float64) * HOUR
+    tops = _top_profile(hour_t, hour_max, seasonal)
+    top_dev = hour_max - tops.at(hour_t)
+    # What glitches remain (in hourly data, say) are capped at 5 robust standard deviations.
+    typical = float(np.median(top_dev))
+    top_dev = np.minimum(top_dev, typical + 5 * MAD_SCALE * mad(top_dev, typical))
 
     since = to_datetime(float(bt[start] if own else bt[0]))
     method = _method(width, seasonal, shifts, own, bt, level)
@@ -587,21 +678,22 @@ def forecast(metric: str, times: Sequence[datetime] | FloatArray, values: Sequen
     horizon_end = to_datetime(t_end + eff_horizon)
 
     # Sieve bootstrap: the residuals as an AR(1) process with resampled innovations. Each
-    # replicate refits the trend on the fit plus simulated residuals, then continues into
-    # the future from the last observed deviation, with a sample's excess over its bucket's
-    # median on top (the limit is reached by the first sample, not by a bucket's median).
+    # replicate refits the trend on the fit plus simulated residuals, and continues into a
+    # future of hourly highest samples, another AR(1) process, from the last hour observed.
     rho = _ar_coefficient(residuals)
-    innovations = residuals[1:] - rho * residuals[:-1] if residuals.size > 1 else residuals
-    innovations = innovations - float(np.median(innovations))
-    excess = np.maximum(tops - residuals, 0.0)
-    step = float(width)
-    grid = t_end + step * np.arange(1, int(eff_horizon // step) + 1, dtype=np.float64)
-    grid_season = seasonal.at(grid)
+    innovations = _innovations(residuals, rho)
+    top_rho = _ar_coefficient(top_dev - typical)
+    top_innovations = _innovations(top_dev - typical, top_rho)
+    grid = hour_t[-1] + HOUR * np.arange(1, int(eff_horizon // HOUR) + 1, dtype=np.float64)  # hour starts
+    grid_end = np.minimum(grid + HOUR, t_end + eff_horizon)
+    grid_top = tops.at(grid) + typical
     crossing = np.full(replicates, np.inf)
     paths_at = np.linspace(0, grid.size - 1, min(CHART_POINTS, grid.size)).astype(np.int64) if grid.size else \
         np.zeros(0, dtype=np.int64)
     chart = np.empty((replicates, paths_at.size))
-    last_x, last_t = float(x[use][-1]), float(design.t[-1])
+    central = float(levels[0, -1]), float(slope[0])
+    last_hour_end = min(hour_t[-1] + HOUR, t_end) - t_end
+    last_dev = float(top_dev[-1]) - typical
     for lo in range(0, replicates, _CHUNK):
         rows = min(_CHUNK, replicates - lo)
         start = residuals[rng.integers(0, residuals.size, rows)]
@@ -609,18 +701,20 @@ def forecast(metric: str, times: Sequence[datetime] | FloatArray, values: Sequen
         ystar = fitted[None, :] + simulated
         b = design.slopes(ystar, BOOT_PAIRS)
         last_level = design.levels(ystar, b)[:, -1]
-        deviation = last_x - (last_level + b * last_t)
-        future = _ar_filter(innovations[rng.integers(0, innovations.size, (rows, grid.size))], rho, deviation)
-        future += excess[rng.integers(0, excess.size, (rows, grid.size))]
-        paths = last_level[:, None] + b[:, None] * (grid - t_end)[None, :] + grid_season[None, :] + future
+        # The last hour's deviation, against this replicate's trend rather than the fitted one.
+        deviation = last_dev + (central[0] + central[1] * last_hour_end) - (last_level + b * last_hour_end)
+        future = _ar_filter(top_innovations[rng.integers(0, top_innovations.size, (rows, grid.size))], top_rho,
+                            deviation)
+        paths = last_level[:, None] + b[:, None] * (grid_end - t_end)[None, :] + grid_top[None, :] + future
         chart[lo:lo + rows] = paths[:, paths_at]
         if limit is not None and grid.size:
             hit = paths >= limit
             reached = hit.any(axis=1)
-            crossing[lo:lo + rows] = np.where(reached, grid[np.argmax(hit, axis=1)], np.inf)
+            # The hour's middle: the first sample above the limit is somewhere in it.
+            crossing[lo:lo + rows] = np.where(reached, grid[np.argmax(hit, axis=1)] + HOUR / 2, np.inf)
     q_lo, q_hi = (1 - level) / 2, (1 + level) / 2
     projection = tuple(
-        ProjectionPoint(to_datetime(float(grid[p])), float(np.quantile(chart[:, c], q_lo)),
+        ProjectionPoint(to_datetime(float(grid_end[p])), float(np.quantile(chart[:, c], q_lo)),
                         float(np.median(chart[:, c])), float(np.quantile(chart[:, c], q_hi)))
         for c, p in enumerate(paths_at))
 
