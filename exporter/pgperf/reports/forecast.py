@@ -351,11 +351,17 @@ def _outstanding_slot(slots: IntArray, values: FloatArray, medians: FloatArray, 
     """Whether one slot stands out from the others beyond chance: a nightly batch, which a rank test
     (a slot's ranks can only be the highest) does not see.
 
-    The noise is read from the differences between the values of each slot and its median;
-    a slot stands out when its median is more than SLOT_Z standard errors from the median of
-    all values (SLOT_Z: the 0.1 % level, Bonferroni-corrected for the number of slots).
+    The noise is read from the differences between consecutive cycles' values of each slot
+    (a difference of two values has twice their variance); a slot stands out when its median
+    is more than SLOT_Z standard errors from the median of all values (SLOT_Z: the 0.1 %
+    level, Bonferroni-corrected for the number of slots).
     """
-    sigma = MAD_SCALE * mad(values - medians[slots], 0.0) * math.sqrt(counts.mean() / max(counts.mean() - 1, 1))
+    order = np.argsort(slots, kind="stable")  # values are in time order: stable keeps it per slot
+    same = slots[order][1:] == slots[order][:-1]
+    steps = np.diff(values[order])[same]
+    if steps.size == 0:
+        return False
+    sigma = MAD_SCALE * mad(steps, 0.0) / math.sqrt(2)
     if sigma == 0:
         return bool(np.ptp(medians) > 0)
     z = np.abs(medians - np.median(values)) / (1.2533 * sigma / np.sqrt(counts))
@@ -781,6 +787,8 @@ def _amount(value: float, unit: str) -> str:
         return f"{value:,.2f} ms"
     if unit == "xids":
         return f"{value / 1e6:,.1f}M transaction IDs" if abs(value) >= 1e5 else f"{value:,.0f} transaction IDs"
+    if unit == "connections" and float(value).is_integer():
+        return f"{value:,.0f}"
     if unit:
         return f"{value:,.1f} {unit}"
     return f"{value:,.3g}"
