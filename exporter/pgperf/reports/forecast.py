@@ -498,9 +498,15 @@ def _level_shifts(t: FloatArray, x: FloatArray, slope: float, k: int) -> list[in
     if away.sum() >= 10:
         ref = ref[away]
     center = float(np.median(ref))
-    scale = max(MAD_SCALE * mad(ref, center), 1e-9 * (float(np.max(np.abs(x))) + 1.0))
     # Noise of a difference of medians grows as sqrt(1/k + 1/k_right).
-    score = np.abs(d - center) / (scale * np.sqrt((1.0 / k + 1.0 / right_len) / (2.0 / k)))
+    spread = np.sqrt(1.0 / k + 1.0 / right_len)
+    scale = MAD_SCALE * mad(ref, center) * spread / math.sqrt(2.0 / k)
+    # Neighbouring differences share most of their windows, so a short history holds few
+    # independent ones and their spread can be small by chance: it is floored at what
+    # independent noise (its scale read from the lag-1 differences) would give, and above 0.
+    noise = MAD_SCALE * mad(np.diff(z)) / math.sqrt(2)
+    floor = max(1.2533 * noise, 1e-9 * (float(np.max(np.abs(x))) + 1.0)) * spread
+    score = np.abs(d - center) / np.maximum(scale, floor)
     above = score > SHIFT_Z
     shifts: list[int] = []
     run_start = None
@@ -680,7 +686,7 @@ def forecast(metric: str, times: Sequence[datetime] | FloatArray, values: Sequen
 
     since = to_datetime(float(bt[start] if own else bt[0]))
     method = _method(width, seasonal, shifts, own, bt, level)
-    eff_horizon = min(horizon.total_seconds(), EXTRAPOLATION * float(bt[-1] - bt[use][0]))
+    eff_horizon = min(horizon.total_seconds(), EXTRAPOLATION * (t_end - float(t[first_raw]) + spacing))
     horizon_end = to_datetime(t_end + eff_horizon)
 
     # Sieve bootstrap: the residuals as an AR(1) process with resampled innovations. Each
