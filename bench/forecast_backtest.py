@@ -32,6 +32,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent / "exporter")]  # run from a checkout without installing
 
+from pgperf.config import load_config  # noqa: E402
+from pgperf.reports.anomalies import resource_anomaly  # noqa: E402
+from pgperf.reports.builder import ReportSettings  # noqa: E402
 from pgperf.reports.forecast import (  # noqa: E402
     BOOT_PAIRS,
     PAIRS,
@@ -49,6 +53,7 @@ from pgperf.reports.forecast import (  # noqa: E402
     forecast,
     theil_sen,
 )
+from pgperf.reports.seasonal import SpikeRule, judge_hours  # noqa: E402
 
 DAY = 86400.0
 HOUR = 3600.0
@@ -282,6 +287,182 @@ def timing(repeats: int, seed: int) -> dict[str, Any]:
     return out
 
 
+# -- anomalies -------------------------------------------------------------------------------
+
+
+def report_settings() -> ReportSettings:
+    """The production profile's thresholds (spike factor 10, slow queries from 2 s), 7 days of baseline."""
+    config = load_config(flags={"profile": "production", "dsn": "postgresql://bench@127.0.0.1/bench",
+                                "store": {"enabled": False}}, env={})
+    return ReportSettings.from_config(config)
+
+
+@dataclass
+class Labelled:
+    """A resource or statement series with the hours (epoch of the hour's start) that hold an anomaly."""
+
+    kind: str  # cpu, connections, statement
+    t: FloatArray
+    values: FloatArray  # samples (resources) or hourly means (statements)
+    peaks: FloatArray  # the observations: the samples themselves, or each hour's highest interval mean
+    anomalous: set[float]
+
+
+def _hour_of_day(t: FloatArray) -> FloatArray:
+    return (t % DAY) / HOUR
+
+
+def _weekday(t: FloatArray) -> FloatArray:
+    return np.floor((t - EPOCH) / DAY) % 7
+
+
+def make_labelled(rng: np.random.Generator, kind: str, days: int) -> Labelled:
+    """``days`` of a series with a daily and weekly rhythm, normal batches, and injected anomalies.
+
+    Normal (never labelled): business hours on weekdays, a nightly batch every night at a
+    time of its own (jittering by a few minutes), in a third of the series a Sunday batch
+    too. Anomalies, in the last 7 days and outside the batches: 1 to 4 spikes at random
+    times, and in half of the series a business-hours level of activity for an hour at night.
+    """
+    step = 3600.0 if kind == "statement" else 300.0
+    t = EPOCH + step * np.arange(int(days * DAY / step))
+    hod, dow = _hour_of_day(t), _weekday(t)
+    business = ((hod >= 9) & (hod < 18) & (dow < 5)).astype(float)
+    batch_at = float(rng.uniform(0.5, 4.5))
+    batch = np.zeros(t.size)
+    for day in range(days):
+        start = day * DAY + (batch_at + float(rng.normal(0, 0.1))) * HOUR
+        # A point stands for its interval [t, t + step): the batch shows where it overlaps it.
+        batch[(t - EPOCH + step > start) & (t - EPOCH < start + float(rng.uniform(0.3, 0.8)) * HOUR)] = 1
+    if rng.random() < 0.33:
+        batch[(dow == 6) & (hod >= 5.5) & (hod < 6.5)] = 1
+    if kind == "cpu":
+        busy, batch_level = float(rng.uniform(15, 40)), float(rng.uniform(60, 90))
+        y = np.clip(np.where(batch > 0, batch_level, 15 + busy * business) + rng.normal(0, 2.5, t.size), 0, 100)
+    elif kind == "connections":
+        busy, batch_level = float(rng.uniform(20, 60)), float(rng.uniform(40, 120))
+        y = rng.poisson(10 + busy * business + batch_level * batch).astype(float)
+    else:  # statement: hourly mean time, ms
+        base = float(rng.uniform(250, 600))
+        y = np.where(batch > 0, base * float(rng.uniform(12, 30)),
+                     base * (1 + 0.5 * business) * np.exp(rng.normal(0, 0.1, t.size)))
+    # A statement's observation is its hour's highest interval mean, above the hour's mean.
+    peaks = y * np.exp(np.abs(rng.normal(0, 0.2, t.size))) if kind == "statement" else y
+    anomalous: set[float] = set()
+    quiet = (t >= t[-1] - 7 * DAY) & (batch == 0)
+    quiet &= np.concatenate((batch[1:] == 0, [True])) & np.concatenate(([True], batch[:-1] == 0))
+    for _ in range(int(rng.integers(1, 5))):
+        i = int(rng.choice(np.nonzero(quiet)[0]))
+        span = np.arange(i, min(t.size, i + int(rng.integers(1, 6)))) if kind != "statement" else np.array([i])
+        if kind == "cpu":
+            y[span] = np.minimum(100, y[span] + float(rng.uniform(25, 45)))
+        elif kind == "connections":
+            y[span] += float(rng.uniform(40, 150))
+        else:
+            peaks[i] = y[i] * float(rng.uniform(12, 40))
+            y[i] = peaks[i] / 3
+        anomalous.update(math.floor(x / HOUR) * HOUR for x in t[span])
+    if rng.random() < 0.5:  # business-hours activity for an hour at night, away from the batch
+        hour = float(rng.choice([h for h in range(0, 8) if abs(h + 0.5 - batch_at) > 2 and h not in (5, 6)]))
+        night = (t >= t[-1] - 7 * DAY) & (np.floor((t - EPOCH) / DAY) == days - 2) & (hod >= hour) & (hod < hour + 1)
+        if kind == "cpu":
+            y[night] = 15 + 40 + rng.normal(0, 2.5, int(night.sum()))
+        elif kind == "connections":
+            y[night] = rng.poisson(10 + 60, int(night.sum()))
+        else:
+            y[night] = float(np.median(y)) * 15
+            peaks[night] = y[night] * 1.2
+        anomalous.update(math.floor(x / HOUR) * HOUR for x in t[night])
+    if kind != "statement":
+        peaks = y
+    return Labelled(kind, t, y, peaks, anomalous)
+
+
+def _global_flags(series: Labelled, settings: ReportSettings, start: float, end: float,
+                  baseline_start: float) -> set[float]:
+    """anomalies.py's rule, applied to every hour of the window against the global median and MAD."""
+    period = (series.t >= baseline_start) & (series.t < end)
+    values = series.values[period]
+    median = float(np.median(values))
+    mad = float(np.median(np.abs(values - median)))
+    flagged: set[float] = set()
+    window = (series.t >= start) & (series.t < end)
+    hours = np.floor(series.t[window] / HOUR) * HOUR
+    for hour in np.unique(hours):
+        observed = float(series.peaks[window][hours == hour].max())
+        if series.kind == "statement":
+            # The anomaly SQL of reports/builder.py and the floor of anomalies.detect().
+            scale = max(1.4826 * mad, 0.05 * median, 0.01)
+            hit = (median > 0 and observed / median >= settings.query_spike_factor
+                   and (observed - median) / scale > settings.anomaly_z
+                   and observed >= settings.slow_query_time_ms / 10)
+        else:
+            row = {"name": series.kind, "observed": observed, "baseline": median, "mad": mad, "points": values.size}
+            hit = resource_anomaly(row, settings, "bench", settings.anomaly_z) is not None
+        if hit:
+            flagged.add(float(hour))
+    return flagged
+
+
+def _seasonal_flags(series: Labelled, settings: ReportSettings, start: float, end: float, baseline_start: float,
+                    tolerance: timedelta) -> set[float]:
+    period = (series.t >= baseline_start) & (series.t < end)
+    rule = SpikeRule.for_statements(settings) if series.kind == "statement" else \
+        SpikeRule.for_resource(series.kind, settings)
+    verdicts = judge_hours(series.t[period], series.values[period], peaks=series.peaks[period], window_start=start,
+                           rule=rule, tolerance=tolerance)
+    floor = settings.slow_query_time_ms / 10 if series.kind == "statement" else -math.inf
+    return {math.floor(v.at.timestamp() / HOUR) * HOUR for v in verdicts if v.flagged and v.observed >= floor}
+
+
+TOLERANCES = {"seasonal, ±15 minutes (default)": timedelta(minutes=15), "seasonal, exact hour": timedelta(0),
+              "seasonal, ±1 hour": timedelta(hours=1)}
+
+
+def anomaly_backtest(per_kind: int, seed: int, baseline_days: float = 7.0) -> dict[str, Any]:
+    """Precision and recall per hour of the global rule and of the seasonal baselines, over daily windows.
+
+    Each of the last 7 days is a report's window, with ``baseline_days`` of baseline before
+    it (reports.baseline_days, 7 by default); every hour of each window is judged by each
+    detector.
+    """
+    days = int(baseline_days) + 8
+    rng = np.random.default_rng(seed)
+    settings = report_settings()
+    detectors = ("global", *TOLERANCES)
+    counts = {(kind, d): {"tp": 0, "fp": 0, "fn": 0, "batch_fp": 0} for kind in ("cpu", "connections", "statement")
+              for d in detectors}
+    hours_judged = 0
+    for kind in ("cpu", "connections", "statement"):
+        for _ in range(per_kind):
+            series = make_labelled(rng, kind, days)
+            end_all = math.floor(series.t[-1] / DAY) * DAY + DAY
+            for day in range(7):
+                end = end_all - day * DAY
+                start = end - DAY
+                baseline_start = start - baseline_days * DAY
+                truth = {h for h in series.anomalous if start <= h < end}
+                hours_judged += 24
+                found = {"global": _global_flags(series, settings, start, end, baseline_start)}
+                for name, tolerance in TOLERANCES.items():
+                    found[name] = _seasonal_flags(series, settings, start, end, baseline_start, tolerance)
+                for name, flagged in found.items():
+                    c = counts[(kind, name)]
+                    c["tp"] += len(flagged & truth)
+                    c["fp"] += len(flagged - truth)
+                    c["fn"] += len(truth - flagged)
+    rows = []
+    for kind in ("all", "cpu", "connections", "statement"):
+        for name in detectors:
+            picked = [c for (k, d), c in counts.items() if d == name and kind in ("all", k)]
+            tp, fp, fn = (sum(c[x] for c in picked) for x in ("tp", "fp", "fn"))
+            rows.append({"series": kind, "detector": name, "tp": tp, "fp": fp, "fn": fn,
+                         "precision": tp / (tp + fp) if tp + fp else math.nan,
+                         "recall": tp / (tp + fn) if tp + fn else math.nan})
+    return {"series_per_kind": per_kind, "baseline_days": baseline_days, "hours_judged": hours_judged, "seed": seed,
+            "rows": rows}
+
+
 # -- the run ---------------------------------------------------------------------------------
 
 
@@ -295,6 +476,7 @@ def run(quick: bool = False, seed: int = 20261204, cases: int | None = None) -> 
                       "groups": [{"group": g, **s} for g, s in forecast_groups(fc["rows"])]},
         "estimators": estimators(5 if quick else 100, seed),
         "timing": timing(2 if quick else 10, seed),
+        "anomalies": anomaly_backtest(3 if quick else 60, seed),
     }
 
 

@@ -111,14 +111,32 @@ def test_short_history_falls_back_to_the_global_baseline() -> None:
 
 
 def test_a_batch_that_wanders_around_the_hour_is_the_same_hour() -> None:
-    """01:55 one night, 02:05 the next, an hour later after a daylight saving change: one hour's tolerance."""
+    """01:55 one night, 02:05 the next: the default tolerance of 15 minutes keeps it one hour."""
     t, y = cpu_minutes(14)
     for day in range(14):
-        start = day * 1440 + (115 if day % 2 else 125) + (60 if day >= 12 else 0)
+        start = day * 1440 + (115 if day % 2 else 125)
         y[start:start + 20] = 85
     assert detect_spikes(t, y, window_start=START, rule=CPU) == []
-    strict = detect_spikes(t, y, window_start=START, rule=CPU, tolerance_hours=0)
-    assert strict  # without the tolerance, the hours after the change stand out
+    strict = detect_spikes(t, y, window_start=START, rule=CPU, tolerance=timedelta(0))
+    assert {v.at.hour for v in strict} == {1}  # without it, the nights that start at 01:55 stand out
+    # A move by an hour (daylight saving time) needs an hour's tolerance.
+    for day in (12, 13):
+        y[day * 1440 + 115: day * 1440 + 145] = 20
+        y[day * 1440 + 175: day * 1440 + 195] = 85
+    assert detect_spikes(t, y, window_start=START, rule=CPU) != []
+    assert detect_spikes(t, y, window_start=START, rule=CPU, tolerance=timedelta(hours=1)) == []
+
+
+def test_hourly_points_take_their_neighbours_in() -> None:
+    """Rollups: a batch at 02:55 is in hour 02 one night and 03 the next; that is no anomaly."""
+    rng = np.random.default_rng(4)
+    t = START.timestamp() + 3600.0 * np.arange(14 * 24)
+    mean = 300 + rng.normal(0, 10, t.size)
+    for day in range(14):
+        mean[day * 24 + (2 if day % 3 else 3)] = 6000
+    rule = SpikeRule(z=3.5, min_factor=10, scale_floor=0.01, relative_floor=0.05, positive_baseline=True)
+    assert detect_spikes(t, mean, window_start=START, rule=rule) == []
+    assert detect_spikes(t, mean, window_start=START, rule=rule, tolerance=timedelta(0)) != []
 
 
 def test_nothing_to_judge() -> None:

@@ -13,9 +13,11 @@ against the most specific baseline the history allows:
 
 The seasonal baselines compare like with like: an hour's observation is its highest value
 (``peaks``), and so are the other days' values of that hour. Each other day contributes
-the highest value within ``tolerance_hours`` (1) of that hour, so that a batch that starts
-at 01:55 one night and 02:05 the next, or moves by an hour with daylight saving time, is
-still "the same hour". The other days are all the days of the series but the judged one,
+its highest value from ``tolerance`` (15 minutes, at least one sampling interval) before
+the hour to as long after it, so that a batch that starts at 01:55 one night and 02:05
+the next is still "the same hour"; a wider tolerance also lets a batch move by an hour
+(daylight saving time) but hides a spike next to a busy hour (bench/forecast_backtest.py
+measures both). The other days are all the days of the series but the judged one,
 before and after it: a series of 14 nights of batches judges each night against the other
 13. Hours are UTC hours.
 
@@ -35,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 import numpy as np
@@ -43,12 +45,14 @@ import numpy as np
 from ._robust import MAD_SCALE, FloatArray, as_arrays, group_max, mad, to_datetime
 from .builder import ReportSettings
 
-__all__ = ["MIN_DAYS", "MIN_WEEKS", "Baseline", "SpikeRule", "Verdict", "detect_spikes", "judge_hours"]
+__all__ = ["MIN_DAYS", "MIN_WEEKS", "TOLERANCE", "Baseline", "SpikeRule", "Verdict", "detect_spikes", "judge_hours"]
 
 HOUR = 3600.0
 DAY = 86400.0
 MIN_DAYS = 6
 MIN_WEEKS = 3
+# An hour of another day is its highest value from this long before the hour to this long after it.
+TOLERANCE = timedelta(minutes=15)
 
 BaselineKind = Literal["hour_of_week", "hour_of_day", "global"]
 
@@ -142,7 +146,7 @@ def _baseline(values: FloatArray, kind: BaselineKind, days: float) -> Baseline:
 
 def judge_hours(times: Sequence[datetime] | FloatArray, values: Sequence[float | None] | FloatArray, *,
                 window_start: datetime | float, rule: SpikeRule, peaks: Sequence[float | None] | FloatArray | None = None,
-                tolerance_hours: int = 1, min_days: int = MIN_DAYS, min_weeks: int = MIN_WEEKS) -> list[Verdict]:
+                tolerance: timedelta = TOLERANCE, min_days: int = MIN_DAYS, min_weeks: int = MIN_WEEKS) -> list[Verdict]:
     """A verdict for every clock hour from ``window_start`` to the end of the series.
 
     ``times`` and ``values`` cover the whole baseline period (the window included); the
@@ -165,11 +169,23 @@ def judge_hours(times: Sequence[datetime] | FloatArray, values: Sequence[float |
     index = np.floor(tp / HOUR).astype(np.int64) - first
     n = int(index[-1]) + 1
     peak, peak_at = group_max(index, p, tp, n)
-    # The other days' value for an hour: their highest within the tolerance.
-    tolerant = peak.copy()
-    for shift in range(1, tolerance_hours + 1):
-        tolerant[shift:] = np.fmax(tolerant[shift:], peak[:-shift])
-        tolerant[:-shift] = np.fmax(tolerant[:-shift], peak[shift:])
+    # The other days' value for an hour: their highest from ``tolerance`` before the hour to
+    # ``tolerance`` after it; at least a sampling interval, so that hourly points (rollups)
+    # take their neighbours in: a batch at 02:55 lands in hour 02 one night and 03 the next.
+    tol = tolerance.total_seconds()
+    if tol > 0 and tp.size > 1:
+        tol = max(tol, float(np.median(np.diff(tp))))
+    tolerant = peak
+    if tol > 0:
+        starts = (first + np.arange(n)) * HOUR
+        lo = np.searchsorted(tp, starts - tol)
+        hi = np.searchsorted(tp, starts + HOUR + tol)
+        # Overlapping windows in one call: reduceat over [lo0, hi0, lo1, hi1, ...] reduces
+        # each [lo, hi) at even positions (the odd ones, between windows, are dropped); a
+        # sentinel makes the index len(p) valid.
+        padded = np.append(p, -np.inf)
+        maxima = np.maximum.reduceat(padded, np.column_stack((lo, hi)).ravel())[::2]
+        tolerant = np.where(hi > lo, maxima, np.nan)
 
     levels: tuple[tuple[BaselineKind, int, int], ...] = (("hour_of_week", 168, min_weeks), ("hour_of_day", 24, min_days))
     out: list[Verdict] = []
@@ -194,9 +210,9 @@ def judge_hours(times: Sequence[datetime] | FloatArray, values: Sequence[float |
 
 def detect_spikes(times: Sequence[datetime] | FloatArray, values: Sequence[float | None] | FloatArray, *,
                   window_start: datetime | float, rule: SpikeRule,
-                  peaks: Sequence[float | None] | FloatArray | None = None, tolerance_hours: int = 1,
+                  peaks: Sequence[float | None] | FloatArray | None = None, tolerance: timedelta = TOLERANCE,
                   min_days: int = MIN_DAYS, min_weeks: int = MIN_WEEKS) -> list[Verdict]:
     """The flagged hours of the window, highest score first (see :func:`judge_hours`)."""
     verdicts = judge_hours(times, values, window_start=window_start, rule=rule, peaks=peaks,
-                           tolerance_hours=tolerance_hours, min_days=min_days, min_weeks=min_weeks)
+                           tolerance=tolerance, min_days=min_days, min_weeks=min_weeks)
     return sorted((v for v in verdicts if v.flagged), key=lambda v: (-v.score, v.at))
