@@ -22,6 +22,7 @@ from pgperf.reports.forecast import (
     Forecast,
     Interval,
     NoForecast,
+    Options,
     describe,
     forecast,
     theil_sen,
@@ -139,7 +140,7 @@ def test_bad_input_is_refused_with_its_reason() -> None:
     with pytest.raises(ValueError, match="no time zone"):
         forecast("disk_usage_bytes", naive, list(y))
     with pytest.raises(ValueError, match="level must be between 0 and 1"):
-        forecast("disk_usage_bytes", t, y, level=90)
+        forecast("disk_usage_bytes", t, y, options=Options(level=90))
 
 
 def test_same_input_same_forecast() -> None:
@@ -248,7 +249,7 @@ def test_short_history_is_refused_with_a_reason() -> None:
     assert shape["reason"] == f.reason and shape["growth_per_day"] is None and shape["target"] == "db1"
     assert describe(f).startswith("no disk usage forecast: the history spans 24 hours")
     # A shorter minimum is the caller's to choose.
-    assert isinstance(forecast("disk_usage_bytes", t, y, limit=100 * GB, min_span=timedelta(hours=12)), Forecast)
+    assert isinstance(forecast("disk_usage_bytes", t, y, limit=100 * GB, options=Options(min_span=timedelta(hours=12))), Forecast)
     assert MIN_SPAN == timedelta(days=2)
 
 

@@ -66,12 +66,11 @@ from .builder import iso
 
 __all__ = [
     "HORIZON", "LEVEL", "METRICS", "MIN_POINTS", "MIN_SPAN", "Forecast", "Interval", "MetricKind", "NoForecast",
-    "ProjectionPoint", "describe", "forecast", "theil_sen",
+    "Options", "ProjectionPoint", "describe", "forecast", "theil_sen",
 ]
 
 DAY = 86400.0
 HOUR = 3600.0
-WEEK = 7 * DAY
 BUCKET_WIDTHS = (60, 300, 900, 1800, 3600)
 MAX_BUCKETS = 2000
 MIN_POINTS = 12
@@ -616,138 +615,193 @@ def _ar_filter(u: FloatArray, rho: float, start: FloatArray) -> FloatArray:
 # -- the forecast --------------------------------------------------------------------------
 
 
-def forecast(metric: str, times: Sequence[datetime] | FloatArray, values: Sequence[float | None] | FloatArray, *,
-             limit: float | None = None, target: str | None = None, subject: str | None = None,
-             horizon: timedelta = HORIZON, min_span: timedelta = MIN_SPAN, min_points: int = MIN_POINTS,
-             level: float = LEVEL, replicates: int = REPLICATES, seed: int = 0) -> Forecast | NoForecast:
-    """Forecast ``metric`` from its points: growth per day and when it reaches ``limit``.
+@dataclass(frozen=True)
+class Options:
+    """How far a forecast looks and how much history it needs (the module docstring says why)."""
 
-    ``times`` are aware datetimes or epoch seconds; values of None are skipped. The result
-    is deterministic for a given input and ``seed``. Too few points or too short a history
-    give a :class:`NoForecast` that says so.
-    """
-    if not 0 < level < 1:
-        raise ValueError(f"level must be between 0 and 1 (a 90% interval is 0.9), not {level}")
-    t, y = as_arrays(times, values)
-    n = int(t.size)
-    current = float(y[-1]) if n else None
-    if n < min_points:
-        return NoForecast(metric, target, n, f"{n} points; a forecast needs at least {min_points}", current, limit,
-                          subject)
+    horizon: timedelta = HORIZON
+    min_span: timedelta = MIN_SPAN
+    min_points: int = MIN_POINTS
+    level: float = LEVEL  # of the interval: 0.95 gives the simulation's 2.5 % and 97.5 % quantiles
+    replicates: int = REPLICATES
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.level < 1:
+            raise ValueError(f"level must be between 0 and 1 (a 95% interval is 0.95), not {self.level}")
+        if self.replicates < 20 or self.min_points < 3:
+            raise ValueError("a forecast needs at least 20 replicates and 3 points")
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """The trend of the regime the forecast rests on, and what the simulation needs of the history."""
+
+    width: int  # bucket width, seconds
+    spacing: float  # median sampling interval, seconds
+    t_end: float  # the last point's time
+    seasonal: _Seasonal
+    shifts: list[int]
+    own: bool  # fitted on the buckets after the last shift alone
+    since: float  # the first bucket the trend rests on
+    first_raw: int  # the first point the trend rests on
+    keys: IntArray  # each point's bucket
+    regime_times: FloatArray  # the times of the buckets the trend rests on
+    design: _Design
+    fitted: FloatArray  # the trend at each bucket of the design (deseasonalised)
+    residuals: FloatArray
+    slope: float  # per second
+    level: float  # of the last regime, at t_end
+    method: str
+
+
+def _fit(t: FloatArray, y: FloatArray, options: Options, rng: np.random.Generator) -> _Fit | str:
+    """Buckets, seasonality, level shifts and the trend of the last regime; or why there is none."""
     spacing = float(np.median(np.diff(t)))
     span = float(t[-1] - t[0]) + spacing  # the time the history covers, its last sample's interval included
-    if span < min_span.total_seconds():
-        return NoForecast(metric, target, n, f"the history spans {_duration(span)}; a forecast needs at least "
-                          f"{_duration(min_span.total_seconds())}", current, limit, subject)
-    rng = np.random.default_rng(seed)
+    if span < options.min_span.total_seconds():
+        return f"the history spans {_duration(span)}; a forecast needs at least " \
+               f"{_duration(options.min_span.total_seconds())}"
     width = _bucket_width(span, spacing)
     bt, by, keys = _buckets(t, y, width)
     m = bt.size
-    if m < min_points:
-        return NoForecast(metric, target, n, f"{m} distinct {width // 60}-minute buckets; a forecast needs at least "
-                          f"{min_points}", current, limit, subject)
+    if m < options.min_points:
+        return f"{m} distinct {width // 60}-minute buckets; a forecast needs at least {options.min_points}"
     t_end = float(t[-1])
     rel = bt - t_end
-
     # Seasonality first (a strong weekly rhythm would look like shifts), then level shifts
     # on the deseasonalised series.
     per_day = max(1, int(round(DAY / width)))
-    k = per_day if span >= 4 * DAY else max(3, m // 8)
     cycle = _cycle_slope(bt, by, width) if span >= WEEKLY_MIN_SPAN else None
-    slope0 = cycle if cycle is not None else theil_sen(bt, by, seed=seed)
+    slope0 = cycle if cycle is not None else theil_sen(bt, by, seed=options.seed)
     seasonal = _seasonal(bt, by - slope0 * rel, width, span)
     x = by - seasonal.at(bt)
-    shifts = _level_shifts(bt, x, slope0, k)
+    shifts = _level_shifts(bt, x, slope0, per_day if span >= 4 * DAY else max(3, m // 8))
     segments = np.searchsorted(np.asarray(shifts, dtype=np.int64), np.arange(m), side="right").astype(np.int64)
-    start = shifts[-1] if shifts else 0
-    own = m - start >= min_points and t_end - bt[start] + spacing >= min_span.total_seconds()
-    use = slice(start, m) if own else slice(0, m)
+    first = shifts[-1] if shifts else 0
+    own = m - first >= options.min_points and t_end - bt[first] + spacing >= options.min_span.total_seconds()
+    use = slice(first, m) if own else slice(0, m)
     design = _design(rel[use], segments[use] - segments[use][0] if own else segments, rng)
-    xs = x[use][None, :]
-    slope = design.slopes(xs)
-    levels = design.levels(xs, slope)
+    slope = design.slopes(x[use][None, :])
+    levels = design.levels(x[use][None, :], slope)
     fitted = design.fitted(slope, levels)[0]
-    residuals = x[use] - fitted
-    growth = float(slope[0]) * DAY
+    return _Fit(width, spacing, t_end, seasonal, shifts, own, float(bt[use][0]),
+                int(np.searchsorted(keys, np.arange(m)[use][0])), keys, bt[use], design, fitted, x[use] - fitted,
+                float(slope[0]), float(levels[0, -1]), _method(width, seasonal, shifts, own, bt, options.level))
 
-    # The highest sample of each clock hour against the trend: the limit is reached by the
-    # first sample above it, not by a bucket's median, and the future is simulated hour by hour.
-    first_raw = int(np.searchsorted(keys, np.arange(m)[use][0]))
-    raw_t, raw_y, raw_keys = t[first_raw:], y[first_raw:], keys[first_raw:] - np.arange(m)[use][0]
-    raw_trend = fitted[raw_keys] + float(slope[0]) * (raw_t - bt[use][raw_keys])
-    real = ~_glitches(raw_y - raw_trend - seasonal.at(raw_t))
+
+@dataclass(frozen=True)
+class _Tops:
+    """The highest sample of each clock hour against the trend: its rhythm and its AR(1) deviations."""
+
+    times: FloatArray  # hour starts
+    profile: _Seasonal
+    typical: float
+    deviations: FloatArray  # less the profile and the typical value, glitches capped
+
+
+def _hourly_tops(t: FloatArray, y: FloatArray, fit: _Fit) -> _Tops:
+    """The limit is reached by the first sample above it, not by a bucket's median: the simulated
+    future is that of each hour's highest sample, read here from the raw points."""
+    raw_t, raw_y = t[fit.first_raw:], y[fit.first_raw:]
+    raw_keys = fit.keys[fit.first_raw:] - fit.keys[fit.first_raw]
+    raw_trend = fit.fitted[raw_keys] + fit.slope * (raw_t - fit.regime_times[raw_keys])
+    real = ~_glitches(raw_y - raw_trend - fit.seasonal.at(raw_t))
     raw_t, raw_y, raw_trend = raw_t[real], raw_y[real], raw_trend[real]
-    hour_no = np.floor(raw_t / HOUR).astype(np.int64)
-    hours, hour_keys = np.unique(hour_no, return_inverse=True)
+    hours, hour_keys = np.unique(np.floor(raw_t / HOUR).astype(np.int64), return_inverse=True)
     hour_max, _ = group_max(hour_keys.astype(np.int64), raw_y - raw_trend, raw_t, hours.size)
     hour_t = hours.astype(np.float64) * HOUR
-    tops = _top_profile(hour_t, hour_max, seasonal)
-    top_dev = hour_max - tops.at(hour_t)
+    profile = _top_profile(hour_t, hour_max, fit.seasonal)
+    deviations = hour_max - profile.at(hour_t)
     # What glitches remain (in hourly data, say) are capped at 5 robust standard deviations.
-    typical = float(np.median(top_dev))
-    top_dev = np.minimum(top_dev, typical + 5 * MAD_SCALE * mad(top_dev, typical))
+    typical = float(np.median(deviations))
+    deviations = np.minimum(deviations, typical + 5 * MAD_SCALE * mad(deviations, typical))
+    return _Tops(hour_t, profile, typical, deviations - typical)
 
-    since = to_datetime(float(bt[start] if own else bt[0]))
-    method = _method(width, seasonal, shifts, own, bt, level)
-    eff_horizon = min(horizon.total_seconds(), EXTRAPOLATION * (t_end - float(t[first_raw]) + spacing))
-    horizon_end = to_datetime(t_end + eff_horizon)
 
-    # Sieve bootstrap: the residuals as an AR(1) process with resampled innovations. Each
-    # replicate refits the trend on the fit plus simulated residuals, and continues into a
-    # future of hourly highest samples, another AR(1) process, from the last hour observed.
-    rho = _ar_coefficient(residuals)
-    innovations = _innovations(residuals, rho)
-    top_rho = _ar_coefficient(top_dev - typical)
-    top_innovations = _innovations(top_dev - typical, top_rho)
-    grid = hour_t[-1] + HOUR * np.arange(1, int(eff_horizon // HOUR) + 1, dtype=np.float64)  # hour starts
-    grid_end = np.minimum(grid + HOUR, t_end + eff_horizon)
-    grid_top = tops.at(grid) + typical
-    crossing = np.full(replicates, np.inf)
-    paths_at = np.linspace(0, grid.size - 1, min(CHART_POINTS, grid.size)).astype(np.int64) if grid.size else \
-        np.zeros(0, dtype=np.int64)
-    chart = np.empty((replicates, paths_at.size))
-    central = float(levels[0, -1]), float(slope[0])
-    last_hour_end = min(hour_t[-1] + HOUR, t_end) - t_end
-    last_dev = float(top_dev[-1]) - typical
-    for lo in range(0, replicates, _CHUNK):
-        rows = min(_CHUNK, replicates - lo)
-        start = residuals[rng.integers(0, residuals.size, rows)]
-        simulated = _ar_filter(innovations[rng.integers(0, innovations.size, (rows, residuals.size))], rho, start)
-        ystar = fitted[None, :] + simulated
-        b = design.slopes(ystar, BOOT_PAIRS)
-        last_level = design.levels(ystar, b)[:, -1]
+def _simulate(fit: _Fit, tops: _Tops, horizon_end: float, limit: float | None, options: Options,
+              rng: np.random.Generator) -> tuple[FloatArray, tuple[ProjectionPoint, ...]]:
+    """The sieve bootstrap: each replicate's first hour at or above the limit (inf if none), and the band.
+
+    The residuals are an AR(1) process with resampled innovations; each replicate refits the
+    trend on the fit plus simulated residuals, and continues into a future of hourly highest
+    samples — another AR(1) process — from the last hour observed.
+    """
+    rho = _ar_coefficient(fit.residuals)
+    innovations = _innovations(fit.residuals, rho)
+    top_rho = _ar_coefficient(tops.deviations)
+    top_innovations = _innovations(tops.deviations, top_rho)
+    grid = tops.times[-1] + HOUR * np.arange(1, int((horizon_end - fit.t_end) // HOUR) + 1, dtype=np.float64)
+    grid_end = np.minimum(grid + HOUR, horizon_end)
+    grid_top = tops.profile.at(grid) + tops.typical
+    crossing = np.full(options.replicates, np.inf)
+    shown = np.linspace(0, grid.size - 1, min(CHART_POINTS, grid.size)).astype(np.int64)
+    chart = np.empty((options.replicates, shown.size))
+    last_hour_end = min(tops.times[-1] + HOUR, fit.t_end) - fit.t_end
+    size = fit.residuals.size
+    for lo in range(0, options.replicates, _CHUNK):
+        rows = min(_CHUNK, options.replicates - lo)
+        first = fit.residuals[rng.integers(0, size, rows)]
+        simulated = _ar_filter(innovations[rng.integers(0, innovations.size, (rows, size))], rho, first)
+        ystar = fit.fitted[None, :] + simulated
+        b = fit.design.slopes(ystar, BOOT_PAIRS)
+        level = fit.design.levels(ystar, b)[:, -1]
         # The last hour's deviation, against this replicate's trend rather than the fitted one.
-        deviation = last_dev + (central[0] + central[1] * last_hour_end) - (last_level + b * last_hour_end)
+        deviation = tops.deviations[-1] + (fit.level + fit.slope * last_hour_end) - (level + b * last_hour_end)
         future = _ar_filter(top_innovations[rng.integers(0, top_innovations.size, (rows, grid.size))], top_rho,
                             deviation)
-        paths = last_level[:, None] + b[:, None] * (grid_end - t_end)[None, :] + grid_top[None, :] + future
-        chart[lo:lo + rows] = paths[:, paths_at]
+        paths = level[:, None] + b[:, None] * (grid_end - fit.t_end)[None, :] + grid_top[None, :] + future
+        chart[lo:lo + rows] = paths[:, shown]
         if limit is not None and grid.size:
             hit = paths >= limit
-            reached = hit.any(axis=1)
             # The hour's middle: the first sample above the limit is somewhere in it.
-            crossing[lo:lo + rows] = np.where(reached, grid[np.argmax(hit, axis=1)] + HOUR / 2, np.inf)
-    q_lo, q_hi = (1 - level) / 2, (1 + level) / 2
-    projection = tuple(
-        ProjectionPoint(to_datetime(float(grid_end[p])), float(np.quantile(chart[:, c], q_lo)),
-                        float(np.median(chart[:, c])), float(np.quantile(chart[:, c], q_hi)))
-        for c, p in enumerate(paths_at))
+            crossing[lo:lo + rows] = np.where(hit.any(axis=1), grid[np.argmax(hit, axis=1)] + HOUR / 2, np.inf)
+    q_lo, q_hi = (1 - options.level) / 2, (1 + options.level) / 2
+    band = tuple(ProjectionPoint(to_datetime(float(grid_end[p])), float(np.quantile(chart[:, c], q_lo)),
+                                 float(np.median(chart[:, c])), float(np.quantile(chart[:, c], q_hi)))
+                 for c, p in enumerate(shown))
+    return crossing, band
 
-    result = Forecast(metric=metric, target=target, subject=subject, current=float(y[-1]), growth_per_day=_round(growth),
-                      limit=limit, reaches_limit_at=None, interval=Interval(None, None),
-                      points=int(t.size - first_raw), method=method, last_at=to_datetime(t_end), since=since,
-                      horizon_end=horizon_end, projection=projection)
+
+def forecast(metric: str, times: Sequence[datetime] | FloatArray, values: Sequence[float | None] | FloatArray, *,
+             limit: float | None = None, target: str | None = None, subject: str | None = None,
+             options: Options = Options()) -> Forecast | NoForecast:
+    """Forecast ``metric`` from its points: growth per day and when it reaches ``limit``.
+
+    ``times`` are aware datetimes or epoch seconds; values of None are skipped. The result
+    is deterministic for a given input and ``options.seed``. Too few points or too short a
+    history give a :class:`NoForecast` that says so.
+    """
+    t, y = as_arrays(times, values)
+    current = float(y[-1]) if t.size else None
+    if t.size < options.min_points:
+        return NoForecast(metric, target, int(t.size), f"{t.size} points; a forecast needs at least "
+                          f"{options.min_points}", current, limit, subject)
+    rng = np.random.default_rng(options.seed)
+    fit = _fit(t, y, options, rng)
+    if isinstance(fit, str):
+        return NoForecast(metric, target, int(t.size), fit, current, limit, subject)
+    tops = _hourly_tops(t, y, fit)
+    horizon_end = fit.t_end + min(options.horizon.total_seconds(),
+                                  EXTRAPOLATION * (fit.t_end - float(t[fit.first_raw]) + fit.spacing))
+    crossing, band = _simulate(fit, tops, horizon_end, limit, options, rng)
+    growth = fit.slope * DAY
+    result = Forecast(metric=metric, target=target, subject=subject, current=float(y[-1]),
+                      growth_per_day=_round(growth), limit=limit, reaches_limit_at=None, interval=Interval(None, None),
+                      points=int(t.size - fit.first_raw), method=fit.method, last_at=to_datetime(fit.t_end),
+                      since=to_datetime(fit.since), horizon_end=to_datetime(horizon_end), projection=band)
     if limit is None:
         return result
     if result.current >= limit:
-        now = to_datetime(t_end)
+        now = to_datetime(fit.t_end)
         return replace(result, reaches_limit_at=now, interval=Interval(now, now))
     if growth <= 0:
         return result
+    n = options.replicates
     ordered = np.sort(crossing)
-    point = ordered[replicates // 2]
-    low = ordered[int(math.floor(q_lo * replicates))]
-    high = ordered[min(replicates - 1, int(math.ceil(q_hi * replicates)) - 1)]
+    point = ordered[n // 2]
+    low = ordered[int(math.floor((1 - options.level) / 2 * n))]
+    high = ordered[min(n - 1, int(math.ceil((1 + options.level) / 2 * n)) - 1)]
     if not np.isfinite(point):
         return result
     return replace(result, reaches_limit_at=to_datetime(float(point)),
