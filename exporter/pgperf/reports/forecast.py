@@ -756,10 +756,9 @@ def _simulate(fit: _Fit, tops: _Tops, horizon_end: float, limit: float | None, o
             hit = paths >= limit
             # The hour's middle: the first sample above the limit is somewhere in it.
             crossing[lo:lo + rows] = np.where(hit.any(axis=1), grid[np.argmax(hit, axis=1)] + HOUR / 2, np.inf)
-    q_lo, q_hi = (1 - options.level) / 2, (1 + options.level) / 2
-    band = tuple(ProjectionPoint(to_datetime(float(grid_end[p])), float(np.quantile(chart[:, c], q_lo)),
-                                 float(np.median(chart[:, c])), float(np.quantile(chart[:, c], q_hi)))
-                 for c, p in enumerate(shown))
+    lows, mids, highs = np.quantile(chart, [(1 - options.level) / 2, 0.5, (1 + options.level) / 2], axis=0)
+    band = tuple(ProjectionPoint(to_datetime(float(grid_end[p])), float(lo), float(mid), float(hi))
+                 for p, lo, mid, hi in zip(shown, lows, mids, highs, strict=True))
     return crossing, band
 
 
