@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,6 +31,7 @@ from pgperf.reports.forecast import (
     theil_sen,
 )
 
+ROOT = Path(__file__).resolve().parent.parent
 DAY = 86400.0
 # 2026-06-01T00:00:00Z, a Monday.
 T0 = 1_780_272_000.0
@@ -420,3 +424,20 @@ def test_advice_from_a_real_forecast() -> None:
     assert len(recs) == 1 and recs[0].severity == "medium"
     assert "max_connections" in recs[0].message and isinstance(f, Forecast) and f.interval.low is not None
     assert f.interval.low.date().isoformat() in recs[0].message
+
+
+# -- the backtest ---------------------------------------------------------------------------
+
+
+def test_backtest_runs_quick(tmp_path: Path) -> None:
+    """bench/forecast_backtest.py end to end with tiny sizes (its figures are the bench's business)."""
+    out = tmp_path / "backtest.md"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "forecast_backtest.py"), "--quick", "--output", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = out.read_text()
+    assert text.startswith("## Forecasts and seasonal baselines (backtest)")
+    assert "| all cases | 30 |" in text and "true date inside the 95 % interval" in text
+    assert "| 7 days | all | global |" in text and "| 28 days | statement | seasonal, ±15 minutes (default) |" in text
+    assert "30 days of one-minute samples | 43,200 |" in text and "quick mode" in text
+    assert text in proc.stdout
