@@ -43,7 +43,6 @@ sys.path[:0] = [str(HERE.parent / "exporter")]  # run from a checkout without in
 
 from pgperf.config import load_config  # noqa: E402
 from pgperf.reports.anomalies import resource_anomaly  # noqa: E402
-from pgperf.reports.builder import ReportSettings  # noqa: E402
 from pgperf.reports.forecast import (  # noqa: E402
     BOOT_PAIRS,
     PAIRS,
@@ -54,6 +53,7 @@ from pgperf.reports.forecast import (  # noqa: E402
     forecast,
     theil_sen,
 )
+from pgperf.reports.model import ReportSettings  # noqa: E402
 from pgperf.reports.seasonal import SpikeRule, judge_hours  # noqa: E402
 
 DAY = 86400.0
@@ -394,9 +394,9 @@ def _global_flags(series: Labelled, settings: ReportSettings, start: float, end:
         if series.kind == "statement":
             # The anomaly SQL of reports/builder.py and the floor of anomalies.detect().
             scale = max(1.4826 * mad, 0.05 * median, 0.01)
-            hit = (median > 0 and observed / median >= settings.query_spike_factor
+            hit = (median > 0 and observed / median >= settings.thresholds.query_spike_factor
                    and (observed - median) / scale > settings.anomaly_z
-                   and observed >= settings.slow_query_time_ms / 10)
+                   and observed >= settings.thresholds.slow_query_time_ms / 10)
         else:
             row = {"name": series.kind, "observed": observed, "baseline": median, "mad": mad, "points": values.size}
             hit = resource_anomaly(row, settings, "bench", settings.anomaly_z) is not None
@@ -412,7 +412,7 @@ def _seasonal_flags(series: Labelled, settings: ReportSettings, start: float, en
         SpikeRule.for_resource(series.kind, settings)
     verdicts = judge_hours(series.t[period], series.values[period], peaks=series.peaks[period], window_start=start,
                            rule=rule, tolerance=tolerance)
-    floor = settings.slow_query_time_ms / 10 if series.kind == "statement" else -math.inf
+    floor = settings.thresholds.slow_query_time_ms / 10 if series.kind == "statement" else -math.inf
     return {math.floor(v.at.timestamp() / HOUR) * HOUR for v in verdicts if v.flagged and v.observed >= floor}
 
 

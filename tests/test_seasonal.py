@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from helpers import make_config
 from pgperf.reports.anomalies import resource_anomaly
-from pgperf.reports.builder import ReportSettings
+from pgperf.reports.model import ReportSettings
 from pgperf.reports.seasonal import SpikeRule, detect_spikes, judge_hours
 
 START = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
@@ -148,7 +148,7 @@ def test_nothing_to_judge() -> None:
 def test_rules_from_the_report_settings() -> None:
     s = report_settings()
     statements = SpikeRule.for_statements(s)
-    assert statements.z == s.anomaly_z and statements.min_factor == s.query_spike_factor
+    assert statements.z == s.anomaly_z and statements.min_factor == s.thresholds.query_spike_factor
     assert statements.relative_floor == 0.05 and statements.positive_baseline
     with pytest.raises(ValueError, match="no spike rule for resource 'disk'"):
         SpikeRule.for_resource("disk", s)

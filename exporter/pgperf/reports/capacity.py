@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from ..models import Recommendation
-from .builder import iso
 from .forecast import Forecast, NoForecast, describe
+from .model import iso
 
 __all__ = ["ACT_WITHIN", "ADVICE", "advise"]
 

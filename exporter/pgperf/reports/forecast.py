@@ -62,7 +62,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._robust import MAD_SCALE, FloatArray, IntArray, as_arrays, group_max, group_medians, mad, to_datetime
-from .builder import iso
+from .model import iso
 
 __all__ = [
     "HORIZON", "LEVEL", "METRICS", "MIN_POINTS", "MIN_SPAN", "Forecast", "Interval", "MetricKind", "NoForecast",

@@ -43,7 +43,7 @@ from typing import Literal
 import numpy as np
 
 from ._robust import MAD_SCALE, FloatArray, as_arrays, group_max, mad, to_datetime
-from .builder import ReportSettings
+from .model import ReportSettings
 
 __all__ = ["MIN_DAYS", "MIN_WEEKS", "TOLERANCE", "Baseline", "SpikeRule", "Verdict", "detect_spikes", "judge_hours"]
 
@@ -77,7 +77,7 @@ class SpikeRule:
     @classmethod
     def for_statements(cls, settings: ReportSettings) -> SpikeRule:
         """A statement's mean time, as the anomaly SQL of reports/builder.py judges it."""
-        return cls(z=settings.anomaly_z, min_factor=settings.query_spike_factor, scale_floor=0.01,
+        return cls(z=settings.anomaly_z, min_factor=settings.thresholds.query_spike_factor, scale_floor=0.01,
                    relative_floor=0.05, positive_baseline=True)
 
     @classmethod
