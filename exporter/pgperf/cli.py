@@ -31,6 +31,7 @@ from .config import Config, ConfigError, load_config
 from .db import describe_dsn
 from .http.parsing import TIME_SYNTAX, parse_time
 from .http.webconfig import WebConfigError, load_web_config
+from .insight import advisor
 from .redact import RedactingFilter, redact
 from .reports import ReportService, render
 from .reports.service import check_target
@@ -118,6 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--output", metavar="FILE", help="write to FILE instead of standard output")
     report.add_argument("--target", metavar="NAME", help="target to report on (default: the first configured)")
     report.add_argument("--no-save", action="store_true", help="do not store the report in performance_reports")
+
+    advise = sub.add_parser("advise", help="index advice for a target, proven by the planner",
+                            description="Plan the target's top and slow statements now and propose indexes "
+                                        "(verified with HypoPG where it is created); advice applied since, from "
+                                        "the store, with mean times before and after.")
+    _config_flags(advise)
+    advise.add_argument("--target", metavar="NAME", help="target to advise on (default: the first configured)")
+    advise.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     return parser
 
 
@@ -370,12 +379,31 @@ def cmd_alerts(config: Config, args: argparse.Namespace) -> int:
         client.close()
 
 
+def cmd_advise(config: Config, args: argparse.Namespace) -> int:
+    try:
+        result = advisor.advise_target(config, args.target)
+    except advisor.UnknownTarget as exc:
+        print(f"pgperf advise: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except advisor.TargetUnreachable as exc:
+        print(f"pgperf advise: {exc}", file=sys.stderr)
+        return 1
+    if args.format == "json":
+        if result.store_problem:
+            print(f"pgperf advise: note: {result.store_problem}", file=sys.stderr)
+        print(json.dumps(result.to_json(), indent=1))
+    else:
+        sys.stdout.write(advisor.render_text(result))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "serve": cmd_serve,
     "check": lambda config, args: cmd_check(config),
     "migrate": lambda config, args: cmd_migrate(config),
     "alerts": cmd_alerts,
     "report": lambda config, args: cmd_report(config, args),
+    "advise": cmd_advise,
 }
 
 

@@ -50,6 +50,8 @@ class SampleBatch:
     taken_at: float
     resource: dict[str, Any]
     queries: list[list[Any]] = field(default_factory=list)
+    #: Rows of statement_wait_profiles (``store.waits.WAIT_COLUMNS``), added by query insight.
+    waits: list[list[Any]] = field(default_factory=list)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -57,7 +59,8 @@ class SampleBatch:
     @classmethod
     def from_json(cls, data: bytes) -> SampleBatch:
         raw = json.loads(data)
-        return cls(raw["target"], raw["seq"], raw["taken_at"], raw["resource"], raw["queries"])
+        return cls(raw["target"], raw["seq"], raw["taken_at"], raw["resource"], raw["queries"],
+                   raw.get("waits", []))  # spooled by a pgperf without insight: none
 
 
 def _ms(value: float) -> float:

@@ -40,6 +40,7 @@ from .rollup import delete_expired, roll_up
 from .rows import QUERY_COLUMNS, RESOURCE_COLUMNS, SampleBatch
 from .schema import apply_retention, ensure_partitions, list_partitions, migrate, upcoming_days
 from .spool import Spool, default_spool_dir
+from .waits import copy_wait_rows
 
 __all__ = ["STORE_METRICS", "StoreWriter"]
 
@@ -427,6 +428,7 @@ class StoreWriter:
                 with cur.copy(query_copy) as copy:
                     for row in batch.queries:
                         copy.write_row([row[0], at, *row[2:]])
+            copy_wait_rows(cur, self.schema, batch.waits)
         with self._lock:
             seen = self._dirty_from.get(batch.target)
             if seen is None or batch.taken_at < seen:
