@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
@@ -29,13 +30,14 @@ __all__ = ["QUERY_ID_RANGE", "parse_query_id", "statement_detail"]
 
 #: pg_stat_statements' queryid is a bigint.
 QUERY_ID_RANGE = (-(2**63), 2**63 - 1)
+_QUERY_ID = re.compile(r"-?[0-9]{1,19}")
 
 
 def parse_query_id(text: str) -> int:
     """*text* as a query id (a 64-bit signed integer, as pg_stat_statements writes it);
     ValueError saying what is expected otherwise."""
     value = text.strip()
-    if not value.lstrip("-").isdigit() or not value.isascii() or len(value) > 20:
+    if not _QUERY_ID.fullmatch(value):
         raise ValueError(f"query id: expected a pg_stat_statements queryid (an integer), got {text[:40]!r}")
     number = int(value)
     if not QUERY_ID_RANGE[0] <= number <= QUERY_ID_RANGE[1]:

@@ -217,6 +217,9 @@ def _classify(exc: psycopg.Error) -> str:
     errors = psycopg.errors
     for kind, reason in (
         (errors.IndeterminateDatatype, "parameter_types"),
+        # A normalized text the server's grammar refuses: pg_stat_statements also replaces
+        # some keywords by $n (extract(epoch FROM x) is kept as extract($1 FROM x)).
+        (errors.SyntaxError, "unparsable"),
         (errors.QueryCanceled, "statement_timeout"),
         (errors.LockNotAvailable, "lock_timeout"),
         (errors.InsufficientPrivilege, "permission_denied"),
