@@ -36,6 +36,7 @@ __all__ = [
     "read_waits",
     "record_plans",
     "statement_window",
+    "wait_seconds",
     "save_advice",
     "write_wait_profiles",
 ]
@@ -147,6 +148,23 @@ def read_waits(conn: psycopg.Connection[Any], schema: str, target: str, query_id
         " GROUP BY 1, 2, 3 ORDER BY 5 DESC, 1, 2, 3").format(_ident(schema, "statement_wait_profiles")),
         (target, str(query_id), since, until)).fetchall()
     return [WaitTotal(r[0], r[1], r[2], int(r[3]), float(r[4])) for r in rows]
+
+
+def wait_seconds(conn: psycopg.Connection[Any], schema: str, target: str, query_ids: Sequence[int], *,
+                 since: datetime, until: datetime) -> dict[int, dict[str, float]]:
+    """Session seconds of each statement per wait event type (``CPU`` included) in
+    [since, until): what ``costs.time_split`` divides a statement's time by."""
+    if not query_ids:
+        return {}
+    rows = conn.execute(sql.SQL(
+        "SELECT query_id, wait_event_type, sum(seconds) FROM {}"
+        " WHERE target = %s AND query_id = ANY(%s) AND recorded_at >= %s AND recorded_at < %s"
+        " GROUP BY 1, 2").format(_ident(schema, "statement_wait_profiles")),
+        (target, [str(q) for q in query_ids], since, until)).fetchall()
+    out: dict[int, dict[str, float]] = {}
+    for qid, wait_type, seconds in rows:
+        out.setdefault(int(qid), {})[wait_type] = float(seconds)
+    return out
 
 
 def record_plans(conn: psycopg.Connection[Any], schema: str, target: str, plans: Iterable[Plan], *,
