@@ -13,14 +13,14 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from helpers import parse, value, wait_until
+from helpers import make_config, parse, running_exporter, value, wait_until
 from pgperf.insight.advisor import ADVISE_KEYS
 from tools import workload
 from tools.cluster import Cluster, free_port
@@ -160,3 +160,40 @@ def test_advise_says_what_is_wrong(pg_cluster: Cluster, tmp_path: Path) -> None:
                           env={**_env(tmp_path), "PGPERF_STORE_ENABLED": "false"})
     assert down.returncode == 1 and "cannot reach target" in down.stderr and "connection_refused" in down.stderr
     assert "Traceback" not in down.stderr
+
+
+def test_pg_wait_sampling_is_read_through_the_exporter(make_cluster: Callable[..., Cluster], tmp_path: Path) -> None:
+    """Where pg_wait_sampling is created and preloaded, the exporter reads its profile (once
+    per sampling interval) instead of looking at pg_stat_activity: a blocked statement's Lock
+    waits, sampled every 10 ms by the extension, on /metrics and in the store."""
+    cluster = make_cluster(settings={"shared_preload_libraries": "'pg_stat_statements,pg_wait_sampling'"})
+    cluster.execute("CREATE EXTENSION pg_wait_sampling")
+    cluster.execute("CREATE TABLE seats (id int PRIMARY KEY, player text)")
+    cluster.execute("INSERT INTO seats VALUES (1, 'a')")
+    config = make_config(cluster.dsn(), store={"enabled": True, "schema": "insight_ws",
+                                               "spool_dir": str(tmp_path / "spool")})
+    with running_exporter(config) as running:
+        holder, blocked = cluster.connect(), cluster.connect()
+        holder.execute("BEGIN")
+        holder.execute("UPDATE seats SET player = player WHERE id = 1")
+        waiter = threading.Thread(target=lambda: blocked.execute("UPDATE seats SET player = %s WHERE id = %s",
+                                                                 ("b", 1)))
+        waiter.start()
+        try:
+            assert wait_until(lambda: (value(running.scrape(), "pgperf_wait_event_samples_total",
+                                             source="pg_wait_sampling", wait_event_type="Lock") or 0) > 50,
+                              timeout=30, message="pg_wait_sampling's Lock samples on /metrics")
+            rows = wait_until(lambda: cluster.execute(
+                "SELECT query_id, sum(samples), sum(seconds) FROM insight_ws.statement_wait_profiles"
+                " WHERE source = 'pg_wait_sampling' AND wait_event_type = 'Lock' GROUP BY 1"),
+                timeout=30, message="pg_wait_sampling's Lock waits stored")
+        finally:
+            holder.execute("ROLLBACK")
+            waiter.join(10)
+            holder.close()
+            blocked.close()
+        scraped = running.scrape()
+    qid = cluster.execute("SELECT queryid::text FROM pg_stat_statements WHERE query LIKE 'UPDATE seats SET player = $1%'")
+    assert [r[0] for r in rows] == [qid[0][0]], "the Lock waits belong to the blocked UPDATE"
+    assert float(rows[0][2]) == pytest.approx(int(rows[0][1]) * 0.01), "one sample is 10 ms of pg_wait_sampling"
+    assert value(scraped, "pgperf_wait_sampling_readings_total", source="pg_stat_activity") is None

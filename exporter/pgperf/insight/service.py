@@ -3,7 +3,8 @@ on a schedule, the results in the store and on ``/metrics``.
 
 * **Waits.** Each target's ``TargetInsight`` is the work its sampler does between samples
   (``sampling.between``): one reading of the active sessions every
-  ``insight.waits.interval`` on the sampler's own connection. Its bounded families are in
+  ``insight.waits.interval`` on the sampler's own connection (of pg_wait_sampling's
+  cumulative profile, where that is the source, once per sampling interval). Its bounded families are in
   every snapshot of the target; the per-statement profiles of each sampling interval go to
   the store with that sample (``with_waits``: the batch's rows, written in the sample's
   transaction, spooled with it while the store is away).
@@ -143,8 +144,16 @@ class TargetInsight:
 
     @property
     def interval(self) -> float | None:
+        """Seconds between two readings: ``insight.waits.interval`` for pg_stat_activity; for
+        pg_wait_sampling, which samples every backend itself (every 10 ms), its cumulative
+        profile is read once per sampling interval instead — more often would only cost more."""
         waits = self.config.insight.waits
-        return waits.interval if waits.enabled else None
+        if not waits.enabled:
+            return None
+        detected = self._detected
+        if detected is not None and detected[1].wait_sampling and waits.source != "pg_stat_activity":
+            return max(waits.interval, self.config.sampling_interval)
+        return waits.interval
 
     def run(self, conn: psycopg.Connection[Any], server: ServerInfo) -> None:
         """One reading of the wait sampling source on the sampler's connection."""
