@@ -452,7 +452,7 @@ def render_insight(ins: dict[str, Any], compare: dict[str, Any] | None) -> list[
             for source in ("pg_stat_activity", "pg_wait_sampling"):
                 ratio = mine[source] / sampling if sampling else float("inf")
                 met, total = met + (ratio < 0.1), total + 1
-                shown.append(f"{mine[source]:.3f} ms ({ratio:.2f}×{' ✓' if ratio < 0.1 else ''})")
+                shown.append(f"{mine[source]:.3f} ms ({ratio:.3f}×{' ✓' if ratio < 0.1 else ''})")
             cells += [f"{sampling:.3f} ms", " / ".join(shown)]
         out.append(f"| {label} | " + " | ".join(cells) + " |")
     if compare:
