@@ -120,7 +120,7 @@ class App:
         self.insight = InsightService(config, self.client)
         self.sampler = Sampler(config, listeners=(self._on_snapshot,), registry=registry,
                                between=self.insight.between)
-        self.insight.budget = self.sampler.budget  # plans sessions count against the visits' cap
+        self.insight.attach(self.sampler)  # its pools and connection budget
         self._web: WebApp | None = None
         self._started = False
 

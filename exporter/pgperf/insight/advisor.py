@@ -95,9 +95,10 @@ def advise_target(config: Config, name: str | None = None) -> AdviseResult:
     client = StoreClient(config, pool_size=1) if config.store.enabled else None
     try:
         known, problem = _known(client, target.name)
+        selection = target.databases or config.databases
         results = tuple(refresh_database(target.dsn, datname, stmts, settings, config.insight,
                                          [a for a in known if (a.datname or "") == datname])
-                        for datname, stmts in by_database(statements).items())
+                        for datname, stmts in by_database(statements).items() if selection.matches(datname))
         advice = _merge(results, known)
         if client is not None and problem is None:
             advice, problem = _observed(client, target.name, advice)

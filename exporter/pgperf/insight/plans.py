@@ -290,6 +290,8 @@ def explain(
 def _configure(conn: psycopg.Connection[Any], settings: SessionSettings, search_path: str | None) -> None:
     """The transaction's settings: timeouts, generic plans, the user's search path."""
     values = [
+        # Said in pg_stat_activity while planning, on whatever session this is.
+        ("application_name", settings.application_name),
         ("statement_timeout", f"{int(settings.statement_timeout * 1000)}"),
         ("lock_timeout", f"{int(settings.lock_timeout * 1000)}"),
         ("plan_cache_mode", "force_generic_plan"),

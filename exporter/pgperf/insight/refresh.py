@@ -1,8 +1,9 @@
 """One plans refresh of one database: plans, advice, and the stored advice checked again.
 
 What ``pgperf serve`` does every ``insight.plans.interval`` and ``pgperf advise`` once, for
-the statements of one database, in one session of pgperf's own opened for it
-(``application_name`` ``pgperf-insight``, the configured statement and lock timeouts):
+the statements of one database, in a session of pgperf's own (``refresh_on`` a connection
+given, ``refresh_database`` one opened for it); each planning transaction carries
+``application_name`` ``pgperf-insight`` and the configured statement and lock timeouts:
 
 1. the generic plans of the statements (``plans.refresh_plans``; nothing is executed);
 2. index advice from those plans (``advice.advise``, verified by HypoPG where it is
@@ -32,7 +33,7 @@ from .advice import IndexAdvice, advise, mark_applied
 from .plans import Plan, Statement, choose_statements, refresh_plans
 from .server import detect_insight
 
-__all__ = ["DatabaseRefresh", "by_database", "insight_settings", "refresh_database", "top_statements"]
+__all__ = ["DatabaseRefresh", "by_database", "insight_settings", "refresh_database", "refresh_on", "top_statements"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,17 @@ def refresh_database(dsn: str, datname: str, statements: Sequence[Statement], se
     except ConnectionFailed as exc:
         return DatabaseRefresh(datname, error=f"cannot connect to database {datname} ({exc.kind}): {exc}")
     try:
+        return refresh_on(conn, datname, statements, settings, options, known)
+    finally:
+        close_and_wait(conn)
+
+
+def refresh_on(conn: psycopg.Connection[Any], datname: str, statements: Sequence[Statement],
+               settings: SessionSettings, options: InsightOptions, known: Sequence[IndexAdvice] = ()
+               ) -> DatabaseRefresh:
+    """``refresh_database`` on *conn*, a connection to *datname* (left as it was found:
+    every planning transaction is rolled back, hypothetical indexes are reset)."""
+    try:
         server = detect_insight(conn)
         result = refresh_plans(conn, statements, server, settings)
         advice: list[IndexAdvice] = []
@@ -89,8 +101,6 @@ def refresh_database(dsn: str, datname: str, statements: Sequence[Statement], se
     except psycopg.Error as exc:
         text = redact(str(exc)).strip()
         return DatabaseRefresh(datname, error=f"database {datname}: {text.splitlines()[0] if text else type(exc).__name__}")
-    finally:
-        close_and_wait(conn)
 
 
 # Statements worth planning, read with their texts: the most time first, and every slow

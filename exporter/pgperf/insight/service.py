@@ -12,8 +12,10 @@ on a schedule, the results in the store and on ``/metrics``.
   are summed until the next refresh. One thread refreshes each target every
   ``insight.plans.interval`` — the first as soon as statements were seen: the slow
   statements and the top ones by total time (``insight.plans.max_statements``) are planned
-  and advised on per database, each in a session of its own counted against
-  ``connection.max_database_connections`` (``refresh``). Plans are stored with first and
+  and advised on per database (``refresh``): those of the target's own database on a
+  connection of the target's pool (with ``connection.pool_size`` 2 or more: the sampler
+  keeps the other), the others each in a session of its own counted against
+  ``connection.max_database_connections`` as a visit of the databases is. Plans are stored with first and
   last seen; a new plan hash of a statement counts in
   ``pgperf_statement_plan_changes_total``; new advice is saved, known advice whose index now
   exists is marked applied with its statements' mean times before and after from the store.
@@ -38,15 +40,15 @@ import psycopg
 from ..collectors import Family, MetricDef
 from ..collectors.statements import StatementRecords
 from ..config import Config, Target
-from ..db import ServerInfo, SessionSettings, classify_error
+from ..db import STALL_GUARD, ConnectionFailed, ServerInfo, SessionSettings, TargetDatabase, classify_error
 from ..redact import redact
-from ..sampling import ConnectionBudget, Snapshot
+from ..sampling import ConnectionBudget, Sampler, Snapshot
 from ..store.client import StoreClient, StoreUnavailable
 from ..store.rows import SampleBatch
 from . import store as insight_store
 from .advice import IndexAdvice
 from .plans import Plan, Statement, choose_statements
-from .refresh import DatabaseRefresh, by_database, insight_settings, refresh_database
+from .refresh import DatabaseRefresh, by_database, insight_settings, refresh_database, refresh_on
 from .server import InsightServer, detect_insight
 from .waits import WAIT_METRICS, WaitSampler, WaitSourceUnavailable
 
@@ -115,6 +117,8 @@ class TargetInsight:
     def __init__(self, target: Target, config: Config) -> None:
         self.target = target
         self.config = config
+        #: The target's pool (``InsightService.attach``): its own database is planned there.
+        self.db: TargetDatabase | None = None
         waits = config.insight.waits
         self.waits = WaitSampler(target.name, source=waits.source, interval=waits.interval)
         self._lock = threading.Lock()
@@ -286,7 +290,7 @@ class InsightService:
     """Insight for every target of one configuration (see the module docstring).
 
     *client* is the store (None: plans and advice are not kept, changes are counted from
-    memory). ``budget`` is the sampler's connection budget, given once the sampler exists.
+    memory). The sampler's connection budget and pools are given by ``attach`` once it exists.
     """
 
     def __init__(self, config: Config, client: StoreClient | None, budget: ConnectionBudget | None = None) -> None:
@@ -299,6 +303,13 @@ class InsightService:
         self._thread: threading.Thread | None = None
         self._problems: dict[str, str] = {}  # what was logged, so that it is logged once
         self._expired_at = 0.0
+
+    def attach(self, sampler: Sampler) -> None:
+        """Use *sampler*'s connection budget and its targets' pools (it takes ``between``)."""
+        self.budget = sampler.budget
+        for name, target in self.targets.items():
+            if name in sampler.targets:
+                target.db = sampler.targets[name].db
 
     def between(self, target: Target) -> TargetInsight:
         """The work between samples of *target* (``Sampler(between=...)``)."""
@@ -374,22 +385,10 @@ class InsightService:
                                    self.config.thresholds.slow_query_time_ms)
         known = self._known_advice(name)
         results = []
-        budget = self.budget
-        for datname, statements in by_database(chosen).items():
-            permits = budget.acquire(1, minimum=1, timeout=self.config.sampling_interval) if budget else 0
-            if budget is not None and not permits:
-                results.append(DatabaseRefresh(datname, error=f"database {datname}: no connection free within "
-                                                               f"{self.config.sampling_interval:g}s "
-                                                               "(connection.max_database_connections)"))
-                target.count_skipped("connection_cap", len(statements))
-                continue
-            try:
-                result = refresh_database(target.target.dsn, datname, statements, self._settings(), options,
-                                          [a for a in known if (a.datname or "") == datname])
-            finally:
-                if budget is not None and permits:
-                    budget.release(permits)
-            if result.error is not None:
+        selection = target.target.databases or self.config.databases
+        for datname, statements in by_database(s for s in chosen if s.datname and selection.matches(s.datname)).items():
+            result = self._refresh_one(target, datname, statements, [a for a in known if (a.datname or "") == datname])
+            if result.error is not None and not result.skipped:
                 target.count_skipped("database_unreachable", len(statements))
             self._log(f"{name}/{datname}", result.error)
             results.append(result)
@@ -401,6 +400,33 @@ class InsightService:
         for key in ([(c.datname, c.query_id) for c in changes] if stored else memory_changes):
             log.info("target %s: the plan of statement %s in database %s changed", name, key[1], key[0])
         return summary
+
+    def _refresh_one(self, target: TargetInsight, datname: str, statements: Sequence[Statement],
+                     known: Sequence[IndexAdvice]) -> DatabaseRefresh:
+        """One database's refresh, on the target's pool for its own database, else in a
+        session opened for it under the connection budget."""
+        settings, options = self._settings(), self.config.insight
+        db = target.db
+        own = db.server.current_database if db is not None and db.server is not None else None
+        if db is not None and datname == own and self.config.connection.pool_size >= 2:
+            try:
+                with db.connection(timeout=self.config.connection.connect_timeout) as conn, \
+                        STALL_GUARD.guard(conn, db.settings.no_answer_after):
+                    return refresh_on(conn, datname, statements, settings, options, known)
+            except ConnectionFailed as exc:
+                return DatabaseRefresh(datname, error=f"database {datname}: no connection ({exc.kind}): {exc}")
+        budget = self.budget
+        # Two permits, as a visit takes them: the target's own connection (open) and the
+        # planning session, so that pgperf's sessions stay within the cap.
+        permits = budget.acquire(2, minimum=2, timeout=self.config.sampling_interval) if budget else 0
+        if budget is not None and not permits:
+            return DatabaseRefresh(datname, skipped={"connection_cap": len(statements)}, error=f"database {datname}: no connection free within "
+                                                  f"{self.config.sampling_interval:g}s (connection.max_database_connections)")
+        try:
+            return refresh_database(target.target.dsn, datname, statements, settings, options, known)
+        finally:
+            if budget is not None and permits:
+                budget.release(permits)
 
     # -- the store ---------------------------------------------------------------------------
 
