@@ -173,7 +173,7 @@ def test_the_exporter_plans_writes_without_executing_them(pg_cluster: Cluster, w
         writes.append(("MERGE INTO players p USING (SELECT %s::int AS id) s ON p.id = s.id WHEN MATCHED THEN DELETE",
                        (5,)))
     schema = "insight_wire_plans"
-    with exporter(pg_cluster, schema, tmp_path, insight={"plans": {"interval": "1s"}}) as running:
+    with exporter(pg_cluster, schema, tmp_path, insight={"plans": {"interval": "1s", "max_statements": 1000}}) as running:
         wait_until(lambda: running.sampler.targets[running.config.resolved_targets()[0].name].counters.samples >= 2,
                    message="two samples (the statements' baseline)")
         with pg_cluster.connect(DB) as app:
@@ -206,7 +206,7 @@ def test_the_exporter_plans_writes_without_executing_them(pg_cluster: Cluster, w
 
 def test_statement_api(pg_cluster: Cluster, wire_db: str, tmp_path: Path) -> None:
     schema = "insight_wire_api"
-    with exporter(pg_cluster, schema, tmp_path, insight={"plans": {"interval": "1s"}}) as running:
+    with exporter(pg_cluster, schema, tmp_path, insight={"plans": {"interval": "1s", "max_statements": 1000}}) as running:
         with pg_cluster.connect(DB) as app:
             wait_until(lambda: running.sampler.snapshots(), message="a first sample")
             qid = 0
@@ -246,7 +246,7 @@ def test_statement_api(pg_cluster: Cluster, wire_db: str, tmp_path: Path) -> Non
 def test_statement_api_shows_texts_and_expressions_where_allowed(pg_cluster: Cluster, wire_db: str,
                                                                  tmp_path: Path) -> None:
     schema = "insight_wire_text"
-    with exporter(pg_cluster, schema, tmp_path, insight={"plans": {"interval": "1s"}},
+    with exporter(pg_cluster, schema, tmp_path, insight={"plans": {"interval": "1s", "max_statements": 1000}},
                   expose_query_text=True) as running:
         with pg_cluster.connect(DB) as app:
             wait_until(lambda: running.sampler.snapshots(), message="a first sample")
@@ -290,7 +290,7 @@ def test_metrics_pass_promtool_with_insight(pg_cluster: Cluster, wire_db: str, t
     import shutil
     import subprocess
 
-    with exporter(pg_cluster, "insight_wire_lint", tmp_path, insight={"plans": {"interval": "1s"}}) as running:
+    with exporter(pg_cluster, "insight_wire_lint", tmp_path, insight={"plans": {"interval": "1s", "max_statements": 1000}}) as running:
         wait_until(lambda: "\npgperf_insight_refresh_duration_seconds " in running.get("/metrics").text,
                    timeout=30, message="a plans refresh on /metrics")
         text = running.get("/metrics").text

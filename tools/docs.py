@@ -85,8 +85,8 @@ def metrics_md() -> str:
     out += _table(STORE_METRICS)
     out += ["", "## Query insight", "",
             "Served for every target (`insight.*`): wait sampling between samples (per wait event, never per "
-            "statement), plans refreshes, plan changes per captured statement (at most 1,000 statements per "
-            "target, those planned longest ago dropped first) and the index advice kept in the store. See the "
+            "statement), plans refreshes, plan changes per statement planned in the last hour (at most 1,000 "
+            "statements per target, those planned longest ago dropped first) and the index advice kept in the store. See the "
             "README's \"Query insight\".", ""]
     out += _table(INSIGHT_METRICS)
     out += ["", "## Why a collector is disabled", "",

@@ -92,6 +92,8 @@ INSIGHT_METRICS = (*WAIT_METRICS, WAIT_ERRORS, PLAN_CHANGES, PLANS_CAPTURED, PLA
 
 #: Statements with a plan-change series, at most; past it those planned longest ago go.
 MAX_PLAN_SERIES = 1000
+#: A statement not planned for this long loses its plan-change series.
+PLAN_SERIES_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -256,9 +258,11 @@ class TargetInsight:
                 entry[1] = self._refreshes
             for key in changed:
                 self._changes.setdefault(key, [0, 0])[0] += 1
-            if len(self._changes) > MAX_PLAN_SERIES:
-                keep = sorted(self._changes.items(), key=lambda kv: -kv[1][1])[:MAX_PLAN_SERIES]
-                self._changes = dict(keep)
+            # A series lives while its statement was planned within the alert's hour (the
+            # rule reads increase(...[1h])), MAX_PLAN_SERIES at most.
+            recent = self._refreshes - int(PLAN_SERIES_SECONDS / self.config.insight.plans.interval) - 1
+            kept = sorted(((k, v) for k, v in self._changes.items() if v[1] >= recent), key=lambda kv: -kv[1][1])
+            self._changes = dict(kept[:MAX_PLAN_SERIES])
             self._refresh_seconds = summary.seconds
             self._last_refresh = time.time()
 
