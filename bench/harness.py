@@ -30,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # the benches, and the repository's tools package
 
 import exporters_bench  # noqa: E402
+import insight_bench  # noqa: E402
 import reports_bench  # noqa: E402
 import store_bench  # noqa: E402
 
@@ -88,7 +89,14 @@ def section_reports(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         return {**figures, "postgres": cluster.major}
 
 
-SECTIONS: dict[str, Section] = {"store": section_store, "reports": section_reports}
+def section_insight(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Query insight's cost at its default intervals against the sampling cost (bench/insight_bench.py)."""
+    if args.quick:
+        return insight_bench.run(statements=100, max_statements=10, repeats=1, sessions=4)
+    return insight_bench.run()
+
+
+SECTIONS: dict[str, Section] = {"store": section_store, "reports": section_reports, "insight": section_insight}
 #: compare is not in SECTIONS: it starts before the others and ends after them (main()).
 ALL_SECTIONS = ("compare", *SECTIONS)
 
@@ -393,6 +401,79 @@ def render_optimizations(results: dict[str, Any]) -> list[str]:
     return out
 
 
+_INSIGHT_WORK = (
+    ("plans_top", "a plans refresh of the top {max_statements} statements (every 5 minutes)"),
+    ("advice_top", "the index advice from their plans (HypoPG)"),
+    ("waits_pg_stat_activity", "one look at pg_stat_activity (every second)"),
+    ("waits_pg_wait_sampling", "one read of pg_wait_sampling's profile (every sampling interval)"),
+    ("plans_all", "for scale: a plans refresh of all {statements:,} statements"),
+    ("sample", "the sampling cost: one sample by pgperf's sampler"),
+)
+_INTERVAL_NAMES = {"budget_15s": "15 s (the budget's)", "development": "10 s (development)",
+                   "production": "60 s (production)", "analytics": "120 s (analytics)"}
+
+
+def render_insight(ins: dict[str, Any], compare: dict[str, Any] | None) -> list[str]:
+    """Query insight's section: each piece of work, then its cost per second at the default
+    intervals against the sampling cost per second at each sampling interval."""
+    out = [
+        "## Query insight",
+        "",
+        f"PostgreSQL 15 with {ins['pg_stat_statements_entries']:,} statements in pg_stat_statements over "
+        f"{max(1, ins['statements'] // 10)} tables, {ins['active_sessions']} active sessions while the waits are "
+        f"read, HypoPG {'created' if ins['hypopg'] else 'not installed'}, pg_wait_sampling preloaded "
+        "(bench/insight_bench.py). Database time is what pg_stat_statements records for the role doing the work "
+        "(as for the side-by-side comparison above); database CPU the CPU time of its backend; pgperf CPU that "
+        "of the thread doing it. Medians per run.",
+        "",
+        "| work | wall | database time | database CPU | pgperf CPU |",
+        "|---|---|---|---|---|",
+    ]
+    for key, label in _INSIGHT_WORK:
+        r = ins[key]
+        out.append(f"| {label.format(**ins)} | {_ms(r['wall_ms'])} | {_ms(r['db_time_ms'])} | {_ms(r['db_cpu_ms'])} | "
+                   f"{_ms(r['pgperf_cpu_ms'])} |")
+    out += [
+        "",
+        "Per second, insight at its default intervals (waits every second from pg_stat_activity, or pg_wait_sampling "
+        "read once per sampling interval; plans and advice every 5 minutes) against the sampling cost per second "
+        "at each sampling interval, as a ratio (target: under 0.1):",
+        "",
+        "| sampling every | database time: sampling | insight (pg_stat_activity / pg_wait_sampling) | "
+        "pgperf CPU: sampling | insight (pg_stat_activity / pg_wait_sampling) |",
+        "|---|---|---|---|---|",
+    ]
+    met = total = 0
+    for name, label in _INTERVAL_NAMES.items():
+        cells = []
+        for kind in ("db_time_ms", "pgperf_cpu_ms"):
+            sampling = ins[f"sampling_{kind}_per_second"][name]
+            mine = ins[f"insight_{kind}_per_second"][name]
+            shown = []
+            for source in ("pg_stat_activity", "pg_wait_sampling"):
+                ratio = mine[source] / sampling if sampling else float("inf")
+                met, total = met + (ratio < 0.1), total + 1
+                shown.append(f"{mine[source]:.3f} ms ({ratio:.3f}×{' ✓' if ratio < 0.1 else ''})")
+            cells += [f"{sampling:.3f} ms", " / ".join(shown)]
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    if compare:
+        win, seconds = compare["window"]["pgperf"], float(str(compare.get("interval", "15s")).rstrip("s"))
+        db, cpu = win["db_ms_per_cycle"] / seconds, win["cpu_seconds_per_hour"] / 3.6
+        mine_db = ins["insight_db_time_ms_per_second"]["budget_15s"]
+        mine_cpu = ins["insight_pgperf_cpu_ms_per_second"]["budget_15s"]
+        out += ["", f"Against the side-by-side comparison's sampling above (1,000 tables, pgbench running, every "
+                    f"{seconds:g} s: {db:.3f} ms of database time and {cpu:.3f} ms of pgperf CPU per second), insight "
+                    f"costs {mine_db['pg_stat_activity'] / db:.2f}× / {mine_db['pg_wait_sampling'] / db:.2f}× of the "
+                    f"database time and {mine_cpu['pg_stat_activity'] / cpu:.2f}× / "
+                    f"{mine_cpu['pg_wait_sampling'] / cpu:.2f}× of the CPU (pg_stat_activity / pg_wait_sampling)."]
+    out += ["", f"Under a tenth (✓) in {met} of {total} cases. A look at pg_stat_activity costs the same whatever "
+                "the sampling interval, so its share of the sampling cost grows with the interval: at the "
+                "production profile's 60 s it is not small. Raise `insight.waits.interval` (and "
+                "`insight.plans.interval`) with the sampling interval where that matters; pg_wait_sampling, read "
+                "once per sample, costs least.", ""]
+    return out
+
+
 def render(results: dict[str, Any]) -> str:
     m = results["machine"]
     out = [
@@ -492,6 +573,9 @@ def render(results: dict[str, Any]) -> str:
             "not with the number of samples.",
             "",
         ]
+    ins = results.get("insight")
+    if ins:
+        out += render_insight(ins, results.get("compare"))
     soak = results.get("soak")
     if soak:
         out += [

@@ -10,11 +10,20 @@ several runs:
 * one reading of the wait sampling sources (pg_stat_activity; pg_wait_sampling's profile),
   which is one second of sampling at the default ``insight.waits.interval``;
 * for scale, one read of all pg_stat_statements entries, the largest query of every
-  sampling cycle.
+  sampling cycle;
+* the sampling cost insight is judged against: one sample of the same server by pgperf's
+  sampler (every collector of the production profile).
 
-"Database CPU" is the CPU time of pgperf's backend process (read from /proc; the server is
-local), "pgperf CPU" the CPU time of the thread doing the work (the active sessions'
-clients are other threads of this process), "wall" the elapsed time.
+"Database time" is what pg_stat_statements records for the role doing the work (insight and
+the sampler each connect as a role of their own), as the side-by-side comparison of
+``make bench`` measures the sampler; "database CPU" the CPU time of its backend process
+(/proc/PID/schedstat, in nanoseconds: parsing, planning and the protocol included);
+"pgperf CPU" the CPU time of the thread doing the work (the active sessions' clients are
+other threads of this process); "wall" the elapsed time. At the default intervals insight
+costs one wait reading a second (of the source ``insight.waits.source: auto`` picks:
+pg_wait_sampling where it is preloaded, pg_stat_activity elsewhere) plus a plans refresh and
+its advice every 5 minutes; that is set against the sampling cost per second, at the
+budget's 15 s sampling and at each profile's interval.
 
     .venv/bin/python bench/insight_bench.py [--statements 2000] [--max-statements 50] [--json]
 """
@@ -37,9 +46,11 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pgperf.config import PROFILES, load_config
 from pgperf.db import SessionSettings
 from pgperf.insight import Statement, WaitSampler, advise, detect_insight, refresh_plans
 from pgperf.insight.options import InsightOptions
+from pgperf.sampling import TargetSampler
 from tools.cluster import Cluster, find_bindir
 
 SETTINGS = SessionSettings(statement_timeout=10.0, lock_timeout=1.0)
@@ -59,23 +70,38 @@ SHAPES = (
 
 
 class Meter:
-    """Wall time, this thread's CPU time and one backend's CPU time of a block."""
+    """Wall time, this thread's CPU time, one backend's CPU time and one role's database time
+    (pg_stat_statements, read on *admin*, another role's connection) of a block."""
 
-    def __init__(self, backend_pid: int) -> None:
+    def __init__(self, backend_pid: int, role: str, admin: psycopg.Connection[Any]) -> None:
         self.backend = psutil.Process(backend_pid)
+        self.schedstat = Path(f"/proc/{backend_pid}/schedstat")
+        self.role = role
+        self.admin = admin
 
     @contextmanager
     def measure(self, into: dict[str, list[float]]) -> Iterator[None]:
         # thread_time: the active sessions' client threads run in this process too.
+        db_time = self._db_time()
         wall, cpu, db = time.perf_counter(), time.thread_time(), self._db()
         yield
         into.setdefault("wall_ms", []).append((time.perf_counter() - wall) * 1000)
         into.setdefault("pgperf_cpu_ms", []).append((time.thread_time() - cpu) * 1000)
         into.setdefault("db_cpu_ms", []).append((self._db() - db) * 1000)
+        into.setdefault("db_time_ms", []).append(self._db_time() - db_time)
+
+    def _db_time(self) -> float:
+        row = self.admin.execute(
+            "SELECT coalesce(sum(total_exec_time + total_plan_time), 0) FROM public.pg_stat_statements s"
+            " JOIN pg_roles r ON r.oid = s.userid WHERE r.rolname = %s", (self.role,)).fetchone()
+        return float(row[0]) if row else 0.0
 
     def _db(self) -> float:
-        times = self.backend.cpu_times()
-        return float(times.user + times.system)
+        try:  # nanoseconds on a CPU; cpu_times() counts clock ticks of 10 ms
+            return int(self.schedstat.read_text().split()[0]) / 1e9
+        except (OSError, ValueError, IndexError):
+            times = self.backend.cpu_times()
+            return float(times.user + times.system)
 
 
 def _median(runs: dict[str, list[float]]) -> dict[str, float]:
@@ -143,7 +169,7 @@ def run(statements: int = 2000, max_statements: int | None = None, repeats: int 
         sessions: int = 16, base_dir: str | None = None) -> dict[str, Any]:
     max_statements = max_statements or InsightOptions().plans.max_statements
     cluster = Cluster(find_bindir(15), base_dir=base_dir, name="pgperf-insight-bench", settings={
-        "shared_preload_libraries": "'pg_stat_statements,pg_wait_sampling'", "pg_stat_statements.max": 5000,
+        "shared_preload_libraries": "'pg_stat_statements,pg_wait_sampling'", "pg_stat_statements.max": 10000,
         "max_connections": 100})
     cluster.start()
     results: dict[str, Any] = {"statements": statements, "max_statements": max_statements, "sessions": sessions}
@@ -152,9 +178,12 @@ def run(statements: int = 2000, max_statements: int | None = None, repeats: int 
         hypopg = bool(cluster.execute("SELECT count(*) FROM pg_available_extensions WHERE name = 'hypopg'")[0][0])
         if hypopg:
             cluster.execute("CREATE EXTENSION IF NOT EXISTS hypopg")
-        dsn = cluster.dsn()
-        with psycopg.connect(dsn, autocommit=True, **SETTINGS.connect_kwargs(dsn)) as conn:
-            meter = Meter(conn.info.backend_pid)
+        for role in ("insight_bench", "sampler_bench"):  # their database time apart in pg_stat_statements
+            cluster.execute(f"CREATE ROLE {role} SUPERUSER LOGIN PASSWORD '{PASSWORD}'")
+        dsn = cluster.dsn(user="insight_bench", password=PASSWORD)
+        with psycopg.connect(dsn, autocommit=True, **SETTINGS.connect_kwargs(dsn)) as conn, \
+                cluster.connect() as admin:
+            meter = Meter(conn.info.backend_pid, "insight_bench", admin)
             server = detect_insight(conn)
             results["pg_stat_statements_entries"] = conn.execute(
                 "SELECT count(*) FROM public.pg_stat_statements").fetchone()[0]  # type: ignore[index]
@@ -181,15 +210,48 @@ def run(statements: int = 2000, max_statements: int | None = None, repeats: int 
                                                            batch=100, pause=0.01)
                 results["waits_pg_wait_sampling"] = _timed(meter, repeats, lambda: profile.sample(conn, server),
                                                            batch=100, pause=0.01)
+            results["sample"] = _sampling(cluster, admin, repeats)
     finally:
         cluster.destroy()
-    plans_per_second = results["plans_top"]["db_cpu_ms"] / InsightOptions().plans.interval
-    waits_per_second = results["waits_pg_stat_activity"]["db_cpu_ms"] / InsightOptions().waits.interval
-    results["default_intervals_db_cpu_ms_per_second"] = round(plans_per_second + waits_per_second, 3)
-    results["default_intervals_pgperf_cpu_ms_per_second"] = round(
-        results["plans_top"]["pgperf_cpu_ms"] / InsightOptions().plans.interval
-        + results["waits_pg_stat_activity"]["pgperf_cpu_ms"] / InsightOptions().waits.interval, 3)
+    defaults = InsightOptions()
+    source = "waits_pg_wait_sampling" if server.wait_sampling else "waits_pg_stat_activity"
+    results["waits_default_source"] = source.removeprefix("waits_")
+    intervals = {"budget_15s": BUDGET_INTERVAL, **{
+        profile: float(load_config(flags={"profile": profile}, env={}).sampling_interval) for profile in PROFILES}}
+    results["intervals"] = intervals
+    for kind in ("db_time_ms", "db_cpu_ms", "pgperf_cpu_ms"):
+        plans = (results["plans_top"][kind] + results["advice_top"][kind]) / defaults.plans.interval
+        # pg_stat_activity is looked at every insight.waits.interval; pg_wait_sampling's
+        # cumulative profile is read once per sampling interval (insight.service).
+        results[f"insight_{kind}_per_second"] = {name: {
+            "pg_stat_activity": round(plans + results["waits_pg_stat_activity"][kind] / defaults.waits.interval, 4),
+            "pg_wait_sampling": round(plans + results["waits_pg_wait_sampling"][kind]
+                                      / max(defaults.waits.interval, seconds), 4),
+        } for name, seconds in intervals.items()}
+        results[f"sampling_{kind}_per_second"] = {name: round(results["sample"][kind] / seconds, 4)
+                                                   for name, seconds in intervals.items()}
     return results
+
+
+PASSWORD = "bench-0123456789"  # the throwaway cluster's roles (pg_hba asks for one over TCP)
+#: The sampling interval of the budget (bench/README.md: "under 1 % of one core at 15 s").
+BUDGET_INTERVAL = 15.0
+
+
+def _sampling(cluster: Cluster, admin: psycopg.Connection[Any], repeats: int) -> dict[str, Any]:
+    """One sample of *cluster* by pgperf's sampler (production profile's collectors, store
+    off), as its own role."""
+    config = load_config(flags={"profile": "production", "dsn": cluster.dsn(user="sampler_bench", password=PASSWORD),
+                                "store": {"enabled": False}}, env={})
+    sampler = TargetSampler(config.resolved_targets()[0], config)
+    sampler.open()
+    try:
+        sampler.sample(wait=True)  # the first sample reads every statement text
+        with sampler.db.connection() as conn:  # the pool's one connection: the sampler's
+            meter = Meter(conn.info.backend_pid, "sampler_bench", admin)
+        return _timed(meter, repeats, lambda: sampler.sample(wait=True), batch=2)
+    finally:
+        sampler.close()
 
 
 def _timed(meter: Meter, repeats: int, work: Callable[[], object], *, batch: int = 1,
@@ -212,7 +274,7 @@ def _timed(meter: Meter, repeats: int, work: Callable[[], object], *, batch: int
 def _print(results: dict[str, Any]) -> None:
     print(f"insight with {results['pg_stat_statements_entries']:,} statements in pg_stat_statements, "
           f"{results['active_sessions']} active sessions while sampling waits, HypoPG: {results['hypopg']}")
-    print(f"{'work':58} {'wall ms':>10} {'db CPU ms':>10} {'pgperf CPU ms':>14}")
+    print(f"{'work':58} {'wall ms':>10} {'db time ms':>10} {'db CPU ms':>10} {'pgperf CPU ms':>14}")
     rows = [
         (f"plans refresh, top {results['max_statements']} ({results['plans_top']['planned']} planned)", "plans_top"),
         (f"plans refresh, all {results['statements']:,}", "plans_all"),
@@ -220,13 +282,20 @@ def _print(results: dict[str, Any]) -> None:
         ("wait sampling: one reading of pg_stat_activity (1 s)", "waits_pg_stat_activity"),
         ("wait sampling: one reading of pg_wait_sampling (1 s)", "waits_pg_wait_sampling"),
         ("for scale: one read of every pg_stat_statements entry", "pg_stat_statements_read"),
+        ("one sample by pgperf's sampler (the sampling cost)", "sample"),
     ]
     for label, key in rows:
         r = results[key]
-        print(f"{label:58} {r['wall_ms']:>10.3f} {r['db_cpu_ms']:>10.3f} {r['pgperf_cpu_ms']:>14.3f}")
-    print(f"at the default intervals (plans every 5 min, waits every 1 s): "
-          f"{results['default_intervals_db_cpu_ms_per_second']:.3f} ms of database CPU and "
-          f"{results['default_intervals_pgperf_cpu_ms_per_second']:.3f} ms of pgperf CPU per second")
+        print(f"{label:58} {r['wall_ms']:>10.3f} {r['db_time_ms']:>10.3f} {r['db_cpu_ms']:>10.3f} "
+              f"{r['pgperf_cpu_ms']:>14.3f}")
+    print("per second, insight at its default intervals against sampling at each interval "
+          "(waits from pg_stat_activity / pg_wait_sampling):")
+    for kind, label in (("db_time_ms", "database time"), ("db_cpu_ms", "database CPU"), ("pgperf_cpu_ms", "pgperf CPU")):
+        for name, sampling in results[f"sampling_{kind}_per_second"].items():
+            insight = results[f"insight_{kind}_per_second"][name]
+            print(f"  {label:14} {name:12} sampling {sampling:8.3f} ms/s; insight "
+                  f"{insight['pg_stat_activity']:.3f} ms/s ({insight['pg_stat_activity'] / sampling:.3f}x) / "
+                  f"{insight['pg_wait_sampling']:.3f} ms/s ({insight['pg_wait_sampling'] / sampling:.3f}x)")
 
 
 def main() -> int:

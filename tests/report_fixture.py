@@ -7,6 +7,8 @@ samples with PostgreSQL down, a query spike at 14:05 (2,150 ms for a statement t
 usually takes about 45 ms: the requirement's "47.5x average"), a connection burst at
 20:00, temporary files, and twelve short-lived CPU alerts (alert fatigue). The catalog
 facts the index and vacuum rules need are given by ``CATALOG``, not read from a server.
+Query insight's part: wait samples of statement 1001 (3 on CPU, 1 reading data files per
+sample) and its index advice on ``game_hands (created_at)``, verified with HypoPG.
 """
 
 from __future__ import annotations
@@ -99,6 +101,23 @@ SELECT 'slow-1', %(target)s, 'warning', 'slow_queries', 'Slow queries', 5, 7, ti
        NULL, NULL, 'firing', '{{"alertname": "PgperfSlowQueries"}}'::jsonb
 """
 
+_INSIGHT = """
+INSERT INTO {s}.statement_wait_profiles (target, recorded_at, interval_seconds, source, query_id, wait_event_type,
+    wait_event, samples, seconds)
+SELECT %(target)s, t, 300, 'pg_stat_activity', '1001', w.type, w.event, w.samples, w.samples
+FROM generate_series(1, 576) AS i,
+     LATERAL (SELECT timestamptz '2023-12-31T00:00Z' + i * interval '5 minutes' AS t) ts,
+     (VALUES ('CPU', 'CPU', 3), ('IO', 'DataFileRead', 1)) AS w(type, event, samples)
+WHERE t NOT IN ('2024-01-01T17:55Z', '2024-01-01T18:00Z')
+"""
+_ADVICE = """
+INSERT INTO {s}.index_advice (target, datname, schema_name, table_name, columns, sql, query_ids, cost_before,
+    cost_after, verified, status, writes_per_second, note, first_seen, last_seen)
+VALUES (%(target)s, 'poker', 'public', 'game_hands', '{{created_at}}',
+        'CREATE INDEX CONCURRENTLY IF NOT EXISTS game_hands_created_at_idx ON public.game_hands (created_at)',
+        '{{1001,1008}}', 152000, 21.4, 'hypopg', 'open', 0.35, '', '2024-01-01T08:00Z', '2024-01-02T00:00Z')
+"""
+
 CATALOG = CatalogFacts(
     database="poker",
     read_at=NOW,
@@ -144,5 +163,7 @@ def load(conn: psycopg.Connection[Any], schema: str, *, rollup: bool = True) -> 
         "target": TARGET, "ids": list(cols[0]), "texts": list(cols[1]), "bases": list(cols[2]),
         "calls": list(cols[3]), "temps": list(cols[4]), "hits": list(cols[5]), "misses": list(cols[6])})
     conn.execute(sql.SQL(_ALERTS).format(s=s), {"target": TARGET})
+    conn.execute(sql.SQL(_INSIGHT).format(s=s), {"target": TARGET})
+    conn.execute(sql.SQL(_ADVICE).format(s=s), {"target": TARGET})
     if rollup:
         roll_up(conn, schema, now=NOW, targets=(TARGET,))

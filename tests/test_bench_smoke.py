@@ -30,7 +30,11 @@ def test_bench_harness_quick(tmp_path: Path) -> None:
         assert window["cycles"] > 0 and window["db_ms_per_cycle"] > 0, window  # its own role, seen apart
         assert window["rss_bytes"] > 0 and window["scrape"]["n"] > 0
     assert compare["window"]["pgperf_all_tables"]["db_ms_per_cycle"] > 0  # pgperf serving every table
+    insight = data["insight"]
+    assert insight["sample"]["db_time_ms"] > 0 and insight["waits_pg_stat_activity"]["runs"] > 0
+    assert insight["plans_top"]["planned"] > 0
     text = out.read_text()
+    assert "## Query insight" in text and "the sampling cost: one sample" in text
     assert "time to store one sample" in text and "quick mode" in text
     assert "report over 2 days" in text and "retention run" in text
     assert "side by side" in text and "## Budget" in text

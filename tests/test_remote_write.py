@@ -128,7 +128,9 @@ def test_central_prometheus_sees_every_site(fleet: Process, exporter: Exporter) 
                             message=f"pg_up of {site} on the central Prometheus")
         assert [(r["metric"]["job"], r["metric"]["instance"], r["value"][1]) for r in result] == \
                [("pgperf", instance, "1")]
-        (up,) = query(central, f'up{{job="pgperf",site="{site}"}}')
+        # Remote write sends series in shards of their own: up may come a moment after pg_up.
+        (up,) = wait_until(partial(query, central, f'up{{job="pgperf",site="{site}"}}'), timeout=30, interval=0.5,
+                           message=f"up of {site} on the central Prometheus")
         assert up["value"][1] == "1"
     # The central server scrapes nothing of the sites itself: every pgperf series came by
     # remote write, with its site.

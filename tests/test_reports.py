@@ -11,6 +11,7 @@ import json
 import os
 import types as types_module
 import typing
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -29,7 +30,7 @@ from pgperf.reports.builder import CatalogReading, ReportRequest, build_report
 from pgperf.reports.catalog import read_catalog, try_read_catalog
 from pgperf.reports.model import InvalidReport, Report, ReportSettings, Statement
 from pgperf.reports.queries import MAIN_TABLE_SQL, STATEMENT_TYPE_SQL, ReportQueries
-from pgperf.reports.recommendations import index_candidates, predicate_columns
+from pgperf.reports.recommendations import seq_scans
 from pgperf.store import StoreClient
 from pgperf.store.rollup import roll_up
 from tools.cluster import Cluster
@@ -116,9 +117,20 @@ def test_fixture_report_content(pg_cluster: Cluster, fixture_store: str) -> None
     # The 16 kB unused index is below the rule's floor; the 48 MB one is reported.
     assert [i["index"] for i in rules["unused_indexes"]["evidence"]["indexes"]] == ["public.game_hands_pot_idx"]
     assert "error_rate" not in rules  # 0.2 % is under production's 0.5 %
+    # Index candidates are query insight's stored advice, not guesses from statement texts.
     seq = rules["seq_scans_large_tables"]
-    assert seq["evidence"]["tables"][0]["index_candidates"][0]["column"] == "created_at"
-    assert "public.game_hands (created_at" in seq["message"]
+    assert seq["evidence"]["tables"][0]["index_candidates"][0]["columns"] == ["created_at"]
+    assert "public.game_hands (created_at, verified by the planner)" in seq["message"]
+    advice = rules["index_advice"]
+    assert advice["severity"] == "high" and advice["evidence"]["advice"][0]["verified"] == "hypopg"
+    assert "falls from 152,000.00 to 21.40" in advice["message"]
+    assert data["queries"]["index_advice"][0]["sql"].endswith("ON public.game_hands (created_at)")
+    # Where each listed statement's time goes: 1001 spent 3 of 4 sampled seconds on CPU.
+    by_total = {s["query_id"]: s for s in data["queries"]["slowest_by_total"]}
+    assert by_total["1001"]["time_split_percent"] == {"CPU": 75.0, "IO": 25.0}
+    assert by_total["1001"]["cpu_basis"] == "wait_samples" and by_total["1001"]["cpu_seconds_per_day"] > 0
+    assert by_total["1003"]["cpu_basis"] == "execution_less_io" and by_total["1003"]["time_split_percent"] == {
+        "CPU": 100.0}
 
 
 def test_report_validates_against_the_json_schema(pg_cluster: Cluster, fixture_store: str) -> None:
@@ -252,20 +264,6 @@ def test_rollup_runs_are_bounded(pg_cluster: Cluster) -> None:
         assert second[0].start == first[0].end and second[0].caught_up
 
 
-@pytest.mark.parametrize("text, columns", [
-    ("SELECT count(*) FROM game_hands WHERE created_at BETWEEN now() - $1::interval AND now()", ["created_at"]),
-    ("SELECT p.name FROM players p JOIN player_statistics s ON s.player_id = p.id WHERE p.id = $1",
-     ["player_id", "id"]),
-    ("SELECT player_id, total_winnings FROM player_statistics ORDER BY total_winnings DESC LIMIT $1",
-     ["total_winnings"]),
-    ('UPDATE t SET a = $1 WHERE "Code" = $2 AND (x IS NULL OR y > $3)', ["Code", "x", "y"]),
-    ("SELECT * FROM t WHERE lower(email) = $1 AND NOT EXISTS (SELECT 1)", []),
-    ("SELECT a FROM t ORDER BY a", []),
-])
-def test_predicate_columns(text: str, columns: list[str]) -> None:
-    assert predicate_columns(text) == columns
-
-
 def test_catalog_reads_columns_and_indexed_columns(pg_cluster: Cluster) -> None:
     with pg_cluster.connect() as conn:
         conn.execute("DROP TABLE IF EXISTS catalog_probe; CREATE TABLE catalog_probe (id int PRIMARY KEY, a int, b text);"
@@ -278,13 +276,6 @@ def test_catalog_reads_columns_and_indexed_columns(pg_cluster: Cluster) -> None:
         facts = read_catalog(pg_cluster.dsn())
         probe = next(t for t in facts.tables if t.name == "public.catalog_probe")
         assert probe.columns == ("id", "a") and sorted(probe.indexed_columns) == ["a", "id"]
-        statement = Statement.model_validate({
-            "query_id": "1", "datname": "postgres", "username": "postgres", "statement_type": "SELECT",
-            "query_text": "SELECT 1 FROM catalog_probe WHERE a = $1", "table": "catalog_probe", "calls": 1,
-            "total_time_ms": 5.0, "mean_time_ms": 5.0, "peak_interval_mean_ms": 5.0, "max_time_ms": 5.0, "rows": 1,
-            "cache_hit_ratio_percent": 100.0, "temp_blocks_written": 0, "share_of_time_percent": 100.0,
-            "intervals": 1, "spans_reset": False})
-        assert index_candidates(probe, [statement]) == []
     finally:
         with pg_cluster.connect() as conn:
             conn.execute("DROP TABLE catalog_probe")
@@ -428,3 +419,36 @@ def test_the_store_writer_rolls_up_what_it_wrote(pg_cluster: Cluster, tmp_path: 
         assert until == [(datetime.now(UTC).replace(minute=0, second=0, microsecond=0),)]
     finally:
         writer.stop(timeout=1)
+
+
+def test_scans_are_not_called_calls() -> None:
+    """pg_stat_user_tables counts each process of a parallel scan: the sentence says that the
+    scans are scans (parallel workers included) and gives the statements' calls beside them."""
+    table = fx.CATALOG.tables[0]
+    parallel = replace(fx.CATALOG, tables=(replace(table, n_live_tup=510_000, seq_scan=8_446,
+                                                   seq_tup_read=8_446 * 168_421, idx_scan=12),))
+    statement = Statement.model_validate({
+        "query_id": "7", "datname": "poker", "username": "app", "statement_type": "SELECT",
+        "query_text": "SELECT count(*) FROM game_hands WHERE created_at >= $1", "table": "game_hands",
+        "calls": 2_758, "total_time_ms": 5.0, "mean_time_ms": 5.0, "peak_interval_mean_ms": 5.0, "max_time_ms": 5.0,
+        "rows": 1, "cache_hit_ratio_percent": 100.0, "temp_blocks_written": 0, "share_of_time_percent": 100.0,
+        "intervals": 1, "spans_reset": False})
+    with_statement = _report_with(statement)
+    [rec] = seq_scans(with_statement, settings(), parallel)
+    assert "8,446 full scans" not in rec.message
+    assert ("public.game_hands (510,000 rows) had 8,446 sequential scans since 2023-12-01T00:00:00.000Z (each "
+            "parallel worker's share counts as one scan), reading 168,421 rows per scan, against 12 index scans; "
+            "the listed statements reading it ran 2,758 times in the window") in rec.message
+    assert rec.evidence["tables"][0]["statement_calls"] == 2_758
+    assert "parallel worker" in rec.evidence["scans_count"]
+    # Without query insight's advice the rule says so, and guesses nothing.
+    assert "Query insight has no index advice for them" in rec.message
+
+
+def _report_with(statement: Statement) -> Report:
+    """The fixture's report with *statement* as its only listed statement and no advice."""
+    data = json.loads((GOLDEN / "report.json").read_text(encoding="utf-8"))
+    report = Report.from_json(data)
+    queries = report.queries.model_copy(update={"slowest_by_total": [statement], "slowest_by_mean": [statement],
+                                                "most_frequent": [], "spilling_to_disk": [], "index_advice": []})
+    return report.model_copy(update={"queries": queries})

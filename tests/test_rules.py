@@ -23,6 +23,7 @@ import yaml
 
 from pgperf import collectors
 from pgperf.exposition import SELF_METRICS, THRESHOLD_METRICS
+from pgperf.insight.service import INSIGHT_METRICS
 from pgperf.store import STORE_METRICS
 
 pytestmark = pytest.mark.bundle
@@ -89,7 +90,8 @@ def recorded() -> set[str]:
 def metric_types() -> dict[str, str]:
     """Sample name -> "counter" or "gauge" for everything the rules may read."""
     types: dict[str, str] = {}
-    defs = [m for spec in collectors.REGISTRY for m in spec.metrics] + list(SELF_METRICS) + list(STORE_METRICS)
+    defs = [m for spec in collectors.REGISTRY for m in spec.metrics] + list(SELF_METRICS) + list(STORE_METRICS) \
+        + list(INSIGHT_METRICS)
     for m in defs:
         types[m.name] = "counter" if m.type == "counter" else "gauge"
     for name, kind in PENDING.items():

@@ -16,6 +16,7 @@ from pgperf._types import parse_duration
 from pgperf.collectors import MetricDef
 from pgperf.config import PROFILES, Config, env_variables, load_profile
 from pgperf.exposition import SELF_METRICS, THRESHOLD_METRICS
+from pgperf.insight.service import INSIGHT_METRICS
 from pgperf.store import STORE_METRICS
 
 from . import write_generated
@@ -82,6 +83,12 @@ def metrics_md() -> str:
             "Served once per process while the sample store is enabled (`store.enabled`): the writer, "
             "its on-disk spool and what it could not keep.", ""]
     out += _table(STORE_METRICS)
+    out += ["", "## Query insight", "",
+            "Served for every target (`insight.*`): wait sampling between samples (per wait event, never per "
+            "statement), plans refreshes, plan changes per statement planned in the last hour (at most 1,000 "
+            "statements per target, those planned longest ago dropped first) and the index advice kept in the store. See the "
+            "README's \"Query insight\".", ""]
+    out += _table(INSIGHT_METRICS)
     out += ["", "## Why a collector is disabled", "",
             "`pgperf_collector_disabled{collector,reason}` is 1 while a collector cannot run on a server. "
             "It is retried after the next reconnect.", "",

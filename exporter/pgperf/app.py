@@ -2,8 +2,9 @@
 what concerns them all — configuration reload and the audit log of reloads.
 
 The parts: the sampler (one thread per target); the store (its writer and a client); the
-alert lifecycle; reports (their service and schedule); and, for serving, the HTTP
-application with the routes of each feature. Data moves one way: each snapshot of the
+alert lifecycle; reports (their service and schedule); query insight (wait sampling between
+samples, plans and advice on its own schedule); and, for serving, the HTTP application with
+the routes of each feature. Data moves one way: each snapshot of the
 sampler becomes a batch for the store writer and the next ``/metrics``; alerts and reports
 read the store.
 
@@ -36,6 +37,8 @@ from .http.app import WebApp, WebServer, json_response
 from .http.auth import actor_of
 from .http.errors import BadRequest, Conflict, NotFound, first_line
 from .http.webconfig import WebConfig
+from .insight import routes as insight_routes
+from .insight.service import InsightService
 from .reports import routes as report_routes
 from .reports.scheduler import ReportScheduler
 from .reports.service import ReportService
@@ -114,7 +117,10 @@ class App:
             self.alert_service = AlertService(AlertStore(self.client), config, emit=self.events.emit)
             self.reports = ReportService(config, self.client)
             self.scheduler = ReportScheduler(config, self.reports)
-        self.sampler = Sampler(config, listeners=(self._on_snapshot,), registry=registry)
+        self.insight = InsightService(config, self.client)
+        self.sampler = Sampler(config, listeners=(self._on_snapshot,), registry=registry,
+                               between=self.insight.between)
+        self.insight.attach(self.sampler)  # its pools and connection budget
         self._web: WebApp | None = None
         self._started = False
 
@@ -128,6 +134,7 @@ class App:
         if self.store is not None:
             self.store.start()
         self.sampler.start()
+        self.insight.start()
         if self.alert_service is not None:
             self.alert_service.start()
         if self.scheduler is not None:
@@ -140,6 +147,7 @@ class App:
             self.alert_service.stop()
         if self.scheduler is not None:
             self.scheduler.stop(timeout)
+        self.insight.stop(timeout)
         self.sampler.stop(timeout)
         if self.store is not None:
             self.store.stop(timeout)
@@ -153,8 +161,9 @@ class App:
 
     def _on_snapshot(self, snap: Snapshot) -> None:
         with self._builder_lock:
-            batch = self._builder.build(snap)
+            batch = self.insight.with_waits(self._builder.build(snap), snap)
             self._batches[snap.target] = batch
+        self.insight.observe(snap)
         if self.store is not None:
             self.store.submit(batch)
         self.events.emit("sample", snap)
@@ -190,6 +199,7 @@ class App:
         if self.alert_service is not None:
             alert_routes.register(web, self.alert_service)
         report_routes.register(web, self.reports)
+        insight_routes.register(web, self.client)
         return web
 
     def server(self, address: str | None = None) -> WebServer:
@@ -225,6 +235,7 @@ class App:
             raise ReloadRejected(needs_restart)
         self.config = config
         self.sampler.apply_config(config)
+        self.insight.apply_config(config)
         if self.store is not None:
             self.store.config = config
         if self.alert_service is not None:

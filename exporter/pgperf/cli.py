@@ -27,10 +27,12 @@ from .alerts.service import AlertService
 from .app import App, ConfigSource, ReloadRejected
 from .audit import Actor, cli_actor
 from .check import run_check
+from .collectors.bloat import RelationNotFound, inspect
 from .config import Config, ConfigError, load_config
-from .db import describe_dsn
+from .db import ConnectionFailed, SessionSettings, connect, database_dsn, describe_dsn
 from .http.parsing import TIME_SYNTAX, parse_time
 from .http.webconfig import WebConfigError, load_web_config
+from .insight import advisor
 from .redact import RedactingFilter, redact
 from .reports import ReportService, render
 from .reports.service import check_target
@@ -130,6 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
     bloat.add_argument("--database", metavar="NAME", help="database of the table (default: the target's)")
     bloat.add_argument("--target", metavar="NAME", help="target (default: the first configured)")
     bloat.add_argument("--json", action="store_true", help="print JSON")
+
+    advise = sub.add_parser("advise", help="index advice for a target, proven by the planner",
+                            description="Plan the target's top and slow statements now and propose indexes "
+                                        "(verified with HypoPG where it is created); advice applied since, from "
+                                        "the store, with mean times before and after.")
+    _config_flags(advise)
+    advise.add_argument("--target", metavar="NAME", help="target to advise on (default: the first configured)")
+    advise.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     return parser
 
 
@@ -384,13 +394,6 @@ def cmd_alerts(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_bloat(config: Config, args: argparse.Namespace) -> int:
-    import json
-
-    import psycopg
-
-    from .collectors.bloat import RelationNotFound, inspect
-    from .db import ConnectionFailed, SessionSettings, connect, database_dsn
-
     targets = {t.name: t for t in config.resolved_targets()}
     target = targets.get(args.target) if args.target else next(iter(targets.values()))
     if target is None:
@@ -418,6 +421,24 @@ def cmd_bloat(config: Config, args: argparse.Namespace) -> int:
     return 1 if args.exact and report.exact_unavailable else 0
 
 
+def cmd_advise(config: Config, args: argparse.Namespace) -> int:
+    try:
+        result = advisor.advise_target(config, args.target)
+    except advisor.UnknownTarget as exc:
+        print(f"pgperf advise: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except advisor.TargetUnreachable as exc:
+        print(f"pgperf advise: {exc}", file=sys.stderr)
+        return 1
+    if args.format == "json":
+        if result.store_problem:
+            print(f"pgperf advise: note: {result.store_problem}", file=sys.stderr)
+        print(json.dumps(result.to_json(), indent=1))
+    else:
+        sys.stdout.write(advisor.render_text(result))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "serve": cmd_serve,
     "check": lambda config, args: cmd_check(config),
@@ -425,6 +446,7 @@ COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "alerts": cmd_alerts,
     "report": lambda config, args: cmd_report(config, args),
     "bloat": cmd_bloat,
+    "advise": cmd_advise,
 }
 
 

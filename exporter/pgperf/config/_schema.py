@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, create_model, field_validator, model_vali
 from .._types import CommaList, Duration, Model, Percent, PositiveInt, parse_duration
 from ..collectors import REGISTRY
 from ..redact import redact
+from .insight import InsightOptions
 
 PROFILES = ("development", "production", "analytics")
 ProfileName = Literal["development", "production", "analytics"]
@@ -359,6 +360,8 @@ class Config(Model):
     #: Show statement texts in the API and reports (they can hold literals: off by default).
     expose_query_text: bool = False
     reports: Reports = Reports()
+    #: Query insight: wait sampling, plans and index advice (``pgperf.insight``).
+    insight: InsightOptions = InsightOptions()
 
     _check_target_name = field_validator("target_name")(classmethod(lambda cls, v: _target_name(v)))
     _check_dsn = field_validator("dsn")(classmethod(lambda cls, v: _dsn(v)))

@@ -5,10 +5,17 @@
 * ``plans`` — generic plans of normalized statements (never executed) and their shape hash;
 * ``advice`` — index candidates from the plans, verified with HypoPG where installed;
 * ``costs`` — each statement's share of database time and CPU-seconds per day;
-* ``store`` — their rows in the sample store (migration 004).
+* ``store`` — their rows in the sample store (migration 004);
+* ``refresh`` — one plans refresh of one database, in a session of its own (shared by
+  ``pgperf serve`` and ``pgperf advise``);
+* ``service`` — insight in ``pgperf serve``: wait sampling between the sampler's samples,
+  plans and advice on their schedule, results to the store and ``/metrics``;
+* ``detail`` and ``routes`` — one statement's plans, waits, costs and advice from the store,
+  and ``GET /api/v1/statements/<query_id>``.
 
-Every function takes the connection it works on and typed inputs; nothing here keeps
-global state, opens connections or schedules itself: the sampler, the API and the CLI do.
+The engine's functions (``waits``, ``plans``, ``advice``, ``costs``, ``store``) take the
+connection they work on and typed inputs and keep no global state; ``refresh`` opens the
+sessions it plans in, and ``service`` is the only part that schedules.
 """
 
 from __future__ import annotations

@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 Verified = Literal["hypopg", "heuristic"]
 Status = Literal["open", "applied"]
 _NAME_MAX = 63  # NAMEDATALEN - 1
+#: Catalogs take no user index: their scans propose nothing.
+_SYSTEM_SCHEMAS = frozenset({"pg_catalog", "information_schema", "pg_toast"})
 
 
 @dataclass(frozen=True)
@@ -278,7 +280,8 @@ def advise(
     advice: list[IndexAdvice] = []
     for (schema, relname, columns), using in sorted(proposals.items()):
         table = facts.get((schema, relname))
-        if table is None or table.reltuples < options.min_table_rows or table.has_index_on(columns):
+        if schema in _SYSTEM_SCHEMAS or table is None or table.reltuples < options.min_table_rows \
+                or table.has_index_on(columns):
             continue
         advice.append(IndexAdvice(
             schema=schema, relname=relname, columns=columns, query_ids=tuple(sorted(using)),

@@ -20,7 +20,7 @@ from typing import Literal
 
 from .waits import CPU
 
-__all__ = ["StatementCost", "StatementTotals", "statement_costs", "time_split"]
+__all__ = ["StatementCost", "StatementTotals", "statement_cost", "statement_costs", "time_split"]
 
 SECONDS_PER_DAY = 86_400.0
 CpuBasis = Literal["wait_samples", "execution_less_waits", "execution_less_io"]
@@ -75,21 +75,27 @@ def time_split(totals: StatementTotals) -> tuple[dict[str, float], CpuBasis]:
     return split, "execution_less_io"
 
 
+def statement_cost(s: StatementTotals, db_ms: float, window_seconds: float) -> StatementCost:
+    """The cost of one statement that took part of *db_ms*, the database time of every
+    statement over a window of *window_seconds*."""
+    if window_seconds <= 0:
+        raise ValueError(f"window_seconds must be positive, got {window_seconds}")
+    split, basis = time_split(s)
+    cpu_ms = max(0.0, s.total_ms) * split.get(CPU, 0.0) / 100.0
+    return StatementCost(
+        query_id=s.query_id, calls=s.calls, total_ms=s.total_ms,
+        mean_ms=s.total_ms / s.calls if s.calls else 0.0,
+        share_of_db_time_percent=100.0 * max(0.0, s.total_ms) / db_ms if db_ms > 0 else 0.0,
+        cpu_seconds_per_day=cpu_ms / 1000.0 * SECONDS_PER_DAY / window_seconds,
+        cpu_basis=basis, time_split=split,
+    )
+
+
 def statement_costs(statements: Iterable[StatementTotals], window_seconds: float) -> list[StatementCost]:
     """The cost of each statement over a window of *window_seconds*, most expensive first."""
     if window_seconds <= 0:
         raise ValueError(f"window_seconds must be positive, got {window_seconds}")
     todo = list(statements)
     db_ms = sum(max(0.0, s.total_ms) for s in todo)
-    out = []
-    for s in todo:
-        split, basis = time_split(s)
-        cpu_ms = max(0.0, s.total_ms) * split.get(CPU, 0.0) / 100.0
-        out.append(StatementCost(
-            query_id=s.query_id, calls=s.calls, total_ms=s.total_ms,
-            mean_ms=s.total_ms / s.calls if s.calls else 0.0,
-            share_of_db_time_percent=100.0 * max(0.0, s.total_ms) / db_ms if db_ms else 0.0,
-            cpu_seconds_per_day=cpu_ms / 1000.0 * SECONDS_PER_DAY / window_seconds,
-            cpu_basis=basis, time_split=split,
-        ))
+    out = [statement_cost(s, db_ms, window_seconds) for s in todo]
     return sorted(out, key=lambda c: (-c.total_ms, c.query_id))

@@ -217,6 +217,9 @@ def _classify(exc: psycopg.Error) -> str:
     errors = psycopg.errors
     for kind, reason in (
         (errors.IndeterminateDatatype, "parameter_types"),
+        # A normalized text the server's grammar refuses: pg_stat_statements also replaces
+        # some keywords by $n (extract(epoch FROM x) is kept as extract($1 FROM x)).
+        (errors.SyntaxError, "unparsable"),
         (errors.QueryCanceled, "statement_timeout"),
         (errors.LockNotAvailable, "lock_timeout"),
         (errors.InsufficientPrivilege, "permission_denied"),
@@ -287,6 +290,8 @@ def explain(
 def _configure(conn: psycopg.Connection[Any], settings: SessionSettings, search_path: str | None) -> None:
     """The transaction's settings: timeouts, generic plans, the user's search path."""
     values = [
+        # Said in pg_stat_activity while planning, on whatever session this is.
+        ("application_name", settings.application_name),
         ("statement_timeout", f"{int(settings.statement_timeout * 1000)}"),
         ("lock_timeout", f"{int(settings.lock_timeout * 1000)}"),
         ("plan_cache_mode", "force_generic_plan"),

@@ -19,12 +19,14 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from ..store.schema import ensure_partitions
+from ..store.waits import copy_wait_rows
 from .advice import IndexAdvice
 from .plans import Plan
 from .waits import StatementWaitProfile
 
 __all__ = [
     "PlanChange",
+    "StatementWindow",
     "StoredPlan",
     "WaitTotal",
     "delete_expired",
@@ -33,13 +35,11 @@ __all__ = [
     "read_plans",
     "read_waits",
     "record_plans",
+    "statement_window",
+    "wait_seconds",
     "save_advice",
     "write_wait_profiles",
 ]
-
-_WAIT_COLUMNS = ("target", "recorded_at", "interval_seconds", "source", "query_id", "wait_event_type",
-                 "wait_event", "samples", "seconds")
-
 
 @dataclass(frozen=True)
 class PlanChange:
@@ -81,26 +81,62 @@ def _ident(schema: str, table: str) -> sql.Composed:
 
 
 def write_wait_profiles(conn: psycopg.Connection[Any], schema: str, rows: Sequence[StatementWaitProfile]) -> int:
-    """Write *rows* (one transaction, COPY); their days' partitions are made if missing."""
+    """Write *rows* (one transaction, COPY); their days' partitions are made if missing.
+    (``pgperf serve`` writes them with its samples instead: ``store.waits``.)"""
     if not rows:
         return 0
     days = sorted({r.recorded_at.astimezone(UTC).date() for r in rows})
+    values = [(r.target, r.recorded_at.timestamp(), r.interval_seconds, r.source,
+               None if r.query_id is None else str(r.query_id), r.wait_event_type, r.wait_event, r.samples,
+               r.seconds) for r in rows]
     for attempt in (1, 2):
         try:
-            with conn.transaction(), conn.cursor() as cur, cur.copy(
-                    sql.SQL("COPY {} ({}) FROM STDIN").format(
-                        _ident(schema, "statement_wait_profiles"),
-                        sql.SQL(", ").join(map(sql.Identifier, _WAIT_COLUMNS)))) as copy:
-                for r in rows:
-                    copy.write_row((r.target, r.recorded_at, r.interval_seconds, r.source,
-                                    None if r.query_id is None else str(r.query_id), r.wait_event_type,
-                                    r.wait_event, r.samples, r.seconds))
+            with conn.transaction(), conn.cursor() as cur:
+                copy_wait_rows(cur, schema, values)
             return len(rows)
         except psycopg.errors.CheckViolation as exc:
             if attempt == 2 or "no partition" not in str(exc):
                 raise
             ensure_partitions(conn, schema, days)
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+@dataclass(frozen=True)
+class StatementWindow:
+    """A statement in the stored samples of one target: the last name and text it was
+    stored with, and its totals and the database's over a window."""
+
+    query_id: int
+    datname: str | None
+    username: str | None
+    query_text: str
+    calls: int
+    total_ms: float
+    #: Execution time of every statement of the target in the window (remainder included).
+    db_total_ms: float
+    #: Seconds the window's samples cover (first to last, plus one interval); 0 without samples.
+    sampled_seconds: float
+
+
+def statement_window(conn: psycopg.Connection[Any], schema: str, target: str, query_id: int, *,
+                     since: datetime, until: datetime) -> StatementWindow | None:
+    """What the store holds of statement *query_id* of *target* (None: never stored), with
+    its totals in [since, until)."""
+    table = _ident(schema, "query_performance_metrics")
+    last = conn.execute(sql.SQL(
+        "SELECT datname, username, query_text FROM {} WHERE query_id = %s AND target = %s"
+        " ORDER BY recorded_at DESC LIMIT 1").format(table), (str(query_id), target)).fetchone()
+    if last is None:
+        return None
+    row = conn.execute(sql.SQL(
+        "SELECT coalesce(sum(calls) FILTER (WHERE query_id = %(q)s), 0),"
+        "       coalesce(sum(total_time) FILTER (WHERE query_id = %(q)s), 0), coalesce(sum(total_time), 0),"
+        "       coalesce(extract(epoch FROM max(recorded_at) - min(recorded_at)) + max(interval_seconds), 0)"
+        " FROM {} WHERE target = %(t)s AND recorded_at >= %(since)s AND recorded_at < %(until)s"
+    ).format(table), {"q": str(query_id), "t": target, "since": since, "until": until}).fetchone()
+    assert row is not None  # an aggregate returns one row
+    return StatementWindow(query_id, last[0], last[1], last[2] or "", int(row[0]), float(row[1]), float(row[2]),
+                           float(row[3]))
 
 
 def read_waits(conn: psycopg.Connection[Any], schema: str, target: str, query_id: int, *,
@@ -112,6 +148,23 @@ def read_waits(conn: psycopg.Connection[Any], schema: str, target: str, query_id
         " GROUP BY 1, 2, 3 ORDER BY 5 DESC, 1, 2, 3").format(_ident(schema, "statement_wait_profiles")),
         (target, str(query_id), since, until)).fetchall()
     return [WaitTotal(r[0], r[1], r[2], int(r[3]), float(r[4])) for r in rows]
+
+
+def wait_seconds(conn: psycopg.Connection[Any], schema: str, target: str, query_ids: Sequence[int], *,
+                 since: datetime, until: datetime) -> dict[int, dict[str, float]]:
+    """Session seconds of each statement per wait event type (``CPU`` included) in
+    [since, until): what ``costs.time_split`` divides a statement's time by."""
+    if not query_ids:
+        return {}
+    rows = conn.execute(sql.SQL(
+        "SELECT query_id, wait_event_type, sum(seconds) FROM {}"
+        " WHERE target = %s AND query_id = ANY(%s) AND recorded_at >= %s AND recorded_at < %s"
+        " GROUP BY 1, 2").format(_ident(schema, "statement_wait_profiles")),
+        (target, [str(q) for q in query_ids], since, until)).fetchall()
+    out: dict[int, dict[str, float]] = {}
+    for qid, wait_type, seconds in rows:
+        out.setdefault(int(qid), {})[wait_type] = float(seconds)
+    return out
 
 
 def record_plans(conn: psycopg.Connection[Any], schema: str, target: str, plans: Iterable[Plan], *,

@@ -1,5 +1,6 @@
 """Building a report: the SQL results of ``queries.py`` arranged into the report model
-(``model.py``), then the recommendation rules and the anomaly detector run over it."""
+(``model.py``), with query insight's cost analysis of the listed statements and its index
+advice, then the recommendation rules and the anomaly detector run over it."""
 
 from __future__ import annotations
 
@@ -8,11 +9,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ..insight.advice import IndexAdvice
+from ..insight.advisor import ADVISE_KEYS
+from ..insight.costs import StatementTotals, statement_cost
+from ..insight.waits import CPU
 from ..redact import redact_statements_in
 from . import anomalies as anomaly_detection
 from .catalog import CatalogFacts
 from .model import (
     SCHEMA_VERSION,
+    AdviceEntry,
     AlertsInWindow,
     AnomalyEntry,
     AppliedSettings,
@@ -115,6 +121,49 @@ def _queries(st: dict[str, Any], settings: ReportSettings) -> tuple[Queries, Sta
     fastest = ranked("r_fast", 1)
     slowest = queries.slowest_by_mean[0].ref() if queries.slowest_by_mean else None
     return queries, slowest, fastest[0].ref() if fastest else None
+
+
+def _listed(q: Queries) -> list[Statement]:
+    return [*q.slowest_by_mean, *q.slowest_by_total, *q.most_frequent, *q.spilling_to_disk]
+
+
+def _query_ids(q: Queries) -> list[int]:
+    """The listed statements' query ids (the remainder row has none)."""
+    return sorted({int(s.query_id) for s in _listed(q) if s.query_id.lstrip("-").isdigit()})
+
+
+def _sampled_seconds(res: dict[str, Any]) -> float | None:
+    """Seconds the window's samples cover: first to last, plus one interval; None without."""
+    first, last = _when(res.get("first")), _when(res.get("last"))
+    if first is None or last is None or not _int(res.get("samples")):
+        return None
+    return (last - first).total_seconds() + float(res.get("median_interval") or 0)
+
+
+def _with_costs(q: Queries, st: dict[str, Any], waits: dict[int, dict[str, float]], seconds: float | None) -> Queries:
+    """Each listed statement with its time split and CPU-seconds per day (``insight.costs``):
+    the split from its wait samples where it has some, else its execution time as CPU."""
+    if not seconds:
+        return q
+    db_ms = float((st.get("totals") or {}).get("total_time") or 0)
+
+    def cost(s: Statement) -> Statement:
+        if not s.query_id.lstrip("-").isdigit():
+            return s
+        sampled = waits.get(int(s.query_id), {})
+        c = statement_cost(StatementTotals(int(s.query_id), s.calls, s.total_time_ms, wait_seconds=sampled,
+                                           waits_include_cpu=CPU in sampled), db_ms, seconds)
+        return s.model_copy(update={"time_split_percent": {k: round(v, 1) for k, v in c.time_split.items()},
+                                    "cpu_seconds_per_day": round(c.cpu_seconds_per_day, 3), "cpu_basis": c.cpu_basis})
+
+    return q.model_copy(update={key: [cost(s) for s in getattr(q, key)]
+                                for key in ("slowest_by_mean", "slowest_by_total", "most_frequent", "spilling_to_disk")})
+
+
+def _advice_entry(a: IndexAdvice) -> AdviceEntry:
+    shown = a.to_json()
+    return AdviceEntry.model_validate({**{k: shown[k] for k in ADVISE_KEYS}, "datname": a.datname,
+                                       "writes_per_second": shown["writes_per_second"], "applied_at": a.applied_at})
 
 
 def _resources(res: dict[str, Any], settings: ReportSettings, series: tuple[int, list[dict[str, Any]]]) -> Resources:
@@ -257,6 +306,9 @@ def build_report(queries: ReportQueries, request: ReportRequest, catalog: Catalo
     inputs = queries.anomaly_inputs(request.target, request.start, request.end)
     inputs = dataclasses.replace(inputs, statements=redact_statements_in(inputs.statements))
     analysis, slowest, fastest = _queries(st, settings)
+    waits, advice = queries.insight(window, _query_ids(analysis))
+    analysis = _with_costs(analysis, st, waits, _sampled_seconds(res)).model_copy(
+        update={"index_advice": [_advice_entry(a) for a in advice]})
     report = Report.model_validate({
         "schema_version": SCHEMA_VERSION,
         "report_id": request.report_id,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["QUERY_CHARS", "clip", "evidence_line", "ms", "pct", "scalar", "short", "size", "title"]
+__all__ = ["QUERY_CHARS", "clip", "evidence_line", "ms", "pct", "scalar", "short", "size", "time_split", "title"]
 
 TITLES = {"daily": "Daily", "weekly": "Weekly", "on_demand": "On-demand", "periodic": "Periodic"}
 QUERY_CHARS = 100
@@ -43,6 +43,19 @@ def clip(text: str, limit: int = 80) -> str:
     """A statement on one line, cut to *limit* characters with ``...``, for a message."""
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+_BASIS = {"wait_samples": "from wait samples", "execution_less_waits": "CPU: execution time less sampled waits",
+          "execution_less_io": "no wait samples: execution time counted as CPU"}
+
+
+def time_split(split: dict[str, float] | None, basis: str | None, cpu_per_day: float | None) -> str:
+    """``CPU 75.0%, IO 25.0% (from wait samples); 108.0 CPU-s/day``, or empty when unknown."""
+    if not split:
+        return ""
+    parts = ", ".join(f"{kind} {share:.1f}%" for kind, share in sorted(split.items(), key=lambda kv: (-kv[1], kv[0])))
+    per_day = f"; {cpu_per_day:,.1f} CPU-s/day" if cpu_per_day is not None else ""
+    return f"{parts} ({_BASIS.get(basis or '', basis or '')}){per_day}"
 
 
 def title(kind: str, report_id: str) -> str:

@@ -20,7 +20,7 @@ from markupsafe import Markup
 from plotly.offline import get_plotlyjs
 
 from ..http import templating
-from .formatting import evidence_line, ms, pct, short, size, title
+from .formatting import evidence_line, ms, pct, short, size, time_split, title
 from .model import Report, iso
 
 __all__ = ["render_html"]
@@ -116,6 +116,6 @@ def render_html(report: Report, *, list_url: str = "/reports/", api_url: str | N
         api_url=api_url or f"/api/v1/reports/{report.report_id}",
         # Markup: HTML pgperf made itself (plotly's script and each chart's div and call).
         plotly_js=Markup(get_plotlyjs()), charts=[Markup(c) for c in _charts(report)],
-        ms=ms, pct=pct, size=size, short=short, iso=iso, evidence_line=evidence_line,
+        ms=ms, pct=pct, size=size, short=short, iso=iso, evidence_line=evidence_line, time_split=time_split,
         evidence_json=lambda evidence: json.dumps(evidence, indent=1, ensure_ascii=False),
     )

@@ -17,14 +17,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationError
 
 from ..config import Config, Thresholds
 from ..models import Anomaly, PerformanceReport, Recommendation
 from ..redact import redact_statements_in
 
 __all__ = [
-    "KINDS", "SCHEMA_VERSION", "AlertsInWindow", "AnomalyEntry", "AppliedSettings", "InvalidReport", "Queries",
+    "KINDS", "SCHEMA_VERSION", "AdviceEntry", "AlertsInWindow", "AnomalyEntry", "AppliedSettings", "InvalidReport",
+    "Queries",
     "RecommendationEntry", "Report", "ReportSettings", "Resources", "Statement", "Summary", "iso",
 ]
 
@@ -34,6 +35,7 @@ KINDS = ("daily", "weekly", "on_demand", "periodic")
 Kind = Literal["daily", "weekly", "on_demand", "periodic"]
 StatementType = Literal["SELECT", "INSERT", "UPDATE", "DELETE", "OTHER"]
 Severity = Literal["high", "medium", "low"]
+CpuBasis = Literal["wait_samples", "execution_less_waits", "execution_less_io"]
 
 
 def iso(at: datetime | None) -> str | None:
@@ -200,6 +202,12 @@ class Statement(_Part):
     share_of_time_percent: float | None
     intervals: int
     spans_reset: bool
+    # Query insight's cost analysis (None in reports made before it): the percent of the
+    # statement's time per wait event type, CPU included; its CPU-seconds per day; and
+    # what the CPU share rests on. Defaults keep older stored reports readable.
+    time_split_percent: dict[str, float] | None = None
+    cpu_seconds_per_day: float | None = None
+    cpu_basis: CpuBasis | None = None
 
     def ref(self) -> StatementRef:
         return StatementRef(query_id=self.query_id, query_text=self.query_text, mean_time_ms=self.mean_time_ms,
@@ -241,6 +249,26 @@ class Remainder(_Part):
     total_time_ms: float | None
 
 
+class AdviceEntry(_Part):
+    """An index advice of query insight (``pgperf advise``'s shape, with its database, its
+    table's write rate and when it was applied)."""
+
+    kind: Literal["index"]
+    table: str
+    columns: list[str]
+    sql: str
+    query_ids: list[str]
+    cost_before: float
+    cost_after: float | None
+    verified: Literal["hypopg", "heuristic"]
+    status: Literal["open", "applied"]
+    observed_mean_ms_before: float | None
+    observed_mean_ms_after: float | None
+    datname: str | None
+    writes_per_second: float | None
+    applied_at: Timestamp | None
+
+
 class Queries(_Part):
     slowest_by_mean: list[Statement]
     slowest_by_total: list[Statement]
@@ -250,6 +278,8 @@ class Queries(_Part):
     by_table: list[TableShare]
     slow_statements: SlowStatements
     remainder: Remainder | None
+    #: Query insight's index advice for the target when the report was made.
+    index_advice: list[AdviceEntry] = Field(default_factory=list)
 
 
 class Cpu(_Part):
@@ -350,7 +380,7 @@ class AlertsInWindow(_Part):
 
 class RecommendationEntry(_Part):
     rule: Literal["slow_queries", "cache_hit_ratio", "cpu_sustained", "memory_high", "connection_utilization",
-                  "seq_scans_large_tables", "unused_indexes", "duplicate_indexes", "dead_tuples", "temp_files",
+                  "index_advice", "seq_scans_large_tables", "unused_indexes", "duplicate_indexes", "dead_tuples", "temp_files",
                   "alert_fatigue", "error_rate", "disk_growth", "time_concentration"]
     message: str
     severity: Severity

@@ -20,6 +20,7 @@ the normalized text, documented in docs/report-schema.md:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +28,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from ..insight.advice import IndexAdvice
+from ..insight.store import read_advice, wait_seconds
 from ..store.rollup import HOUR, floor_hour
 from .model import ReportSettings, iso
 
@@ -383,6 +386,7 @@ class ReportQueries:
     def __init__(self, conn: psycopg.Connection[Any], schema: str, settings: ReportSettings) -> None:
         self.conn = conn
         self.schema = sql.Identifier(schema)
+        self.schema_name = schema
         self.settings = settings
 
     # -- window --------------------------------------------------------------------------
@@ -454,6 +458,12 @@ class ReportQueries:
                 "queries_per_second": p.get("queries_per_second"), "mean_time_ms": p.get("mean_time_ms"),
             })
         return width, points
+
+    def insight(self, w: Window, query_ids: Sequence[int]) -> tuple[dict[int, dict[str, float]], list[IndexAdvice]]:
+        """Query insight's part: the statements' wait seconds per wait event type in the
+        window, and the target's index advice as it stands (its tables of migration 004)."""
+        waits = wait_seconds(self.conn, self.schema_name, w.target, query_ids, since=w.start, until=w.end)
+        return waits, read_advice(self.conn, self.schema_name, w.target)
 
     def alerts(self, w: Window) -> dict[str, Any]:
         query = sql.SQL(_ALERTS_CTE + _ALERTS).format(s=self.schema)

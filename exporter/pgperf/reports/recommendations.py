@@ -9,14 +9,13 @@ apply by default and are written next to the rule that uses them.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
 from ..models import Recommendation
-from .catalog import CatalogFacts, TableFact
+from .catalog import CatalogFacts
 from .formatting import clip
-from .model import Report, ReportSettings, Statement, iso
+from .model import AdviceEntry, Report, ReportSettings, Statement, iso
 
 __all__ = ["RULES", "recommend"]
 
@@ -168,46 +167,26 @@ def _listed_statements_on(report: Report, table: str) -> list[Statement]:
     return list(seen.values())
 
 
-_NAME = r'(?:[a-z_][a-z0-9_$]*|"[^"]+")'
-# A column compared in a condition (after WHERE, AND, OR or ON: ``created_at BETWEEN``,
-# ``s.player_id = p.id``), or sorted on before a LIMIT (a top-N an index can serve).
-_PREDICATE = re.compile(
-    rf"\b(?:where|and|or|on)\s+(?:not\s+)?[(\s]*(?:{_NAME}\.)?({_NAME})\s*"
-    rf"(?:=|<>|!=|<=|>=|<|>|between\b|in\b|like\b|ilike\b|is\b|~)"
-    rf"(?:\s*(?:{_NAME}\.)?({_NAME})(?![\w.(]))?", re.IGNORECASE)
-_TOP_N = re.compile(rf"\border\s+by\s+(?:{_NAME}\.)?({_NAME})[^;]*?\blimit\b", re.IGNORECASE)
+def _advice_for(report: Report, table: str) -> list[AdviceEntry]:
+    """Query insight's open advice on *table* (either spelling), verified first."""
+    short = table.split(".", 1)[-1]
+    found = [a for a in report.queries.index_advice
+             if a.status == "open" and (a.table == table or a.table.split(".", 1)[-1] == short)]
+    return sorted(found, key=lambda a: (a.verified != "hypopg", -(a.cost_before - (a.cost_after or 0.0)), a.sql))
 
 
-def predicate_columns(text: str) -> list[str]:
-    """Column names a statement filters, joins or sorts a top-N on, in order of appearance.
-
-    A heuristic over the normalized text (constants are ``$n``), for naming index candidates;
-    the caller keeps only the names that are columns of the table at hand."""
-    found: list[str] = []
-    for m in _PREDICATE.finditer(text):
-        found += [g for g in m.groups() if g]
-    found += [m.group(1) for m in _TOP_N.finditer(text)]
-    names = [n[1:-1] if n.startswith('"') else n.lower() for n in found]
-    keywords = {"not", "null", "true", "false", "and", "or", "select", "exists", "any", "all"}
-    return list(dict.fromkeys(n for n in names if n not in keywords))
-
-
-def index_candidates(table: TableFact, statements: Sequence[Statement]) -> list[dict[str, Any]]:
-    """Columns of *table* that its statements filter or sort on and no index starts with,
-    the most expensive first: [{column, statements, total_time_ms}]."""
-    columns, indexed = set(table.columns), set(table.indexed_columns)
-    found: dict[str, dict[str, Any]] = {}
-    for q in statements:
-        for name in predicate_columns(q.query_text or ""):
-            if name in columns and name not in indexed:
-                c = found.setdefault(name, {"column": name, "statements": [], "total_time_ms": 0.0})
-                if q.query_id not in c["statements"]:
-                    c["statements"].append(q.query_id)
-                    c["total_time_ms"] = round(c["total_time_ms"] + float(q.total_time_ms or 0.0), 3)
-    return sorted(found.values(), key=lambda c: (-c["total_time_ms"], c["column"]))
+def _advice_evidence(a: AdviceEntry) -> dict[str, Any]:
+    return {"columns": a.columns, "sql": a.sql, "verified": a.verified, "statements": a.query_ids,
+            "cost_before": a.cost_before, "cost_after": a.cost_after}
 
 
 def seq_scans(report: Report, s: ReportSettings, catalog: CatalogFacts | None) -> list[Recommendation]:
+    """Large tables read mostly by sequential scans. The counters are pg_stat_user_tables'
+    since the statistics were reset, where each process of a parallel scan (the leader and
+    every worker) counts one scan: the sentence says so, and gives the calls of the
+    table's statements in the window beside it rather than letting scans pass for calls.
+    Index candidates are query insight's advice (from the plans, verified by the planner
+    where HypoPG is installed), never guessed from statement texts."""
     if catalog is None:
         return []
     found: list[dict[str, Any]] = []
@@ -218,24 +197,61 @@ def seq_scans(report: Report, s: ReportSettings, catalog: CatalogFacts | None) -
             found.append({"table": t.name, "live_rows": t.n_live_tup, "size_bytes": t.size_bytes, "seq_scan": t.seq_scan,
                           "seq_tup_read": t.seq_tup_read, "rows_per_seq_scan": round(t.seq_tup_read / t.seq_scan),
                           "idx_scan": t.idx_scan, "statements": [q.query_id for q in statements][:5],
-                          "index_candidates": index_candidates(t, statements)[:3]})
+                          # INSERTs name the table without reading it
+                          "statement_calls": sum(q.calls for q in statements if q.statement_type != "INSERT"),
+                          "index_candidates": [_advice_evidence(a) for a in _advice_for(report, t.name)[:3]]})
     if not found:
         return []
     found.sort(key=lambda f: (-f["seq_tup_read"], f["table"]))
     first = found[0]
     more = f" and {len(found) - 1} more" if len(found) > 1 else ""
-    named = [f"{f['table']} ({', '.join(c['column'] for c in f['index_candidates'])})"
+    named = [f"{f['table']} ({', '.join(f['index_candidates'][0]['columns'])}, "
+             f"{'verified by the planner' if f['index_candidates'][0]['verified'] == 'hypopg' else 'not verified'})"
              for f in found[:3] if f["index_candidates"]]
-    candidates = ("Index candidates (columns their statements filter, join or sort on that no index starts "
-                  "with): " + "; ".join(named) if named
-                  else "Index candidates: the columns these tables' queries filter and join on")
+    candidates = ("Index advice from the statements' plans: " + "; ".join(named) if named
+                  else "Query insight has no index advice for them: their statements' plans show no scan an index "
+                       "would serve, or were not captured yet")
+    since = f" since {iso(catalog.stats_reset)}" if catalog.stats_reset else " since the statistics were reset"
+    calls = (f"; the listed statements reading it ran {first['statement_calls']:,} times in the window"
+             if first["statement_calls"] else "")
     return [Recommendation(
         "seq_scans_large_tables",
-        f"Sequential scans on large tables: {first['table']} ({_rows(first['live_rows'])} rows) was read by "
-        f"{first['seq_scan']:,} full scans ({_rows(first['rows_per_seq_scan'])} rows each) against {first['idx_scan']:,} "
-        f"index scans{more}. {candidates}",
+        f"Sequential scans on large tables: {first['table']} ({_rows(first['live_rows'])} rows) had "
+        f"{first['seq_scan']:,} sequential scans{since} (each parallel worker's share counts as one scan), "
+        f"reading {_rows(first['rows_per_seq_scan'])} rows per scan, against {first['idx_scan']:,} index scans"
+        f"{calls}{more}. {candidates}",
         "high" if first["seq_tup_read"] >= 100 * first["live_rows"] else "medium",
-        {"tables": found[:5], "counters_since": iso(catalog.stats_reset)},
+        {"tables": found[:5], "counters_since": iso(catalog.stats_reset),
+         "scans_count": "pg_stat_user_tables.seq_scan: the leader and each parallel worker count one scan each"},
+    )]
+
+
+def index_advice(report: Report, s: ReportSettings, catalog: CatalogFacts | None) -> list[Recommendation]:
+    """Query insight's open index advice: proven by the planner (HypoPG), or heuristic where
+    HypoPG is not installed (said so, and lower)."""
+    advice = [a for a in report.queries.index_advice if a.status == "open"]
+    if not advice:
+        return []
+    advice.sort(key=lambda a: (a.verified != "hypopg", -(a.cost_before - (a.cost_after or 0.0)), a.sql))
+    first = advice[0]
+    listed = {q.query_id for q in (*report.queries.slowest_by_total, *report.queries.slowest_by_mean)}
+    if first.verified == "hypopg" and first.cost_after is not None:
+        proof = (f"the planner's cost of {'its statement' if len(first.query_ids) == 1 else 'its statements'} falls "
+                 f"from {first.cost_before:,.2f} to {first.cost_after:,.2f} with it (tried as a hypothetical index "
+                 "with HypoPG)")
+        severity: Literal["high", "medium", "low"] = "high" if listed & set(first.query_ids) else "medium"
+    else:
+        proof = ("taken from the statements' plans, not verified (install HypoPG in the database to have the "
+                 "planner verify it)")
+        severity = "low"
+    writes = (f"; {first.writes_per_second:,.2f} inserts and updates per second on the table will maintain it"
+              if first.writes_per_second is not None else "")
+    more = f" ({len(advice) - 1} more index advice: pgperf advise)" if len(advice) > 1 else ""
+    return [Recommendation(
+        "index_advice",
+        f"Create an index on {first.table} ({', '.join(first.columns)}): {proof}{writes}. {first.sql}{more}",
+        severity,
+        {"advice": [a.model_dump(mode="json") for a in advice[:5]]},
     )]
 
 
@@ -411,8 +427,8 @@ def time_concentration(report: Report, s: ReportSettings, catalog: CatalogFacts 
 
 #: Every rule, in the order their recommendations are listed within a severity.
 RULES: tuple[Rule, ...] = (
-    slow_queries, cache_hit_ratio, cpu_sustained, memory_high, connection_utilization, seq_scans, unused_indexes,
-    duplicate_indexes, dead_tuples, temp_files, alert_fatigue, error_rate, disk_growth, time_concentration,
+    slow_queries, cache_hit_ratio, cpu_sustained, memory_high, connection_utilization, index_advice, seq_scans,
+    unused_indexes, duplicate_indexes, dead_tuples, temp_files, alert_fatigue, error_rate, disk_growth, time_concentration,
 )
 _SEVERITY = {"high": 0, "medium": 1, "low": 2}
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 
-from .formatting import evidence_line, ms, pct, scalar, short, size, title
-from .model import Cpu, Memory, Report, Statement, iso
+from .formatting import evidence_line, ms, pct, scalar, short, size, time_split, title
+from .model import AdviceEntry, Cpu, Memory, Report, Statement, iso
 
-__all__ = ["TOP_TEXT", "render_json", "render_markdown", "render_text", "resource_lines"]
+__all__ = ["TOP_TEXT", "advice_line", "render_json", "render_markdown", "render_text", "resource_lines"]
 
 TOP_TEXT = 5
 
@@ -52,6 +52,16 @@ def resource_lines(report: Report) -> list[str]:
     return lines
 
 
+def advice_line(a: AdviceEntry) -> str:
+    """One index advice: its statement, what the planner says, and where it stands."""
+    cost = f"cost {a.cost_before:,.2f} -> {a.cost_after:,.2f}" if a.cost_after is not None else \
+        f"cost {a.cost_before:,.2f}"
+    how = "verified by HypoPG" if a.verified == "hypopg" else "not verified"
+    state = (f"applied since {iso(a.applied_at)}, mean {ms(a.observed_mean_ms_before)} before, "
+             f"{ms(a.observed_mean_ms_after)} after" if a.status == "applied" else "open")
+    return f"{a.sql} - statements {', '.join(a.query_ids)}; {cost} ({how}); {state}"
+
+
 def _period(report: Report) -> str:
     return f"{iso(report.period.start)} to {iso(report.period.end)}"
 
@@ -81,6 +91,8 @@ def render_text(report: Report) -> str:
     for i, st in enumerate(q.slowest_by_total[:TOP_TEXT], 1):
         out += [f"{i}. {ms(st.total_time_ms)} total ({pct(st.share_of_time_percent, 1)}) - {st.calls:,} calls, "
                 f"{ms(st.mean_time_ms)} average", f"   Query: {short(st.query_text)}"]
+        if split := time_split(st.time_split_percent, st.cpu_basis, st.cpu_seconds_per_day):
+            out.append(f"   Time: {split}")
     out += ["", f"🔁 Top {TOP_TEXT} Most Frequent Queries:"]
     for i, st in enumerate(q.most_frequent[:TOP_TEXT], 1):
         out += [f"{i}. {st.calls:,} calls - {ms(st.mean_time_ms)} average", f"   Query: {short(st.query_text)}"]
@@ -92,6 +104,9 @@ def render_text(report: Report) -> str:
     for b in q.by_table:
         out.append(f"- {b.table or '(no table)'} [{', '.join(b.statement_types)}]: {b.calls:,} calls, "
                    f"{ms(b.total_time_ms)} total ({pct(b.share_of_time_percent, 1)})")
+    if q.index_advice:
+        out += ["", "🛠️ Index Advice (query insight):", *(f"{i}. {line}" for i, line in enumerate(
+            (advice_line(a) for a in q.index_advice), 1))]
     out += ["", "🖥️ Resources:", *resource_lines(report)]
     alerts = report.alerts
     out += ["", f"🔔 Alerts in the Window: {alerts.total}"]
@@ -132,6 +147,13 @@ def _md_statements(rows: list[Statement]) -> list[str]:
     return out if rows else ["(no statements in the window)"]
 
 
+def _md_time_split(rows: list[Statement]) -> list[str]:
+    """Where the time of each statement goes (CPU and each wait class), if known."""
+    lines = [f"- id {st.query_id}: {split}" for st in rows
+             if (split := time_split(st.time_split_percent, st.cpu_basis, st.cpu_seconds_per_day))]
+    return ["Where their time goes:", "", *lines, ""] if lines else []
+
+
 def render_markdown(report: Report) -> str:
     s = report.summary
     q = report.queries
@@ -150,6 +172,7 @@ def render_markdown(report: Report) -> str:
         "",
         "## 🐌 Slowest queries (mean time)", "", *_md_statements(q.slowest_by_mean), "",
         "## ⏱️ Queries by total time", "", *_md_statements(q.slowest_by_total), "",
+        *_md_time_split(q.slowest_by_total),
         "## 🔁 Most frequent queries", "", *_md_statements(q.most_frequent), "",
         "## 🧩 Statement types and tables", "",
         "| type | statements | calls | total | share |", "|---|---:|---:|---:|---:|",
@@ -160,6 +183,9 @@ def render_markdown(report: Report) -> str:
         *(f"| {b.table or '(no table)'} | {', '.join(b.statement_types)} | {b.statements} | {b.calls:,} | "
           f"{ms(b.total_time_ms)} | {pct(b.share_of_time_percent, 1)} |" for b in q.by_table),
         "",
+        *(["## 🛠️ Index advice (query insight)", "", *(f"{i}. `{_md_cell(advice_line(a))}`"
+                                                      for i, a in enumerate(q.index_advice, 1)), ""]
+          if q.index_advice else []),
         "## 🖥️ Resources", "", *(f"- {line}" for line in resource_lines(report)), "",
         f"## 🔔 Alerts ({report.alerts.total})", "",
     ]

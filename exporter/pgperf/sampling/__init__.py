@@ -7,13 +7,15 @@
 * ``tracker``: what a target's sampler remembers about its collectors between samples
   (disabled, failing, last run of those with an interval);
 * ``snapshot``: the snapshot of one sample and the builder accumulating it;
-* ``target``: the sampler of one target (and its loop) and of all targets.
+* ``target``: the sampler of one target (and its loop) and of all targets;
+* ``between``: what a target's loop runs between samples on its connection.
 """
 
 from __future__ import annotations
 
+from .between import BetweenSamples
 from .snapshot import CollectorStatus, Counters, Snapshot
 from .target import Listener, Sampler, TargetSampler
 from .visit import ConnectionBudget
 
-__all__ = ["CollectorStatus", "ConnectionBudget", "Counters", "Listener", "Sampler", "Snapshot", "TargetSampler"]
+__all__ = ["BetweenSamples", "CollectorStatus", "ConnectionBudget", "Counters", "Listener", "Sampler", "Snapshot", "TargetSampler"]

@@ -112,6 +112,10 @@ class SampleBuilder:
             self._records.append(record)
         self._states[status.name] = (self.now, state)
 
+    def extend(self, families: Iterable[Family]) -> None:
+        """Families of no collector: what the sampler's between-samples work serves."""
+        self._families.extend(families)
+
     def visited(self, datname: str, error_kind: str | None) -> None:
         """A database the database-scoped collectors visited (or could not: *error_kind*)."""
         self._databases[datname] = error_kind

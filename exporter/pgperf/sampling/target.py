@@ -15,7 +15,9 @@ Failure handling, per collector (never around the whole sample; see ``runner``):
 Instance-wide collectors run once per sample on the target's own connection. Database-
 scoped collectors (``CollectorSpec.per_database``) then run in every database the
 configuration selects (``visit``). A collector with an ``interval`` option runs at most that
-often; the samples in between serve its last families again (``tracker``).
+often; the samples in between serve its last families again (``tracker``). Between two
+samples the loop lends its connection to the target's ``BetweenSamples`` work, if any
+(``between``: insight's wait sampling), without starting the next sample late.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from ..collectors import CollectContext, CollectorSpec, TextCache, merge_familie
 from ..config import Config, Target
 from ..db import STALL_GUARD, ConnectionFailed, ServerInfo, SessionSettings, TargetDatabase, classify_error
 from . import runner
+from .between import MARGIN, BetweenSamples
 from .runner import Outcome
 from .snapshot import CollectorStatus, Counters, SampleBuilder, Snapshot
 from .tracker import CollectorTracker, Skip
@@ -54,7 +57,7 @@ class TargetSampler:
     """Samples one target. ``sample()`` may be called directly (tests, the Python API).
 
     *registry* is the collector set the configuration enables collectors from (the
-    registry table by default).
+    registry table by default); *between* the work done between samples (``between``).
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class TargetSampler:
         listeners: tuple[Listener, ...] = (),
         budget: ConnectionBudget | None = None,
         registry: Sequence[CollectorSpec] = collectors.REGISTRY,
+        between: BetweenSamples | None = None,
     ) -> None:
         self.target = target
         self.config = config
@@ -93,6 +97,8 @@ class TargetSampler:
         self._busy = threading.Lock()
         self._counters = Counters()
         self._down_kind: str | None = None
+        self.between = between
+        self._between_at: float | None = None  # time.monotonic() when it is next due
 
     def _enabled_specs(self) -> tuple[CollectorSpec, ...]:
         return tuple(s for s in self.registry if runner.is_enabled(s, self.config, self.target.dsn))
@@ -182,6 +188,8 @@ class TargetSampler:
                 build.add(CollectorStatus(spec.name, False, 0.0, error="database_down"))
         for spec in hostside:
             self._run(spec, None, server or self.db.server, None, build)
+        if self.between is not None:
+            build.extend(self.between.families())
 
         self._log_connection(up, error_kind, error_message)
         statuses = build.statuses
@@ -382,22 +390,55 @@ class TargetSampler:
                     "target %s: sampling took longer than the %.1fs interval; %d tick(s) skipped",
                     self.target.name, self.interval, missed,
                 )
-            stop.wait(max(0.0, next_at - time.monotonic()))
+            self._wait(stop, next_at)
+
+    def _wait(self, stop: threading.Event, until: float) -> None:
+        """Wait until *until* (the next sample), running the between-samples work whenever
+        it is due and the next sample is more than MARGIN away (see ``between``)."""
+        while self.between is not None and (every := self.between.interval):
+            now = time.monotonic()
+            due = self._between_at if self._between_at is not None else now
+            if due >= until - MARGIN:
+                break
+            if stop.wait(max(0.0, due - now)):
+                return
+            # Missed runs (a long sample) are not caught up: one now, the next a period on.
+            self._between_at = due + every if due + every > time.monotonic() else time.monotonic() + every
+            self._run_between(self.between)
+        stop.wait(max(0.0, until - time.monotonic()))
+
+    def _run_between(self, work: BetweenSamples) -> None:
+        """Lend the sampler's connection to *work* once; nothing when the database is
+        unreachable (the next sample says why)."""
+        try:
+            with self.db.connection(timeout=min(1.0, self.interval / 4)) as conn:
+                server = self.db.server
+                if server is None:
+                    return
+                with STALL_GUARD.guard(conn, self.db.settings.no_answer_after):
+                    work.run(conn, server)
+        except ConnectionFailed:
+            return
+        except Exception:  # as for a listener: a bug in the work must not stop sampling
+            log.exception("target %s: work between samples failed", self.target.name)
 
 
 class Sampler:
     """All targets of one process, each sampled in its own thread.
 
-    *registry* is the collector set every target enables collectors from.
+    *registry* is the collector set every target enables collectors from; *between*
+    gives each target its work between samples (None: none).
     """
 
     def __init__(self, config: Config, *, listeners: tuple[Listener, ...] = (),
-                 registry: Sequence[CollectorSpec] = collectors.REGISTRY) -> None:
+                 registry: Sequence[CollectorSpec] = collectors.REGISTRY,
+                 between: Callable[[Target], BetweenSamples | None] | None = None) -> None:
         self.config = config
         #: One cap on the connections held while visiting databases, for every target.
         self.budget = ConnectionBudget(config.connection.max_database_connections)
         self.targets = {
-            t.name: TargetSampler(t, config, listeners=listeners, budget=self.budget, registry=registry)
+            t.name: TargetSampler(t, config, listeners=listeners, budget=self.budget, registry=registry,
+                                  between=between(t) if between is not None else None)
             for t in config.resolved_targets()
         }
         self._stop = threading.Event()

@@ -151,10 +151,13 @@ class SampleBatch:
     taken_at: float
     resource: ResourceRow
     queries: list[QueryRow] = field(default_factory=list)
+    #: Rows of statement_wait_profiles (``store.waits.WAIT_COLUMNS``), added by query insight.
+    waits: list[list[Any]] = field(default_factory=list)
 
     def to_json(self) -> bytes:
         return json.dumps({"target": self.target, "seq": self.seq, "taken_at": self.taken_at,
-                           "resource": asdict(self.resource), "queries": [q.to_list() for q in self.queries]},
+                           "resource": asdict(self.resource), "queries": [q.to_list() for q in self.queries],
+                           "waits": self.waits},
                           separators=(",", ":")).encode()
 
     @classmethod
@@ -163,7 +166,8 @@ class SampleBatch:
         moves such a file aside)."""
         raw = json.loads(data)
         return cls(raw["target"], raw["seq"], raw["taken_at"], ResourceRow(**raw["resource"]),
-                   [QueryRow.from_list(q) for q in raw["queries"]])
+                   [QueryRow.from_list(q) for q in raw["queries"]],
+                   raw.get("waits", []))  # spooled by a pgperf without insight: none
 
 
 def _ms(value: float) -> float:

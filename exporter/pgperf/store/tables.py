@@ -25,6 +25,7 @@ from psycopg import sql
 
 from .rows import RESOURCE_COLUMNS, QueryRow, SampleBatch
 from .schema import ensure_partitions, list_partitions
+from .waits import copy_wait_rows
 
 __all__ = ["REMAINDER_TEXT", "SAMPLE_COLUMNS", "StatementKey", "TableWriter", "forget_unused_statements"]
 
@@ -152,6 +153,7 @@ class TableWriter:
                             row.min_time, row.max_time, row.stddev_time, row.rows_affected, row.cache_hits,
                             row.cache_misses, row.temp_blocks_written, row.plan_time, row.spans_reset,
                             row.is_remainder))
+            copy_wait_rows(cur, self.schema, batch.waits)
         # Committed: what was written is now known.
         self._ids.update(new_ids.items())
         self._texts.update(new_texts.items())
