@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 from werkzeug.wrappers import Request, Response
 
-from . import audit
+from . import audit, console
 from ._memory import release_free_memory
 from .alerts import routes as alert_routes
 from .alerts.service import AlertService
@@ -190,6 +190,7 @@ class App:
         if self.alert_service is not None:
             alert_routes.register(web, self.alert_service)
         report_routes.register(web, self.reports)
+        console.register(web, self.sampler, self.events.on, alerts=self.alert_service, client=self.client)
         return web
 
     def server(self, address: str | None = None) -> WebServer:

@@ -250,6 +250,9 @@ def build_report(queries: ReportQueries, request: ReportRequest, catalog: Catalo
     window = queries.window(request.target, request.start, request.end)
     st = queries.statements(window)
     res = queries.resources(window)
+    if not _int(res.get("samples")):
+        # Nothing was measured in the window: today's catalog says nothing about it.
+        catalog = CatalogReading(None, "the window holds no samples")
     inputs = queries.anomaly_inputs(request.target, request.start, request.end)
     analysis, slowest, fastest = _queries(st, settings)
     report = Report.model_validate({
