@@ -70,8 +70,10 @@ def plan_lines(plan: dict[str, Any], expressions: bool) -> list[tuple[int, str, 
         if not isinstance(node, dict) or len(out) >= 200:
             return
         parts = [str(node.get("Node Type", "?"))]
-        if node.get("Join Type") and "Join" in parts[0] or node.get("Join Type") == "Semi":
-            parts[0] = f"{node['Join Type']} {parts[0]}"
+        join = node.get("Join Type")
+        if join and join != "Inner":  # as EXPLAIN's text: Hash Left Join, Nested Loop Anti Join
+            parts[0] = (parts[0].removesuffix(" Join") + f" {join} Join" if parts[0].endswith(" Join")
+                        else f"{parts[0]} {join} Join")
         if node.get("Index Name"):
             parts.append(f"using {node['Index Name']}")
         if node.get("Relation Name"):
@@ -140,16 +142,15 @@ class ConsoleRoutes:
     # -- signing in ------------------------------------------------------------------------
 
     def login_form(self, request: Request) -> Response:
-        if self.web.sessions.current(request, self.web.tokens) is not None:
-            return _redirect(safe_next(request.args.get("next")))
         return self._login_page(request, 200, None)
 
     def _login_page(self, request: Request, status: int, problem: str | None) -> Response:
         response = Response(status=status, mimetype="text/html")
         csrf = self.web.sessions.login_form_token(request, response)
+        current = self.web.sessions.current(request, self.web.tokens)
         response.set_data(templating.render(
             "console/login.html", csrf_token=csrf, next=safe_next(request.values.get("next")), problem=problem,
-            enabled=self.web.tokens.enabled))
+            enabled=self.web.tokens.enabled, signed_in=current.identity if current else None))
         response.headers["Cache-Control"] = "no-store"
         return response
 
