@@ -58,13 +58,13 @@ class Browser:
         options.binary_location = binary
         for flag in (*FLAGS, f"--user-data-dir={self.profile}", f"--window-size={width},{height}"):
             options.add_argument(flag)
-        if ca_file is not None:  # the test's own CA: the browser has no way to trust it otherwise
+        if ca_file is not None:  # the test's own CA, which this browser profile cannot be told to trust
             options.add_argument("--ignore-certificate-errors")
+            options.accept_insecure_certs = True
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         os.environ.setdefault("SE_AVOID_STATS", "true")
         self.driver = webdriver.Chrome(service=Service(driver), options=options)
         self.driver.set_page_load_timeout(60)
-        self._console: list[dict[str, Any]] = []
 
     def quit(self) -> None:
         try:
@@ -119,12 +119,12 @@ class Browser:
     # -- what the page says ------------------------------------------------------------------
 
     def console(self) -> list[dict[str, Any]]:
-        """Every console message so far (Chromium hands each out once; kept here)."""
-        self._console.extend(self.driver.get_log("browser"))
-        return list(self._console)
+        """The console messages since the last call (Chromium hands each out once)."""
+        return list(self.driver.get_log("browser"))
 
     def console_errors(self) -> list[str]:
-        """Console messages of level SEVERE: script errors, failed loads, CSP violations."""
+        """The console messages of level SEVERE since the last call: script errors, failed
+        loads, Content-Security-Policy violations."""
         return [f"{m.get('source')}: {m.get('message')}" for m in self.console() if m.get("level") == "SEVERE"]
 
     def screenshot(self, name: str, *, full_page: bool = True) -> Path:

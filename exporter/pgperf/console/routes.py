@@ -270,7 +270,7 @@ class ConsoleRoutes:
             history = queries.statement_history(conn, client.schema, query_id, since, until, bucket)
             insight = queries.statement_insight(conn, client.schema, query_id)
         shown = self.web.config.expose_query_text
-        chart = _statement_chart(history, bucket)
+        chart = _statement_chart(history, bucket, since, until)
         plans = [(p, plan_lines(p.plan, shown)) for p in insight.plans or ()]
         return templating.page("console/statement.html", ui=self._chrome(request, "overview"), query_id=query_id,
                                info=info, history=history, chart=chart, window=window, windows=list(WINDOWS),
@@ -312,7 +312,8 @@ def _live_chart(chart_id: str, history: list[HistoryPoint]) -> dict[str, Any]:
     }
 
 
-def _statement_chart(history: list[queries.HistoryBucket], bucket: int) -> dict[str, Any]:
+def _statement_chart(history: list[queries.HistoryBucket], bucket: int, since: datetime,
+                     until: datetime) -> dict[str, Any]:
     """The statement page's chart: calls per bucket and mean time, summed over targets."""
     calls: dict[float, int] = {}
     total: dict[float, float] = {}
@@ -323,13 +324,13 @@ def _statement_chart(history: list[queries.HistoryBucket], bucket: int) -> dict[
     times = sorted(calls)
     return {
         "id": "chart-statement", "kind": "line", "title": f"Calls per {bucket // 60} min and mean time",
-        "x": "time",
+        "x": "time", "xmin": since.timestamp() * 1000, "xmax": until.timestamp() * 1000,
         "series": [
             {"label": "calls", "data": [[t, calls[t]] for t in times], "axis": "y"},
             {"label": "mean time (ms)", "data": [[t, round(total[t] / calls[t], 3) if calls[t] else None]
                                                  for t in times], "axis": "y2"},
         ],
-        "axes": {"y": {"title": "calls", "min": 0}, "y2": {"title": "ms", "min": 0, "format": "ms"}},
+        "axes": {"y": {"title": "calls", "min": 0}, "y2": {"title": "mean time", "min": 0, "format": "ms"}},
     }
 
 

@@ -50,8 +50,8 @@ def when(value: datetime | float | None, seconds: bool = True) -> str:
 
 
 def clock(value: float | None) -> str:
-    """The time of day (UTC) of epoch seconds *value*: 16:09:03 UTC."""
-    return "n/a" if value is None else datetime.fromtimestamp(value, UTC).strftime("%H:%M:%S UTC")
+    """The time of day (UTC) of epoch seconds *value*: 16:09:03."""
+    return "n/a" if value is None else datetime.fromtimestamp(value, UTC).strftime("%H:%M:%S")
 
 
 def number(value: float | None, digits: int = 0, unit: str = "") -> str:

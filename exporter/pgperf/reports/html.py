@@ -49,22 +49,23 @@ def charts(report: Report) -> list[dict[str, Any]]:
     quality = report.data_quality
     markers = [_ms_epoch(at) for at in quality.statistics_resets + quality.server_restarts]
     no_samples = "no samples in the window"
+    window = {"xmin": _ms_epoch(report.period.start), "xmax": _ms_epoch(report.period.end)}
 
     def series(label: str, values: list[Any], axis: str = "y") -> dict[str, Any]:
         return {"label": label, "data": [[x, v] for x, v in zip(t, values, strict=True)], "axis": axis}
 
     out: list[dict[str, Any]] = [
-        {"id": "chart-throughput", "kind": "line", "x": "time", "title": "Throughput and mean query time",
+        {"id": "chart-throughput", "kind": "line", "x": "time", **window, "title": "Throughput and mean query time",
          "series": [series("queries/s", [p.queries_per_second for p in points]),
                     series("mean time (ms)", [p.mean_time_ms for p in points], "y2")],
-         "axes": {"y": {"title": "queries/s", "min": 0}, "y2": {"title": "mean time (ms)", "min": 0, "format": "ms"}},
+         "axes": {"y": {"title": "queries/s", "min": 0}, "y2": {"title": "mean time", "min": 0, "format": "ms"}},
          "markers": markers, "empty": no_samples},
-        {"id": "chart-cpu-memory", "kind": "line", "x": "time", "title": "CPU and memory of the database host",
+        {"id": "chart-cpu-memory", "kind": "line", "x": "time", **window, "title": "CPU and memory of the database host",
          "series": [series("CPU %", [p.cpu_percent for p in points]),
                     series("memory %", [p.memory_percent for p in points])],
          "axes": {"y": {"title": "%", "min": 0, "max": 100, "format": "percent"}},
          "empty": "not measured (pgperf does not run on the database host)" if points else no_samples},
-        {"id": "chart-connections", "kind": "line", "x": "time", "title": "Connections",
+        {"id": "chart-connections", "kind": "line", "x": "time", **window, "title": "Connections",
          "series": [series("connections (avg)", [p.connections for p in points]),
                     series("connections (max)", [p.connections_max for p in points]),
                     series("utilization %", [p.connection_utilization_percent for p in points], "y2")],
@@ -83,7 +84,7 @@ def charts(report: Report) -> list[dict[str, Any]]:
     by_size = report.resources.disk.growth_source != "disk_usage_bytes"
     label = "database size" if by_size else "disk used"
     out.append({
-        "id": "chart-disk", "kind": "line", "x": "time", "title": f"Disk: {label}",
+        "id": "chart-disk", "kind": "line", "x": "time", **window, "title": f"Disk: {label}",
         "series": [series(label, [p.database_size_bytes if by_size else p.disk_used_bytes for p in points])],
         "axes": {"y": {"title": "bytes", "format": "bytes"}}, "empty": "not measured" if points else no_samples,
     })
@@ -93,7 +94,7 @@ def charts(report: Report) -> list[dict[str, Any]]:
         "labels": [s.query_id for s in top],
         "series": [{"label": "total time", "data": [s.total_time_ms for s in top],
                     "tooltips": [short(s.query_text, 80) for s in top]}],
-        "axes": {"y": {"title": "ms", "min": 0, "format": "ms"}}, "empty": "no statements in the window",
+        "axes": {"y": {"title": "total time", "min": 0, "format": "ms"}}, "empty": "no statements in the window",
     })
     types = report.queries.by_statement_type
     out.append({

@@ -2,7 +2,7 @@
  * describes one chart (drawn into the canvas whose id it names) with Chart.js, which this
  * package vendors (chart.umd.min.js). The description is pgperf's own small format:
  *
- *   {id, kind: line|bar|hbar|doughnut, title, x: time|category, labels,
+ *   {id, kind: line|bar|hbar|doughnut, title, x: time|category, xmin, xmax, labels,
  *    series: [{label, data, axis: y|y2, tooltips}], axes: {y: {title, min, max, format}, y2: {...}},
  *    markers: [epoch ms, ...], empty: "text shown instead of an empty chart"}
  *
@@ -45,6 +45,30 @@
     return (value / unit).toFixed(decimals) + " " + UNITS[k];
   }
 
+  /* Ticks of a bytes axis at round numbers of its unit (0.2 GB, not 0.2e9 bytes). */
+  function bytesTicks(axis) {
+    var min = axis.min, max = axis.max;
+    if (!isFinite(min) || !isFinite(max) || max <= min) { return; }
+    var top = Math.max(Math.abs(min), Math.abs(max), 1);
+    var unit = Math.pow(1024, Math.min(UNITS.length - 1, Math.floor(Math.log(top) / Math.log(1024))));
+    var span = (max - min) / unit, raw = span / 6, power = Math.pow(10, Math.floor(Math.log10(raw)));
+    var step = [1, 2, 2.5, 5, 10].map(function (m) { return m * power; }).filter(function (v) { return v >= raw; })[0];
+    var ticks = [];
+    for (var v = Math.ceil(min / unit / step) * step; v * unit <= max + 1e-9 * unit; v += step) {
+      ticks.push({value: v * unit});
+    }
+    if (ticks.length >= 2) { axis.ticks = ticks; }
+  }
+
+  /* A round step for a time axis spanning *span* milliseconds: about 6 ticks. */
+  var TIME_STEPS = [1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
+                    172800, 604800].map(function (sec) { return sec * 1000; });
+  function timeStep(span) {
+    var want = span / 6;
+    for (var i = 0; i < TIME_STEPS.length; i++) { if (TIME_STEPS[i] >= want) { return TIME_STEPS[i]; } }
+    return TIME_STEPS[TIME_STEPS.length - 1];
+  }
+
   function number(value, step) {
     var decimals = 0;
     if (step > 0 && step < 1) { decimals = Math.min(4, Math.ceil(-Math.log10(step) + 0.0001)); }
@@ -57,7 +81,7 @@
       var top = ticks && ticks.length ? Math.max.apply(null, ticks.map(function (t) { return Math.abs(t.value); })) : value;
       if (format === "bytes") { return bytes(value, step, top); }
       if (format === "percent") { return number(value, step) + "%"; }
-      if (format === "ms") { return number(value, step) + " ms"; }
+      if (format === "ms") { return top >= 10000 ? number(value / 1000, step / 1000) + " s" : number(value, step) + " ms"; }
       return number(value, step);
     };
   }
@@ -67,6 +91,9 @@
     if (format === "bytes") { return bytes(value, 0.001 * Math.abs(value), value); }
     var text = Number(value).toLocaleString("en-US", {maximumFractionDigits: 3});
     if (format === "percent") { return text + "%"; }
+    if (format === "ms" && Math.abs(value) >= 10000) {
+      return (value / 1000).toLocaleString("en-US", {maximumFractionDigits: 2}) + " s";
+    }
     if (format === "ms") { return text + " ms"; }
     return text;
   }
@@ -102,6 +129,7 @@
     if (a.min !== undefined && a.min !== null) { options.min = a.min; }
     if (a.max !== undefined && a.max !== null) { options.max = a.max; }
     if (a.min === 0 && a.max === undefined) { options.beginAtZero = true; }
+    if (a.format === "bytes") { options.afterBuildTicks = bytesTicks; }
     return options;
   }
 
@@ -113,7 +141,7 @@
       var color = s.color || PALETTE[i % PALETTE.length];
       var d = {
         label: s.label, data: s.data, borderColor: color, backgroundColor: color, borderWidth: 2,
-        pointRadius: 0, pointHitRadius: 6, tension: 0, spanGaps: false
+        pointRadius: (s.data || []).length < 40 ? 2.5 : 0, pointHitRadius: 6, tension: 0, spanGaps: false
       };
       if (kind === "line" || s.kind === "line") { d.type = "line"; d.backgroundColor = color + "33"; }
       if (s.axis) { d.yAxisID = s.axis; }
@@ -126,7 +154,8 @@
       plugins: {
         title: {display: !!spec.title, text: spec.title, align: "start", font: {size: 14, weight: "600"},
                 padding: {top: 2, bottom: 8}},
-        legend: {position: kind === "doughnut" ? "right" : "bottom", labels: {boxWidth: 12}},
+        /* Not full size: the legend keeps below the title, never beside or over it. */
+        legend: {position: kind === "doughnut" ? "right" : "bottom", fullSize: false, labels: {boxWidth: 12}},
         pgperfMarkers: {at: spec.markers || []},
         tooltip: {callbacks: {}}
       },
@@ -147,10 +176,20 @@
         var xs = [];
         datasets.forEach(function (d) { d.data.forEach(function (p) { xs.push(p[0]); }); });
         var span = xs.length ? Math.max.apply(null, xs) - Math.min.apply(null, xs) : 0;
+        if (spec.xmin !== undefined) { x.min = spec.xmin; }
+        if (spec.xmax !== undefined) { x.max = spec.xmax; }
+        if (spec.xmin !== undefined && spec.xmax !== undefined) {
+          /* Ticks on round times (every 3 hours of a day, not at 09:06 and 14:40). */
+          x.ticks.stepSize = timeStep(spec.xmax - spec.xmin);
+          x.ticks.maxTicksLimit = 12;
+        }
         x.ticks.callback = function (value, index, ticks) {
           var step = ticks && ticks.length > 1 ? Math.abs(ticks[1].value - ticks[0].value) : 0;
           var range = ticks && ticks.length > 1 ? Math.abs(ticks[ticks.length - 1].value - ticks[0].value) : span;
-          return timeLabel(value, step, range);
+          var label = timeLabel(value, step, range);
+          /* Ticks closer than a label's resolution would repeat it: only the first is shown. */
+          if (index > 0 && timeLabel(ticks[index - 1].value, step, range) === label) { return null; }
+          return label;
         };
         options.plugins.tooltip.callbacks.title = function (items) { return items.length ? fullTime(items[0].parsed.x) : ""; };
       }
