@@ -30,7 +30,10 @@ def test_bench_harness_quick(tmp_path: Path) -> None:
         assert window["cycles"] > 0 and window["db_ms_per_cycle"] > 0, window  # its own role, seen apart
         assert window["rss_bytes"] > 0 and window["scrape"]["n"] > 0
     assert compare["window"]["pgperf_all_tables"]["db_ms_per_cycle"] > 0  # pgperf serving every table
+    memory = data["memory"]  # reports built on schedule and read as HTML while memory is sampled
+    assert memory["reports_built"] >= 1 and memory["pages_served"] > memory["reports_built"]
+    assert memory["rss_peak_mib"] >= memory["rss_start_mib"] > 0
     text = out.read_text()
     assert "time to store one sample" in text and "quick mode" in text
     assert "report over 2 days" in text and "retention run" in text
-    assert "side by side" in text and "## Budget" in text
+    assert "side by side" in text and "## Budget" in text and "## Memory with reports" in text
