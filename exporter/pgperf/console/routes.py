@@ -13,6 +13,7 @@ Alertmanager, the same audit rows, recorded under the signed-in token's name.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ from .live import LiveFeed
 from .overview import HistoryPoint, health
 
 __all__ = ["ConsoleRoutes", "plan_lines", "register"]
+
+log = logging.getLogger(__name__)
 
 #: Alerts the alert list shows at most.
 ALERT_LIMIT = 200
@@ -159,9 +162,12 @@ class ConsoleRoutes:
         response = _redirect(safe_next(request.form.get("next")))
         session = self.web.sessions.sign_in(request, response, self.web.tokens, request.form.get("token", ""))
         if session is None:
+            log.warning("console: sign-in refused from %s (not a configured API token)", request.remote_addr)
             problem = ("No API token is configured, so nobody can sign in: set PGPERF_API_TOKEN (api.token)."
                        if not self.web.tokens.enabled else "That is not a valid API token.")
             return self._login_page(request, 401, problem)
+        log.info("console: %s (%s) signed in from %s", session.identity.name, session.identity.role,
+                 request.remote_addr)
         return response
 
     def logout(self, request: Request) -> Response:

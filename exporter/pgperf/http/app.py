@@ -272,14 +272,14 @@ class WebApp:
         request = Request(environ)
         request.max_content_length = self.config.web.max_request_bytes
         if self.basic_auth is not None and not self.basic_auth.check(request.headers.get("Authorization")):
-            denied = Response("401 Unauthorized\n", status=401, mimetype="text/plain")
-            denied.headers["WWW-Authenticate"] = 'Basic realm="pgperf"'
-            return denied(environ, start_response)
-        try:
-            response = self.dispatch(request)
-        except Exception:  # last line of defence: log it, answer 500 with no detail
-            log.exception("unhandled error serving %s %s", request.method, request.path)
-            response = json_response({"error": "internal error; see the exporter's log"}, status=500)
+            response = Response("401 Unauthorized\n", status=401, mimetype="text/plain")
+            response.headers["WWW-Authenticate"] = 'Basic realm="pgperf"'
+        else:
+            try:
+                response = self.dispatch(request)
+            except Exception:  # last line of defence: log it, answer 500 with no detail
+                log.exception("unhandled error serving %s %s", request.method, request.path)
+                response = json_response({"error": "internal error; see the exporter's log"}, status=500)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         if self.web_config is not None:

@@ -5,6 +5,8 @@
   authentication holds the Authorization header. A viewer reads; an operator also acts
   (acknowledge, resolve, the webhook, generating reports, reload). Without any configured
   token the API is closed.
+* The console's pages take the same tokens once, at sign-in (``http.sessions``): a session
+  then stands for the token it was opened with.
 * Basic authentication, from ``--web.config.file`` (``basic_auth_users``), protects every
   path. bcrypt is deliberately slow, so a verified (user, password) pair is remembered for
   a minute, keyed by a keyed hash — the password itself is never kept.
