@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +137,16 @@ def test_the_report_reads_well(report: Report) -> None:
         "disk": report.resources.disk.model_copy(update={"growth_bytes_per_day": None, "days_until_full": None})})})
     page = render_html(nothing, standalone=False)
     assert "growth not measured (it needs two size readings an hour apart or more)" in page and "n/a/day" not in page
+
+
+def test_every_point_lies_within_its_chart(report: Report) -> None:
+    """A bucket starts on its boundary, which can lie before a short report's period (the
+    demo's report of the last 30 s): the time axis stretches to it, the point is drawn."""
+    first = report.resources.chart.points[0].t
+    late = report.model_copy(update={"period": report.period.model_copy(update={"start": first + timedelta(minutes=2)})})
+    for spec in charts(late):
+        if spec.get("x") != "time":
+            continue
+        xs = [x for s in spec["series"] for x, _ in s["data"]]
+        assert spec["xmin"] <= min(xs) and max(xs) <= spec["xmax"], spec["id"]
+        assert spec["xmin"] == first.timestamp() * 1000, spec["id"]

@@ -264,9 +264,9 @@ class ConsoleRoutes:
     def statement(self, request: Request, query_id: str) -> Response:
         if not _QUERY_ID.match(query_id):
             raise NotFound(f"{query_id[:40]!r} is not a statement id (pg_stat_statements' queryid, a number)")
-        window = request.args.get("window", "24h")
+        window = request.args.get("window", "1h")
         if window not in WINDOWS:
-            window = "24h"
+            window = "1h"
         length, bucket = WINDOWS[window]
         until = datetime.now(UTC)
         since = until - length

@@ -49,7 +49,9 @@ def charts(report: Report) -> list[dict[str, Any]]:
     quality = report.data_quality
     markers = [_ms_epoch(at) for at in quality.statistics_resets + quality.server_restarts]
     no_samples = "no samples in the window"
-    window = {"xmin": _ms_epoch(report.period.start), "xmax": _ms_epoch(report.period.end)}
+    # The period, stretched to the buckets of the points (a bucket starts on its boundary,
+    # which may lie before the period's start).
+    window = {"xmin": min([_ms_epoch(report.period.start), *t]), "xmax": max([_ms_epoch(report.period.end), *t])}
 
     def series(label: str, values: list[Any], axis: str = "y") -> dict[str, Any]:
         return {"label": label, "data": [[x, v] for x, v in zip(t, values, strict=True)], "axis": axis}
