@@ -99,6 +99,9 @@ def test_the_charts_are_drawn_with_their_axes(report: Report, browser: Browser, 
     assert len(legend) == 1 + len(report.queries.by_statement_type), boxes
     for ll, lt, lr, lb in legend:  # the legend and each of its labels
         assert tr <= ll or lr <= tl or tb <= lt or lb <= tt, boxes
+    # Time ticks fall on round hours of the day (00:00, 06:00, ...), never at 09:06.
+    hours = _chart(b, "chart-throughput", "return c.scales.x.ticks.map(function (t) { return [t.value, t.label]; })")
+    assert len(hours) >= 4 and all(value % 3_600_000 == 0 and label.endswith(":00") for value, label in hours), hours
     # The disk's ticks never repeat a label.
     ticks = _chart(b, "chart-disk", "return c.scales.y.ticks.map(function (t) { return t.label; })")
     assert len(ticks) >= 3 and len(set(ticks)) == len(ticks), ticks

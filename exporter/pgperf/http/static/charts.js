@@ -176,12 +176,14 @@
         var xs = [];
         datasets.forEach(function (d) { d.data.forEach(function (p) { xs.push(p[0]); }); });
         var span = xs.length ? Math.max.apply(null, xs) - Math.min.apply(null, xs) : 0;
-        if (spec.xmin !== undefined) { x.min = spec.xmin; }
-        if (spec.xmax !== undefined) { x.max = spec.xmax; }
         if (spec.xmin !== undefined && spec.xmax !== undefined) {
-          /* Ticks on round times (every 3 hours of a day, not at 09:06 and 14:40). */
-          x.ticks.stepSize = timeStep(spec.xmax - spec.xmin);
-          x.ticks.maxTicksLimit = 12;
+          /* Ticks on round times (every 3 hours of a day, not at 09:06 and 14:40): the axis
+           * runs from and to a multiple of the step, so Chart.js keeps the step as it is. */
+          var step = timeStep(spec.xmax - spec.xmin);
+          x.min = Math.floor(spec.xmin / step) * step;
+          x.max = Math.max(Math.ceil(spec.xmax / step) * step, x.min + step);
+          x.ticks.stepSize = step;
+          x.ticks.maxTicksLimit = 14;
         }
         x.ticks.callback = function (value, index, ticks) {
           var step = ticks && ticks.length > 1 ? Math.abs(ticks[1].value - ticks[0].value) : 0;
