@@ -144,6 +144,7 @@
         pointRadius: (s.data || []).length < 40 ? 2.5 : 0, pointHitRadius: 6, tension: 0, spanGaps: false
       };
       if (kind === "line" || s.kind === "line") { d.type = "line"; d.backgroundColor = color + "33"; }
+      if (kind === "bar" || kind === "hbar") { d.maxBarThickness = 36; }
       if (s.axis) { d.yAxisID = s.axis; }
       if (kind === "doughnut") { d.backgroundColor = (spec.labels || []).map(function (_, j) { return PALETTE[j % PALETTE.length]; }); d.borderColor = "#fff"; }
       return d;
