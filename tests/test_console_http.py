@@ -344,3 +344,13 @@ def test_static_files_are_public_and_cached(served: Exporter) -> None:
         url = page[start:page.index('"', start)]
         response = requests.get(served.url + url, timeout=10)  # no session needed: nothing secret
         assert response.status_code == 200 and "immutable" in response.headers["Cache-Control"], url
+
+
+def test_the_api_does_not_take_the_session_cookie(served: Exporter) -> None:
+    """The JSON API keeps its bearer tokens: a cross-site request carrying the cookie (the
+    browser adds it) could otherwise act through the API without the page's CSRF token."""
+    client = signed_in(served)
+    assert client.get("/targets").status_code == 200
+    for method, path in (("GET", "/api/v1/alerts"), ("POST", "/api/v1/alerts/x/ack"), ("POST", "/api/v1/reports")):
+        response = client.http.request(method, served.url + path, timeout=10)
+        assert response.status_code == 401 and "Bearer" in response.json()["error"], (method, path)

@@ -74,6 +74,15 @@ def test_overview_lists_statements_by_time_and_hides_texts_when_told() -> None:
     assert "pg_sleep" not in html and "Statement texts are hidden" in html
 
 
+def test_statement_texts_are_escaped() -> None:
+    markup = "SELECT '<script>alert(1)</script>' FROM t"
+    records = StatementRecords(interval_seconds=5.0, deltas=(delta(7, 1, 1.0),), texts={7: markup},
+                               stats_reset=False, deallocations=0)
+    overview = TargetTracker().update(snapshot(1, 1.0, commits=1, hits=1, reads=1, statements=records), True)
+    html = render("console/_live.html", t=overview, health="ok")
+    assert "<script>" not in html and "SELECT &#39;&lt;script&gt;alert(1)&lt;/script&gt;&#39; FROM t" in html
+
+
 def test_wait_events_and_blocking_show_when_collected_else_say_not_collected() -> None:
     tracker = TargetTracker()
     bare = tracker.update(snapshot(1, 1.0, commits=1, hits=1, reads=1), show_texts=False)
