@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from browser import Browser
+from console_client import ConsoleClient
 from helpers import make_config, wait_until
 from pgperf.monitor import Monitor
 from tools.cluster import Cluster
@@ -164,9 +165,11 @@ def test_serve_generates_periodic_reports_and_serves_them(pg_cluster: Cluster, t
 
         reports = wait_until(listed, timeout=60, interval=0.5, message="a periodic report")
         report_id = reports[0]["report_id"]
-        page = requests.get(url + "/reports/", timeout=5)
+        console = ConsoleClient(url)  # the report pages are the console's: signed in with the API token
+        assert console.login("t0ken-0123456789").status_code == 303
+        page = console.get("/reports/")
         assert page.status_code == 200 and report_id in page.text
-        html = requests.get(url + f"/reports/{report_id}", timeout=30)
+        html = console.get(f"/reports/{report_id}")
         assert html.status_code == 200 and "Periodic Performance Report" in html.text
     finally:
         proc.terminate()
