@@ -33,8 +33,11 @@ def test_bench_harness_quick(tmp_path: Path) -> None:
     insight = data["insight"]
     assert insight["sample"]["db_time_ms"] > 0 and insight["waits_pg_stat_activity"]["runs"] > 0
     assert insight["plans_top"]["planned"] > 0
+    memory = data["memory"]  # reports built on schedule and read as HTML while memory is sampled
+    assert memory["reports_built"] >= 1 and memory["pages_served"] > memory["reports_built"]
+    assert memory["rss_peak_mib"] >= memory["rss_start_mib"] > 0
     text = out.read_text()
     assert "## Query insight" in text and "the sampling cost: one sample" in text
     assert "time to store one sample" in text and "quick mode" in text
     assert "report over 2 days" in text and "retention run" in text
-    assert "side by side" in text and "## Budget" in text
+    assert "side by side" in text and "## Budget" in text and "## Memory with reports" in text

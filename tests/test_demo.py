@@ -24,6 +24,7 @@ import psutil
 import pytest
 import requests
 
+from browser import Browser
 from helpers import wait_until
 from tools.demo import ALERT_ID
 
@@ -82,6 +83,31 @@ def demo_processes(work: str) -> list[str]:
         if work in cmdline or "pgperf-demo-pg-" in cmdline:
             found.append(f"{proc.info['pid']}: {cmdline}")
     return found
+
+
+def report_in_browser(base: str, token: str, report_id: str) -> None:
+    """The demo's report in headless Chromium: drawn without a console error, its chart
+    library a cached file of its own; screenshots of it and of the overview."""
+    browser = Browser()
+    try:
+        browser.sign_in(base, token)
+        browser.get(f"{base}/reports/{report_id}")
+        browser.wait(lambda: browser.js("return window.pgperfCharts && Object.keys(window.pgperfCharts.charts)"
+                                        ".length") == 7, timeout=30, message="the report's charts drawn")
+        assert "PgperfSlowQueries" in browser.text("#alerts")
+        assert len(browser.driver.page_source.encode()) < 300_000  # not 4.9 MB: the library is not in the page
+        library = browser.js("return document.querySelector('script[src*=\"chart.umd.min.js\"]').src")
+        cached = requests.get(library, timeout=10)
+        assert cached.status_code == 200 and "immutable" in cached.headers["Cache-Control"]
+        browser.screenshot("demo-report")
+        assert browser.console_errors() == []
+        browser.get(base + "/")
+        browser.wait(lambda: browser.find("#live-state").get_attribute("data-state") == "live", timeout=20,
+                     message="the overview's event stream")
+        browser.screenshot("demo-overview")
+        assert browser.console_errors() == []
+    finally:
+        browser.quit()
 
 
 def test_demo_shows_the_alert_flow_and_prints_only_what_works(tmp_path: Path) -> None:
@@ -153,6 +179,11 @@ def test_demo_shows_the_alert_flow_and_prints_only_what_works(tmp_path: Path) ->
                                     timeout=10).json()
         assert acknowledged["status"] == "acknowledged" and acknowledged["silence_id"], acknowledged
 
+        # 5. The console: signed in with the printed token, the report in a real browser, its
+        # charts drawn from the cached scripts; screenshots kept as test artifacts.
+        assert any(line.split()[:1] == ["console"] and token in line for line in block), block
+        report_in_browser(info["pgperf"], token, report["report_id"])
+
         # 3. Notifications other than pgperf's reached the local sink, and Alertmanager failed
         # to deliver none (an external relay or PagerDuty would show here as errors).
         sink = requests.get(info["sink"] + "/", timeout=10).json()
@@ -167,5 +198,6 @@ def test_demo_shows_the_alert_flow_and_prints_only_what_works(tmp_path: Path) ->
     assert status == 0, demo.output
     assert "everything it created is removed" in demo.output
     assert not Path(info["work"]).exists()
-    assert not demo_processes(info["work"])
+    # pg_ctl returns once the server removed its pid file; the process itself ends a moment later.
+    wait_until(lambda: not demo_processes(info["work"]), timeout=15, message="every demo process ended")
     assert timings["up"] < 60

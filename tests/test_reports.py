@@ -452,3 +452,25 @@ def _report_with(statement: Statement) -> Report:
     queries = report.queries.model_copy(update={"slowest_by_total": [statement], "slowest_by_mean": [statement],
                                                 "most_frequent": [], "spilling_to_disk": [], "index_advice": []})
     return report.model_copy(update={"queries": queries})
+
+
+def test_a_window_without_samples_says_so(pg_cluster: Cluster, fixture_store: str) -> None:
+    """A window the store holds nothing of: the report says the window holds no samples,
+    measures nothing (no "CPU: not measured (pgperf does not run on the database host)")
+    and recommends nothing from today's catalog, which says nothing about that window."""
+    with pg_cluster.connect() as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        start = datetime(2023, 6, 1, tzinfo=UTC)
+        request = ReportRequest(fx.TARGET, start, start + timedelta(days=1), "on_demand", "perf-report-empty", fx.NOW)
+        report = build_report(ReportQueries(conn, fixture_store, settings()), request, CatalogReading(fx.CATALOG))
+    assert report.summary.samples == 0
+    assert report.recommendations == [] and report.anomalies == []
+    assert not report.data_quality.catalog.available and report.data_quality.catalog.error == "the window holds no samples"
+    text = render(report, "text")
+    assert "No samples in the window: nothing was measured for poker-db from 2023-06-01T00:00:00.000Z to " \
+           "2023-06-02T00:00:00.000Z." in text
+    assert "CPU: not measured" not in text and "pgperf does not run on the database host" not in text
+    assert "No samples were stored for this target in the window." in text
+    html = render(report, "html")
+    assert "The window holds no samples" in html and "None: the window holds no samples." in html
+    assert "pgperf does not run on the database host" not in html

@@ -14,6 +14,7 @@ import pytest
 import requests
 
 import report_fixture as fx
+from console_client import ConsoleClient
 from helpers import Exporter, LocalHTTPServer, make_config
 from pgperf.config import Config
 from pgperf.http import templating
@@ -49,19 +50,30 @@ def served(pg_cluster: Cluster, web_store: str) -> Iterator[tuple[Exporter, Repo
         exporter.monitor.stop()
 
 
-def test_html_pages_need_no_token(served: tuple[Exporter, ReportService]) -> None:
+def test_html_pages_need_a_session(served: tuple[Exporter, ReportService]) -> None:
     exporter, service = served
     report = service.generate(fx.WINDOW_START, fx.WINDOW_END, kind="daily", now=fx.NOW, catalog=fx.CATALOG)
-    listing = exporter.get("/reports/")
+    anonymous = exporter.get("/reports/", allow_redirects=False)
+    assert anonymous.status_code == 303 and anonymous.headers["Location"] == "/login?next=/reports/"
+    link = exporter.get(f"/reports/{report.report_id}", allow_redirects=False)  # a dashboard's link
+    assert link.headers["Location"] == f"/login?next=/reports/{report.report_id}"
+    client = signed_in(exporter)
+    listing = client.get("/reports/")
     assert listing.status_code == 200 and listing.headers["Content-Type"].startswith("text/html")
     assert f"/reports/{report.report_id}" in listing.text
-    page = exporter.get(f"/reports/{report.report_id}")
+    page = client.get(f"/reports/{report.report_id}")
     assert page.status_code == 200
     assert "Daily Performance Report" in page.text and 'id="chart-throughput"' in page.text
-    assert page.text.count("<script") >= 2  # plotly once, then one call per chart
-    missing = exporter.get("/reports/perf-report-404")
+    assert page.text.count("<script src=") == 3  # the chart library, pgperf's charts, the console's script
+    missing = client.get("/reports/perf-report-404")
     assert missing.status_code == 404 and "no report with id" in missing.text
-    assert "/reports/" in exporter.get("/").text  # linked from the index page
+    assert 'href="/reports/"' in client.get("/").text  # in the console's navigation
+
+
+def signed_in(exporter: Exporter) -> ConsoleClient:
+    client = ConsoleClient(exporter.url)
+    assert client.login(TOKEN).status_code == 303
+    return client
 
 
 MARKUP = "<script>alert(1)</script>"
@@ -78,18 +90,21 @@ def test_pages_escape_what_they_show(served: tuple[Exporter, ReportService], pg_
     data = {**data, "target": MARKUP, "data_quality": {**data["data_quality"], "notes": [f"note {MARKUP}"]}}
     pg_cluster.execute(f"UPDATE {web_store}.performance_reports SET target = %s, report_data = %s WHERE report_id = %s",
                        params=(MARKUP, json.dumps(data), report.report_id))
+    client = signed_in(exporter)
     for path in ("/reports/", f"/reports/{report.report_id}"):
-        page = exporter.get(path)
+        page = client.get(path)
         assert page.status_code == 200, path
         assert MARKUP not in page.text and ESCAPED in page.text, path
-    assert f"note {ESCAPED}" in exporter.get(f"/reports/{report.report_id}").text
+    assert f"note {ESCAPED}" in client.get(f"/reports/{report.report_id}").text
 
 
-def test_the_index_page_escapes_target_names() -> None:
-    """Configured target names are restricted to letters, digits and ``_.:/@-``; the page
-    escapes them all the same."""
-    page = templating.render("index.html", links=[("/metrics", "metrics")], targets=[MARKUP])
-    assert MARKUP not in page and f'<a href="/probe?target=%3Cscript%3Ealert%281%29%3C/script%3E">{ESCAPED}</a>' in page
+def test_the_overview_escapes_target_names() -> None:
+    """Configured target names are restricted to letters, digits and ``_.:/@-``; the pages
+    escape them all the same."""
+    chart = {"id": "live-chart-1", "kind": "line", "series": []}
+    page = templating.render("console/overview.html", targets=[(MARKUP, None, "waiting", chart)], open_alerts=None)
+    assert MARKUP not in page and f'<section class="panel" data-target="{ESCAPED}">' in page
+    assert f"<h2>{ESCAPED}</h2>" in page
 
 
 def test_api_requires_the_token(served: tuple[Exporter, ReportService]) -> None:
@@ -218,10 +233,11 @@ def test_a_broken_stored_report_is_503_not_500(served: tuple[Exporter, ReportSer
     assert api.status_code == 503 and api.headers["Content-Type"] == "application/json"
     assert api.json()["error"].startswith("the store holds a broken report: report 'perf-report-broken' does not "
                                           "have the form of a pgperf report"), api.text
-    page = exporter.get("/reports/perf-report-broken")
+    client = signed_in(exporter)
+    page = client.get("/reports/perf-report-broken")
     assert page.status_code == 503 and page.headers["Content-Type"].startswith("text/html")
     assert "does not have the form of a pgperf report" in page.text
-    assert exporter.get("/reports/").status_code == 200  # the list still shows the others
+    assert client.get("/reports/").status_code == 200  # the list still shows the others
 
 
 def test_store_disabled_is_503_not_500(pg_cluster: Cluster) -> None:
@@ -229,7 +245,7 @@ def test_store_disabled_is_503_not_500(pg_cluster: Cluster) -> None:
     exporter = Exporter(config)  # store disabled: the monitor has no report service
     exporter.server.start()
     try:
-        assert exporter.get("/reports/").status_code == 503
+        assert signed_in(exporter).get("/reports/").status_code == 503
         response = requests.post(exporter.url + "/api/v1/reports", headers=AUTH, timeout=10,
                                  json={"from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z"})
         assert response.status_code == 503 and "disabled" in response.json()["error"]
@@ -347,9 +363,10 @@ def test_query_texts_hidden_over_http_unless_enabled(served: tuple[Exporter, Rep
     report = service.generate(fx.WINDOW_START, fx.WINDOW_END, kind="daily", now=fx.NOW, catalog=fx.CATALOG)
     text = "SELECT COUNT(*) FROM player_statistics"
     assert text in json.dumps(report.to_json())  # the store keeps them
+    client = signed_in(exporter)
     for path in (f"/reports/{report.report_id}", f"/api/v1/reports/{report.report_id}?format=text",
                  f"/api/v1/reports/{report.report_id}"):
-        body = exporter.get(path, headers=AUTH).text
+        body = (client.get(path) if path.startswith("/reports/") else exporter.get(path, headers=AUTH)).text
         assert text not in body and "player_statistics WHERE" not in body, path
         assert "query text hidden" in body
     exposed = report_config(pg_cluster.dsn(), web_store, api={"token": TOKEN}, expose_query_text=True)

@@ -8,7 +8,8 @@ Starts, all on 127.0.0.1:
   slow-query alert within a minute;
 * ``pgperf serve`` (development profile, storing its samples, a report every few minutes,
   statement texts shown: nothing here listens beyond the loopback interface), from a
-  configuration file that pgperf's command line reads too;
+  configuration file that pgperf's command line reads too; its console is signed in to
+  with the API token the demo prints;
 * Debian's Prometheus with this repository's ``prometheus.yml`` and rules, and
   Alertmanager with its ``alertmanager.yml`` (loopback variants rendered by
   ``tools.bundle``), every receiver other than pgperf's notifying a local sink that keeps
@@ -252,9 +253,10 @@ def links(urls: Mapping[str, str], token: str, sink: LocalSink) -> list[tuple[st
     """(name, URL, note) of every page worth opening that answers; each is fetched first."""
     out: list[tuple[str, str, str]] = []
     pgperf = urls["pgperf"]
-    for name, path, note in (("pgperf", "/metrics", ""), ("reports", "/reports/", "")):
-        if answers(pgperf + path):
-            out.append((name, pgperf + path, note))
+    if answers(pgperf + "/login"):  # the console: overview, alerts, reports, targets
+        out.append(("console", pgperf + "/login", f"sign in with the API token {token}"))
+    if answers(pgperf + "/metrics"):
+        out.append(("metrics", pgperf + "/metrics", ""))
     if answers(pgperf + "/api/v1/alerts", {"Authorization": f"Bearer {token}"}):
         out.append(("alerts (API)", pgperf + "/api/v1/alerts", "with the API token: see the curl command below"))
     if "prometheus" in urls:
@@ -395,7 +397,8 @@ pgperf demo is up ({time.monotonic() - started:.0f} s):
 
 The poker room's back office runs an unindexed range query on game_hands.created_at
 (about a second) every few seconds: PgperfSlowQueries fires within a minute, reaches pgperf
-through Alertmanager, and the next report (every {args.report_every}) counts it.
+through Alertmanager, and the next report (every {args.report_every}) counts it. The console
+shows it as it comes: sign in with the API token above to acknowledge it there.
 
 Commands for this demo ({ALERT_ID}: an id from the list):
 {chr(10).join('  ' + command for command in printed)}

@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 from werkzeug.wrappers import Request, Response
 
-from . import audit
+from . import audit, console
 from ._memory import release_free_memory
 from .alerts import routes as alert_routes
 from .alerts.service import AlertService
@@ -200,6 +200,7 @@ class App:
             alert_routes.register(web, self.alert_service)
         report_routes.register(web, self.reports)
         insight_routes.register(web, self.client)
+        console.register(web, self.sampler, self.events.on, alerts=self.alert_service, client=self.client)
         return web
 
     def server(self, address: str | None = None) -> WebServer:

@@ -1,12 +1,18 @@
 """The WSGI application: routing, authentication and error answers for every route, and
-the core routes ``/``, ``/metrics``, ``/probe``, ``/healthz`` and ``/readyz``; ``WebServer``
-serves it.
+the core routes ``/metrics``, ``/probe``, ``/healthz``, ``/readyz`` and ``/static/``;
+``WebServer`` serves it.
 
 Werkzeug does routing and request parsing; cheroot, a production WSGI server with a fixed
 thread pool, serves it. No route on the scrape path touches the database. Features add
 their routes with ``WebApp.add`` (the composition root, ``pgperf.app``, does it): a route
-names the role it needs, and its handler raises on failure — ``http.errors`` decides the
-answer, JSON for the API, the error page for pages.
+names the role it needs and how it is authenticated — an API token (the JSON API), or a
+signed-in session (the console's pages, ``http.sessions``, whose form POSTs must carry
+the session's CSRF token) — and its handler raises on failure: ``http.errors`` decides
+the answer, JSON for the API, the error page for pages.
+
+Every response carries a Content-Security-Policy that allows scripts, styles and
+connections from pgperf itself only (no inline script, no framing), and the headers of
+``--web.config.file`` last.
 """
 
 from __future__ import annotations
@@ -30,17 +36,29 @@ from ..exposition import CONTENT_TYPE, MetricsCache
 from ..sampling import Sampler, Snapshot, TargetSampler
 from . import templating
 from .auth import BasicAuth, Role, TokenAuth
-from .errors import Answer, ErrorMap
+from .errors import Answer, ErrorMap, Unauthorized
+from .events import EventHub
+from .sessions import LOGIN_PATH, SessionAuth, SignInRequired, login_url
+from .static import STATIC
 from .webconfig import WebConfig
 
-__all__ = ["Handler", "WebApp", "WebServer", "json_response", "parse_listen_address"]
+__all__ = ["SECURITY_HEADERS", "Handler", "WebApp", "WebServer", "json_response", "parse_listen_address"]
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[..., Response]
 
-_TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 409: "Conflict",
-           413: "Request too large", 502: "Bad gateway", 503: "Unavailable"}
+_TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
+           409: "Conflict", 413: "Request too large", 502: "Bad gateway", 503: "Unavailable"}
+
+#: Sent with every response (the web configuration file's headers may override them).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 
 def json_response(data: Any, status: int = 200) -> Response:
@@ -57,8 +75,9 @@ def parse_listen_address(address: str) -> tuple[str, int]:
 @dataclass(frozen=True)
 class Route:
     handler: Handler
-    role: Role | None  # None: no token needed
+    role: Role | None  # None: no token or session needed
     page: bool  # errors answered with the HTML error page rather than JSON
+    session: bool  # authenticated by a console session (and its CSRF token) rather than an API token
 
 
 class WebApp:
@@ -72,15 +91,18 @@ class WebApp:
         self.web_config = web_config
         self.basic_auth = BasicAuth(web_config.users) if web_config is not None and web_config.users else None
         self.tokens = TokenAuth(config)
+        self.sessions = SessionAuth()
+        #: Server-sent events to the browsers; a stream holds a server thread, so at most half of them.
+        self.hub = EventHub(max(1, config.web.threads // 2))
         self.errors = ErrorMap()
         self.url_map = Map(strict_slashes=False)
         self.routes: dict[str, Route] = {}
         self._probes: dict[str, MetricsCache] = {}
-        self.add("/", self.index, page=True)
         self.add("/metrics", self.metrics_endpoint)
         self.add("/probe", self.probe)
         self.add("/healthz", self.healthz)
         self.add("/readyz", self.readyz)
+        self.add("/static/<name>", STATIC.serve)
         #: More liveness checks for /healthz (the store writer's thread): a problem or None.
         self.liveness: list[Callable[[], str | None]] = []
         self.links: list[tuple[str, str]] = [
@@ -88,12 +110,17 @@ class WebApp:
         ]
 
     def add(self, rule: str, handler: Handler, *, methods: Iterable[str] = ("GET",), role: Role | None = None,
-            page: bool = False) -> None:
-        """Route *rule* to *handler*; *role*: the API token role it needs (None: public);
-        *page*: an HTML page (its errors are pages too)."""
-        endpoint = f"{handler.__qualname__}:{rule}:{','.join(methods)}"
+            page: bool = False, session: bool = False) -> None:
+        """Route *rule* to *handler*; *role*: the role it needs (None: public, or with
+        *session* any signed-in person); *page*: an HTML page (its errors are pages too);
+        *session*: a console route, authenticated by the session cookie instead of an API
+        token — a page without a session redirects to the sign-in page, and a POST must
+        carry the session's CSRF token."""
+        endpoint = f"{getattr(handler, '__qualname__', repr(handler))}:{rule}:{','.join(methods)}"
         self.url_map.add(Rule(rule, endpoint=endpoint, methods=list(methods)))
-        self.routes[endpoint] = Route(handler, role, page)
+        if session and role is None:
+            role = "viewer"
+        self.routes[endpoint] = Route(handler, role, page, session)
 
     def apply_config(self, config: Config) -> None:
         self.config = config
@@ -102,10 +129,11 @@ class WebApp:
         for cache in self._probes.values():
             cache.set_config(config)
 
-    # -- core routes --------------------------------------------------------------------
+    def close(self) -> None:
+        """End what holds server threads (the event streams): the server is stopping."""
+        self.hub.close()
 
-    def index(self, request: Request) -> Response:
-        return templating.page("index.html", links=self.links, targets=list(self.sampler.targets))
+    # -- core routes --------------------------------------------------------------------
 
     def metrics_endpoint(self, request: Request) -> Response:
         gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
@@ -176,13 +204,35 @@ class WebApp:
             return self.http_error(request, exc, page=not request.path.startswith("/api/"))
         route = self.routes[endpoint]
         try:
+            if route.session:
+                assert route.role is not None
+                session = self.sessions.require(request, self.tokens, route.role)
+                if request.method == "POST":
+                    self.sessions.check_csrf(request, session)
+                response = route.handler(request, **values)
+                # Signed-in pages hold the CSRF token and what only signed-in people may read.
+                response.headers.setdefault("Cache-Control", "no-store")
+                return response
             if route.role is not None:
                 self.tokens.authorize(request, route.role)
             return route.handler(request, **values)
+        except SignInRequired:
+            return self.sign_in_required(request, page=route.page)
         except HTTPException as exc:  # 413 from reading the body
             return self.http_error(request, exc, page=route.page)
         except self.errors.handled as exc:
             return self.error(self.errors.answer(exc), page=route.page)
+
+    def sign_in_required(self, request: Request, *, page: bool) -> Response:
+        """A page asked for without a session: to the sign-in page (and back to the page
+        after it); anything else (an event stream): 401."""
+        if page:
+            target = login_url(request) if request.method in ("GET", "HEAD") else LOGIN_PATH
+            response = Response(status=303)
+            response.headers["Location"] = target
+            response.headers["Cache-Control"] = "no-store"
+            return response
+        return self.error(self.errors.answer(Unauthorized(f"sign in first: {LOGIN_PATH}")), page=False)
 
     def error(self, answer: Answer, *, page: bool) -> Response:
         """The error answer: ``{"error": message, ...}``, or the error page."""
@@ -198,9 +248,13 @@ class WebApp:
     def http_error(self, request: Request, exc: HTTPException, *, page: bool) -> Response:
         """Werkzeug's answer to *exc* (413, 404, 405...): its HTML page for pages, JSON like
         every other error elsewhere."""
-        if page:
-            return exc.get_response()
         status = exc.code or 500
+        if page:
+            response = self.error(Answer(status, str(exc.description or exc.name)), page=True)
+            for name, value in exc.get_headers():  # Allow of a 405, for example
+                if name.lower() != "content-type":
+                    response.headers[name] = value
+            return response
         if status == 413:
             message = (f"request body too large: at most {self.config.web.max_request_bytes} bytes "
                        "(web.max_request_bytes)")
@@ -218,14 +272,16 @@ class WebApp:
         request = Request(environ)
         request.max_content_length = self.config.web.max_request_bytes
         if self.basic_auth is not None and not self.basic_auth.check(request.headers.get("Authorization")):
-            denied = Response("401 Unauthorized\n", status=401, mimetype="text/plain")
-            denied.headers["WWW-Authenticate"] = 'Basic realm="pgperf"'
-            return denied(environ, start_response)
-        try:
-            response = self.dispatch(request)
-        except Exception:  # last line of defence: log it, answer 500 with no detail
-            log.exception("unhandled error serving %s %s", request.method, request.path)
-            response = json_response({"error": "internal error; see the exporter's log"}, status=500)
+            response = Response("401 Unauthorized\n", status=401, mimetype="text/plain")
+            response.headers["WWW-Authenticate"] = 'Basic realm="pgperf"'
+        else:
+            try:
+                response = self.dispatch(request)
+            except Exception:  # last line of defence: log it, answer 500 with no detail
+                log.exception("unhandled error serving %s %s", request.method, request.path)
+                response = json_response({"error": "internal error; see the exporter's log"}, status=500)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
         if self.web_config is not None:
             response.headers.update(self.web_config.headers)
         return response(environ, start_response)
@@ -236,6 +292,7 @@ class WebServer:
 
     def __init__(self, app: WebApp, address: str, threads: int = 16) -> None:
         host, port = parse_listen_address(address)
+        self.app = app
         self.server = wsgi.Server((host, port), app, numthreads=threads, request_queue_size=256)
         self.server.shutdown_timeout = 2
         web = app.web_config
@@ -256,6 +313,7 @@ class WebServer:
         return int(self.server.bind_addr[1])
 
     def stop(self) -> None:
+        self.app.close()  # event streams end, so that no server thread waits for a browser
         self.server.stop()
         if self._thread is not None:
             self._thread.join(5)

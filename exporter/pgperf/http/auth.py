@@ -5,6 +5,8 @@
   authentication holds the Authorization header. A viewer reads; an operator also acts
   (acknowledge, resolve, the webhook, generating reports, reload). Without any configured
   token the API is closed.
+* The console's pages take the same tokens once, at sign-in (``http.sessions``): a session
+  then stands for the token it was opened with.
 * Basic authentication, from ``--web.config.file`` (``basic_auth_users``), protects every
   path. bcrypt is deliberately slow, so a verified (user, password) pair is remembered for
   a minute, keyed by a keyed hash — the password itself is never kept.
@@ -32,7 +34,7 @@ from ..audit import Actor
 from ..config import Config
 from .errors import Forbidden, Unauthorized
 
-__all__ = ["ROLES", "BasicAuth", "Identity", "Role", "TokenAuth", "actor_of"]
+__all__ = ["ROLES", "BasicAuth", "Identity", "Role", "TokenAuth", "actor_of", "token_digest"]
 
 Role = Literal["viewer", "operator"]
 ROLES: tuple[Role, ...] = ("viewer", "operator")
@@ -57,6 +59,10 @@ class Identity:
         value = request.environ.get(_IDENTITY_KEY)
         return value if isinstance(value, Identity) else None
 
+    def bind(self, request: Request) -> None:
+        """Make this the identity *request* acts as (``of``, ``actor_of``)."""
+        request.environ[_IDENTITY_KEY] = self
+
 
 def actor_of(request: Request) -> Actor:
     """The audit log's actor for *request*: its token's name and role, and the client's address."""
@@ -64,6 +70,11 @@ def actor_of(request: Request) -> Actor:
     if identity is None:
         return Actor("unknown", None, request.remote_addr)
     return Actor(identity.name, identity.role, request.remote_addr)
+
+
+def token_digest(token: bytes) -> bytes:
+    """What a console session keeps of the token it was opened with: its SHA-256."""
+    return hashlib.sha256(token).digest()
 
 
 class TokenAuth:
@@ -77,6 +88,29 @@ class TokenAuth:
         if api.viewer_token is not None:
             found.append((api.viewer_token.get_secret_value().encode(), Identity("viewer", "viewer")))
         self._known = found
+        self._digests = [(token_digest(secret), identity) for secret, identity in found]
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any token is configured (without one the API and the console are closed)."""
+        return bool(self._known)
+
+    def identify(self, presented: bytes) -> Identity | None:
+        """The identity of the token *presented*, or None when no configured token matches."""
+        identity = None
+        for secret, candidate in self._known:  # compare with every token: no early exit to time
+            if hmac.compare_digest(presented, secret) and identity is None:
+                identity = candidate
+        return identity
+
+    def identify_digest(self, digest: bytes) -> Identity | None:
+        """The identity of the configured token whose ``token_digest`` is *digest*, or None
+        (the token was removed or changed by a reload: the session it opened ends)."""
+        identity = None
+        for known, candidate in self._digests:
+            if hmac.compare_digest(digest, known) and identity is None:
+                identity = candidate
+        return identity
 
     def authorize(self, request: Request, role: Role) -> Identity:
         """The identity of *request* when its token allows *role*; raises Unauthorized (no
@@ -86,17 +120,13 @@ class TokenAuth:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer":
             given = request.headers.get("X-Pgperf-Token", "")
-        presented = given.strip().encode()
-        identity = None
-        for secret, candidate in self._known:  # compare with every token: no early exit to time
-            if hmac.compare_digest(presented, secret) and identity is None:
-                identity = candidate
+        identity = self.identify(given.strip().encode())
         if identity is None:
             raise Unauthorized("missing or wrong API token (Authorization: Bearer <token>)",
                                headers={"WWW-Authenticate": 'Bearer realm="pgperf"'})
         if not identity.allows(role):
             raise Forbidden(f"token {identity.name!r} has the {identity.role} role; this needs an {role} token")
-        request.environ[_IDENTITY_KEY] = identity
+        identity.bind(request)
         return identity
 
 

@@ -303,10 +303,15 @@ def build_report(queries: ReportQueries, request: ReportRequest, catalog: Catalo
     # earlier version holds is redacted here, where texts enter a report.
     st = redact_statements_in(queries.statements(window))
     res = queries.resources(window)
+    sampled = bool(_int(res.get("samples")))
+    if not sampled:
+        # Nothing was measured in the window: today's catalog and today's index advice say
+        # nothing about it.
+        catalog = CatalogReading(None, "the window holds no samples")
     inputs = queries.anomaly_inputs(request.target, request.start, request.end)
     inputs = dataclasses.replace(inputs, statements=redact_statements_in(inputs.statements))
     analysis, slowest, fastest = _queries(st, settings)
-    waits, advice = queries.insight(window, _query_ids(analysis))
+    waits, advice = queries.insight(window, _query_ids(analysis)) if sampled else ({}, [])
     analysis = _with_costs(analysis, st, waits, _sampled_seconds(res)).model_copy(
         update={"index_advice": [_advice_entry(a) for a in advice]})
     report = Report.model_validate({

@@ -1,107 +1,127 @@
-"""The HTML report: one self-contained page with charts, tables and links, drawn by the
-``report.html`` template (``pgperf/http/templates``, autoescaped: a statement text or a
-target name holding markup shows as text).
+"""The HTML report: a page with charts, tables and links, drawn by the ``report.html``
+template (``pgperf/http/templates``, autoescaped: a statement text or a target name holding
+markup shows as text).
 
-Charts are drawn by plotly. Why plotly rather than matplotlib: a DBA reading a report wants
-to hover a point for its exact value and time and to zoom into an hour of a month-long
-window, which static SVG cannot do; plotly's Python package is pure Python (no NumPy or
-compiled backend to install on the exporter's host) and ships its JavaScript, which is
-inlined once per page, so the page needs no network access when it is viewed. The cost is
-about 4.8 MB of script per page; reports are rendered on request, never stored as HTML.
+Charts are drawn in the browser by Chart.js, the one chart library of pgperf's pages
+(vendored in ``pgperf/http/static``, nothing fetched from the internet): a DBA reading a
+report hovers a point for its exact value and time. Each chart is described by JSON in the
+page (``<script type="application/json">``, data, not code) and drawn by the package's
+``charts.js``; no inline script, so the page runs under the console's
+Content-Security-Policy.
+
+Two forms of the same page:
+
+* served by pgperf (``/reports/<id>``): the console's header, the stylesheet and scripts
+  linked as static files, which the browser caches — a page weighs what its data weighs;
+* a file (``pgperf report --format html``, ``?format=html`` of the API): the stylesheet and
+  scripts inlined (about 230 kB), so that it opens anywhere without network access.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
-import plotly.graph_objects as go
-import plotly.io as pio
 from markupsafe import Markup
-from plotly.offline import get_plotlyjs
 
 from ..http import templating
+from ..http.static import STATIC
+from ..http.templating import Chrome
 from .formatting import evidence_line, ms, pct, short, size, time_split, title
 from .model import Report, iso
 
-__all__ = ["render_html"]
+__all__ = ["SCRIPTS", "charts", "render_html"]
 
-_PLOT_CONFIG = {"displaylogo": False, "responsive": True}
-
-
-def _figure(fig: go.Figure, div_id: str) -> str:
-    fig.update_layout(margin={"l": 50, "r": 20, "t": 40, "b": 40}, height=320, template="plotly_white",
-                      legend={"orientation": "h", "y": -0.2})
-    return str(pio.to_html(fig, full_html=False, include_plotlyjs=False, include_mathjax=False, div_id=div_id,
-                           config=_PLOT_CONFIG, validate=False))
+#: The scripts a report page runs, in order: the chart library, then pgperf's charts.
+SCRIPTS = ("chart.umd.min.js", "charts.js")
+#: Statements of the top-statements chart.
+TOP_CHART = 10
 
 
-def _charts(report: Report) -> list[str]:
+def _ms_epoch(at: Any) -> float:
+    return float(at.timestamp() * 1000)
+
+
+def charts(report: Report) -> list[dict[str, Any]]:
+    """The report's charts, as the descriptions ``charts.js`` draws."""
     points = report.resources.chart.points
-    t = [iso(p.t) for p in points]
-    charts = []
-
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=t, y=[p.queries_per_second for p in points], name="queries/s", mode="lines"))
-    fig.add_trace(go.Scatter(x=t, y=[p.mean_time_ms for p in points], name="mean time (ms)", mode="lines",
-                             yaxis="y2"))
-    fig.update_layout(title="Throughput and mean query time", yaxis={"title": "queries/s", "rangemode": "tozero"},
-                      yaxis2={"title": "ms", "overlaying": "y", "side": "right", "rangemode": "tozero"})
-    # Statistics resets and restarts explain a dip or jump in the cumulative-counter based figures.
+    t = [_ms_epoch(p.t) for p in points]
     quality = report.data_quality
-    for at in quality.statistics_resets + quality.server_restarts:
-        fig.add_vline(x=iso(at), line_dash="dot", line_color="#b54708")
-    charts.append(_figure(fig, "chart-throughput"))
+    markers = [_ms_epoch(at) for at in quality.statistics_resets + quality.server_restarts]
+    no_samples = "no samples in the window"
+    # The period, stretched to the buckets of the points (a bucket starts on its boundary,
+    # which may lie before the period's start).
+    window = {"xmin": min([_ms_epoch(report.period.start), *t]), "xmax": max([_ms_epoch(report.period.end), *t])}
 
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=t, y=[p.cpu_percent for p in points], name="CPU %", mode="lines"))
-    fig.add_trace(go.Scatter(x=t, y=[p.memory_percent for p in points], name="memory %", mode="lines"))
-    fig.update_layout(title="CPU and memory", yaxis={"title": "%", "rangemode": "tozero"})
-    charts.append(_figure(fig, "chart-cpu-memory"))
+    def series(label: str, values: list[Any], axis: str = "y") -> dict[str, Any]:
+        return {"label": label, "data": [[x, v] for x, v in zip(t, values, strict=True)], "axis": axis}
 
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=t, y=[p.connections for p in points], name="connections (avg)", mode="lines"))
-    fig.add_trace(go.Scatter(x=t, y=[p.connections_max for p in points], name="connections (max)", mode="lines"))
-    fig.add_trace(go.Scatter(x=t, y=[p.connection_utilization_percent for p in points], name="utilization %",
-                             mode="lines", yaxis="y2"))
-    fig.update_layout(title="Connections", yaxis={"title": "connections", "rangemode": "tozero"},
-                      yaxis2={"title": "% of max_connections", "overlaying": "y", "side": "right", "range": [0, 100]})
-    charts.append(_figure(fig, "chart-connections"))
-
+    out: list[dict[str, Any]] = [
+        {"id": "chart-throughput", "kind": "line", "x": "time", **window, "title": "Throughput and mean query time",
+         "series": [series("queries/s", [p.queries_per_second for p in points]),
+                    series("mean time (ms)", [p.mean_time_ms for p in points], "y2")],
+         "axes": {"y": {"title": "queries/s", "min": 0}, "y2": {"title": "mean time", "min": 0, "format": "ms"}},
+         "markers": markers, "empty": no_samples},
+        {"id": "chart-cpu-memory", "kind": "line", "x": "time", **window, "title": "CPU and memory of the database host",
+         "series": [series("CPU %", [p.cpu_percent for p in points]),
+                    series("memory %", [p.memory_percent for p in points])],
+         "axes": {"y": {"title": "%", "min": 0, "max": 100, "format": "percent"}},
+         "empty": "not measured (pgperf does not run on the database host)" if points else no_samples},
+        {"id": "chart-connections", "kind": "line", "x": "time", **window, "title": "Connections",
+         "series": [series("connections (avg)", [p.connections for p in points]),
+                    series("connections (max)", [p.connections_max for p in points]),
+                    series("utilization %", [p.connection_utilization_percent for p in points], "y2")],
+         "axes": {"y": {"title": "connections", "min": 0},
+                  "y2": {"title": "% of max_connections", "min": 0, "max": 100, "format": "percent"}},
+         "empty": no_samples},
+    ]
     by_hour = report.resources.connections.by_hour
-    fig = go.Figure()
-    fig.add_trace(go.Bar(x=[f"{h.hour:02d}:00" for h in by_hour], y=[h.utilization_avg_percent for h in by_hour],
-                         name="average"))
-    fig.add_trace(go.Bar(x=[f"{h.hour:02d}:00" for h in by_hour], y=[h.utilization_max_percent for h in by_hour],
-                         name="peak"))
-    fig.update_layout(title="Connection utilization by hour of day (UTC)", yaxis={"title": "%"}, barmode="group")
-    charts.append(_figure(fig, "chart-by-hour"))
-
-    by_size = report.resources.disk.growth_source == "database_size_bytes"
-    size_key = "database_size_bytes" if by_size else "disk_used_bytes"
-    sizes = [p.database_size_bytes if by_size else p.disk_used_bytes for p in points]
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=t, y=sizes, name=size_key.replace("_", " "), mode="lines"))
-    fig.update_layout(title="Disk growth", yaxis={"title": "bytes", "tickformat": ".3~s"})
-    charts.append(_figure(fig, "chart-disk"))
-
-    top = list(reversed(report.queries.slowest_by_total[:10]))
-    fig = go.Figure()
-    fig.add_trace(go.Bar(x=[s.total_time_ms for s in top], y=[s.query_id for s in top], orientation="h",
-                         text=[short(s.query_text, 60) for s in top], hovertemplate="%{text}<br>%{x:,.1f} ms",
-                         name="total time"))
-    fig.update_layout(title="Statements by total time (ms)", yaxis={"type": "category"})
-    charts.append(_figure(fig, "chart-top-statements"))
-
+    out.append({
+        "id": "chart-by-hour", "kind": "bar", "x": "category", "title": "Connection utilization by hour of day (UTC)",
+        "labels": [f"{h.hour:02d}:00" for h in by_hour],
+        "series": [{"label": "average", "data": [h.utilization_avg_percent for h in by_hour]},
+                   {"label": "peak", "data": [h.utilization_max_percent for h in by_hour]}],
+        "axes": {"y": {"title": "% of max_connections", "min": 0, "format": "percent"}}, "empty": no_samples,
+    })
+    by_size = report.resources.disk.growth_source != "disk_usage_bytes"
+    label = "database size" if by_size else "disk used"
+    out.append({
+        "id": "chart-disk", "kind": "line", "x": "time", **window, "title": f"Disk: {label}",
+        "series": [series(label, [p.database_size_bytes if by_size else p.disk_used_bytes for p in points])],
+        "axes": {"y": {"title": "bytes", "format": "bytes"}}, "empty": "not measured" if points else no_samples,
+    })
+    top = report.queries.slowest_by_total[:TOP_CHART]
+    out.append({
+        "id": "chart-top-statements", "kind": "hbar", "x": "category", "title": "Statements by total time",
+        "labels": [s.query_id for s in top],
+        "series": [{"label": "total time", "data": [s.total_time_ms for s in top],
+                    "tooltips": [short(s.query_text, 80) for s in top]}],
+        "axes": {"y": {"title": "total time", "min": 0, "format": "ms"}}, "empty": "no statements in the window",
+    })
     types = report.queries.by_statement_type
-    fig = go.Figure()
-    fig.add_trace(go.Pie(labels=[x.statement_type for x in types], values=[x.total_time_ms for x in types],
-                         hole=0.4, sort=False))
-    fig.update_layout(title="Execution time by statement type")
-    charts.append(_figure(fig, "chart-types"))
-    return charts
+    out.append({
+        "id": "chart-types", "kind": "doughnut", "title": "Execution time by statement type",
+        "labels": [x.statement_type for x in types],
+        "series": [{"label": "total time", "data": [x.total_time_ms for x in types]}],
+        "axes": {"y": {"format": "ms"}}, "empty": "no statements in the window",
+    })
+    return out
 
 
-def render_html(report: Report, *, list_url: str = "/reports/", api_url: str | None = None) -> str:
+def _growth(report: Report) -> str:
+    disk = report.resources.disk
+    if disk.growth_bytes_per_day is None:
+        return "growth not measured (it needs two size readings an hour apart or more)"
+    source = "database size" if disk.growth_source == "database_size_bytes" else "filesystem"
+    days = (f"; projected full in {disk.days_until_full:,.1f} days" if disk.days_until_full is not None
+            else "; no projected date (not growing, or the disk's size is unknown)")
+    return f"growth {size(disk.growth_bytes_per_day)}/day ({source}){days}"
+
+
+def render_html(report: Report, *, list_url: str = "/reports/", api_url: str | None = None,
+                chrome: Chrome | None = None, standalone: bool = True) -> str:
+    """The report's page: *standalone* inlines its stylesheet and scripts (a file to keep),
+    else they are linked (served by pgperf, with *chrome*: the console around it)."""
     s = report.summary
     heading = title(report.kind, report.report_id)
     cards = [
@@ -111,11 +131,16 @@ def render_html(report: Report, *, list_url: str = "/reports/", api_url: str | N
         ("Cache hit ratio", pct(s.cache_hit_ratio_percent)),
         ("Recommendations", str(len(report.recommendations))), ("Anomalies", str(len(report.anomalies))),
     ]
+    inline: dict[str, Markup] = {}
+    if standalone:
+        # Markup: pgperf's own files. "</" cannot occur inside them as a tag end: checked by a test.
+        inline = {"css": Markup(STATIC.read_text("console.css")),
+                  "scripts": Markup("\n".join(STATIC.read_text(name) for name in SCRIPTS))}
     return templating.render(
         "report.html", report=report, heading=heading, cards=cards, list_url=list_url,
-        api_url=api_url or f"/api/v1/reports/{report.report_id}",
-        # Markup: HTML pgperf made itself (plotly's script and each chart's div and call).
-        plotly_js=Markup(get_plotlyjs()), charts=[Markup(c) for c in _charts(report)],
+        api_url=api_url or f"/api/v1/reports/{report.report_id}", charts=charts(report), ui=chrome,
+        standalone=standalone, inline=inline, scripts=SCRIPTS, growth=_growth(report),
+        no_samples=s.samples == 0,
         ms=ms, pct=pct, size=size, short=short, iso=iso, evidence_line=evidence_line, time_split=time_split,
         evidence_json=lambda evidence: json.dumps(evidence, indent=1, ensure_ascii=False),
     )

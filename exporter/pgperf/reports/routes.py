@@ -1,7 +1,8 @@
 """HTTP routes of the reports.
 
-* ``/reports/`` and ``/reports/<id>``: HTML pages, read-only and without authentication,
-  because dashboards (Grafana) link to them;
+* ``/reports/`` and ``/reports/<id>``: the console's pages (a signed-in session; a link
+  from a dashboard or a delivered report leads through the sign-in page to the report);
+  ``POST /reports/`` generates a report now (operators, with the form's CSRF token);
 * ``GET /api/v1/reports``, ``GET /api/v1/reports/<id>`` (``?format=json|text|md|html``) and
   ``POST /api/v1/reports`` (generate now; body ``{"from", "to", "target", "kind"}``, times in
   the syntax of ``http.parsing``): the API, behind an API token like the rest of ``/api/v1``.
@@ -14,13 +15,17 @@ Statement texts are shown only when ``expose_query_text`` allows them over HTTP.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from werkzeug.wrappers import Request, Response
 
 from ..http import templating
 from ..http.app import WebApp, json_response
 from ..http.errors import BadRequest
 from ..http.parsing import choice_param, int_param, json_object, time_param
+from ..http.templating import Chrome
 from ..store.client import StoreUnavailable
+from .html import render_html
 from .model import KINDS, InvalidReport, Report, iso
 from .privacy import hide_query_texts
 from .render import FORMATS, render
@@ -30,6 +35,11 @@ __all__ = ["register"]
 
 _CONTENT_TYPES = {"json": "application/json", "text": "text/plain", "md": "text/markdown", "html": "text/html"}
 _BODY = '{"from": time, "to": time, "target": name, "kind": "on_demand"}'
+#: The windows "generate now" offers: form value -> (label, length).
+WINDOWS: dict[str, tuple[str, timedelta]] = {
+    "1h": ("the last hour", timedelta(hours=1)), "6h": ("the last 6 hours", timedelta(hours=6)),
+    "24h": ("the last 24 hours", timedelta(days=1)), "7d": ("the last 7 days", timedelta(days=7)),
+}
 
 
 class ReportRoutes:
@@ -50,11 +60,27 @@ class ReportRoutes:
 
     def list_page(self, request: Request) -> Response:
         reports = self._service().list(limit=200)
-        return templating.page("reports.html", reports=reports, iso=iso)
+        targets = [t.name for t in self.app.config.resolved_targets()]
+        return templating.page("reports.html", ui=Chrome.of(request, "reports", self.app.links), reports=reports,
+                               iso=iso, targets=targets, windows=[(k, label) for k, (label, _) in WINDOWS.items()])
+
+    def generate_page(self, request: Request) -> Response:
+        """``POST /reports/`` (the console's "generate now"): a report of the chosen window, then its page."""
+        window = WINDOWS.get(request.form.get("window", ""))
+        if window is None:
+            raise BadRequest(f"window: expected one of {', '.join(WINDOWS)}")
+        target = request.form.get("target") or None
+        check_target(self.app.config, target)
+        end = datetime.now(UTC)
+        report = self._service().generate(end - window[1], end, target, "on_demand")
+        response = Response(status=303)
+        response.headers["Location"] = f"/reports/{report.report_id}"
+        return response
 
     def report_page(self, request: Request, report_id: str) -> Response:
         report = self._service().get(report_id)
-        return Response(render(self._visible(report), "html"), mimetype="text/html")
+        chrome = Chrome.of(request, "reports", self.app.links)
+        return Response(render_html(self._visible(report), chrome=chrome, standalone=False), mimetype="text/html")
 
     # -- API --------------------------------------------------------------------------------
 
@@ -96,9 +122,9 @@ def register(app: WebApp, service: ReportService | None) -> None:
     app.errors.add(ReportNotFound, 404)
     app.errors.add(UnknownTarget, 400)
     app.errors.add(InvalidReport, 503, lambda exc: f"the store holds a broken report: {exc}")
-    app.add("/reports/", routes.list_page, page=True)
-    app.add("/reports/<report_id>", routes.report_page, page=True)
+    app.add("/reports/", routes.list_page, page=True, session=True)
+    app.add("/reports/", routes.generate_page, methods=("POST",), page=True, session=True, role="operator")
+    app.add("/reports/<report_id>", routes.report_page, page=True, session=True)
     app.add("/api/v1/reports", routes.api_list, role="viewer")
     app.add("/api/v1/reports", routes.api_generate, methods=("POST",), role="operator")
     app.add("/api/v1/reports/<report_id>", routes.api_get, role="viewer")
-    app.links.append(("/reports/", "performance reports"))

@@ -28,6 +28,8 @@ def _usage_line(label: str, usage: Cpu | Memory, missing: str) -> str:
 
 
 def resource_lines(report: Report) -> list[str]:
+    if not report.summary.samples:
+        return [f"No samples in the window: nothing was measured for {report.target} from {_period(report)}."]
     r = report.resources
     cpu, mem, disk, conn = r.cpu, r.memory, r.disk, r.connections
     lines = [_usage_line("CPU", cpu, "not measured (pgperf does not run on the database host)"),
