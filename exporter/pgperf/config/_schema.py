@@ -20,6 +20,7 @@ from ..redact import redact
 PROFILES = ("development", "production", "analytics")
 ProfileName = Literal["development", "production", "analytics"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,127}$")
+_NAME_RULE = "up to 128 letters, digits and _ . : / @ - (starting with a letter or digit)"
 
 
 class Thresholds(Model):
@@ -47,8 +48,8 @@ class Thresholds(Model):
     def _ordered(self) -> Thresholds:
         if self.connection_utilization_warning_percent >= self.connection_utilization_critical_percent:
             raise ValueError(
-                "connection_utilization_warning_percent must be below "
-                "connection_utilization_critical_percent"
+                f"connection_utilization_warning_percent ({self.connection_utilization_warning_percent:g}) must be "
+                f"below connection_utilization_critical_percent ({self.connection_utilization_critical_percent:g})"
             )
         return self
 
@@ -234,7 +235,7 @@ def _dsn(value: str | None) -> str | None:
 
 def _target_name(value: str | None) -> str | None:
     if value is not None and not _NAME.match(value):
-        raise ValueError("use up to 128 letters, digits and _ . : / @ - (starting with a letter or digit)")
+        raise ValueError(f"use {_NAME_RULE}")
     return value
 
 
@@ -355,12 +356,23 @@ class Config(Model):
         return self
 
     def resolved_targets(self) -> tuple[Target, ...]:
-        """The targets to monitor: ``dsn`` if set, else ``targets``, else libpq defaults."""
+        """The targets to monitor: ``dsn`` if set, else ``targets``, else libpq defaults.
+
+        Raises ValueError, saying what to set, when the one target has no ``target_name``
+        and the name made from its DSN (``host:port/dbname``) is not a valid target name,
+        for instance a database name with a space; ``load_config`` reports that as a
+        configuration problem."""
         from ..db import describe_dsn
 
         if self.dsn is not None or not self.targets:
             dsn = self.dsn or ""
-            return (Target(name=self.target_name or describe_dsn(dsn), dsn=dsn),)
+            name = self.target_name or describe_dsn(dsn)
+            if not _NAME.match(name):
+                raise ValueError(
+                    f"the target is named after its DSN's host, port and database, {redact(name)[:140]!r}, which is "
+                    f"not a valid target name ({_NAME_RULE}): set target_name (PGPERF_TARGET_NAME) to a name "
+                    "of your choice")
+            return (Target(name=name, dsn=dsn),)
         return self.targets
 
     def store_dsn(self) -> str:
