@@ -35,7 +35,7 @@ from .redact import RedactingFilter, redact
 from .reports import ReportService, render
 from .reports.service import check_target
 from .store import SpoolLocked, StoreClient, StoreUnavailable
-from .store.schema import MIGRATIONS
+from .store.schema import MIGRATIONS, schema_version
 
 log = logging.getLogger("pgperf")
 
@@ -174,6 +174,65 @@ def load(args: argparse.Namespace) -> Config:
     return load_config(config_file=args.config, flags=flags, flag_names=names)
 
 
+#: How to point a command at the store, said whenever it cannot reach one.
+STORE_FIX = ("set the store with --store-dsn DSN (PGPERF_STORE_DSN, store.dsn) or, when the samples are stored in "
+             "the monitored database, --dsn DSN (PGPERF_DSN, DATA_SOURCE_NAME, dsn); pgperf serve's configuration "
+             "(--config FILE, PGPERF_*) applies here too")
+#: libpq variables that say where to connect when no DSN does.
+_LIBPQ_WHERE = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGSERVICE")
+
+
+class CommandFailed(Exception):
+    """A command cannot go on: *message* for standard error, *status* to exit with."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _store_is_configured(config: Config) -> bool:
+    """Whether anything names the store: store.dsn, a monitored database, or libpq variables.
+    (With none of them libpq's defaults are tried, a local socket, as pgperf serve does.)"""
+    return bool(config.store.dsn or config.dsn or config.targets
+                or any(os.environ.get(name) for name in _LIBPQ_WHERE))
+
+
+def open_store(config: Config, command: str, *, pool_size: int = 2) -> StoreClient:
+    """A client of the store for a command run by hand, connected once first: an
+    unreachable store is said at once with how to point pgperf at one, without the
+    connection pool's retries and warnings. Raises CommandFailed: status 2 when nothing
+    names a store (or the configuration turns it off), 1 when the one named is unreachable."""
+    if not config.store.enabled:
+        raise CommandFailed(f"pgperf {command}: the configuration turns the store off (store.enabled: false, "
+                            f"PGPERF_STORE_ENABLED): {command} reads and writes the store; {STORE_FIX}", EXIT_CONFIG)
+    client = StoreClient(config, pool_size=pool_size)
+    try:
+        client.probe()
+    except StoreUnavailable as exc:
+        client.close()
+        if not _store_is_configured(config):
+            raise CommandFailed(f"pgperf {command}: no store is configured: {STORE_FIX}. (libpq's defaults were "
+                                f"tried: {exc})", EXIT_CONFIG) from None
+        which = ("store.dsn" if config.store.dsn else "the monitored database's DSN (no store.dsn)" if config.dsn
+                 or config.targets else "libpq's PG* environment variables")
+        raise CommandFailed(f"pgperf {command}: {exc}. The store is named by {which}: check that it is up, or "
+                            f"{STORE_FIX}") from None
+    return client
+
+
+def store_tables(client: StoreClient, command: str) -> None:
+    """Refuse, with the fix, a store that has no pgperf tables in the configured schema
+    (a wrong database or schema, or a store pgperf never wrote to). Raises CommandFailed."""
+    with client.connection() as conn:
+        version = schema_version(conn, client.schema)
+    if version == 0:
+        raise CommandFailed(
+            f"pgperf {command}: the store {describe_dsn(client.dsn)} has no pgperf tables in schema "
+            f"{client.schema!r}. Is it the store pgperf serve writes to? Name the schema with PGPERF_STORE_SCHEMA "
+            f"(store.schema) and the database with --store-dsn (PGPERF_STORE_DSN) or --dsn; or create the tables "
+            f"with pgperf migrate")
+
+
 def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     web_config = None
     if config.web.config_file:
@@ -231,7 +290,11 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_migrate(config: Config) -> int:
     where = f"schema {config.store.schema_name} at {describe_dsn(config.store_dsn())}"
-    client = StoreClient(config)
+    try:
+        client = open_store(config, "migrate", pool_size=1)
+    except CommandFailed as exc:
+        print(exc, file=sys.stderr)
+        return exc.status
     try:
         applied = client.migrate()
     except StoreUnavailable as exc:
@@ -286,7 +349,11 @@ def cmd_report(config: Config, args: argparse.Namespace) -> int:
             return EXIT_CONFIG
     written = False
     try:
-        client = StoreClient(config, pool_size=1)
+        try:
+            client = open_store(config, "report", pool_size=1)
+        except CommandFailed as exc:
+            print(exc, file=sys.stderr)
+            return exc.status
         try:
             client.migrate()  # a store written by an older pgperf gets the rollup tables reports read
             service = ReportService(config, client)
@@ -343,9 +410,14 @@ def cmd_alerts(config: Config, args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"pgperf alerts {args.action}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    client = StoreClient(config)
+    try:
+        client = open_store(config, f"alerts {args.action}")
+    except CommandFailed as exc:
+        print(exc, file=sys.stderr)
+        return exc.status
     service = AlertService(AlertStore(client), config)
     try:
+        store_tables(client, f"alerts {args.action}")
         if args.action == "list":
             alerts = service.store.search(states=args.state or (), severities=args.severity or (), since=since,
                                           target=args.target)
@@ -365,6 +437,13 @@ def cmd_alerts(config: Config, args: argparse.Namespace) -> int:
         return 0
     except (AlertNotFound, InvalidTransition, AlertmanagerError, StoreUnavailable) as exc:
         print(f"pgperf alerts {args.action}: {exc}", file=sys.stderr)
+        return 1
+    except CommandFailed as exc:
+        print(exc, file=sys.stderr)
+        return exc.status
+    except psycopg.Error as exc:
+        print(f"pgperf alerts {args.action}: the store refused the request ({type(exc).__name__}: "
+              f"{redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else 'no detail'})", file=sys.stderr)
         return 1
     finally:
         client.close()

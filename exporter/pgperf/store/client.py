@@ -35,6 +35,7 @@ class StoreClient:
         )
         kwargs = {"autocommit": True, **settings.connect_kwargs(self.dsn)}
         kwargs["options"] = f"{kwargs['options']} -c TimeZone=UTC"
+        self._kwargs = kwargs
         self.pool = ConnectionPool(self.dsn, kwargs=kwargs, min_size=0, max_size=pool_size, open=False,
                                    timeout=settings.connect_timeout, name="pgperf-store-client",
                                    check=ConnectionPool.check_connection, max_idle=120)
@@ -55,6 +56,17 @@ class StoreClient:
             raise StoreUnavailable(f"store {describe_dsn(self.dsn)} unreachable ({classify_error(exc)}): "
                                    f"{redact(str(exc)).strip()}") from None
 
+    def probe(self) -> None:
+        """Connect once, without the pool's retries in the background: a command run by
+        hand learns at once (within ``connection.connect_timeout``) that the store cannot
+        be reached, and why. Raises StoreUnavailable."""
+        try:
+            with psycopg.connect(self.dsn, **self._kwargs):
+                pass
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"store {describe_dsn(self.dsn)} unreachable ({classify_error(exc)}): "
+                                   f"{_first_line(exc)}") from None
+
     def migrate(self) -> list[int]:
         with self.connection() as conn:
             return migrate(conn, self.schema)
@@ -62,6 +74,11 @@ class StoreClient:
     def close(self) -> None:
         if self._opened:
             self.pool.close(timeout=5)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = redact(str(exc)).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def where(*conditions: tuple[str, Any]) -> tuple[sql.Composable, list[Any]]:
