@@ -7,6 +7,7 @@ for a command killed by SIGPIPE) when the reader of standard output went away.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ from . import collectors
 from ._version import __version__
 from .alerts import AlertNotFound, AlertStore, InvalidTransition
 from .alerts.alertmanager import AlertmanagerError
-from .alerts.service import AlertService
+from .alerts.service import AlertService, NoAlertmanager
 from .app import App, ConfigSource, ReloadRejected
 from .audit import Actor, cli_actor
 from .check import run_check
@@ -50,7 +51,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_CONFIG, f"{self.prog}: error: {message}\n")
 
 
-def _config_flags(parser: argparse.ArgumentParser, *, collectors_flags: bool = False) -> None:
+def _config_flags(parser: argparse.ArgumentParser, *, collectors_flags: bool = False,
+                  alertmanager_flag: bool = False) -> None:
     g = parser.add_argument_group("configuration (flag > PGPERF_* environment > file > profile)")
     g.add_argument("--config", metavar="FILE", help="YAML configuration file (or PGPERF_CONFIG)")
     g.add_argument("--profile", choices=("development", "production", "analytics"),
@@ -58,6 +60,10 @@ def _config_flags(parser: argparse.ArgumentParser, *, collectors_flags: bool = F
     g.add_argument("--dsn", help="PostgreSQL to monitor (or PGPERF_DSN, DATA_SOURCE_NAME, libpq PG* variables)")
     g.add_argument("--store-dsn", help="where samples are stored (default: the monitored database)")
     g.add_argument("--log.level", dest="log_level", choices=("debug", "info", "warning", "error"))
+    if alertmanager_flag:
+        g.add_argument("--alertmanager.url", dest="alertmanager_urls", metavar="URL", action="append",
+                       help="Alertmanager base URL, once per member of its cluster (alerts.alertmanager_urls, "
+                            "PGPERF_ALERTS_ALERTMANAGER_URLS)")
     if collectors_flags:
         g.add_argument("--sampling-interval", metavar="SECONDS", help="seconds between samples (e.g. 10, 500ms, 1m)")
         g.add_argument("--web.listen-address", dest="listen_address", metavar="HOST:PORT",
@@ -79,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     serve = sub.add_parser("serve", help="sample PostgreSQL and serve /metrics")
-    _config_flags(serve, collectors_flags=True)
+    _config_flags(serve, collectors_flags=True, alertmanager_flag=True)
 
     check = sub.add_parser("check", help="check configuration, connectivity, privileges and pg_stat_statements")
     _config_flags(check)
@@ -96,13 +102,19 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--target")
     listing.add_argument("--json", action="store_true", help="print JSON")
     _config_flags(listing)
-    for name, text in (("ack", "acknowledge an alert (and silence it in Alertmanager)"),
-                       ("resolve", "resolve an alert by hand")):
-        action = actions.add_parser(name, help=text)
+    for name, text, without in (
+            ("ack", "acknowledge an alert and silence it in Alertmanager",
+             "record the acknowledgement in pgperf only: no silence, its notifications go on"),
+            ("resolve", "resolve by hand an alert that no longer fires, and expire its silence",
+             "record the resolution without asking Alertmanager (pgperf reopens the alert if Alertmanager "
+             "notifies it again)")):
+        action = actions.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]}. Alertmanager comes "
+                                    "from the configuration of pgperf serve (alerts.alertmanager_urls) or "
+                                    "--alertmanager.url; without one the command refuses, unless --no-alertmanager.")
         action.add_argument("alert_id")
-        action.add_argument("--by", required=True, help="who acts (recorded)")
-        action.add_argument("--alertmanager.url", dest="alertmanager_url", help="Alertmanager base URL")
-        _config_flags(action)
+        action.add_argument("--by", help="who acts, recorded (default: the operating-system user)")
+        action.add_argument("--no-alertmanager", action="store_true", help=without)
+        _config_flags(action, alertmanager_flag=True)
 
     report = sub.add_parser("report", help="generate a performance report from the stored samples",
                             description="Build a report of one target over a window from the store, store it in "
@@ -140,13 +152,17 @@ def _flags(args: argparse.Namespace) -> tuple[dict[str, Any], dict[tuple[str | i
         "log_level": (("log_level",), "--log.level"),
         "sampling_interval": (("sampling_interval",), "--sampling-interval"),
         "listen_address": (("web", "listen_address"), "--web.listen-address"),
-        "alertmanager_url": (("alerts", "alertmanager_url"), "--alertmanager.url"),
         "web_config_file": (("web", "config_file"), "--web.config.file"),
     }
     for attr, (path, flag) in simple.items():
         value = getattr(args, attr, None)
         if value is not None:
             put(path, value, flag)
+    urls = getattr(args, "alertmanager_urls", None)
+    if urls:
+        # The flag names every Alertmanager: it replaces both forms of the lower layers.
+        put(("alerts", "alertmanager_urls"), urls, "--alertmanager.url")
+        put(("alerts", "alertmanager_url"), None, "--alertmanager.url")
     if getattr(args, "no_store", False):
         put(("store", "enabled"), False, "--no-store")
     for spec in collectors.REGISTRY:
@@ -275,6 +291,9 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
         _display_address(config.web.listen_address, server.port), config.profile, config.sampling_interval, targets,
         f"schema {config.store.schema_name} at {describe_dsn(config.store_dsn())}" if app.store else "off",
     )
+    if app.alert_service is not None and not config.alerts.alertmanagers:
+        log.info("no Alertmanager configured (alerts.alertmanager_urls): acknowledging an alert through the API "
+                 "records who and when but silences nothing, and alerts are not reconciled")
     while not stop.wait(0.5):
         if reload_requested.is_set():
             reload_requested.clear()
@@ -401,20 +420,50 @@ def cmd_check(config: Config) -> int:
     return run_check(config)
 
 
+def _who(given: str | None) -> str:
+    """Who acts: --by, else the operating-system user. Raises ValueError."""
+    if given is None:
+        try:
+            given = getpass.getuser()
+        except (KeyError, OSError):
+            raise ValueError("--by: who acts is required here (the operating-system user is unknown)") from None
+    if not given.strip() or len(given) > 100:
+        raise ValueError("--by: who acts, 1 to 100 characters")
+    return given.strip()
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
 def cmd_alerts(config: Config, args: argparse.Namespace) -> int:
     # Invalid usage is found before the store is reached, and exits 2 like argparse's errors.
+    by = ""
     try:
         since = parse_time(args.since, "--since") if args.action == "list" and args.since else None
-        if args.action != "list" and (not args.by.strip() or len(args.by) > 100):
-            raise ValueError("--by: who acts, 1 to 100 characters")
+        if args.action != "list":
+            by = _who(args.by)
+            if not config.alerts.alertmanagers and not args.no_alertmanager:
+                raise NoAlertmanager("acknowledge" if args.action == "ack" else "resolve")
     except ValueError as exc:
         print(f"pgperf alerts {args.action}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except NoAlertmanager as exc:
+        print(f"pgperf alerts {args.action}: {exc}; or pass --no-alertmanager to "
+              + ("record the acknowledgement in pgperf only (no silence: its notifications go on)"
+                 if args.action == "ack" else "record the resolution without asking Alertmanager"), file=sys.stderr)
         return EXIT_CONFIG
     try:
         client = open_store(config, f"alerts {args.action}")
     except CommandFailed as exc:
         print(exc, file=sys.stderr)
         return exc.status
+    if args.action != "list" and args.no_alertmanager:  # this command does not ask Alertmanager
+        config = config.model_copy(update={"alerts": config.alerts.model_copy(
+            update={"alertmanager_urls": (), "alertmanager_url": None})})
     service = AlertService(AlertStore(client), config)
     try:
         store_tables(client, f"alerts {args.action}")
@@ -430,10 +479,19 @@ def cmd_alerts(config: Config, args: argparse.Namespace) -> int:
                     print(f"{a.alert_id:16}  {a.status:12}  {a.severity:8}  {a.timestamp:%Y-%m-%d %H:%M:%S}  "
                           f"{a.metric[:28]:28}  {a.target or '-'}{'  by ' + who if who else ''}")
             return 0
-        action = service.acknowledge if args.action == "ack" else service.resolve
-        alert = action(args.alert_id, args.by.strip(), cli_actor())
-        print(f"alert {alert.alert_id} ({alert.metric}) is {alert.status}"
-              + (f"; silence {alert.silence_id} in Alertmanager" if args.action == "ack" and alert.silence_id else ""))
+        if args.action == "ack":
+            alert = service.acknowledge(args.alert_id, by, cli_actor(), require_alertmanager=not args.no_alertmanager)
+            how = (f"silenced in Alertmanager by silence {alert.silence_id} for "
+                   f"{_duration(config.alerts.silence_duration)}" if alert.silence_id
+                   else "in pgperf only: no silence, its notifications go on" if args.no_alertmanager
+                   else "no silence: the alert has no labels to match")
+        else:
+            before = service.store.get(args.alert_id)
+            alert = service.resolve(args.alert_id, by, cli_actor(), require_alertmanager=not args.no_alertmanager)
+            how = ("without asking Alertmanager" if args.no_alertmanager
+                   else f"silence {before.silence_id} expired" if before.silence_id and before.status != "resolved"
+                   else "Alertmanager no longer holds it")
+        print(f"alert {alert.alert_id} ({alert.metric}) is {alert.status} by {by}: {how}")
         return 0
     except (AlertNotFound, InvalidTransition, AlertmanagerError, StoreUnavailable) as exc:
         print(f"pgperf alerts {args.action}: {exc}", file=sys.stderr)
