@@ -253,12 +253,13 @@ class Alerts(Model):
     """The alert lifecycle: where Alertmanager is (silences on acknowledge, reconciliation)."""
 
     #: Alertmanager base URLs, tried in this order: the members of one gossip cluster (an
-    #: HA pair), e.g. [http://alertmanager-1:9093, http://alertmanager-2:9093]. A silence is
-    #: created on the first that answers and reaches the others through the cluster. None:
-    #: acknowledging records who and when but creates no silence, and nothing is reconciled.
+    #: HA pair), e.g. [http://alertmanager-1:9093, http://alertmanager-2:9093]; the flag
+    #: --alertmanager.url URL, once per member. A silence is created on the first that
+    #: answers and reaches the others through the cluster. None: the API's acknowledging
+    #: records who and when but creates no silence (the command line refuses), and nothing
+    #: is reconciled.
     alertmanager_urls: CommaList = ()
-    #: One Alertmanager: the one-element case of ``alertmanager_urls`` (--alertmanager.url);
-    #: set one of the two.
+    #: One Alertmanager: the one-element case of ``alertmanager_urls``; set one of the two.
     alertmanager_url: str | None = None
     silence_duration: Duration = 86400.0
     #: How often open alerts are compared with Alertmanager's (a silenced alert gets no
@@ -289,7 +290,7 @@ class Alerts(Model):
         if self.alertmanager_url and self.alertmanager_urls:
             raise ValueError("alertmanager_url and alertmanager_urls are both set: list every Alertmanager in "
                              "alertmanager_urls (PGPERF_ALERTS_ALERTMANAGER_URLS, comma-separated) and remove "
-                             "alertmanager_url (PGPERF_ALERTS_ALERTMANAGER_URL, --alertmanager.url)")
+                             "alertmanager_url (PGPERF_ALERTS_ALERTMANAGER_URL)")
         return self
 
     @property
