@@ -299,3 +299,20 @@ def test_a_store_without_pgperf_tables_is_said(pg_cluster: Cluster) -> None:
                "with PGPERF_STORE_SCHEMA" in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
     assert pg_cluster.execute(f"SELECT to_regnamespace('{schema}')") == [(None,)]  # nothing created by a read
+
+
+def test_the_alertmanager_flag_names_every_member(tmp_path: Any, monkeypatch: Any) -> None:
+    """serve and the alert commands take the same --alertmanager.url, once per member of the
+    cluster; given, it replaces the file's Alertmanager (either form)."""
+    from pgperf.cli import build_parser, load
+
+    for name in [k for k in os.environ if k.startswith("PGPERF_")]:
+        monkeypatch.delenv(name)
+    cfg = tmp_path / "pgperf.yaml"
+    cfg.write_text("dsn: host=db1\nalerts:\n  alertmanager_url: http://old:9093\n")
+    flags = ["--config", str(cfg), "--alertmanager.url", "http://am-1:9093", "--alertmanager.url", "http://am-2:9093"]
+    for command in (["serve"], ["alerts", "ack", "0123"], ["alerts", "resolve", "0123"]):
+        config = load(build_parser().parse_args([*command, *flags]))
+        assert config.alerts.alertmanagers == ("http://am-1:9093", "http://am-2:9093"), command
+        assert load(build_parser().parse_args([*command, "--config", str(cfg)])).alerts.alertmanagers == (
+            "http://old:9093",)
