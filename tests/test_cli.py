@@ -246,9 +246,10 @@ def test_closed_standard_output_ends_quietly(pg_cluster: Cluster) -> None:
 
 # -- commands that need the store --------------------------------------------------------
 
-STORE_COMMANDS = (["alerts", "list"], ["alerts", "ack", "0123456789abcdef", "--by", "dba"],
-                  ["alerts", "resolve", "0123456789abcdef", "--by", "dba"], ["report", "--period", "daily"],
-                  ["migrate"])
+# (Without --no-alertmanager, ack and resolve would first say that no Alertmanager is configured.)
+STORE_COMMANDS = (["alerts", "list"], ["alerts", "ack", "0123456789abcdef", "--by", "dba", "--no-alertmanager"],
+                  ["alerts", "resolve", "0123456789abcdef", "--by", "dba", "--no-alertmanager"],
+                  ["report", "--period", "daily"], ["migrate"])
 
 
 def test_commands_without_a_store_say_how_to_name_one(tmp_path: Any) -> None:
@@ -292,7 +293,8 @@ def test_a_store_without_pgperf_tables_is_said(pg_cluster: Cluster) -> None:
     commands say so and how to name the schema, instead of a traceback."""
     schema = "cli_no_tables"
     pg_cluster.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-    for args in (["list"], ["ack", "0123456789abcdef", "--by", "dba"], ["resolve", "0123456789abcdef", "--by", "dba"]):
+    for args in (["list"], ["ack", "0123456789abcdef", "--by", "dba", "--no-alertmanager"],
+                 ["resolve", "0123456789abcdef", "--alertmanager.url", "http://127.0.0.1:9"]):
         proc = _pgperf("alerts", *args, "--dsn", pg_cluster.dsn(), schema=schema)
         assert proc.returncode == 1, (args, proc.stderr)
         assert f"has no pgperf tables in schema '{schema}'. Is it the store pgperf serve writes to? Name the schema " \
