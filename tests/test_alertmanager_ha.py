@@ -253,9 +253,18 @@ def test_acknowledge_with_the_first_alertmanager_stopped(pg_cluster: Cluster, ha
                                     " WHERE metric = 'PgperfPairB'")
         assert row == ("acknowledged", "oncall", silence_b)
 
-        # Resolving by hand expires A's silence through the member that answers.
-        response = requests.post(f"{exporter.url}/api/v1/alerts/{alert_ids['PgperfPairA']}/resolve",
+        # Resolving by hand is refused while an Alertmanager that answers still holds A:
+        # Prometheus still fires it.
+        def resolve_a() -> requests.Response:
+            return requests.post(f"{exporter.url}/api/v1/alerts/{alert_ids['PgperfPairA']}/resolve",
                                  json={"by": "oncall"}, headers=auth(), timeout=30)
+
+        response = resolve_a()
+        assert response.status_code == 409 and "is still firing" in response.json()["error"], response.text
+        # Once it has ended, resolving expires A's silence on every member that answers (the
+        # stopped one catches up through the cluster, below).
+        second.post_alerts([am_alert("PgperfPairA", ended=True)])
+        response = resolve_a()
         assert response.status_code == 200, response.text
         assert second.silence(silence_a)["status"]["state"] == "expired"  # type: ignore[index]
 
@@ -342,3 +351,49 @@ def test_one_member_keeps_its_own_error() -> None:
         Alertmanagers([url], timeout=1).alerts()
     assert str(info.value) == f"Alertmanager at {url} unreachable: ConnectionError"
 
+
+
+@pytest.mark.bundle
+def test_resolving_expires_the_silence_on_every_alertmanager(pg_cluster: Cluster, ha_schema: str, tmp_path: Path,
+                                                             bundle_dir: Path) -> None:
+    """Two Alertmanagers that are not one cluster: the silence made when acknowledging is on
+    the first only. With the first down, the second answers without it, which does not
+    show that the silence is gone (it would hold back the alert's next episode for the
+    rest of silence_duration): resolving is refused, nothing recorded. With the first back,
+    resolving expires the silence there."""
+    members = []
+    for i in (1, 2):
+        (bundle_dir / f"apart-{i}").mkdir()
+        members.append(Member(bundle_dir / f"apart-{i}"))  # no peers: two clusters of one
+    first, second = members
+    config = ha_config(pg_cluster, ha_schema, tmp_path, [first.url, second.url], request_timeout=1)
+    client = StoreClient(config)
+    client.migrate()
+    service = AlertService(AlertStore(client), config)
+    try:
+        for member in members:
+            member.start()
+            member.post_alerts([am_alert("PgperfApart")])
+        service.reconcile(now=0)
+        ((alert_id,),) = pg_cluster.execute(f"SELECT alert_id FROM {ha_schema}.performance_alerts")
+        silence_id = service.acknowledge(alert_id, "oncall").silence_id
+        assert silence_id and first.silence(silence_id)["status"]["state"] == "active"  # type: ignore[index]
+        assert second.silence(silence_id) is None
+
+        for member in members:
+            member.post_alerts([am_alert("PgperfApart", ended=True)])
+        first.stop()
+        with pytest.raises(AlertmanagerError) as info:
+            service.resolve(alert_id, "oncall")
+        assert f"silence {silence_id} may still be active: no Alertmanager that answered has it" in str(info.value)
+        assert f"Alertmanager at {first.url} unreachable" in str(info.value)
+        assert pg_cluster.execute(f"SELECT status FROM {ha_schema}.performance_alerts") == [("acknowledged",)]
+
+        first.start()
+        assert service.resolve(alert_id, "oncall").status == "resolved"
+        assert first.silence(silence_id)["status"]["state"] == "expired"  # type: ignore[index]
+    finally:
+        service.stop()
+        client.close()
+        for member in members:
+            member.stop()

@@ -140,6 +140,41 @@ def test_webhook_records_the_lifecycle(pg_cluster: Cluster, alerts_schema: str, 
                              timeout=5).status_code == 404
 
 
+def test_an_alert_resolved_by_hand_reopens_when_alertmanager_notifies_it_again(
+        pg_cluster: Cluster, alerts_schema: str, tmp_path: Path) -> None:
+    """Without an Alertmanager to ask, a resolution by hand is recorded as given; when
+    Alertmanager notifies the same episode again (Prometheus still fires it), pgperf
+    reopens it rather than say "resolved" against Prometheus's "firing". An automatic
+    resolution (by alertmanager) is not reopened by a late notification."""
+    with running_exporter(exporter_config(pg_cluster, alerts_schema, tmp_path)) as exporter:
+        fired: list[Any] = []
+        exporter.monitor.on("alert", fired.append)
+        url = exporter.url + "/api/v1/alerts/webhook"
+        wait_until(lambda: exporter.monitor.store and exporter.monitor.store.up, message="store up")
+        assert requests.post(url, json=payload(), headers=auth(), timeout=5).status_code == 200
+        (row,) = rows(pg_cluster, alerts_schema)
+        ack = requests.post(f"{exporter.url}/api/v1/alerts/{row[0]}/ack", json={"by": "alice"}, headers=auth(),
+                            timeout=5)
+        assert ack.status_code == 200
+        resolved = requests.post(f"{exporter.url}/api/v1/alerts/{row[0]}/resolve", json={"by": "bob"},
+                                 headers=auth(), timeout=5)
+        assert resolved.status_code == 200 and resolved.json()["resolved_by"] == "bob"
+
+        assert requests.post(url, json=payload(), headers=auth(), timeout=5).status_code == 200
+        (row,) = rows(pg_cluster, alerts_schema)
+        assert (row[1], row[7], row[8]) == ("firing", None, None)
+        assert [a.alert_id for a in fired] == [row[0], row[0]]  # fired, then reopened
+        audit = requests.get(exporter.url + "/api/v1/audit", headers=auth(), timeout=5).json()["entries"]
+        assert [(e["action"], e["actor"]) for e in audit][:3] == [("reopen", "alertmanager"), ("resolve", "operator"),
+                                                                  ("acknowledge", "operator")]
+        assert audit[0]["detail"] == {"resolved_by": "bob", "reason": "Alertmanager still notifies it as firing"}
+
+        assert requests.post(url, json=payload("resolved"), headers=auth(), timeout=5).status_code == 200
+        assert requests.post(url, json=payload(), headers=auth(), timeout=5).status_code == 200
+        (row,) = rows(pg_cluster, alerts_schema)
+        assert (row[1], row[8]) == ("resolved", "alertmanager")
+
+
 def test_webhook_rejects_bad_input_without_500(pg_cluster: Cluster, alerts_schema: str, tmp_path: Path) -> None:
     config = exporter_config(pg_cluster, alerts_schema, tmp_path)
     with running_exporter(config) as exporter:
@@ -270,9 +305,12 @@ def test_acknowledge_with_alertmanager_down_records_nothing(pg_cluster: Cluster,
         assert "unreachable" in response.json()["error"] and "nothing was recorded" in response.json()["error"]
         (after,) = rows(pg_cluster, alerts_schema)
         assert after == row  # still firing, no acknowledgment half-recorded
+        # Nor a resolution: whether Prometheus still fires the alert cannot be asked.
         resolved = requests.post(f"{exporter.url}/api/v1/alerts/{row[0]}/resolve", json={"by": "alice"},
                                  headers=auth(), timeout=10)
-        assert resolved.status_code == 200 and resolved.json()["resolved_by"] == "alice"
+        assert resolved.status_code == 502, resolved.text
+        assert "unreachable" in resolved.json()["error"] and "nothing was recorded" in resolved.json()["error"]
+        assert rows(pg_cluster, alerts_schema) == [row]
 
 
 def test_alerts_cli(pg_cluster: Cluster, alerts_schema: str, tmp_path: Path) -> None:
@@ -292,13 +330,22 @@ def test_alerts_cli(pg_cluster: Cluster, alerts_schema: str, tmp_path: Path) -> 
     assert listed.returncode == 0 and row[0] in listed.stdout and "PgperfSlowQueries" in listed.stdout
     as_json = json.loads(cli("list", "--json").stdout)
     assert as_json[0]["alert_id"] == row[0]
-    acked = cli("ack", row[0], "--by", "carol")
-    assert acked.returncode == 0 and "acknowledged" in acked.stdout
-    resolved = cli("resolve", row[0], "--by", "carol")
-    assert resolved.returncode == 0 and "resolved" in resolved.stdout
-    again = cli("ack", row[0], "--by", "carol")
+    # No Alertmanager configured: said, with the fix, and nothing recorded.
+    for action in ("ack", "resolve"):
+        refused = cli(action, row[0], "--by", "carol")
+        assert refused.returncode == 2, refused.stderr
+        assert "no Alertmanager is configured" in refused.stderr and "alerts.alertmanager_urls" in refused.stderr
+        assert "--no-alertmanager" in refused.stderr and "Traceback" not in refused.stderr
+    assert rows(pg_cluster, alerts_schema) == [row]
+    acked = cli("ack", row[0], "--by", "carol", "--no-alertmanager")
+    assert acked.returncode == 0, acked.stderr
+    assert acked.stdout.strip() == (f"alert {row[0]} (PgperfSlowQueries) is acknowledged by carol: in pgperf only: "
+                                    "no silence, its notifications go on")
+    resolved = cli("resolve", row[0], "--by", "carol", "--no-alertmanager")
+    assert resolved.returncode == 0 and "resolved by carol: without asking Alertmanager" in resolved.stdout
+    again = cli("ack", row[0], "--by", "carol", "--no-alertmanager")
     assert again.returncode == 1 and "cannot be acknowledged" in again.stderr
-    assert cli("resolve", "missing-id", "--by", "x").returncode == 1
+    assert cli("resolve", "missing-id", "--by", "x", "--no-alertmanager").returncode == 1
     final = rows(pg_cluster, alerts_schema)[0]
     assert final[1] == "resolved" and final[7] == "carol" and final[8] == "carol"
 

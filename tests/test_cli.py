@@ -242,3 +242,79 @@ def test_closed_standard_output_ends_quietly(pg_cluster: Cluster) -> None:
                           stderr=subprocess.PIPE, text=True, env=_env()) as shell:
         _, stderr = shell.communicate(timeout=60)
     assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+
+
+# -- commands that need the store --------------------------------------------------------
+
+# (Without --no-alertmanager, ack and resolve would first say that no Alertmanager is configured.)
+STORE_COMMANDS = (["alerts", "list"], ["alerts", "ack", "0123456789abcdef", "--by", "dba", "--no-alertmanager"],
+                  ["alerts", "resolve", "0123456789abcdef", "--by", "dba", "--no-alertmanager"],
+                  ["report", "--period", "daily"], ["migrate"])
+
+
+def test_commands_without_a_store_say_how_to_name_one(tmp_path: Any) -> None:
+    """Nothing names a store (no --dsn, --store-dsn, PGPERF_* or PG* variable) and libpq's
+    default socket has no server: each command that needs the store fails at once with the
+    settings that name one, exit status 2, instead of three connection-pool warnings and
+    "store unreachable" after six seconds."""
+    assert not os.path.exists("/var/run/postgresql/.s.PGSQL.5432"), \
+        "this test needs no PostgreSQL on libpq's default socket (that would be a store)"
+    for args in STORE_COMMANDS:
+        started = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "pgperf", *args], capture_output=True, text=True, env=_env(),
+                              timeout=60, cwd=tmp_path)
+        took = time.monotonic() - started
+        assert proc.returncode == 2, (args, proc.returncode, proc.stderr)
+        command = " ".join(args[:2] if args[0] == "alerts" else args[:1])
+        assert proc.stderr.startswith(f"pgperf {command}: no store is configured: set the store with --store-dsn "
+                                      "DSN (PGPERF_STORE_DSN, store.dsn) or, when the samples are stored in the "
+                                      "monitored database, --dsn DSN (PGPERF_DSN, DATA_SOURCE_NAME, dsn)"), proc.stderr
+        assert "error connecting in" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        print(f"pgperf {' '.join(args)}: refused in {took:.2f}s")
+
+
+def test_an_unreachable_store_is_said_once(tmp_path: Any) -> None:
+    """A store that is named but down: one line (no pool retries), exit status 1, which
+    setting names it and how to set another."""
+    for args in STORE_COMMANDS:
+        proc = subprocess.run([sys.executable, "-m", "pgperf", *args, "--store-dsn",
+                               f"postgresql://pgperf:hunter2@127.0.0.1:{free_port()}/perf"],
+                              capture_output=True, text=True, env=_env(), timeout=60)
+        assert proc.returncode == 1, (args, proc.returncode, proc.stderr)
+        assert "unreachable (connection_refused)" in proc.stderr, proc.stderr
+        assert "The store is named by store.dsn: check that it is up, or set the store with --store-dsn" \
+            in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and "hunter2" not in proc.stderr, proc.stderr
+
+
+def test_a_store_without_pgperf_tables_is_said(pg_cluster: Cluster) -> None:
+    """The right server but the wrong schema (or a store serve never wrote to): the alert
+    commands say so and how to name the schema, instead of a traceback."""
+    schema = "cli_no_tables"
+    pg_cluster.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    for args in (["list"], ["ack", "0123456789abcdef", "--by", "dba", "--no-alertmanager"],
+                 ["resolve", "0123456789abcdef", "--alertmanager.url", "http://127.0.0.1:9"]):
+        proc = _pgperf("alerts", *args, "--dsn", pg_cluster.dsn(), schema=schema)
+        assert proc.returncode == 1, (args, proc.stderr)
+        assert f"has no pgperf tables in schema '{schema}'. Is it the store pgperf serve writes to? Name the schema " \
+               "with PGPERF_STORE_SCHEMA" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert pg_cluster.execute(f"SELECT to_regnamespace('{schema}')") == [(None,)]  # nothing created by a read
+
+
+def test_the_alertmanager_flag_names_every_member(tmp_path: Any, monkeypatch: Any) -> None:
+    """serve and the alert commands take the same --alertmanager.url, once per member of the
+    cluster; given, it replaces the file's Alertmanager (either form)."""
+    from pgperf.cli import build_parser, load
+
+    for name in [k for k in os.environ if k.startswith("PGPERF_")]:
+        monkeypatch.delenv(name)
+    cfg = tmp_path / "pgperf.yaml"
+    cfg.write_text("dsn: host=db1\nalerts:\n  alertmanager_url: http://old:9093\n")
+    flags = ["--config", str(cfg), "--alertmanager.url", "http://am-1:9093", "--alertmanager.url", "http://am-2:9093"]
+    for command in (["serve"], ["alerts", "ack", "0123"], ["alerts", "resolve", "0123"]):
+        config = load(build_parser().parse_args([*command, *flags]))
+        assert config.alerts.alertmanagers == ("http://am-1:9093", "http://am-2:9093"), command
+        assert load(build_parser().parse_args([*command, "--config", str(cfg)])).alerts.alertmanagers == (
+            "http://old:9093",)

@@ -155,8 +155,35 @@ def test_missing_file_and_bad_profile(tmp_path: Path) -> None:
 
 
 def test_cross_field_rules() -> None:
-    with pytest.raises(ConfigError, match="connection_utilization_warning_percent must be below"):
+    with pytest.raises(ConfigError, match=r"connection_utilization_warning_percent \(99\) must be below"):
         load_config(env={"PGPERF_THRESHOLDS_CONNECTION_UTILIZATION_WARNING_PERCENT": "99"})
+
+
+@pytest.mark.parametrize(("env", "where"), [
+    # The input hypothesis found (tests/test_fuzz.py::test_environment_gives_config_or_clear_error):
+    # the critical level set below the profile's warning level was said to come from "environment".
+    ({"PGPERF_THRESHOLDS_CONNECTION_UTILIZATION_CRITICAL_PERCENT": "0"},
+     "environment variable PGPERF_THRESHOLDS_CONNECTION_UTILIZATION_CRITICAL_PERCENT and profile production: "
+     "thresholds: connection_utilization_warning_percent (80) must be below connection_utilization_critical_percent (0)"),
+    ({"PGPERF_ALERTS_ALERTMANAGER_URL": "http://a:9093", "PGPERF_ALERTS_ALERTMANAGER_URLS": "http://b:9093"},
+     "environment variable PGPERF_ALERTS_ALERTMANAGER_URL and environment variable PGPERF_ALERTS_ALERTMANAGER_URLS: "
+     "alerts: alertmanager_url and alertmanager_urls are both set"),
+])
+def test_a_section_problem_names_the_variables_it_comes_from(env: dict[str, str], where: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(env=env)
+    (problem,) = info.value.problems
+    assert problem.startswith(where), problem
+
+
+def test_a_section_problem_in_a_file_names_its_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "pgperf.yaml"
+    cfg.write_text("profile: production\nthresholds:\n  connection_utilization_critical_percent: 50\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(config_file=str(cfg), env={"PGPERF_THRESHOLDS_CONNECTION_UTILIZATION_WARNING_PERCENT": "60"})
+    (problem,) = info.value.problems
+    assert problem.startswith(f"environment variable PGPERF_THRESHOLDS_CONNECTION_UTILIZATION_WARNING_PERCENT and "
+                              f"{cfg}:2 and profile production: thresholds: "), problem
 
 
 def test_configuration_is_frozen() -> None:
@@ -262,3 +289,29 @@ def test_target_name_follows_libpq_environment(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("PGDATABASE", "app")
     assert load_config(env={}).resolved_targets()[0].name == "db.internal:6543/app"
     assert load_config(env={}, flags={"dsn": "host=other dbname=x"}).resolved_targets()[0].name == "other:6543/x"
+
+
+@pytest.mark.parametrize("dsn", ["postgresql://u@db1/my%20app", "host=db1 dbname='<app>'", "host=db1 dbname=a" + "b" * 130])
+def test_a_dsn_whose_database_makes_no_target_name_is_a_configuration_error(dsn: str) -> None:
+    """No target_name: the target is named host:port/dbname, and a database name with a space
+    or a '<' is no valid target name. Said at load time, with the setting to use, not as a
+    pydantic ValidationError from wherever the targets are first asked for."""
+    with pytest.raises(ConfigError) as info:
+        load_config(env={"PGPERF_DSN": dsn, "PGPASSWORD": "x"})
+    (problem,) = info.value.problems
+    assert problem.startswith("environment variable PGPERF_DSN: dsn: the target is named after its DSN's host, port "
+                              "and database"), problem
+    assert "set target_name (PGPERF_TARGET_NAME)" in problem
+    named = load_config(env={"PGPERF_DSN": dsn, "PGPERF_TARGET_NAME": "app"})
+    assert [t.name for t in named.resolved_targets()] == ["app"]
+    proc = subprocess.run([sys.executable, "-m", "pgperf", "check", "--dsn", dsn], capture_output=True, text=True,
+                          timeout=60, env={k: v for k, v in os.environ.items() if not k.startswith(("PGPERF_", "PG"))})
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "set target_name (PGPERF_TARGET_NAME)" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_database_name_from_the_libpq_environment_is_checked_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGDATABASE", "my app")
+    with pytest.raises(ConfigError) as info:
+        load_config(env={})
+    assert info.value.problems[0].startswith("libpq environment variables (PGHOST, PGPORT, PGDATABASE, PGUSER): dsn: ")

@@ -15,6 +15,7 @@ import base64
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +198,20 @@ def test_an_alert_arrives_live_is_acknowledged_and_resolved(stack: Stack) -> Non
 
     stack.page(f"/alerts/{alert_id}")
     assert b.text("[data-field=silence-state]") == "active"
+    # Prometheus (here: the test) still fires it: resolving by hand is refused, and says why.
+    b.find("button[data-action=resolve]").click()
+    b.wait(lambda: b.find_all("#refused"), message="the refusal of a still-firing alert")
+    assert "Prometheus still fires this alert" in b.text("#refused")
+    b.screenshot("alert-still-firing")
+    assert stack.api(f"/api/v1/alerts/{alert_id}")["status"] == "acknowledged"
+    # The condition clears: Alertmanager holds the alert no more, and resolving by hand works.
+    ended = _am_alert("PgperfBrowserProbe")
+    ended["endsAt"] = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+    post_alerts(stack.am, [ended])
+    wait_until(lambda: not [a for a in requests.get(f"{stack.am.url}/api/v2/alerts", timeout=5).json()
+                            if a["labels"].get("alertname") == "PgperfBrowserProbe"],
+               timeout=30, message="the alert gone from Alertmanager")
+    stack.page(f"/alerts/{alert_id}")
     b.find("button[data-action=resolve]").click()
     b.wait(lambda: b.text("[data-field=status]") == "resolved", message="resolved")
     assert requests.get(f"{stack.am.url}/api/v2/silence/{silence_id}", timeout=5).json()["status"]["state"] == "expired"

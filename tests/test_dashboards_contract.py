@@ -462,14 +462,24 @@ def _wait_for_data(stack: Stack, workload: Workload) -> None:
     stack.queryid = wait_until(statement, timeout=30, interval=0.5, message="pgbench's UPDATE in the store and Prometheus")
 
     # An alert through Alertmanager to pgperf's webhook (PgperfServerRestarted fires right
-    # away on a new server), acknowledged and resolved through pgperf's API.
+    # away on a new server), acknowledged through pgperf's API. Prometheus still fires it, so
+    # resolving it by hand is refused; its resolution comes as Alertmanager sends one.
     rows = wait_until(lambda: stack.cluster.execute("SELECT alert_id FROM pgperf.performance_alerts ORDER BY timestamp"),
                       timeout=60, interval=0.5, message="an alert recorded by pgperf's webhook")
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    for action in ("ack", "resolve"):
-        response = requests.post(f"{stack.single.url}/api/v1/alerts/{rows[0][0]}/{action}", json={"by": "contract"},
-                                 headers=headers, timeout=10)
-        assert response.status_code == 200, response.text
+    alert_url = f"{stack.single.url}/api/v1/alerts/{rows[0][0]}"
+    response = requests.post(alert_url + "/ack", json={"by": "contract"}, headers=headers, timeout=10)
+    assert response.status_code == 200, response.text
+    response = requests.post(alert_url + "/resolve", json={"by": "contract"}, headers=headers, timeout=10)
+    assert response.status_code == 409 and "still firing" in response.text, response.text
+    ((labels, starts_at, fingerprint),) = stack.cluster.execute(
+        "SELECT labels, starts_at, fingerprint FROM pgperf.performance_alerts WHERE alert_id = %s", params=(rows[0][0],))
+    resolved = {"status": "resolved", "labels": labels, "annotations": {}, "fingerprint": fingerprint,
+                "startsAt": starts_at.astimezone(UTC).isoformat(), "endsAt": datetime.now(UTC).isoformat()}
+    response = requests.post(f"{stack.single.url}/api/v1/alerts/webhook", headers=headers, timeout=10,
+                             json={"version": "4", "status": "resolved", "alerts": [resolved]})
+    assert response.status_code == 200, response.text
+    assert requests.get(alert_url, headers=headers, timeout=10).json()["status"] == "resolved"
     # A report row, as the report service stores it (reports are built on another branch
     # of the store; the table is the migration's).
     stack.cluster.execute(

@@ -11,6 +11,9 @@ reconciliation every half second.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -198,3 +201,87 @@ def test_alerts_of_two_targets_land_on_their_own(pg_cluster: Cluster, make_clust
             counted = {m["metric"]: m["count"] for m in alerts["by_metric"]}
             # Its own alerts (a new episode may be recorded meanwhile), not the other's.
             assert before <= counted.get("PgperfSlowQueries", 0) <= after, (target, alerts, rows())
+
+
+def _cli(*args: str, config: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pgperf", "alerts", *args, "--config", str(config)],
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_resolving_by_hand_agrees_with_prometheus(pg_cluster: Cluster, tmp_path: Path, alertmanager_factory: Any,
+                                                  prometheus_factory: Any) -> None:
+    """What resolving means for an alert Prometheus still fires, from the command line with
+    serve's configuration (the same file and PGPERF_* variables): refused, saying why and
+    what to do, so that pgperf never says "resolved" while Prometheus says "firing".
+    Acknowledging (--by: the operating-system user) silences it; once Prometheus stops
+    firing it, resolving expires the silence, and the alert's next episode notifies again
+    and is recorded firing."""
+    schema = "e2e_resolve"
+    pg_cluster.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    port = free_port()
+    config_file = tmp_path / "pgperf.yaml"
+
+    def config_for(alertmanager_url: str) -> Config:
+        # resolve_after: long, so that the reconciler does not resolve the silenced alert
+        # before the operator does.
+        config_file.write_text(f"store:\n  schema: {schema}\nalerts:\n  alertmanager_urls: [{alertmanager_url}]\n")
+        return make_config(pg_cluster.dsn(), sampling_interval=1, api={"token": TOKEN},
+                           store={"enabled": True, "schema": schema, "spool_dir": str(tmp_path / "spool")},
+                           alerts={"alertmanager_url": alertmanager_url, "reconcile_interval": "500ms",
+                                   "resolve_after": "10m"})
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PGPERF_", "PG"))}
+    env.update(PGPERF_DSN=pg_cluster.dsn(), PGPERF_PROFILE="development", LOGNAME="dba-on-call", USER="dba-on-call")
+    rows = alert_rows(pg_cluster, schema)
+
+    def state(alert_id: str) -> tuple[Any, ...]:
+        return tuple(pg_cluster.execute(f"SELECT status, acknowledged_by, resolved_by, silence_id FROM "
+                                        f"{schema}.performance_alerts WHERE alert_id = %s", params=(alert_id,))[0])
+
+    with pgperf_with_alerting(config_for, port, alertmanager_factory, prometheus_factory,
+                              tmp_path) as (_, am, prom):
+        def in_prometheus() -> list[dict[str, Any]]:
+            alerts = requests.get(prom.url + "/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+            return [a for a in alerts if a["labels"]["alertname"] == "PgperfSlowQueries" and a["state"] == "firing"]
+
+        def in_alertmanager() -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = requests.get(f"{am.url}/api/v2/alerts", timeout=5,
+                                                       params={"filter": 'alertname="PgperfSlowQueries"'}).json()
+            return found
+
+        with slow_workload(pg_cluster) as stop:
+            (alert_id, *_), = wait_until(rows, timeout=60, interval=0.2, message="PgperfSlowQueries recorded")
+            refused = _cli("resolve", alert_id, config=config_file, env=env)
+            assert refused.returncode == 1, (refused.stdout, refused.stderr)
+            assert f"alert {alert_id} (PgperfSlowQueries) is still firing: Prometheus still finds its condition " \
+                   "true" in refused.stderr and "acknowledge it to silence its notifications" in refused.stderr
+            assert state(alert_id)[0] == "firing" and in_prometheus()
+
+            acked = _cli("ack", alert_id, config=config_file, env=env)
+            assert acked.returncode == 0, acked.stderr
+            status, by, _, silence_id = state(alert_id)
+            assert (status, by) == ("acknowledged", "dba-on-call") and silence_id
+            assert f"silenced in Alertmanager by silence {silence_id} for 1d" in acked.stdout
+            silence = requests.get(f"{am.url}/api/v2/silence/{silence_id}", timeout=5).json()
+            assert silence["status"]["state"] == "active" and silence["createdBy"] == "dba-on-call"
+            again = _cli("resolve", alert_id, config=config_file, env=env)
+            assert again.returncode == 1 and "silenced by its acknowledgement" in again.stderr, again.stderr
+            stop.set()
+
+        wait_until(lambda: not in_prometheus() and not in_alertmanager(), timeout=60, interval=0.2,
+                   message="Prometheus to stop firing PgperfSlowQueries and Alertmanager to drop it")
+        resolved = _cli("resolve", alert_id, config=config_file, env=env)
+        assert resolved.returncode == 0, resolved.stderr
+        assert resolved.stdout.strip() == (f"alert {alert_id} (PgperfSlowQueries) is resolved by dba-on-call: "
+                                           f"silence {silence_id} expired")
+        assert state(alert_id) == ("resolved", "dba-on-call", "dba-on-call", silence_id)
+        silence = requests.get(f"{am.url}/api/v2/silence/{silence_id}", timeout=5).json()
+        assert silence["status"]["state"] == "expired"
+
+        # The next episode: the same labels, no longer silenced.
+        with slow_workload(pg_cluster):
+            new = wait_until(lambda: [r for r in rows() if r[0] != alert_id and r[1] == "firing"], timeout=60,
+                             interval=0.2, message="the next episode of PgperfSlowQueries recorded")
+            current = in_alertmanager()
+            assert current and all(a["status"]["state"] == "active" for a in current), current
+        assert state(alert_id)[0] == "resolved" and len(new) == 1

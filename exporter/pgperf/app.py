@@ -44,6 +44,7 @@ from .reports.scheduler import ReportScheduler
 from .reports.service import ReportService
 from .sampling import Sampler, Snapshot
 from .store import BatchBuilder, SampleBatch, StoreClient, StoreUnavailable, StoreWriter
+from .store.target_settings import SettingsRecorder
 
 __all__ = ["EVENTS", "RESTART_KEYS", "App", "ConfigSource", "Events", "ReloadRejected"]
 
@@ -113,7 +114,10 @@ class App:
         self.alert_service: AlertService | None = None
         self.reports: ReportService | None = None
         self.scheduler: ReportScheduler | None = None
+        #: Records the thresholds the targets are sampled with, for their reports.
+        self.settings_recorder: SettingsRecorder | None = None
         if self.client is not None:
+            self.settings_recorder = SettingsRecorder(self.client)
             self.alert_service = AlertService(AlertStore(self.client), config, emit=self.events.emit)
             self.reports = ReportService(config, self.client)
             self.scheduler = ReportScheduler(config, self.reports)
@@ -133,6 +137,9 @@ class App:
             return
         if self.store is not None:
             self.store.start()
+        if self.settings_recorder is not None:
+            self.settings_recorder.note(self.config)
+            self.settings_recorder.start()
         self.sampler.start()
         self.insight.start()
         if self.alert_service is not None:
@@ -148,6 +155,8 @@ class App:
         if self.scheduler is not None:
             self.scheduler.stop(timeout)
         self.insight.stop(timeout)
+        if self.settings_recorder is not None:
+            self.settings_recorder.stop()
         self.sampler.stop(timeout)
         if self.store is not None:
             self.store.stop(timeout)
@@ -243,6 +252,8 @@ class App:
             self.alert_service.apply_config(config)
         if self.reports is not None:
             self.reports.apply_config(config)
+        if self.settings_recorder is not None and self._started:
+            self.settings_recorder.note(config)  # a row only if the thresholds changed
         if self.scheduler is not None:
             self.scheduler.apply_config(config)
         if self._web is not None:

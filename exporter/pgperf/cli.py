@@ -7,6 +7,7 @@ for a command killed by SIGPIPE) when the reader of standard output went away.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ from . import collectors, logs
 from ._version import __version__
 from .alerts import AlertNotFound, AlertStore, InvalidTransition
 from .alerts.alertmanager import AlertmanagerError
-from .alerts.service import AlertService
+from .alerts.service import AlertService, NoAlertmanager
 from .app import App, ConfigSource, ReloadRejected
 from .audit import Actor, cli_actor
 from .check import run_check
@@ -37,7 +38,7 @@ from .redact import RedactingFilter, redact
 from .reports import ReportService, render
 from .reports.service import check_target
 from .store import SpoolLocked, StoreClient, StoreUnavailable
-from .store.schema import MIGRATIONS
+from .store.schema import MIGRATIONS, schema_version
 
 log = logging.getLogger("pgperf")
 
@@ -52,7 +53,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_CONFIG, f"{self.prog}: error: {message}\n")
 
 
-def _config_flags(parser: argparse.ArgumentParser, *, collectors_flags: bool = False) -> None:
+def _config_flags(parser: argparse.ArgumentParser, *, collectors_flags: bool = False,
+                  alertmanager_flag: bool = False) -> None:
     g = parser.add_argument_group("configuration (flag > PGPERF_* environment > file > profile)")
     g.add_argument("--config", metavar="FILE", help="YAML configuration file (or PGPERF_CONFIG)")
     g.add_argument("--profile", choices=("development", "production", "analytics"),
@@ -61,6 +63,10 @@ def _config_flags(parser: argparse.ArgumentParser, *, collectors_flags: bool = F
     g.add_argument("--store-dsn", help="where samples are stored (default: the monitored database)")
     g.add_argument("--log.level", dest="log_level", choices=("debug", "info", "warning", "error"))
     g.add_argument("--log.format", dest="log_format", choices=logs.FORMATS, help="log lines as logfmt (default) or JSON")
+    if alertmanager_flag:
+        g.add_argument("--alertmanager.url", dest="alertmanager_urls", metavar="URL", action="append",
+                       help="Alertmanager base URL, once per member of its cluster (alerts.alertmanager_urls, "
+                            "PGPERF_ALERTS_ALERTMANAGER_URLS)")
     if collectors_flags:
         g.add_argument("--sampling-interval", metavar="SECONDS", help="seconds between samples (e.g. 10, 500ms, 1m)")
         g.add_argument("--web.listen-address", dest="listen_address", metavar="HOST:PORT",
@@ -82,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     serve = sub.add_parser("serve", help="sample PostgreSQL and serve /metrics")
-    _config_flags(serve, collectors_flags=True)
+    _config_flags(serve, collectors_flags=True, alertmanager_flag=True)
 
     check = sub.add_parser("check", help="check configuration, connectivity, privileges and pg_stat_statements")
     _config_flags(check)
@@ -99,13 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--target")
     listing.add_argument("--json", action="store_true", help="print JSON")
     _config_flags(listing)
-    for name, text in (("ack", "acknowledge an alert (and silence it in Alertmanager)"),
-                       ("resolve", "resolve an alert by hand")):
-        action = actions.add_parser(name, help=text)
+    for name, text, without in (
+            ("ack", "acknowledge an alert and silence it in Alertmanager",
+             "record the acknowledgement in pgperf only: no silence, its notifications go on"),
+            ("resolve", "resolve by hand an alert that no longer fires, and expire its silence",
+             "record the resolution without asking Alertmanager (pgperf reopens the alert if Alertmanager "
+             "notifies it again)")):
+        action = actions.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]}. Alertmanager comes "
+                                    "from the configuration of pgperf serve (alerts.alertmanager_urls) or "
+                                    "--alertmanager.url; without one the command refuses, unless --no-alertmanager.")
         action.add_argument("alert_id")
-        action.add_argument("--by", required=True, help="who acts (recorded)")
-        action.add_argument("--alertmanager.url", dest="alertmanager_url", help="Alertmanager base URL")
-        _config_flags(action)
+        action.add_argument("--by", help="who acts, recorded (default: the operating-system user)")
+        action.add_argument("--no-alertmanager", action="store_true", help=without)
+        _config_flags(action, alertmanager_flag=True)
 
     report = sub.add_parser("report", help="generate a performance report from the stored samples",
                             description="Build a report of one target over a window from the store, store it in "
@@ -163,13 +175,17 @@ def _flags(args: argparse.Namespace) -> tuple[dict[str, Any], dict[tuple[str | i
         "log_format": (("log_format",), "--log.format"),
         "sampling_interval": (("sampling_interval",), "--sampling-interval"),
         "listen_address": (("web", "listen_address"), "--web.listen-address"),
-        "alertmanager_url": (("alerts", "alertmanager_url"), "--alertmanager.url"),
         "web_config_file": (("web", "config_file"), "--web.config.file"),
     }
     for attr, (path, flag) in simple.items():
         value = getattr(args, attr, None)
         if value is not None:
             put(path, value, flag)
+    urls = getattr(args, "alertmanager_urls", None)
+    if urls:
+        # The flag names every Alertmanager: it replaces both forms of the lower layers.
+        put(("alerts", "alertmanager_urls"), urls, "--alertmanager.url")
+        put(("alerts", "alertmanager_url"), None, "--alertmanager.url")
     if getattr(args, "no_store", False):
         put(("store", "enabled"), False, "--no-store")
     for spec in collectors.REGISTRY:
@@ -195,6 +211,65 @@ def setup_logging(level: str, fmt: logs.LogFormat = "logfmt") -> None:
 def load(args: argparse.Namespace) -> Config:
     flags, names = _flags(args)
     return load_config(config_file=args.config, flags=flags, flag_names=names)
+
+
+#: How to point a command at the store, said whenever it cannot reach one.
+STORE_FIX = ("set the store with --store-dsn DSN (PGPERF_STORE_DSN, store.dsn) or, when the samples are stored in "
+             "the monitored database, --dsn DSN (PGPERF_DSN, DATA_SOURCE_NAME, dsn); pgperf serve's configuration "
+             "(--config FILE, PGPERF_*) applies here too")
+#: libpq variables that say where to connect when no DSN does.
+_LIBPQ_WHERE = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGSERVICE")
+
+
+class CommandFailed(Exception):
+    """A command cannot go on: *message* for standard error, *status* to exit with."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _store_is_configured(config: Config) -> bool:
+    """Whether anything names the store: store.dsn, a monitored database, or libpq variables.
+    (With none of them libpq's defaults are tried, a local socket, as pgperf serve does.)"""
+    return bool(config.store.dsn or config.dsn or config.targets
+                or any(os.environ.get(name) for name in _LIBPQ_WHERE))
+
+
+def open_store(config: Config, command: str, *, pool_size: int = 2) -> StoreClient:
+    """A client of the store for a command run by hand, connected once first: an
+    unreachable store is said at once with how to point pgperf at one, without the
+    connection pool's retries and warnings. Raises CommandFailed: status 2 when nothing
+    names a store (or the configuration turns it off), 1 when the one named is unreachable."""
+    if not config.store.enabled:
+        raise CommandFailed(f"pgperf {command}: the configuration turns the store off (store.enabled: false, "
+                            f"PGPERF_STORE_ENABLED): {command} reads and writes the store; {STORE_FIX}", EXIT_CONFIG)
+    client = StoreClient(config, pool_size=pool_size)
+    try:
+        client.probe()
+    except StoreUnavailable as exc:
+        client.close()
+        if not _store_is_configured(config):
+            raise CommandFailed(f"pgperf {command}: no store is configured: {STORE_FIX}. (libpq's defaults were "
+                                f"tried: {exc})", EXIT_CONFIG) from None
+        which = ("store.dsn" if config.store.dsn else "the monitored database's DSN (no store.dsn)" if config.dsn
+                 or config.targets else "libpq's PG* environment variables")
+        raise CommandFailed(f"pgperf {command}: {exc}. The store is named by {which}: check that it is up, or "
+                            f"{STORE_FIX}") from None
+    return client
+
+
+def store_tables(client: StoreClient, command: str) -> None:
+    """Refuse, with the fix, a store that has no pgperf tables in the configured schema
+    (a wrong database or schema, or a store pgperf never wrote to). Raises CommandFailed."""
+    with client.connection() as conn:
+        version = schema_version(conn, client.schema)
+    if version == 0:
+        raise CommandFailed(
+            f"pgperf {command}: the store {describe_dsn(client.dsn)} has no pgperf tables in schema "
+            f"{client.schema!r}. Is it the store pgperf serve writes to? Name the schema with PGPERF_STORE_SCHEMA "
+            f"(store.schema) and the database with --store-dsn (PGPERF_STORE_DSN) or --dsn; or create the tables "
+            f"with pgperf migrate")
 
 
 def cmd_serve(config: Config, args: argparse.Namespace) -> int:
@@ -239,6 +314,9 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
         _display_address(config.web.listen_address, server.port), config.profile, config.sampling_interval, targets,
         f"schema {config.store.schema_name} at {describe_dsn(config.store_dsn())}" if app.store else "off",
     )
+    if app.alert_service is not None and not config.alerts.alertmanagers:
+        log.info("no Alertmanager configured (alerts.alertmanager_urls): acknowledging an alert through the API "
+                 "records who and when but silences nothing, and alerts are not reconciled")
     while not stop.wait(0.5):
         if reload_requested.is_set():
             reload_requested.clear()
@@ -254,7 +332,11 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_migrate(config: Config) -> int:
     where = f"schema {config.store.schema_name} at {describe_dsn(config.store_dsn())}"
-    client = StoreClient(config)
+    try:
+        client = open_store(config, "migrate", pool_size=1)
+    except CommandFailed as exc:
+        print(exc, file=sys.stderr)
+        return exc.status
     try:
         applied = client.migrate()
     except StoreUnavailable as exc:
@@ -309,7 +391,11 @@ def cmd_report(config: Config, args: argparse.Namespace) -> int:
             return EXIT_CONFIG
     written = False
     try:
-        client = StoreClient(config, pool_size=1)
+        try:
+            client = open_store(config, "report", pool_size=1)
+        except CommandFailed as exc:
+            print(exc, file=sys.stderr)
+            return exc.status
         try:
             client.migrate()  # a store written by an older pgperf gets the rollup tables reports read
             service = ReportService(config, client)
@@ -357,18 +443,53 @@ def cmd_check(config: Config) -> int:
     return run_check(config)
 
 
+def _who(given: str | None) -> str:
+    """Who acts: --by, else the operating-system user. Raises ValueError."""
+    if given is None:
+        try:
+            given = getpass.getuser()
+        except (KeyError, OSError):
+            raise ValueError("--by: who acts is required here (the operating-system user is unknown)") from None
+    if not given.strip() or len(given) > 100:
+        raise ValueError("--by: who acts, 1 to 100 characters")
+    return given.strip()
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
 def cmd_alerts(config: Config, args: argparse.Namespace) -> int:
     # Invalid usage is found before the store is reached, and exits 2 like argparse's errors.
+    by = ""
     try:
         since = parse_time(args.since, "--since") if args.action == "list" and args.since else None
-        if args.action != "list" and (not args.by.strip() or len(args.by) > 100):
-            raise ValueError("--by: who acts, 1 to 100 characters")
+        if args.action != "list":
+            by = _who(args.by)
+            if not config.alerts.alertmanagers and not args.no_alertmanager:
+                raise NoAlertmanager("acknowledge" if args.action == "ack" else "resolve")
     except ValueError as exc:
         print(f"pgperf alerts {args.action}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    client = StoreClient(config)
+    except NoAlertmanager as exc:
+        print(f"pgperf alerts {args.action}: {exc}; or pass --no-alertmanager to "
+              + ("record the acknowledgement in pgperf only (no silence: its notifications go on)"
+                 if args.action == "ack" else "record the resolution without asking Alertmanager"), file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        client = open_store(config, f"alerts {args.action}")
+    except CommandFailed as exc:
+        print(exc, file=sys.stderr)
+        return exc.status
+    if args.action != "list" and args.no_alertmanager:  # this command does not ask Alertmanager
+        config = config.model_copy(update={"alerts": config.alerts.model_copy(
+            update={"alertmanager_urls": (), "alertmanager_url": None})})
     service = AlertService(AlertStore(client), config)
     try:
+        store_tables(client, f"alerts {args.action}")
         if args.action == "list":
             alerts = service.store.search(states=args.state or (), severities=args.severity or (), since=since,
                                           target=args.target)
@@ -381,13 +502,29 @@ def cmd_alerts(config: Config, args: argparse.Namespace) -> int:
                     print(f"{a.alert_id:16}  {a.status:12}  {a.severity:8}  {a.timestamp:%Y-%m-%d %H:%M:%S}  "
                           f"{a.metric[:28]:28}  {a.target or '-'}{'  by ' + who if who else ''}")
             return 0
-        action = service.acknowledge if args.action == "ack" else service.resolve
-        alert = action(args.alert_id, args.by.strip(), cli_actor())
-        print(f"alert {alert.alert_id} ({alert.metric}) is {alert.status}"
-              + (f"; silence {alert.silence_id} in Alertmanager" if args.action == "ack" and alert.silence_id else ""))
+        if args.action == "ack":
+            alert = service.acknowledge(args.alert_id, by, cli_actor(), require_alertmanager=not args.no_alertmanager)
+            how = (f"silenced in Alertmanager by silence {alert.silence_id} for "
+                   f"{_duration(config.alerts.silence_duration)}" if alert.silence_id
+                   else "in pgperf only: no silence, its notifications go on" if args.no_alertmanager
+                   else "no silence: the alert has no labels to match")
+        else:
+            before = service.store.get(args.alert_id)
+            alert = service.resolve(args.alert_id, by, cli_actor(), require_alertmanager=not args.no_alertmanager)
+            how = ("without asking Alertmanager" if args.no_alertmanager
+                   else f"silence {before.silence_id} expired" if before.silence_id and before.status != "resolved"
+                   else "Alertmanager no longer holds it")
+        print(f"alert {alert.alert_id} ({alert.metric}) is {alert.status} by {by}: {how}")
         return 0
     except (AlertNotFound, InvalidTransition, AlertmanagerError, StoreUnavailable) as exc:
         print(f"pgperf alerts {args.action}: {exc}", file=sys.stderr)
+        return 1
+    except CommandFailed as exc:
+        print(exc, file=sys.stderr)
+        return exc.status
+    except psycopg.Error as exc:
+        print(f"pgperf alerts {args.action}: the store refused the request ({type(exc).__name__}: "
+              f"{redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else 'no detail'})", file=sys.stderr)
         return 1
     finally:
         client.close()

@@ -4,9 +4,11 @@ Only what the lifecycle needs: create and expire a silence, list current alerts.
 Errors become AlertmanagerError with the URL and the reason, never a stack trace.
 
 ``Alertmanagers`` talks to the members of one gossip cluster (an HA pair). Silences are
-gossiped, so a silence written to any member reaches the others and can be read or
-expired on any of them: each such request goes to the members in order until one
-succeeds. Alerts are not gossiped: Prometheus sends every alert to every member, so a
+gossiped, so a silence written to any member reaches the others and can be read on any
+of them: creating and reading go to the members in order until one succeeds. Expiring
+goes to every member: a member that did not get the silence through the cluster (one
+not clustered, or partitioned) must not keep silencing the alert's next episode, and a
+member without the silence says so. Alerts are not gossiped: Prometheus sends every alert to every member, so a
 member that has just restarted knows none until Prometheus sends them again (within its
 resend delay, a minute by default). Current alerts are therefore the union of what every
 member that answers holds, and an alert counts as gone only when no member has it.
@@ -25,7 +27,7 @@ from ..redact import redact
 if TYPE_CHECKING:
     import requests
 
-__all__ = ["AlertmanagerClient", "AlertmanagerError", "Alertmanagers"]
+__all__ = ["AlertmanagerClient", "AlertmanagerError", "Alertmanagers", "SilenceNotFound"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,6 +40,10 @@ CONNECT_TIMEOUT = 2.0
 
 class AlertmanagerError(Exception):
     """Alertmanager could not be reached or refused the request."""
+
+
+class SilenceNotFound(AlertmanagerError):
+    """This Alertmanager has no silence of that id (never had, or forgot an expired one)."""
 
 
 class AlertmanagerClient:
@@ -61,6 +67,10 @@ class AlertmanagerClient:
                                             **kwargs)
         except requests.RequestException as exc:
             raise AlertmanagerError(f"Alertmanager at {self.shown_url} unreachable: {type(exc).__name__}") from None
+        if path.startswith("/silence/") and (response.status_code == 404 or (
+                response.status_code == 500 and "silence not found" in response.text[:200])):
+            # 0.25 answers 500 "silence not found", later versions 404.
+            raise SilenceNotFound(f"Alertmanager at {self.shown_url} has no silence {path.rsplit('/', 1)[-1]}")
         if response.status_code >= 400:
             raise AlertmanagerError(
                 f"Alertmanager at {self.shown_url} answered {response.status_code} to {method} {path}: "
@@ -162,8 +172,40 @@ class Alertmanagers:
         return self._first("create the silence", lambda member: member.create_silence(
             labels, created_by=created_by, comment=comment, duration=duration))
 
-    def expire_silence(self, silence_id: str) -> None:
-        self._first(f"expire silence {silence_id}", lambda member: member.expire_silence(silence_id))
+    def expire_silence(self, silence_id: str) -> list[str]:
+        """Expire the silence on every member (expiring an expired silence does nothing);
+        return the problems of the members that could not be asked, for the caller to log.
+
+        A member that answers that it has no such silence is fine: it holds nothing back.
+        Once one member has expired it, the cluster passes the expiry on to a member that
+        is down now. But when no member that answers had it and one did not answer, that one
+        may hold it alone (members not clustered): AlertmanagerError, as when none answers.
+        """
+        problems: list[AlertmanagerError] = []
+        expired = False
+        for member in self.members:
+            try:
+                member.expire_silence(silence_id)
+            except SilenceNotFound:
+                self._note(member, None)
+            except AlertmanagerError as exc:
+                self._note(member, exc)
+                problems.append(exc)
+            else:
+                self._note(member, None)
+                expired = True
+        if problems and not expired:
+            raise _all_failed(f"expire silence {silence_id}", problems) if len(problems) == len(self.members) \
+                else AlertmanagerError(
+                    f"silence {silence_id} may still be active: no Alertmanager that answered has it, and "
+                    + "; ".join(str(p) for p in problems))
+        return [str(p) for p in problems]
+
+    def firing(self, labels: dict[str, str]) -> dict[str, Any] | None:
+        """The current alert with exactly these labels (that is, the same fingerprint) on
+        any member that answers, silenced or not; None when no member holds it. Raises
+        AlertmanagerError when no member answers."""
+        return next((a for a in self.alerts() if isinstance(a, dict) and a.get("labels") == labels), None)
 
     def silence(self, silence_id: str) -> dict[str, Any]:
         return self._first(f"read silence {silence_id}", lambda member: member.silence(silence_id))

@@ -7,7 +7,17 @@ a copy of every notification (webhook) and keeps the lifecycle in ``performance_
   the first of ``alerts.alertmanager_urls`` that answers) and records the acknowledgment
   only if the silence exists, so a failure leaves nothing
   half-done; if recording fails, the silence is expired again.
-* Resolving by hand records who and when and expires the acknowledgment's silence.
+* Resolving by hand says the problem is over, so pgperf and Prometheus must agree: while
+  Alertmanager still holds the alert (Prometheus still fires it, silenced or not), resolving
+  is refused (StillFiring) — it resolves by itself when the condition clears, and
+  acknowledging silences it meanwhile. Otherwise the acknowledgment's silence is expired on
+  every Alertmanager first (the next episode of the alert has the same labels and would be
+  silenced for the rest of ``silence_duration``), then who and when are recorded. When no
+  Alertmanager answers, nothing is recorded (AlertmanagerError), as for acknowledging.
+* Without Alertmanager (no ``alerts.alertmanager_urls``) neither can be done: acknowledging
+  records who and when only, resolving records without asking. A caller that must not do
+  that silently (the command line) passes ``require_alertmanager`` and gets NoAlertmanager.
+  If Alertmanager notifies again an alert resolved by hand, it is reopened as firing.
 * Alertmanager does not send resolved notifications for silenced alerts, so a reconciler
   compares open alerts with Alertmanager's current ones (those of every member that
   answers, see ``Alertmanagers``): an alert absent for
@@ -32,12 +42,28 @@ from .alertmanager import AlertmanagerError, Alertmanagers
 from .store import AlertStore, InvalidTransition
 from .webhook import WebhookError, event_from_alert, parse_webhook
 
-__all__ = ["AlertService"]
+__all__ = ["AlertService", "NoAlertmanager", "StillFiring"]
 
 log = logging.getLogger(__name__)
 
 Emit = Callable[[str, Any], None]
 RECONCILER = Actor("pgperf:reconciler", "operator")
+
+
+class StillFiring(InvalidTransition):
+    """Resolving by hand an alert that Prometheus still fires (Alertmanager holds it)."""
+
+
+class NoAlertmanager(Exception):
+    """Acknowledging or resolving needs Alertmanager, and none is configured."""
+
+    def __init__(self, action: str) -> None:
+        what = ("create the silence that stops its notifications" if action == "acknowledge"
+                else "check that Prometheus no longer fires it and expire its silence")
+        super().__init__(f"no Alertmanager is configured, so pgperf cannot {what}: set alerts.alertmanager_urls "
+                         "(PGPERF_ALERTS_ALERTMANAGER_URLS, comma-separated; --alertmanager.url URL, once per "
+                         "member) as for pgperf serve")
+        self.action = action
 
 
 class AlertService:
@@ -77,17 +103,27 @@ class AlertService:
             self.emit("alert", alert)
         resolved = [e for e in events if e.status == "resolved"]
         for event in resolved:
-            self.emit("alert_resolved", self.store.get(event.alert_id))
+            alert = self.store.get(event.alert_id)
+            if alert.silence_id:
+                self._expire(alert.silence_id)  # the next episode has the same labels
+            self.emit("alert_resolved", alert)
         return {"received": len(events), "new": len(fired), "resolved": len(resolved)}
 
     # -- operator actions -----------------------------------------------------------------
 
-    def acknowledge(self, alert_id: str, by: str, actor: Actor = PYTHON) -> PerformanceAlert:
+    def acknowledge(self, alert_id: str, by: str, actor: Actor = PYTHON, *,
+                    require_alertmanager: bool = False) -> PerformanceAlert:
+        """Silence the alert in Alertmanager, then record who acknowledged it and when.
+        Raises AlertNotFound, InvalidTransition (resolved), AlertmanagerError (no member
+        created the silence: nothing recorded), NoAlertmanager (none configured and
+        *require_alertmanager*)."""
         alert = self.store.get(alert_id)
         if alert.status == "acknowledged":
             return alert
         if alert.status == "resolved":
             raise InvalidTransition(f"alert {alert_id} is resolved; it cannot be acknowledged")
+        if self.alertmanager is None and require_alertmanager:
+            raise NoAlertmanager("acknowledge")
         silence_id = None
         if self.alertmanager is not None and alert.labels:
             # Raises AlertmanagerError: nothing recorded yet, nothing to undo.
@@ -105,11 +141,29 @@ class AlertService:
         self.emit("alert_acknowledged", updated)
         return updated
 
-    def resolve(self, alert_id: str, by: str, actor: Actor = PYTHON) -> PerformanceAlert:
+    def resolve(self, alert_id: str, by: str, actor: Actor = PYTHON, *,
+                require_alertmanager: bool = False) -> PerformanceAlert:
+        """Resolve the alert by hand: refused while Prometheus still fires it (StillFiring);
+        else its silence is expired on every Alertmanager, then who and when are recorded.
+        Raises AlertNotFound, StillFiring, AlertmanagerError (no member answered: nothing
+        recorded), NoAlertmanager (none configured and *require_alertmanager*)."""
+        alert = self.store.get(alert_id)
+        if alert.status == "resolved":
+            return alert
+        if self.alertmanager is None:
+            if require_alertmanager:
+                raise NoAlertmanager("resolve")
+        else:
+            current = self.alertmanager.firing(alert.labels) if alert.labels else None
+            if current is not None:
+                raise StillFiring(_still_firing(alert, current))
+            if alert.silence_id:
+                for problem in self.alertmanager.expire_silence(alert.silence_id):
+                    log.warning("silence %s of alert %s not expired on one Alertmanager (the cluster passes the "
+                                "expiry on when it answers again): %s", alert.silence_id, alert_id, problem)
         updated = self.store.resolve(alert_id, by, actor=actor)
-        if updated.silence_id:
-            self._expire(updated.silence_id)
-        log.info("alert %s resolved by %s", alert_id, by)
+        log.info("alert %s resolved by %s%s", alert_id, by,
+                 f" (silence {alert.silence_id} expired)" if alert.silence_id and self.alertmanager else "")
         self.emit("alert_resolved", updated)
         return updated
 
@@ -117,9 +171,12 @@ class AlertService:
         if self.alertmanager is None:
             return
         try:
-            self.alertmanager.expire_silence(silence_id)
+            problems = self.alertmanager.expire_silence(silence_id)
         except AlertmanagerError as exc:
             log.warning("could not expire silence %s (it ends by itself): %s", silence_id, exc)
+            return
+        for problem in problems:
+            log.warning("silence %s not expired on one Alertmanager: %s", silence_id, problem)
 
     # -- reconciliation -----------------------------------------------------------------------
 
@@ -188,3 +245,13 @@ class AlertService:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(self.settings.request_timeout + 5)
+
+
+def _still_firing(alert: PerformanceAlert, current: dict[str, Any]) -> str:
+    state = current.get("status", {}).get("state") if isinstance(current.get("status"), dict) else None
+    held = "silenced by its acknowledgement" if state == "suppressed" else "notifying"
+    since = str(current.get("startsAt") or "")[:19].replace("T", " ")
+    return (f"alert {alert.alert_id} ({alert.metric}) is still firing: Prometheus still finds its condition true "
+            f"(Alertmanager holds it{f' since {since} UTC' if since else ''}, {held}), so it cannot be resolved by "
+            "hand. It resolves by itself once the condition clears; acknowledge it to silence its notifications "
+            "meanwhile")

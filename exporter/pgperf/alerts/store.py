@@ -23,6 +23,8 @@ from .webhook import AlertEvent
 __all__ = ["AlertNotFound", "AlertStore", "InvalidTransition"]
 
 STATES = ("firing", "acknowledged", "resolved")
+#: Who reopens an alert resolved by hand that Alertmanager still notifies, in the audit log.
+ALERTMANAGER = Actor("alertmanager", "operator")
 _COLUMNS = (
     "alert_id", "severity", "metric", "message", "status", "timestamp", "target", "threshold_value",
     "current_value", "acknowledged", "acknowledged_by", "acknowledged_at", "resolved_at", "resolved_by",
@@ -84,10 +86,20 @@ class AlertStore:
 
         A firing event inserts the alert or refreshes its message and value without
         touching its state (an acknowledged alert stays acknowledged); a resolved event
-        resolves it, by ``alertmanager``, unless someone resolved it already. Returns the
-        alerts that were new and firing.
+        resolves it, by ``alertmanager``, unless someone resolved it already. A firing
+        event for an alert someone resolved by hand reopens it: Alertmanager still holds it,
+        so Prometheus still fires it, and pgperf must not say otherwise (its acknowledgment,
+        whose silence was expired, is cleared; the audit log keeps the history). Returns the
+        alerts that were new or reopened, firing.
         """
         fired: list[str] = []
+        reopen_sql = sql.SQL(
+            "WITH old AS (SELECT alert_id, resolved_by FROM {t} WHERE alert_id = %s AND status = 'resolved'"
+            " AND resolved_by IS DISTINCT FROM 'alertmanager' FOR UPDATE)"
+            " UPDATE {t} SET status = 'firing', resolved_at = NULL, resolved_by = NULL, acknowledged = false,"
+            " acknowledged_by = NULL, acknowledged_at = NULL, silence_id = NULL, updated_at = now()"
+            " FROM old WHERE {t}.alert_id = old.alert_id RETURNING old.resolved_by"
+        ).format(t=self.table)
         firing_sql = sql.SQL(
             "INSERT INTO {t} (alert_id, target, severity, metric, message, threshold_value, current_value,"
             ' "timestamp", fingerprint, source, status, labels, annotations, starts_at, ends_at)'
@@ -120,6 +132,12 @@ class AlertStore:
                     "starts_at": e.starts_at, "ends_at": e.ends_at, "fingerprint": e.fingerprint,
                     "labels": Jsonb(e.labels), "annotations": Jsonb(e.annotations),
                 }
+                if e.status == "firing":
+                    reopened = conn.execute(reopen_sql, (e.alert_id,)).fetchone()
+                    if reopened is not None:
+                        audit.record(conn, self.client.schema, ALERTMANAGER, "reopen", e.alert_id,
+                                     {"resolved_by": reopened[0], "reason": "Alertmanager still notifies it as firing"})
+                        fired.append(e.alert_id)
                 row = conn.execute(firing_sql if e.status == "firing" else resolved_sql, params).fetchone()
                 if e.status == "firing" and row is not None and row[0]:
                     fired.append(e.alert_id)

@@ -254,6 +254,35 @@ def _where(path: Path, sources: dict[Path, str], lines: dict[Path, int], file: s
     return "configuration"
 
 
+#: Which layer wins, first: where a problem comes from is named in this order.
+_PRECEDENCE = ("flag ", "environment variable ", "file", "profile ")
+
+
+def _where_under(path: Path, sources: dict[Path, str], lines: dict[Path, int], file: str | None) -> str:
+    """Where the settings under the mapping *path* come from, for a problem found with them
+    together (``thresholds``: the warning level must be below the critical one), each
+    origin once and the user's own first: ``environment variable
+    PGPERF_THRESHOLDS_CONNECTION_UTILIZATION_WARNING_PERCENT and profile production``."""
+    found: list[str] = []
+    for sub, source in sources.items():
+        if len(sub) <= len(path) or sub[:len(path)] != path:
+            continue
+        if any(other[:len(sub)] == sub and len(other) > len(sub) for other in sources):
+            continue  # a mapping of its own: its leaves say where they come from
+        if source == "file":
+            shown = _where(path, {path: "file"}, lines, file)
+        elif source in ("env", "environment", "flag", "command line"):
+            shown = _where(sub, sources, lines, file)
+        else:
+            shown = source
+        if shown not in found:
+            found.append(shown)
+    if not found:
+        return _where(path, sources, lines, file)
+    found.sort(key=lambda s: next((i for i, p in enumerate(_PRECEDENCE) if s.startswith(p)), 2))
+    return " and ".join(found)
+
+
 def _format(exc: ValidationError, data: dict[str, Any], sources: dict[Path, str], lines: dict[Path, int], file: str | None) -> list[str]:
     grouped: dict[Path, list[str]] = {}
     for err in exc.errors(include_url=False):
@@ -276,7 +305,14 @@ def _format(exc: ValidationError, data: dict[str, Any], sources: dict[Path, str]
     out = []
     for path, messages in grouped.items():
         key = ".".join(str(p) for p in path) or "(top level)"
-        out.append(f"{_where(path, sources, lines, file)}: {key}: {'; or '.join(messages)}")
+        node: Any = data
+        for part in path:
+            node = node[part] if isinstance(node, dict) and part in node else None
+        # A problem with a whole section (two of its settings disagree) comes from where
+        # its settings do, which can be several places.
+        where = _where_under(path, sources, lines, file) if isinstance(node, dict) and path else \
+            _where(path, sources, lines, file)
+        out.append(f"{where}: {key}: {'; or '.join(messages)}")
     return out
 
 
@@ -337,6 +373,13 @@ def load_config(
         config = Config.model_validate(merged)
     except ValidationError as exc:
         problems.extend(_format(exc, merged, sources, lines, config_file))
+    else:
+        try:
+            config.resolved_targets()
+        except ValueError as exc:
+            where = _where(("dsn",), sources, lines, config_file) if "dsn" in merged else (
+                "libpq environment variables (PGHOST, PGPORT, PGDATABASE, PGUSER)")
+            problems.append(f"{where}: dsn: {exc}")
     if problems:
         raise ConfigError(problems)
     return config

@@ -21,6 +21,7 @@ from .insight import InsightOptions
 PROFILES = ("development", "production", "analytics")
 ProfileName = Literal["development", "production", "analytics"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,127}$")
+_NAME_RULE = "up to 128 letters, digits and _ . : / @ - (starting with a letter or digit)"
 
 
 class Thresholds(Model):
@@ -63,8 +64,8 @@ class Thresholds(Model):
     def _ordered(self) -> Thresholds:
         if self.connection_utilization_warning_percent >= self.connection_utilization_critical_percent:
             raise ValueError(
-                "connection_utilization_warning_percent must be below "
-                "connection_utilization_critical_percent"
+                f"connection_utilization_warning_percent ({self.connection_utilization_warning_percent:g}) must be "
+                f"below connection_utilization_critical_percent ({self.connection_utilization_critical_percent:g})"
             )
         return self
 
@@ -250,7 +251,7 @@ def _dsn(value: str | None) -> str | None:
 
 def _target_name(value: str | None) -> str | None:
     if value is not None and not _NAME.match(value):
-        raise ValueError("use up to 128 letters, digits and _ . : / @ - (starting with a letter or digit)")
+        raise ValueError(f"use {_NAME_RULE}")
     return value
 
 
@@ -268,12 +269,13 @@ class Alerts(Model):
     """The alert lifecycle: where Alertmanager is (silences on acknowledge, reconciliation)."""
 
     #: Alertmanager base URLs, tried in this order: the members of one gossip cluster (an
-    #: HA pair), e.g. [http://alertmanager-1:9093, http://alertmanager-2:9093]. A silence is
-    #: created on the first that answers and reaches the others through the cluster. None:
-    #: acknowledging records who and when but creates no silence, and nothing is reconciled.
+    #: HA pair), e.g. [http://alertmanager-1:9093, http://alertmanager-2:9093]; the flag
+    #: --alertmanager.url URL, once per member. A silence is created on the first that
+    #: answers and reaches the others through the cluster. None: the API's acknowledging
+    #: records who and when but creates no silence (the command line refuses), and nothing
+    #: is reconciled.
     alertmanager_urls: CommaList = ()
-    #: One Alertmanager: the one-element case of ``alertmanager_urls`` (--alertmanager.url);
-    #: set one of the two.
+    #: One Alertmanager: the one-element case of ``alertmanager_urls``; set one of the two.
     alertmanager_url: str | None = None
     silence_duration: Duration = 86400.0
     #: How often open alerts are compared with Alertmanager's (a silenced alert gets no
@@ -304,7 +306,7 @@ class Alerts(Model):
         if self.alertmanager_url and self.alertmanager_urls:
             raise ValueError("alertmanager_url and alertmanager_urls are both set: list every Alertmanager in "
                              "alertmanager_urls (PGPERF_ALERTS_ALERTMANAGER_URLS, comma-separated) and remove "
-                             "alertmanager_url (PGPERF_ALERTS_ALERTMANAGER_URL, --alertmanager.url)")
+                             "alertmanager_url (PGPERF_ALERTS_ALERTMANAGER_URL)")
         return self
 
     @property
@@ -375,12 +377,23 @@ class Config(Model):
         return self
 
     def resolved_targets(self) -> tuple[Target, ...]:
-        """The targets to monitor: ``dsn`` if set, else ``targets``, else libpq defaults."""
+        """The targets to monitor: ``dsn`` if set, else ``targets``, else libpq defaults.
+
+        Raises ValueError, saying what to set, when the one target has no ``target_name``
+        and the name made from its DSN (``host:port/dbname``) is not a valid target name,
+        for instance a database name with a space; ``load_config`` reports that as a
+        configuration problem."""
         from ..db import describe_dsn
 
         if self.dsn is not None or not self.targets:
             dsn = self.dsn or ""
-            return (Target(name=self.target_name or describe_dsn(dsn), dsn=dsn),)
+            name = self.target_name or describe_dsn(dsn)
+            if not _NAME.match(name):
+                raise ValueError(
+                    f"the target is named after its DSN's host, port and database, {redact(name)[:140]!r}, which is "
+                    f"not a valid target name ({_NAME_RULE}): set target_name (PGPERF_TARGET_NAME) to a name "
+                    "of your choice")
+            return (Target(name=name, dsn=dsn),)
         return self.targets
 
     def store_dsn(self) -> str:

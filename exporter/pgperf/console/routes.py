@@ -23,7 +23,7 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from ..alerts.alertmanager import AlertmanagerError
-from ..alerts.service import AlertService
+from ..alerts.service import AlertService, StillFiring
 from ..alerts.store import STATES
 from ..alerts.webhook import SEVERITIES
 from ..http import templating
@@ -99,6 +99,13 @@ def plan_lines(plan: dict[str, Any], expressions: bool) -> list[tuple[int, str, 
     root = plan.get("Plan", plan) if isinstance(plan, dict) else None
     walk(root, 0)
     return out
+
+
+#: Why the alert service refused an action, shown on the alert's page.
+REFUSALS = {
+    "still_firing": "Not resolved: Prometheus still fires this alert. It resolves by itself once its condition "
+                    "clears; acknowledging it silences it meanwhile.",
+}
 
 
 @dataclass(frozen=True)
@@ -224,6 +231,8 @@ class ConsoleRoutes:
                                return_to=request.full_path.rstrip("?"))
 
     def alert_page(self, request: Request, alert_id: str) -> Response:
+        """One alert: its timeline, silence and audit trail; ``?refused=CODE`` after an action
+        the alert service refused (a fixed text per code: nothing from the URL is shown)."""
         service = self._service()
         alert = service.store.get(alert_id)
         with self._client().connection() as conn:
@@ -231,7 +240,7 @@ class ConsoleRoutes:
         silence, silence_error = self._silence(service, alert)
         return templating.page("console/alert.html", ui=self._chrome(request, "alerts"), alert=alert, trail=trail,
                                silence=silence, silence_error=silence_error, timeline=_timeline(alert),
-                               return_to=request.path)
+                               refused=REFUSALS.get(request.args.get("refused", "")), return_to=request.path)
 
     @staticmethod
     def _silence(service: AlertService, alert: PerformanceAlert) -> tuple[dict[str, Any] | None, str | None]:
@@ -248,7 +257,11 @@ class ConsoleRoutes:
     def _act(self, request: Request, alert_id: str, action: Callable[[str, str], PerformanceAlert]) -> Response:
         identity = Identity.of(request)
         assert identity is not None  # the route needs a session
-        action(alert_id, identity.name)
+        try:
+            action(alert_id, identity.name)
+        except StillFiring:
+            # Not an error of the page: the alert's own page says why, and what to do.
+            return _redirect(f"/alerts/{alert_id}?refused=still_firing")
         return _redirect(safe_next(request.form.get("return_to") or f"/alerts/{alert_id}"))
 
     def acknowledge(self, request: Request, alert_id: str) -> Response:

@@ -4,10 +4,17 @@ scheduler and the HTTP API share.
 A report is built on one store connection, its catalog facts read from the monitored
 database of its target (when that target is configured and reachable), and stored in
 ``performance_reports`` with ``report_data`` = its JSON form.
+
+It applies the thresholds its target was sampled with in the window, as ``pgperf serve``
+recorded them (``store.target_settings``), not those of the configuration building it:
+the command line's default profile is not the target's. A window over a change applies the
+latest, and its notes say so; a window before any recorded thresholds applies the
+configuration's, and its notes say that too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import secrets
@@ -15,13 +22,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
+from pydantic import ValidationError
 
 from .._types import bounded_time
-from ..config import Config
+from ..config import Config, Thresholds
 from ..models import Anomaly
 from ..store.client import StoreClient, where
+from ..store.target_settings import in_window
 from . import anomalies as anomaly_detection
 from .builder import CatalogReading, ReportRequest, build_report
 from .catalog import CatalogFacts, try_read_catalog
@@ -190,7 +200,12 @@ class ReportService:
             with conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 conn.execute(_WORK_MEM)
-                report = build_report(ReportQueries(conn, self.client.schema, self.settings), request, reading)
+                settings, note = self.settings_for(conn, target, start, end)
+                report = build_report(ReportQueries(conn, self.client.schema, settings), request, reading)
+            if note:
+                quality = report.data_quality
+                report = report.model_copy(update={"data_quality": quality.model_copy(
+                    update={"notes": [*quality.notes, note]})})
             if store:
                 conn.execute(sql.SQL(
                     "INSERT INTO {} (report_id, target, kind, generated_at, period_start, period_end, report_data)"
@@ -209,8 +224,39 @@ class ReportService:
         target = check_target(self.config, target) or self.default_target()
         with self.client.connection() as conn, conn.transaction():
             conn.execute(_WORK_MEM)
-            inputs = ReportQueries(conn, self.client.schema, self.settings).anomaly_inputs(target, start, end)
-        return anomaly_detection.detect(inputs, self.settings, target)
+            settings, _ = self.settings_for(conn, target, start, end)
+            inputs = ReportQueries(conn, self.client.schema, settings).anomaly_inputs(target, start, end)
+        return anomaly_detection.detect(inputs, settings, target)
+
+    def settings_for(self, conn: psycopg.Connection[Any], target: str, start: datetime,
+                     end: datetime) -> tuple[ReportSettings, str | None]:
+        """The settings to apply to *target* over ``[start, end)``: this configuration's
+        analysis settings with the thresholds the target was sampled with (the latest in
+        force in the window), and the note that says where they come from, or None when
+        they are this configuration's own and recorded as such."""
+        own = self.settings
+        recorded = in_window(conn, self.client.schema, target, start, end)
+        if not recorded:
+            return own, (f"No thresholds are recorded for target {target} in or before this window (pgperf serve "
+                         f"records them when it starts and reloads): this configuration's, profile "
+                         f"{self.config.profile}, were applied.")
+        latest = recorded[-1]
+        known = {k: v for k, v in latest.thresholds.items() if k in Thresholds.model_fields}
+        try:
+            thresholds = Thresholds.model_validate({**own.thresholds.model_dump(), **known})
+        except ValidationError:
+            return own, (f"The thresholds recorded for target {target} ({iso(latest.valid_from)}) are not valid "
+                         f"for this pgperf: this configuration's, profile {self.config.profile}, were applied.")
+        settings = dataclasses.replace(own, thresholds=thresholds)
+        if len(recorded) > 1:
+            changes = ", ".join(f"profile {r.profile} from {iso(r.valid_from)}" for r in recorded)
+            return settings, (f"The thresholds target {target} was sampled with changed in this window ({changes}): "
+                              f"the latest, profile {latest.profile}, were applied.")
+        if thresholds != own.thresholds or latest.profile != self.config.profile:
+            return settings, (f"The thresholds of profile {latest.profile} were applied, with which pgperf serve "
+                              f"samples target {target} (recorded {iso(latest.valid_from)}), not this "
+                              f"configuration's (profile {self.config.profile}).")
+        return settings, None
 
     # -- reading --------------------------------------------------------------------------
 

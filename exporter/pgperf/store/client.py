@@ -14,7 +14,7 @@ from ..config import Config
 from ..db import classify_error, describe_dsn
 from ..redact import redact
 from .schema import migrate
-from .session import StoreSessions
+from .session import API, StoreSessions
 
 __all__ = ["StoreClient", "StoreUnavailable", "where"]
 
@@ -29,6 +29,7 @@ class StoreClient:
         self.dsn = sessions.dsn
         self.schema = sessions.schema
         self.pool: ConnectionPool = sessions.pool(size=pool_size)
+        self._sessions = sessions
         self._opened = False
 
     @contextmanager
@@ -46,6 +47,17 @@ class StoreClient:
             raise StoreUnavailable(f"store {describe_dsn(self.dsn)} unreachable ({classify_error(exc)}): "
                                    f"{redact(str(exc)).strip()}") from None
 
+    def probe(self) -> None:
+        """Connect once, without the pool's retries in the background: a command run by
+        hand learns at once (within ``connection.connect_timeout``) that the store cannot
+        be reached, and why. Raises StoreUnavailable."""
+        try:
+            with self._sessions.connect(API):
+                pass
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"store {describe_dsn(self.dsn)} unreachable ({classify_error(exc)}): "
+                                   f"{_first_line(exc)}") from None
+
     def migrate(self) -> list[int]:
         with self.connection() as conn:
             return migrate(conn, self.schema)
@@ -53,6 +65,11 @@ class StoreClient:
     def close(self) -> None:
         if self._opened:
             self.pool.close(timeout=5)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = redact(str(exc)).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def where(*conditions: tuple[str, Any]) -> tuple[sql.Composable, list[Any]]:
