@@ -22,6 +22,7 @@ from . import (
     indexes,
     io,
     locks,
+    log_errors,
     postmaster,
     progress,
     replication,
@@ -75,6 +76,7 @@ REGISTRY: tuple[CollectorSpec, ...] = (
     indexes.SPEC,
     bloat.SPEC,
     xid.SPEC,
+    log_errors.SPEC,
     host.SPEC,
 )
 
