@@ -1,7 +1,7 @@
 """A PostgreSQL in the states that dashboards and rules written for postgres_exporter look
 at, for the compatibility tests: under load, with a streaming standby on a replication
-slot (and an idle slot), WAL archived, a table never vacuumed, a bloated table and the
-invalid ``_ccnew`` index a failed ``REINDEX CONCURRENTLY`` leaves.
+slot (and an idle slot), WAL archived, a table never vacuumed, a bloated table, the
+invalid ``_ccnew`` index a failed ``REINDEX CONCURRENTLY`` leaves, and a csvlog log file.
 
 The standby's slot is named the way repmgr names them (``repmgr_slot_<n>``), because the
 mixin's slot rule selects such names; the standby sends hot-standby feedback, so the slot
@@ -28,6 +28,10 @@ SETTINGS = {
     "archive_command": "'true'",  # every WAL file "archived" at once: the archiver's ages exist
     "max_slot_wal_keep_size": "'1GB'",  # safe_wal_size is NULL while unlimited
     "autovacuum_naptime": "'1s'",
+    # A log pgperf can read errors from (collector log_errors).
+    "logging_collector": "on",
+    "log_destination": "'stderr,csvlog'",
+    "log_directory": "'log'",
 }
 
 
@@ -121,3 +125,11 @@ def slow_vacuum(cluster: Cluster, dbname: str = APP_DB) -> Iterator[None]:
         if pid:
             cluster.execute("SELECT pg_cancel_backend(%s)", params=(pid[0],))
         thread.join(30)
+
+
+def statement_timeout(cluster: Cluster, dbname: str = APP_DB) -> None:
+    """One statement cancelled by its statement timeout (an error in the server log)."""
+    with cluster.connect(dbname) as conn:
+        conn.execute("SET statement_timeout = '50ms'")
+        with contextlib.suppress(psycopg.errors.QueryCanceled):
+            conn.execute("SELECT pg_sleep(1)")
