@@ -108,3 +108,22 @@ def test_rendered_once_per_sample() -> None:
     cache.refresh()
     assert cache.render() == generate_latest(cache.registry) != first
     assert b"pgperf_empty" not in cache.render()
+
+
+def test_postgres_exporter_health_families_and_the_alias_switch() -> None:
+    """pg_exporter_* map onto the sample; legacy aliases go with compat.legacy_aliases."""
+    alias = Family("pg_replication_lag", "gauge", "An alias.", (), (((), 0.0),))
+    own = Family("pg_replication_lag_seconds", "gauge", "The family it repeats.", (), (((), 0.0),))
+    snaps = [snapshot("main", 7, (own, alias))]
+    body = MetricsCache(lambda: snaps, make_config("postgresql://x@127.0.0.1:6543/postgres"), extra).render()
+    assert b"\npg_exporter_scrapes_total 7.0\n" in body
+    assert b"\npg_exporter_last_scrape_duration_seconds 0.25\n" in body
+    # A disabled collector (tables) is no error; a failed one is.
+    assert b"\npg_exporter_last_scrape_error 0.0\n" in body
+    assert b"\npg_replication_lag 0.0\n" in body
+    failed = snapshot("main", 8, (own, alias))
+    failed = Snapshot(**{**vars(failed), "statuses": (CollectorStatus("statements", False, 0.1, error="query_error"),)})
+    off = make_config("postgresql://x@127.0.0.1:6543/postgres", compat={"legacy_aliases": False})
+    body = MetricsCache(lambda: [failed], off, extra).render()
+    assert b"\npg_exporter_last_scrape_error 1.0\n" in body
+    assert b"pg_replication_lag_seconds 0.0" in body and b"\npg_replication_lag " not in body

@@ -74,6 +74,9 @@ def _config_flags(parser: argparse.ArgumentParser, *, collectors_flags: bool = F
         g.add_argument("--web.config.file", dest="web_config_file", metavar="FILE",
                        help="TLS and basic authentication, exporter-toolkit format")
         g.add_argument("--no-store", action="store_true", help="do not store samples in PostgreSQL")
+        g.add_argument("--compat.legacy-aliases", dest="legacy_aliases", action=argparse.BooleanOptionalAction,
+                       default=None, help="also serve the family names of older postgres_exporter releases "
+                       "(default: on)")
         for spec in collectors.REGISTRY:
             g.add_argument(f"--collector.{spec.name}", dest=f"collector_{spec.name}",
                            action=argparse.BooleanOptionalAction, default=None,
@@ -176,6 +179,7 @@ def _flags(args: argparse.Namespace) -> tuple[dict[str, Any], dict[tuple[str | i
         "sampling_interval": (("sampling_interval",), "--sampling-interval"),
         "listen_address": (("web", "listen_address"), "--web.listen-address"),
         "web_config_file": (("web", "config_file"), "--web.config.file"),
+        "legacy_aliases": (("compat", "legacy_aliases"), "--compat.legacy-aliases"),
     }
     for attr, (path, flag) in simple.items():
         value = getattr(args, attr, None)

@@ -24,8 +24,9 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from ._version import __version__
-from .collectors import Family, MetricDef
+from .collectors import LEGACY_ALIASES, Family, MetricDef
 from .config import Config
+from .db import describe_dsn
 from .sampling import Snapshot
 
 __all__ = [
@@ -117,7 +118,12 @@ SAMPLES = _def("pgperf_samples_total", "counter", "Samples taken.")
 OVERRUNS = _def("pgperf_sampling_overruns_total", "counter", "Sampling ticks skipped because the previous sample was still running.")
 LAST_SAMPLE = _def("pgperf_last_sample_timestamp_seconds", "gauge", "Time of the last sample, in seconds since the epoch.")
 LAST_SUCCESS = _def("pgperf_last_successful_sample_timestamp_seconds", "gauge", "Time of the last sample that reached PostgreSQL, in seconds since the epoch.")
-STATIC = _def("pg_static", "gauge", "Version string as reported by PostgreSQL.", ("short_version", "version"), compat=True)
+STATIC = _def("pg_static", "gauge", "Version string as reported by PostgreSQL.", ("short_version", "version", "server"), compat=True)
+# postgres_exporter's own health families, mapped onto pgperf's sampling: one sample is one
+# of its scrapes (pgperf samples on its own schedule; a scrape of /metrics costs nothing).
+SCRAPE_ERROR = _def("pg_exporter_last_scrape_error", "gauge", "Whether the last sample had an error: PostgreSQL unreachable or a collector failed (1), or none (0); disabled collectors do not count.", compat=True)
+SCRAPES = _def("pg_exporter_scrapes_total", "counter", "Samples taken (postgres_exporter's name for pgperf_samples_total).", compat=True)
+SCRAPE_DURATION = _def("pg_exporter_last_scrape_duration_seconds", "gauge", "Time the last sample took, in seconds (postgres_exporter's name for pgperf_sampling_duration_seconds).", compat=True)
 VERSION_NUM = _def("pg_server_version_num", "gauge", "server_version_num of PostgreSQL.")
 BUILD_INFO = _def("pgperf_build_info", "gauge", "pgperf version (value 1).", ("version",))
 PROFILE_INFO = _def("pgperf_profile_info", "gauge", "Configuration profile in use (value 1).", ("profile",))
@@ -128,8 +134,16 @@ SELF_METRICS: tuple[MetricDef, ...] = (
     UP, COLLECTOR_SUCCESS, COLLECTOR_DURATION, COLLECTOR_DISABLED, COLLECTOR_LAST_RUN, DATABASE_VISIT,
     COLLECTOR_ERRORS, CONNECTION_ERROR,
     CONNECTION_ERRORS, SAMPLING_DURATION, SAMPLING_INTERVAL, SAMPLES, OVERRUNS, LAST_SAMPLE, LAST_SUCCESS,
-    STATIC, VERSION_NUM, BUILD_INFO, PROFILE_INFO, *THRESHOLDS.values(),
+    STATIC, VERSION_NUM, BUILD_INFO, PROFILE_INFO, SCRAPE_ERROR, SCRAPES, SCRAPE_DURATION, *THRESHOLDS.values(),
 )
+
+
+def _server(config: Config, target: str) -> str:
+    """postgres_exporter's ``server`` label: ``host:port`` of the target's DSN."""
+    for t in config.resolved_targets():
+        if t.name == target:
+            return describe_dsn(t.dsn).rsplit("/", 1)[0]
+    return ""
 
 
 def self_families(snapshot: Snapshot, config: Config) -> list[Family]:
@@ -152,9 +166,12 @@ def self_families(snapshot: Snapshot, config: Config) -> list[Family]:
         OVERRUNS.single(c.overruns),
         LAST_SAMPLE.single(s.taken_at),
         LAST_SUCCESS.single(c.last_success),
+        SCRAPE_ERROR.single(0 if s.up and not any(st.error for st in s.statuses) else 1),
+        SCRAPES.single(c.samples),
+        SCRAPE_DURATION.single(s.duration),
     ]
     if s.server is not None:
-        out.append(STATIC.family([((s.server.short_version, s.server.version), 1)]))
+        out.append(STATIC.family([((s.server.short_version, s.server.version, _server(config, s.target)), 1)]))
         out.append(VERSION_NUM.single(s.server.version_num))
     thresholds = config.thresholds
     for key, _, scale, _ in THRESHOLD_METRICS:
@@ -172,9 +189,11 @@ def _groups(snapshots: Sequence[Snapshot], config: Config) -> Iterator[Group]:
     targets in the process every family gains a ``target`` label."""
     labelled = len(config.resolved_targets()) > 1 and len(snapshots) > 0
     merged: dict[str, list[tuple[str, Family]]] = {}
+    aliases = config.compat.legacy_aliases
     for snap in snapshots:
         for fam in (*snap.families, *self_families(snap, config)):
-            merged.setdefault(fam.name, []).append((snap.target, fam))
+            if aliases or fam.name not in LEGACY_ALIASES:
+                merged.setdefault(fam.name, []).append((snap.target, fam))
     for parts in merged.values():
         first = parts[0][1]
         if not labelled:  # one target: its families as they are

@@ -25,9 +25,15 @@ def test_activity_states_and_idle_in_transaction(pg_cluster: Cluster, pg_conn: p
                                                         "long_running_query_seconds": 60})
         idle.rollback()
     count = family(result, "pg_stat_activity_count")
-    assert count.labels == ("datname", "state")
-    assert (count.value(datname="postgres", state="idle in transaction") or 0) >= 1
-    assert count.value(datname="template1", state="active") == 0  # zero samples kept
+    # postgres_exporter 0.20's labels
+    assert count.labels == ("datname", "state", "usename", "application_name", "backend_type", "wait_event_type",
+                            "wait_event")
+    assert (count.value(datname="postgres", state="idle in transaction", usename="postgres",
+                        backend_type="client backend", wait_event_type="Client", wait_event="ClientRead") or 0) >= 1
+    # zero samples kept, with the other labels empty, for every database and state without sessions
+    assert count.value(datname="template1", state="active", usename="", application_name="", backend_type="") == 0
+    max_tx = family(result, "pg_stat_activity_max_tx_duration")
+    assert (max_tx.value(datname="postgres", state="idle in transaction", usename="postgres") or 0) >= 0.5
     assert (family(result, "pg_stat_activity_idle_in_transaction_sessions").value(datname="postgres") or 0) >= 1
     assert (family(result, "pg_stat_activity_oldest_idle_in_transaction_age_seconds").value(datname="postgres") or 0) >= 0.5
     ratio = family(result, "pg_stat_activity_connection_utilization_ratio").samples[0][1]

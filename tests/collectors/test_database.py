@@ -45,3 +45,26 @@ def test_database_null_is_no_sample(pg_conn: psycopg.Connection[Any]) -> None:
     names = {f.name: f for f in result.families}
     fam = names.get("pg_stat_database_checksum_last_failure")
     assert fam is None or all(v > 0 for _, v in fam.samples)
+
+
+def test_database_postgres_exporter_families(pg_conn: psycopg.Connection[Any]) -> None:
+    """postgres_exporter 0.20's rules: stats_reset 0 when never reset, active time in seconds,
+    the conflicts families with its server label."""
+    pg_conn.execute("CREATE DATABASE never_reset")
+    try:
+        result, _ = run("database", pg_conn)
+    finally:
+        pg_conn.execute("DROP DATABASE never_reset")
+    fams = {f.name: f for f in result.families}
+    reset = pg_conn.execute("SELECT stats_reset FROM pg_stat_database WHERE datname = 'never_reset'").fetchone()
+    if reset is not None and reset[0] is None:  # NULL until the first reset (always so on 15+)
+        assert fams["pg_stat_database_stats_reset"].value(datname="never_reset") == 0
+    conflicts = fams["pg_stat_database_conflicts_confl_lock"]
+    assert conflicts.labels == ("datid", "datname", "server")
+    assert conflicts.value(datname="postgres", server=f"127.0.0.1:{pg_conn.info.port}") == 0
+    if pg_conn.info.server_version >= 140000:
+        millis = fams["pg_stat_database_active_time"].value(datname="postgres")
+        seconds = fams["pg_stat_database_active_time_seconds_total"].value(datname="postgres")
+        assert millis is not None and seconds is not None and seconds == millis / 1000
+    else:
+        assert "pg_stat_database_active_time_seconds_total" not in fams

@@ -91,6 +91,23 @@ def test_primary_standby_slots_and_promotion(pair: tuple[Cluster, Cluster]) -> N
     assert value(on_primary, "pg_replication_slot_slot_is_active", slot_name="standby1", slot_type="physical") == 1
     retained = value(on_primary, "pg_replication_slot_retained_bytes", **slot)
     assert retained is not None and retained >= 0
+    # postgres_exporter 0.20's names and labels, and the legacy aliases.
+    assert value(on_primary, "pg_replication_last_replay_seconds") == 0  # nothing replayed on a primary
+    sender = {**who, "slot_name": "standby1"}
+    assert value(on_primary, "pg_stat_replication_pg_wal_lsn_diff", **sender) == 0
+    assert value(on_primary, "pg_stat_replication_pg_xlog_location_diff", **sender) == 0
+    assert (value(on_primary, "pg_stat_replication_pg_current_wal_lsn_bytes", **sender) or 0) > 0
+    assert value(on_primary, "pg_replication_slots_active", slot_name="standby1", database="") == 1
+    diff = value(on_primary, "pg_replication_slots_pg_wal_lsn_diff", slot_name="standby1")
+    assert diff is not None and diff >= 0
+    physical = {"slot_name": "standby1", "slot_type": "physical"}
+    assert value(on_primary, "pg_replication_slots_slot_is_active", **physical) == 1
+    assert value(on_primary, "pg_replication_slots_slot_confirmed_flush_lsn", **physical) == 0  # NULL read as 0/0
+    assert value(on_primary, "pg_replication_slots_wal_status", **physical, wal_status="reserved") == 1
+    assert value(on_primary, "pg_replication_slots_slot_current_wal_lsn", **physical) == value(
+        on_primary, "pg_replication_slot_slot_current_wal_lsn", **physical)
+    assert value(on_primary, "pg_replication_lag") == 0
+    assert value(on_primary, "pg_replication_slots_xmin_age", **slot) is None  # no hot_standby_feedback: no xmin
 
     # An idle, caught-up standby: lag 0, and it stays 0 while nothing happens on the primary.
     time.sleep(1.2)
@@ -98,6 +115,7 @@ def test_primary_standby_slots_and_promotion(pair: tuple[Cluster, Cluster]) -> N
     assert value(on_standby, "pg_replication_is_replica") == 1
     assert value(on_standby, "pg_replication_lag_seconds") == 0
     assert value(on_standby, "pg_replication_lag_bytes") == 0
+    assert (value(on_standby, "pg_replication_last_replay_seconds") or 0) >= 1.0  # the age, lag or not
     every_collector_succeeds(standby)
 
     # Replay paused while the primary writes: the standby is behind, in seconds and bytes.

@@ -37,7 +37,11 @@ def test_tables_statistics_sizes_and_vacuum_times(pg_cluster: Cluster) -> None:
     assert (family(result, "pg_stat_user_tables_table_size_bytes").value(**busy) or 0) > 8192
     assert (family(result, "pg_stat_user_tables_index_size_bytes").value(**busy) or 0) >= 8192
     assert (family(result, "pg_stat_user_tables_last_analyze").value(**busy) or 0) > time.time() - 600
-    assert family(result, "pg_stat_user_tables_last_vacuum").value(**busy) is None  # NULL: no sample
+    # Never vacuumed: NULL, served as postgres_exporter serves it (0), not left out.
+    assert family(result, "pg_stat_user_tables_last_vacuum").value(**busy) == 0
+    assert family(result, "pg_stat_user_tables_last_autovacuum").value(relname="quiet") == 0
+    # pgperf's rule elsewhere: a table without a TOAST table has no TOAST counters.
+    assert family(result, "pg_statio_user_tables_toast_blocks_read").value(relname="quiet") is None
     assert family(result, "pg_statio_user_tables_heap_blocks_hit").value(**busy) is not None
     assert family(result, "pg_stat_user_tables_seq_scan").value(relname="quiet") is not None
     assert family(result, "pgperf_tables").value(datname="tables_db") == 2
@@ -69,13 +73,13 @@ def test_tables_limit_keeps_largest_and_busiest(pg_cluster: Cluster) -> None:
 
 
 def test_tables_rows_mapped_by_name() -> None:
-    """Canned rows: unknown columns are ignored, missing ones not served, NULL is no sample."""
+    """Canned rows: unknown columns are ignored, missing ones not served, a NULL time is 0."""
     row = {"datname": "d", "schemaname": "s", "relname": "r", "seq_scan": 3, "n_dead_tup": 7,
            "last_vacuum": None, "last_analyze": datetime(2024, 1, 1, tzinfo=UTC),
            "a_column_of_postgresql_99": 1, "table_size": 8192}
     fams = {f.name: f for f in families_from_rows([row], "d", total=5, limit=1)}
     assert fams["pg_stat_user_tables_seq_scan"].value(relname="r") == 3
-    assert fams["pg_stat_user_tables_last_vacuum"].samples == ()
+    assert fams["pg_stat_user_tables_last_vacuum"].value(relname="r") == 0
     assert fams["pg_stat_user_tables_last_analyze"].value(relname="r") == 1704067200
     assert "pg_stat_user_tables_idx_scan" not in fams  # column absent: family absent
     assert not any("postgresql_99" in name for name in fams)

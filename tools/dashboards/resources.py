@@ -151,7 +151,7 @@ def dashboard() -> model.Dashboard:
         bars("Longest without vacuum", "Tables whose last vacuum, manual or automatic, is the oldest (tables never "
              "vacuumed are not listed).", "s",
              [prom(f'topk(10, time() - max by ({BY}, datname, schemaname, relname) '
-                   f'({{__name__=~"pg_stat_user_tables_last_(auto)?vacuum", {DB}}}))',
+                   f'({{__name__=~"pg_stat_user_tables_last_(auto)?vacuum", {DB}}} > 0))',
                    "{{datname}}.{{schemaname}}.{{relname}}", instant=True)]),
         series("Vacuums and analyzes", "Manual and automatic vacuums and analyzes per hour, all tables of each "
                "database.", "short", [

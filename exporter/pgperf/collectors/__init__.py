@@ -22,6 +22,7 @@ from . import (
     indexes,
     io,
     locks,
+    log_errors,
     postmaster,
     progress,
     replication,
@@ -75,13 +76,19 @@ REGISTRY: tuple[CollectorSpec, ...] = (
     indexes.SPEC,
     bloat.SPEC,
     xid.SPEC,
+    log_errors.SPEC,
     host.SPEC,
 )
 
 BY_NAME: dict[str, CollectorSpec] = {spec.name: spec for spec in REGISTRY}
 
+#: Families that are legacy aliases (``MetricDef.alias_of``): left out of ``/metrics``
+#: when ``compat.legacy_aliases`` is off.
+LEGACY_ALIASES: frozenset[str] = frozenset(m.name for spec in REGISTRY for m in spec.metrics if m.alias_of)
+
 __all__ = [
     "BY_NAME",
+    "LEGACY_ALIASES",
     "REGISTRY",
     "CollectContext",
     "CollectorDisabled",

@@ -74,6 +74,10 @@ class MetricDef:
     min_version: int = 0  # server_version_num, 0 = every supported version
     max_version: int = 0  # exclusive upper bound, 0 = none
     compat: bool = False  # name kept identical to postgres_exporter's
+    #: A name older postgres_exporter releases or their example query files made common,
+    #: served again for the dashboards and rules that still query it: the family it repeats
+    #: (or is derived from). Served only while ``compat.legacy_aliases`` is on.
+    alias_of: str = ""
 
     def family(self, samples: Iterable[tuple[Sequence[Any], Any]]) -> Family:
         """Build the family from ``(label values, value)`` pairs.

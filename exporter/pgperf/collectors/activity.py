@@ -2,8 +2,11 @@
 transaction, long-running queries and sessions idle in a transaction.
 
 ``pg_stat_activity_count`` and ``pg_stat_activity_max_tx_duration`` keep
-postgres_exporter's names and labels, with a zero sample for every database and state so
-that series do not vanish when a state empties.
+postgres_exporter 0.20's names and labels (``datname``, ``state``, ``usename``,
+``application_name``, ``backend_type``, ``wait_event_type``, ``wait_event``), with a zero
+sample for every database and state without sessions (the other labels empty), as it
+serves them, so that series do not vanish when a state empties. Sessions attached to no
+database, or in no state (background processes), are not counted there.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from ._base import CollectContext, CollectorResult, CollectorSpec, MetricDef, Re
 # idle-in-transaction ages count client backends only: an autovacuum worker or a logical
 # walsender is "active" for hours by design and would make every long-query alert fire.
 SQL = """
-SELECT datname, state, backend_type,
+SELECT datname, state, backend_type, COALESCE(usename::text, '') AS usename, application_name,
+       COALESCE(wait_event_type, '') AS wait_event_type, COALESCE(wait_event, '') AS wait_event,
        count(*) AS sessions,
        max(extract(epoch FROM now() - xact_start))::float8 AS max_xact_age,
        max(extract(epoch FROM now() - query_start))
@@ -34,7 +38,7 @@ SELECT datname, state, backend_type,
                           AND now() - state_change > make_interval(secs => %(idle)s)) AS long_idle_xact,
        count(*) FILTER (WHERE wait_event_type = 'Lock') AS waiting_on_lock
 FROM pg_stat_activity
-GROUP BY 1, 2, 3
+GROUP BY 1, 2, 3, 4, 5, 6, 7
 """
 DATABASES_SQL = "SELECT datname FROM pg_database"
 
@@ -57,14 +61,16 @@ STATES = (
     "disabled",
 )
 
+_SESSION = ("datname", "state", "usename", "application_name", "backend_type", "wait_event_type", "wait_event")
 COUNT = MetricDef(
-    "pg_stat_activity_count", "gauge", "Number of sessions in this database and state.",
-    ("datname", "state"), source="pg_stat_activity", compat=True,
+    "pg_stat_activity_count", "gauge",
+    "Number of sessions in this database and state, by user, application, backend type and wait event.",
+    _SESSION, source="pg_stat_activity", compat=True,
 )
 MAX_TX = MetricDef(
     "pg_stat_activity_max_tx_duration", "gauge",
-    "Age of the oldest open transaction in this database and state, in seconds.",
-    ("datname", "state"), source="pg_stat_activity", compat=True,
+    "Age of the oldest open transaction of these sessions, in seconds (0 when none is open).",
+    _SESSION, source="pg_stat_activity", compat=True,
 )
 CLIENTS = MetricDef(
     "pg_stat_activity_client_connections", "gauge",
@@ -124,8 +130,9 @@ def collect(ctx: CollectContext) -> CollectorResult:
         rows = cur.execute(SQL, params).fetchall()
         databases = [r["datname"] for r in cur.execute(DATABASES_SQL).fetchall()]
 
-    count: dict[tuple[str, str], int] = {(d, s): 0 for d in databases for s in STATES}
-    max_tx: dict[tuple[str, str], float] = {(d, s): 0.0 for d in databases for s in STATES}
+    count: dict[tuple[str, ...], int] = {}
+    max_tx: dict[tuple[str, ...], float] = {}
+    occupied: set[tuple[str, str]] = set()
     per_db: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     backends: dict[str, int] = defaultdict(int)
     clients = 0
@@ -137,7 +144,9 @@ def collect(ctx: CollectContext) -> CollectorResult:
         if db is None:
             continue  # background processes attached to no database
         if state is not None:
-            key = (db, state)
+            occupied.add((db, state))
+            key = (db, state, r["usename"], r["application_name"] or "", r["backend_type"] or "",
+                   r["wait_event_type"], r["wait_event"])
             count[key] = count.get(key, 0) + r["sessions"]
             max_tx[key] = max(max_tx.get(key, 0.0), r["max_xact_age"] or 0.0)
         d = per_db[db]
@@ -146,6 +155,12 @@ def collect(ctx: CollectContext) -> CollectorResult:
         d["long_running"] += r["long_running"]
         d["long_idle"] += r["long_idle_xact"]
         d["waiting"] += r["waiting_on_lock"]
+
+    for db in databases:
+        for state in STATES:
+            if (db, state) not in occupied:
+                count[(db, state, "", "", "", "", "")] = 0
+                max_tx[(db, state, "", "", "", "", "")] = 0.0
 
     server = ctx.server
     utilization = clients / server.max_connections if server.max_connections else None

@@ -273,6 +273,19 @@ ESTIMATED = MetricDef("pgperf_bloat_estimated", "gauge",
 UNESTIMATED = MetricDef("pgperf_bloat_unestimated", "gauge",
                         "Tables or b-tree indexes of this database without complete statistics (never analyzed, or "
                         "columns the role may not read): no estimate.", ("datname", "kind"), source=_S)
+# Legacy aliases: the names of the bloat queries users added to postgres_exporter's query
+# files, still queried by rule packs; percentages and the relation's size as estimated.
+_BL = (*_TL, "idxname")
+TABLE_PCT = MetricDef("pg_bloat_table_bloat_pct", "gauge", "Estimated bloat of this table, in percent.", _TL,
+                      source=_S, alias_of="pg_table_bloat_ratio × 100")
+TABLE_REAL = MetricDef("pg_bloat_table_real_size", "gauge",
+                       "Size of this table as of its last VACUUM or ANALYZE, in bytes.", _TL, source=_S,
+                       alias_of="relpages × block_size of the tables in pg_table_bloat_ratio")
+BTREE_PCT = MetricDef("pg_bloat_btree_bloat_pct", "gauge", "Estimated bloat of this b-tree index, in percent.",
+                      _BL, source=_S, alias_of="pg_index_bloat_ratio × 100")
+BTREE_REAL = MetricDef("pg_bloat_btree_real_size", "gauge",
+                       "Size of this b-tree index as of its table's last VACUUM or ANALYZE, in bytes.", _BL,
+                       source=_S, alias_of="relpages × block_size of the indexes in pg_index_bloat_ratio")
 TRUNCATED = MetricDef("pgperf_bloat_truncated", "gauge",
                       "1 when more tables (or indexes) of this database were estimated than collectors.bloat.limit "
                       "and only the most bloated are served, else 0.", ("datname", "kind"), source=_S)
@@ -302,6 +315,10 @@ def families_for(datname: str, tables: Sequence[Estimate], indexes: Sequence[Est
         ESTIMATED.family(((datname, kind), n) for kind, n in counts.items()),
         UNESTIMATED.family(((datname, kind), n) for kind, n in missing.items()),
         TRUNCATED.family(((datname, kind), 1 if n > limit else 0) for kind, n in counts.items()),
+        TABLE_PCT.family((tl(e), e.ratio * 100) for e in served_tables),
+        TABLE_REAL.family((tl(e), e.size_bytes) for e in served_tables),
+        BTREE_PCT.family((il(e), e.ratio * 100) for e in served_indexes),
+        BTREE_REAL.family((il(e), e.size_bytes) for e in served_indexes),
     )
 
 
@@ -319,7 +336,8 @@ SPEC = CollectorSpec(
     "indexes. A role that may not read the tables (pg_monitor) sees no statistics: run docs/setup-bloat.sql "
     "in each database. Exact figures on demand: `pgperf bloat --exact TABLE` (pgstattuple).",
     collect=collect,
-    metrics=(TABLE_BYTES, TABLE_RATIO, INDEX_BYTES, INDEX_RATIO, ESTIMATED, UNESTIMATED, TRUNCATED),
+    metrics=(TABLE_BYTES, TABLE_RATIO, INDEX_BYTES, INDEX_RATIO, ESTIMATED, UNESTIMATED, TRUNCATED,
+             TABLE_PCT, TABLE_REAL, BTREE_PCT, BTREE_REAL),
     options=BloatOptions,
     per_database=True,
 )

@@ -5,6 +5,18 @@ Family and label names are postgres_exporter's (``pg_stat_database_<column>`` wi
 postgres_exporter's names without ``_total`` and its units (times in milliseconds).
 Columns are mapped by name: a column the server lacks is simply not served, a column
 this module does not know is ignored.
+
+NULL: the columns postgres_exporter 0.20 serves follow its rule, the others pgperf's.
+``stats_reset`` is NULL until the statistics of a database are first reset (always so on
+PostgreSQL 15+ for a new database): postgres_exporter serves 0 then, and so does pgperf,
+so that ``time() - pg_stat_database_stats_reset`` keeps working. ``checksum_failures`` and
+``checksum_last_failure`` (pgperf's own families) are NULL without data checksums, and the
+latter until a first failure: no sample, as for every NULL in pgperf's own families.
+
+``pg_stat_database_conflicts_*`` carry postgres_exporter's ``server`` label (``host:port``),
+which it adds to the families of its built-in query map, and ``active_time`` is served
+twice: in milliseconds under the view's column name, and in seconds as postgres_exporter
+0.20's ``pg_stat_database_active_time_seconds_total``.
 """
 
 from __future__ import annotations
@@ -21,7 +33,16 @@ SQL = "SELECT * FROM pg_stat_database"
 CONFLICTS_SQL = "SELECT * FROM pg_stat_database_conflicts"
 
 _LABELS = ("datid", "datname")
+_CONFLICT_LABELS = ("datid", "datname", "server")
 _V14 = 140000
+# The columns postgres_exporter 0.20 serves under the same name (collector/pg_stat_database.go).
+_COMPAT = frozenset({
+    "numbackends", "xact_commit", "xact_rollback", "blks_read", "blks_hit", "tup_returned", "tup_fetched",
+    "tup_inserted", "tup_updated", "tup_deleted", "conflicts", "temp_files", "temp_bytes", "deadlocks",
+    "blk_read_time", "blk_write_time", "stats_reset",
+})
+# NULL served as 0, as postgres_exporter does (see the module docstring).
+_NULL_AS_ZERO = frozenset({"stats_reset"})
 
 # column -> (type, help, min server version). See "pg_stat_database" in the PostgreSQL
 # documentation, "The Cumulative Statistics System".
@@ -53,7 +74,7 @@ _COLUMNS: dict[str, tuple[str, str, int]] = {
     "sessions_killed": ("counter", "Number of sessions terminated by operator intervention.", _V14),
     "parallel_workers_to_launch": ("counter", "Number of parallel workers planned to be launched by queries on this database.", 180000),
     "parallel_workers_launched": ("counter", "Number of parallel workers launched by queries on this database.", 180000),
-    "stats_reset": ("gauge", "Time at which these statistics were last reset, in seconds since the epoch.", 0),
+    "stats_reset": ("gauge", "Time at which these statistics were last reset, in seconds since the epoch; 0 if never.", 0),
 }
 
 # pg_stat_database_conflicts columns (queries canceled on a standby, by cause).
@@ -69,15 +90,20 @@ _CONFLICTS: dict[str, tuple[str, int]] = {
 METRICS: dict[str, MetricDef] = {
     column: MetricDef(
         f"pg_stat_database_{column}", kind, help_text, _LABELS,  # type: ignore[arg-type]
-        source="pg_stat_database", min_version=since, compat=since < 180000,
+        source="pg_stat_database", min_version=since, compat=column in _COMPAT,
     )
     for column, (kind, help_text, since) in _COLUMNS.items()
 }
+ACTIVE_SECONDS = MetricDef(
+    "pg_stat_database_active_time_seconds_total", "counter",
+    "Time spent executing SQL statements in this database, in seconds.",
+    _LABELS, source="pg_stat_database", min_version=_V14, compat=True,
+)
 CONFLICT_METRICS: dict[str, MetricDef] = {
     column: MetricDef(
         f"pg_stat_database_conflicts_{column}", "counter",
         f"Number of queries in this database canceled on a standby due to {cause}.",
-        _LABELS, source="pg_stat_database_conflicts", min_version=since, compat=since == 0,
+        _CONFLICT_LABELS, source="pg_stat_database_conflicts", min_version=since, compat=since == 0,
     )
     for column, (cause, since) in _CONFLICTS.items()
 }
@@ -107,7 +133,7 @@ class DatabaseStats(Record):
 
 def _value(column: str, value: Any) -> Any:
     if value is None:
-        return None
+        return 0 if column in _NULL_AS_ZERO else None
     if hasattr(value, "timestamp"):  # timestamptz columns become epoch seconds
         return value.timestamp()
     return value
@@ -118,14 +144,21 @@ def collect(ctx: CollectContext) -> CollectorResult:
     with ctx.conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(SQL).fetchall()
         conflicts = cur.execute(CONFLICTS_SQL).fetchall()
+    host = ctx.conn.info.host
+    server = f"{'localhost' if host.startswith('/') else host}:{ctx.conn.info.port}"
     families: list[Family] = []
-    for table, defs in ((rows, METRICS), (conflicts, CONFLICT_METRICS)):
+    for table, defs, extra in ((rows, METRICS, ()), (conflicts, CONFLICT_METRICS, (server,))):
         present = table[0].keys() if table else ()
         for column, metric in defs.items():
             if column in present:
                 families.append(metric.family(
-                    ((r["datid"], r["datname"]), _value(column, r[column])) for r in table
+                    ((r["datid"], r["datname"], *extra), _value(column, r[column])) for r in table
                 ))
+    if rows and "active_time" in rows[0]:
+        families.append(ACTIVE_SECONDS.family(
+            ((r["datid"], r["datname"]), None if r["active_time"] is None else r["active_time"] / 1000.0)
+            for r in rows
+        ))
     by_datid = {
         str(r["datid"]): DatabaseCounters(
             xact_commit=int(r["xact_commit"] or 0), xact_rollback=int(r["xact_rollback"] or 0),
@@ -142,5 +175,5 @@ SPEC = CollectorSpec(
     description="pg_stat_database and pg_stat_database_conflicts: transactions, cache hits, "
     "tuples, temporary files, deadlocks and sessions per database.",
     collect=collect,
-    metrics=tuple(METRICS.values()) + tuple(CONFLICT_METRICS.values()),
+    metrics=(*METRICS.values(), ACTIVE_SECONDS, *CONFLICT_METRICS.values()),
 )

@@ -116,6 +116,12 @@ COUNTS = {
 STATS_AGE = MetricDef("pg_index_stats_age_seconds", "gauge",
                       "How long index scans have been counted in this database (since its statistics were reset, "
                       "else since the server started), in seconds.", _D, source="pg_stat_database")
+# Legacy alias: the index size family of a query file rule packs still query (the
+# invalid-index rule looks for the "_ccnew" index a failed REINDEX CONCURRENTLY leaves).
+GENERAL_SIZE = MetricDef("pg_general_index_info_pg_relation_size", "gauge",
+                         "Size of this index, for every index served above (invalid, unused, duplicate or "
+                         "overlapping), in bytes.", _L, source=_S,
+                         alias_of="pg_index_invalid_bytes, _unused_bytes, _duplicate_bytes, _overlapping_bytes")
 TRUNCATED = MetricDef("pgperf_indexes_truncated", "gauge",
                       "1 when this database has more indexes of this kind than collectors.indexes.limit and only the "
                       "largest are served, else 0.", ("datname", "kind"), source=_S)
@@ -226,13 +232,21 @@ def families_for(datname: str, found: Findings, sizes: dict[int, float], stats_a
     def labels(i: Index) -> tuple[str, ...]:
         return (datname, i.schemaname, i.relname, i.indexrelname)
 
+    served = {
+        "invalid": largest((i, None) for i in found.invalid),
+        "unused": largest((i, None) for i in found.unused),
+        "duplicate": largest(found.duplicate),
+        "overlapping": largest(found.overlapping),
+    }
+    every = {i.oid: i for pairs in served.values() for i, _ in pairs}
     out = [
-        INVALID.family((labels(i), sizes.get(i.oid)) for i, _ in largest((i, None) for i in found.invalid)),
-        UNUSED.family((labels(i), sizes.get(i.oid)) for i, _ in largest((i, None) for i in found.unused)),
+        INVALID.family((labels(i), sizes.get(i.oid)) for i, _ in served["invalid"]),
+        UNUSED.family((labels(i), sizes.get(i.oid)) for i, _ in served["unused"]),
         DUPLICATE.family(((*labels(i), peer.indexrelname if peer else ""), sizes.get(i.oid))
-                         for i, peer in largest(found.duplicate)),
+                         for i, peer in served["duplicate"]),
         OVERLAPPING.family(((*labels(i), peer.indexrelname if peer else ""), sizes.get(i.oid))
-                           for i, peer in largest(found.overlapping)),
+                           for i, peer in served["overlapping"]),
+        GENERAL_SIZE.family((labels(i), sizes.get(oid)) for oid, i in sorted(every.items())),
     ]
     counts = {kind: len(getattr(found, kind)) for kind in KINDS}
     out += [COUNTS[kind].family([((datname,), n)]) for kind, n in counts.items()]
@@ -264,7 +278,7 @@ SPEC = CollectorSpec(
     "indexes, indexes never scanned since the statistics were reset, duplicate indexes and b-tree "
     "indexes overlapped by a longer one, with their sizes (the largest `limit` of each kind).",
     collect=collect,
-    metrics=(INVALID, UNUSED, DUPLICATE, OVERLAPPING, *COUNTS.values(), STATS_AGE, TRUNCATED),
+    metrics=(INVALID, UNUSED, DUPLICATE, OVERLAPPING, *COUNTS.values(), STATS_AGE, TRUNCATED, GENERAL_SIZE),
     options=IndexesOptions,
     per_database=True,
 )

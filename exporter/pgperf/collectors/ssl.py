@@ -42,6 +42,13 @@ COMPRESSED = MetricDef(
     ("datname",), source="pg_stat_ssl", max_version=140000,
 )
 
+# Legacy alias: the SSL compression query of postgres_exporter query files, still queried
+# by rule packs. PostgreSQL 14 removed SSL compression: no connection can use it there,
+# and the alias counts 0 for every database with client connections.
+COMPRESSION = MetricDef("pg_stat_ssl_compression", "gauge",
+                        "Client connections of this database using SSL compression (0 from PostgreSQL 14, which "
+                        "removed it).", ("datname",), source="pg_stat_ssl", alias_of=COMPRESSED.name)
+
 
 def collect(ctx: CollectContext) -> CollectorResult:
     assert ctx.conn is not None and ctx.server is not None
@@ -53,11 +60,12 @@ def collect(ctx: CollectContext) -> CollectorResult:
         ((r["datname"], r["transport"], "true" if r["ssl"] else "false", r["version"], r["cipher"]), r["connections"])
         for r in rows
     )]
+    compressed: dict[str, int] = {}
+    for r in rows:
+        compressed[r["datname"]] = compressed.get(r["datname"], 0) + (r["compressed"] or 0)
     if has_compression:
-        compressed: dict[str, int] = {}
-        for r in rows:
-            compressed[r["datname"]] = compressed.get(r["datname"], 0) + (r["compressed"] or 0)
         families.append(COMPRESSED.family(((d,), n) for d, n in sorted(compressed.items())))
+    families.append(COMPRESSION.family(((d,), n) for d, n in sorted(compressed.items())))
     return CollectorResult(tuple(families))
 
 
@@ -66,5 +74,5 @@ SPEC = CollectorSpec(
     description="pg_stat_ssl: client connections by database, transport, TLS use, protocol version "
     "and cipher; SSL compression on PostgreSQL 13.",
     collect=collect,
-    metrics=(CONNECTIONS, COMPRESSED),
+    metrics=(CONNECTIONS, COMPRESSED, COMPRESSION),
 )

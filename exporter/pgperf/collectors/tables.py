@@ -14,6 +14,12 @@ keeps the first ``limit`` by the better of the two ranks: the largest and the bu
 tables, alternately; only those get their statistics and exact sizes. ``pgperf_tables_total``
 and ``pgperf_tables_truncated`` say how many tables there are and whether the limit cut
 some off. Dropped tables simply stop appearing: families are rebuilt every run.
+
+NULL: the (auto)vacuum and (auto)analyze times of a table never vacuumed or analyzed are
+NULL; postgres_exporter serves them as 0 (the epoch), and so does pgperf, so that rules
+such as ``time() - pg_stat_user_tables_last_autovacuum > ...`` fire for a table never
+vacuumed instead of ignoring it. The other columns keep pgperf's rule: NULL, no sample
+(the TOAST counters of a table without a TOAST table).
 """
 
 from __future__ import annotations
@@ -96,10 +102,10 @@ _STAT: dict[str, tuple[str, str, str, int, bool]] = {
     "n_dead_tup": ("n_dead_tup", "gauge", "Estimated number of dead rows.", 0, True),
     "n_mod_since_analyze": ("n_mod_since_analyze", "gauge", "Estimated number of rows modified since this table was last analyzed.", 0, True),
     "n_ins_since_vacuum": ("n_ins_since_vacuum", "gauge", "Estimated number of rows inserted since this table was last vacuumed.", 0, False),
-    "last_vacuum": ("last_vacuum", "gauge", "Last time this table was vacuumed manually (not counting VACUUM FULL), in seconds since the epoch; no sample if never.", 0, True),
-    "last_autovacuum": ("last_autovacuum", "gauge", "Last time this table was vacuumed by the autovacuum daemon, in seconds since the epoch; no sample if never.", 0, True),
-    "last_analyze": ("last_analyze", "gauge", "Last time this table was analyzed manually, in seconds since the epoch; no sample if never.", 0, True),
-    "last_autoanalyze": ("last_autoanalyze", "gauge", "Last time this table was analyzed by the autovacuum daemon, in seconds since the epoch; no sample if never.", 0, True),
+    "last_vacuum": ("last_vacuum", "gauge", "Last time this table was vacuumed manually (not counting VACUUM FULL), in seconds since the epoch; 0 if never.", 0, True),
+    "last_autovacuum": ("last_autovacuum", "gauge", "Last time this table was vacuumed by the autovacuum daemon, in seconds since the epoch; 0 if never.", 0, True),
+    "last_analyze": ("last_analyze", "gauge", "Last time this table was analyzed manually, in seconds since the epoch; 0 if never.", 0, True),
+    "last_autoanalyze": ("last_autoanalyze", "gauge", "Last time this table was analyzed by the autovacuum daemon, in seconds since the epoch; 0 if never.", 0, True),
     "vacuum_count": ("vacuum_count", "counter", "Number of times this table has been vacuumed manually (not counting VACUUM FULL).", 0, True),
     "autovacuum_count": ("autovacuum_count", "counter", "Number of times this table has been vacuumed by the autovacuum daemon.", 0, True),
     "analyze_count": ("analyze_count", "counter", "Number of times this table has been analyzed manually.", 0, True),
@@ -151,7 +157,7 @@ _TIMES = frozenset({"last_vacuum", "last_autovacuum", "last_analyze", "last_auto
 
 def _value(value: Any) -> Any:
     if value is None:
-        return None
+        return 0.0  # never: served as postgres_exporter serves it (see the module docstring)
     if hasattr(value, "timestamp"):  # timestamptz columns become epoch seconds
         return value.timestamp()
     return value

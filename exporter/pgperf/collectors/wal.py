@@ -64,6 +64,12 @@ LSN = MetricDef(
     source="pg_current_wal_lsn(), pg_last_wal_replay_lsn()", compat=True,
 )
 
+# Legacy alias: the name of the WAL position query users added to postgres_exporter's query
+# files, which rule packs still query.
+XLOG_POSITION = MetricDef("pg_xlog_position_bytes", "gauge",
+                          "Current WAL write position (replay position on a standby), in bytes since 0/0.",
+                          source=LSN.source, alias_of=LSN.name)
+
 
 def _scaled(column: str, value: Any) -> Any:
     if value is None:
@@ -88,6 +94,7 @@ def collect(ctx: CollectContext) -> CollectorResult:
         SIZE.single(waldir["size"]),
         SEGMENTS.single(waldir["segments"]),
         LSN.single(lsn["lsn"]),
+        XLOG_POSITION.single(lsn["lsn"]),
     ]
     return CollectorResult(tuple(families))
 
@@ -97,5 +104,5 @@ SPEC = CollectorSpec(
     description="WAL: records, full page images, bytes and buffer-full events (pg_stat_wal, 14+), "
     "size and number of segment files in pg_wal (pg_ls_waldir, needs pg_monitor), current position.",
     collect=collect,
-    metrics=(*STAT_METRICS.values(), STATS_RESET, SIZE, SEGMENTS, LSN),
+    metrics=(*STAT_METRICS.values(), STATS_RESET, SIZE, SEGMENTS, LSN, XLOG_POSITION),
 )

@@ -29,11 +29,18 @@ ASSIGNED = MetricDef(
     source="pg_current_snapshot()", min_version=130000,
 )
 
+# Legacy alias: the transaction ID query of postgres_exporter query files (txid_current(),
+# which consumes an ID; this value does not), still queried by rule packs.
+TXID_CURRENT = MetricDef("pg_txid_current", "gauge",
+                         "The next transaction ID (64-bit, epoch included); its rate is the transaction ID consumption.",
+                         source=ASSIGNED.source, min_version=130000, alias_of=ASSIGNED.name)
+
 
 def collect(ctx: CollectContext) -> CollectorResult:
     assert ctx.conn is not None
     row: Any = ctx.conn.execute(SQL).fetchone()
-    return CollectorResult((ASSIGNED.single(None if row is None else row[0]),))
+    value = None if row is None else row[0]
+    return CollectorResult((ASSIGNED.single(value), TXID_CURRENT.single(value)))
 
 
 SPEC = CollectorSpec(
@@ -41,6 +48,6 @@ SPEC = CollectorSpec(
     description="Transaction ID consumption: the next 64-bit transaction ID as a counter "
     "(`rate()` is transaction IDs consumed per second), read without consuming one.",
     collect=collect,
-    metrics=(ASSIGNED,),
+    metrics=(ASSIGNED, TXID_CURRENT),
     min_version=130000,
 )

@@ -155,6 +155,16 @@ class Store(Model):
     partitions_ahead: int = Field(3, ge=1, le=60)
 
 
+class Compat(Model):
+    """Compatibility with dashboards and rules written for postgres_exporter."""
+
+    #: Also serve the family names older postgres_exporter releases and their example query
+    #: files made common (``pg_replication_lag``, ``pg_replication_slot_*`` ...), listed as
+    #: aliases in docs/metrics.md. Off: fewer series, only pgperf's and postgres_exporter
+    #: 0.20's names.
+    legacy_aliases: bool = True
+
+
 class Web(Model):
     listen_address: str = ":9187"
     config_file: str | None = None
@@ -355,6 +365,7 @@ class Config(Model):
     databases: Databases = Databases()
     store: Store = Store()
     collectors: Collectors = Collectors()  # type: ignore[valid-type]
+    compat: Compat = Compat()
     thresholds: Thresholds
     retention: Retention
     notifications: Notifications = Notifications()

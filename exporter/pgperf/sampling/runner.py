@@ -115,6 +115,7 @@ def _call(spec: CollectorSpec, ctx: CollectContext) -> Outcome:
     except psycopg.Error as exc:
         return Outcome(time.monotonic() - started, error=("query_error", first_line(exc)))
     except Exception as exc:  # a bug in one collector must not take the others down
-        log.exception("target %s: collector %s failed unexpectedly", ctx.target, spec.name)
+        log.exception("target %s: collector %s failed unexpectedly", ctx.target, spec.name,
+                      extra={"target": ctx.target, "collector": spec.name, "error_kind": "internal_error"})
         return Outcome(time.monotonic() - started, error=("internal_error", f"{type(exc).__name__}: {exc}"))
     return Outcome(time.monotonic() - started, result=result)

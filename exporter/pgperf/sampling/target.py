@@ -145,7 +145,8 @@ class TargetSampler:
                 try:
                     listener(snapshot)
                 except Exception:  # a listener bug must not stop sampling
-                    log.exception("target %s: snapshot listener %r failed", self.target.name, listener)
+                    log.exception("target %s: snapshot listener %r failed", self.target.name, listener,
+                                  extra={"target": self.target.name})
         finally:
             self._busy.release()
         return snapshot
@@ -214,7 +215,8 @@ class TargetSampler:
         except psycopg.Error as exc:
             if conn.broken:
                 raise
-            log.warning("target %s: cannot list databases: %s", self.target.name, runner.first_line(exc))
+            log.warning("target %s: cannot list databases: %s", self.target.name, runner.first_line(exc),
+                        extra={"target": self.target.name})
             return None
         selection = self.target.databases or self.config.databases
         return tuple(r[0] for r in rows if selection.matches(r[0]))
@@ -340,10 +342,11 @@ class TargetSampler:
 
     def _log_connection(self, up: bool, kind: str | None, message: str | None) -> None:
         if up and self._down_kind is not None:
-            log.info("target %s: database reachable again", self.target.name)
+            log.info("target %s: database reachable again", self.target.name, extra={"target": self.target.name})
             self._down_kind = None
         elif not up and kind != self._down_kind:
-            log.error("target %s: database unreachable (%s): %s", self.target.name, kind, message)
+            log.error("target %s: database unreachable (%s): %s", self.target.name, kind, message,
+                      extra={"target": self.target.name, "error_kind": kind})
             self._down_kind = kind
 
     def _count(
@@ -388,7 +391,7 @@ class TargetSampler:
                 self._count(overruns=missed)
                 log.warning(
                     "target %s: sampling took longer than the %.1fs interval; %d tick(s) skipped",
-                    self.target.name, self.interval, missed,
+                    self.target.name, self.interval, missed, extra={"target": self.target.name},
                 )
             self._wait(stop, next_at)
 

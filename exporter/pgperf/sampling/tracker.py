@@ -75,12 +75,14 @@ class CollectorTracker:
         """Disable collector *name* until the connection's next generation."""
         self._disabled[name] = (reason, generation)
         self._last_runs.pop(name, None)
-        log.warning("target %s: collector %s disabled (%s): %s", self.target, name, reason, detail)
+        log.warning("target %s: collector %s disabled (%s): %s", self.target, name, reason, detail,
+                    extra={"target": self.target, "collector": name, "error_kind": reason})
         return CollectorStatus(name, False, 0.0, disabled=reason)
 
     def failed(self, name: str, kind: str, detail: str, duration: float) -> CollectorStatus:
         if self._failing.get(name) != kind:
-            log.warning("target %s: collector %s failed (%s): %s", self.target, name, kind, detail)
+            log.warning("target %s: collector %s failed (%s): %s", self.target, name, kind, detail,
+                        extra={"target": self.target, "collector": name, "error_kind": kind})
             self._failing[name] = kind
         return CollectorStatus(name, False, duration, error=kind)
 
@@ -89,7 +91,8 @@ class CollectorTracker:
         """A successful run at wall-clock time *now*; kept to be served again when the
         collector has an interval (*every*)."""
         if name in self._failing:
-            log.info("target %s: collector %s works again", self.target, name)
+            log.info("target %s: collector %s works again", self.target, name,
+                     extra={"target": self.target, "collector": name})
             del self._failing[name]
         status = CollectorStatus(name, True, duration, ran_at=now)
         if every:

@@ -155,8 +155,10 @@ class DatabaseVisitor:
         known = self._errors.get(datname)
         if error is None:
             if known is not None:
-                log.info("target %s: database %s readable again", self.target, datname)
+                log.info("target %s: database %s readable again", self.target, datname,
+                         extra={"target": self.target, "database": datname})
                 del self._errors[datname]
         elif known != error[0]:
-            log.warning("target %s: cannot visit database %s (%s): %s", self.target, datname, *error)
+            log.warning("target %s: cannot visit database %s (%s): %s", self.target, datname, *error,
+                        extra={"target": self.target, "database": datname, "error_kind": error[0]})
             self._errors[datname] = error[0]
