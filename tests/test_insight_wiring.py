@@ -132,13 +132,13 @@ def test_a_blocked_statement_shows_lock_waits_on_metrics_and_in_the_store(
         with blocked_update(pg_cluster):
             def lock_samples() -> float | None:
                 return value(running.scrape(), "pgperf_wait_event_samples_total", source="pg_stat_activity",
-                             wait_event_type="Lock")
+                             wait_event_type="Lock", wait_event="transactionid")
             assert wait_until(lambda: (lock_samples() or 0) >= 5, timeout=30, message="Lock samples on /metrics")
 
             def stored() -> list[tuple[Any, ...]]:
                 return pg_cluster.execute(
                     f"SELECT query_id, wait_event, sum(samples), sum(seconds) FROM {schema}.statement_wait_profiles"
-                    " WHERE wait_event_type = 'Lock' GROUP BY 1, 2")
+                    " WHERE wait_event_type = 'Lock' AND wait_event = 'transactionid' GROUP BY 1, 2")
             rows = wait_until(lambda: [r for r in stored() if r[2] >= 3], timeout=30, message="Lock waits stored")
         scraped = running.scrape()
     qid = pg_cluster.execute("SELECT queryid::text FROM pg_stat_statements WHERE query LIKE"
