@@ -175,6 +175,9 @@ def test_demo_shows_the_alert_flow_and_prints_only_what_works(tmp_path: Path) ->
                 assert "silence" in result.stdout, result.stdout  # the Alertmanager URL came with the file
             if " report " in command:
                 assert "PgperfSlowQueries" in result.stdout and "game_hands" in result.stdout, result.stdout
+            if command.split()[-3:-2] == ["advise"]:  # the slow range query's index, proven by HypoPG
+                assert "ON public.game_hands (created_at)" in result.stdout and "verified by HypoPG" in result.stdout, \
+                    result.stdout
         acknowledged = requests.get(f"{info['pgperf']}/api/v1/alerts/{alert['alert_id']}", headers=auth,
                                     timeout=10).json()
         assert acknowledged["status"] == "acknowledged" and acknowledged["silence_id"], acknowledged

@@ -44,6 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import requests
 import yaml
 from aiosmtpd.controller import Controller
@@ -233,6 +234,14 @@ def pgperf_command() -> list[str]:
         return [str(script)]
 
 
+def offer_hypopg(dsn: str) -> None:
+    """Create HypoPG where the server has it (Debian's postgresql-15-hypopg), so that
+    ``pgperf advise`` and the reports prove their index advice with the planner."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'hypopg'").fetchone():
+            conn.execute("CREATE EXTENSION IF NOT EXISTS hypopg")
+
+
 def commands(config_file: Path, urls: Mapping[str, str], token: str, amtool: str | None) -> list[str]:
     """Ready-to-paste commands against the running demo; ``ALERT_ID`` stands for an id
     listed by the second one."""
@@ -243,6 +252,7 @@ def commands(config_file: Path, urls: Mapping[str, str], token: str, amtool: str
         f"{pgperf} alerts list {config}",
         f'{pgperf} alerts ack {ALERT_ID} --by "$(id -un)" {config}',
         f"{pgperf} report --period daily {config}",
+        f"{pgperf} advise {config}",
     ]
     if amtool and "alertmanager" in urls:
         out.append(f"{shlex.quote(amtool)} --alertmanager.url={urls['alertmanager']} alert query")
@@ -337,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         dsn = cluster.dsn()
         print(f"PostgreSQL {cluster.major} running: {dsn}", flush=True)
         workload.setup(dsn)
+        offer_hypopg(dsn)
         poker = workload.run(dsn, poker_stop)
         pgbench = subprocess.Popen([cluster.pgbench_bin(), "-i", "-q", "-s", "1", dsn],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
