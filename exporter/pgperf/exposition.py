@@ -10,6 +10,7 @@ per rendering and only the few live kilobytes per response.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import struct
 import threading
@@ -289,25 +290,121 @@ class _Fixed(Collector):
         return iter(self._metrics)
 
 
+def _lines(fam: Family, extra: Sequence[tuple[str, str]]) -> str:
+    """The sample lines of one family, with *extra* leading labels (see ``_render``)."""
+    name = fam.name
+    names = tuple(k for k, _ in extra) + fam.labels
+    extra_values = tuple(v for _, v in extra)
+    if not names:
+        return "".join([f"{name} {_float_text(value)}\n" for _, value in fam.samples])
+    order = sorted(range(len(names)), key=names.__getitem__)
+    out: list[str] = []
+    append = out.append
+    for values, value in fam.samples:
+        full = extra_values + values if extra_values else values
+        labels = ",".join([f'{names[i]}="{_escape_value(full[i])}"' for i in order])
+        append(f"{name}{{{labels}}} {_float_text(value)}\n")
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One target's samples of one family name: rendered, or (names prometheus-client
+    escapes) the families for prometheus-client to render with the other targets'."""
+
+    head: Family
+    sources: tuple[tuple[Family, tuple[tuple[str, str], ...]], ...]
+    text: str | None
+
+
+class _Block:
+    """One target's part of the exposition, rendered once per snapshot: its family names
+    in order, each with its sample lines (and the ``target`` label when labelled)."""
+
+    __slots__ = ("key", "labelled", "parts")
+
+    def __init__(self, snapshot: Snapshot, config: Config, labelled: bool) -> None:
+        self.key = _key(snapshot)
+        self.labelled = labelled
+        grouped: dict[str, list[Family]] = {}
+        for fam in (*snapshot.families, *self_families(snapshot, config)):
+            grouped.setdefault(fam.name, []).append(fam)
+        extra: tuple[tuple[str, str], ...] = (("target", snapshot.target),) if labelled else ()
+        self.parts: dict[str, _Part] = {}
+        for name, fams in grouped.items():
+            # One target: its first family of each name, as it is (see _groups).
+            sources = tuple((f, extra) for f in (fams if labelled else fams[:1]))
+            head = fams[0]
+            plain = _plain_names(head, sources)
+            text = "".join([_lines(f, e) for f, e in sources]) if plain else None
+            self.parts[name] = _Part(head, sources, text)
+
+
+def _assemble(blocks: Sequence[_Block]) -> str:
+    """The exposition of several targets' blocks: each family name once, in the order of
+    first appearance, its HELP and TYPE from the first target that has it, then every
+    target's samples in target order — the grouping prometheus-client gets from
+    ``SnapshotCollector``. Only the joining is done here; the rendering was done per block."""
+    by_name: dict[str, list[_Part]] = {}
+    for block in blocks:
+        for name, part in block.parts.items():
+            by_name.setdefault(name, []).append(part)
+    out: list[str] = []
+    for parts in by_name.values():
+        head = parts[0].head
+        if all(p.text is not None for p in parts):
+            out.append(_header(head))
+            out.extend(p.text for p in parts if p.text)
+            continue
+        labels = (*(k for k, _ in parts[0].sources[0][1]), *head.labels)
+        merged = Family(head.name, head.type, head.help, labels, ())
+        out.append(_slow(merged, [source for p in parts for source in p.sources]))
+    return "".join(out)
+
+
 @dataclass(frozen=True)
 class _Rendered:
-    """The snapshots' part of the exposition, plain and as the start of a gzip member."""
+    """The snapshots' part of the exposition, plain and (once asked for) as the start of a
+    gzip member."""
 
-    key: tuple[Any, ...] | None = None
+    keys: tuple[tuple[str, int, float], ...] = ()
+    generation: int = -1
     plain: bytes = b""
-    deflated: bytes = _GZIP_HEADER  # gzip header and raw deflate, flushed to a byte boundary
+    deflated: bytes | None = _GZIP_HEADER  # gzip header and raw deflate, flushed to a byte boundary
     crc: int = 0
+
+    def current(self, snapshots: Sequence[Snapshot], generation: int) -> bool:
+        return generation == self.generation and tuple(map(_key, snapshots)) == self.keys
+
+
+def _key(snap: Snapshot) -> tuple[str, int, float]:
+    """What tells one sample from another: a target whose sampler was replaced (its
+    definition changed) counts its samples from 1 again, at another time."""
+    return snap.target, snap.seq, snap.taken_at
+
+
+def _deflated(plain: bytes) -> bytes:
+    deflate = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return _GZIP_HEADER + deflate.compress(plain) + deflate.flush(zlib.Z_SYNC_FLUSH)
 
 
 class MetricsCache:
     """Rendered exposition text, kept until the snapshots change.
 
-    The text has three parts: the snapshots' families (the bulk, rendered once per new set
-    of snapshots, and compressed once too: as the start of a gzip member, flushed to a byte
-    boundary), then the extra families (the store's) with pgperf's build and profile
-    (rendered again when their key changes), then the live process metrics (every
-    scrape). A gzipped response is the compressed first part, the rest compressed on its
-    own and the gzip trailer: one scrape compresses a few kilobytes, not the whole text.
+    The text has three parts: the snapshots' families (the bulk), then the extra families
+    (the store's) with pgperf's build and profile (rendered again when their key changes),
+    then the live process metrics (every scrape). A gzipped response is the compressed
+    first part, the rest compressed on its own and the gzip trailer: one scrape compresses
+    a few kilobytes, not the whole text.
+
+    The bulk is rendered per target (a ``_Block`` per snapshot, kept until that target's
+    next sample) and joined: a sample of one target renders that target's families only,
+    whatever the number of targets. With one target the sampler's ``refresh`` renders and
+    compresses the whole text right after each sample, so that no scrape waits for it.
+    With several, ``refresh`` renders the target's block once ``/metrics`` has been asked
+    for, and the scrape joins the blocks (and compresses them, for gzip) once per new set
+    of samples: joining is cheap, and compressing the whole text after every sample of
+    every target would grow with the square of the number of targets.
     """
 
     def __init__(
@@ -332,7 +429,9 @@ class MetricsCache:
         self._collector = collector
         self._generation = 0
         self._lock = threading.Lock()
+        self._blocks: dict[str, _Block] = {}
         self._rendered = _Rendered()
+        self._served = False  # whether the text was ever asked for
         self._tail_key: tuple[Any, ...] | None = None
         self._tail = b""
         self._extra_key: Callable[[], Any] = lambda: None
@@ -343,23 +442,52 @@ class MetricsCache:
 
     def set_config(self, config: Config) -> None:
         """A reloaded configuration (thresholds, profile): render again at the next scrape."""
-        self._config = config
-        self._collector._config = config
-        self._generation += 1
+        with self._lock:
+            self._config = config
+            self._collector._config = config
+            self._generation += 1
+            self._blocks.clear()
+
+    def _labelled(self, snapshots: Sequence[Snapshot]) -> bool:
+        return len(self._config.resolved_targets()) > 1 and len(snapshots) > 0
+
+    def _block(self, snap: Snapshot, labelled: bool) -> _Block:
+        """*snap*'s block, rendered now if it is not the one kept (call with the lock held)."""
+        block = self._blocks.get(snap.target)
+        if block is None or block.key != _key(snap) or block.labelled != labelled:
+            block = _Block(snap, self._config, labelled)
+            self._blocks[snap.target] = block
+        return block
 
     def refresh(self) -> None:
-        """Render the snapshots' part now if they changed (the sampler calls this after each
-        sample, so that scrapes find it ready)."""
-        snapshots = self._snapshots()
-        key = (tuple((s.target, s.seq) for s in snapshots), self._generation)
-        if key == self._rendered.key:
+        """Render what the latest samples changed (the sampler calls this after each
+        sample, so that scrapes find it ready): with one target the whole text, with
+        several the blocks of the targets that sampled (once the text is asked for)."""
+        snapshots = tuple(self._snapshots())
+        if self._rendered.current(snapshots, self._generation):
             return
         with self._lock:
-            if key != self._rendered.key:
-                plain = _render(_groups(snapshots, self._config)).encode()
-                deflate = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
-                self._rendered = _Rendered(key, plain, _GZIP_HEADER + deflate.compress(plain)
-                                           + deflate.flush(zlib.Z_SYNC_FLUSH), zlib.crc32(plain))
+            if len(snapshots) <= 1:
+                self._update(snapshots, gzipped=True)
+            elif self._served:
+                labelled = self._labelled(snapshots)
+                for snap in snapshots:
+                    self._block(snap, labelled)
+
+    def _update(self, snapshots: Sequence[Snapshot], gzipped: bool) -> _Rendered:
+        """The rendering of *snapshots*, made now if it is not the one kept (lock held)."""
+        rendered = self._rendered
+        if not rendered.current(snapshots, self._generation):
+            labelled = self._labelled(snapshots)
+            blocks = [self._block(snap, labelled) for snap in snapshots]
+            for gone in self._blocks.keys() - {snap.target for snap in snapshots}:
+                del self._blocks[gone]
+            plain = _assemble(blocks).encode()
+            rendered = _Rendered(tuple(map(_key, snapshots)), self._generation, plain, None, zlib.crc32(plain))
+        if gzipped and rendered.deflated is None:
+            rendered = dataclasses.replace(rendered, deflated=_deflated(rendered.plain))
+        self._rendered = rendered
+        return rendered
 
     def _tail_part(self) -> bytes:
         key = (self._extra_key(), self._generation)
@@ -373,13 +501,16 @@ class MetricsCache:
 
     def render(self, gzipped: bool = False) -> bytes:
         """The exposition text of the latest snapshots, then live process metrics."""
-        self.refresh()
-        rendered = self._rendered
+        snapshots = tuple(self._snapshots())
+        with self._lock:
+            self._served = True
+            rendered = self._update(snapshots, gzipped)
         rest = self._tail_part()
         if self._process_metrics:
             rest += generate_latest(self._live)
         if not gzipped:
             return rendered.plain + rest
+        assert rendered.deflated is not None
         # The rest is deflated on its own; raw deflate streams join at a byte boundary, and
         # the gzip trailer's CRC continues over the whole text.
         deflate = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS, 1)
