@@ -46,8 +46,8 @@ _PLAIN_LABEL_NAME = re.compile(r"(?!__)[a-zA-Z_][a-zA-Z0-9_]*")
 # A gzip member header (RFC 1952): no name, no modification time, fastest compression.
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\xff"
 
-# Profile thresholds exposed as metrics, so one set of rules serves every profile and
-# every instance compares against its own exporter's values. (config key, metric, scale)
+# Profile thresholds exposed as metrics, per target, so one set of rules serves every
+# profile and every target compares against its own values. (config key, metric, scale)
 THRESHOLD_METRICS: tuple[tuple[str, str, float, str], ...] = (
     ("slow_query_time_ms", "pgperf_threshold_slow_query_seconds", 0.001, "Mean execution time above which a statement is slow, in seconds."),
     ("slow_queries_error_count", "pgperf_threshold_slow_statements_error", 1, "Number of slow statements at which the slow-query alert becomes an error."),
@@ -126,7 +126,8 @@ SELF_METRICS: tuple[MetricDef, ...] = (
 
 
 def self_families(snapshot: Snapshot, config: Config) -> list[Family]:
-    """pg_up, per-collector status and pgperf's own sampling metrics for one snapshot."""
+    """pg_up, per-collector status and pgperf's own sampling metrics for one snapshot, with
+    the thresholds its target is judged by (its profile's, or the process's)."""
     s = snapshot
     c = s.counters
     out = [
@@ -149,7 +150,7 @@ def self_families(snapshot: Snapshot, config: Config) -> list[Family]:
     if s.server is not None:
         out.append(STATIC.family([((s.server.short_version, s.server.version), 1)]))
         out.append(VERSION_NUM.single(s.server.version_num))
-    thresholds = config.thresholds
+    thresholds = config.thresholds_of(s.target)
     for key, _, scale, _ in THRESHOLD_METRICS:
         # Rounded: 700 * 0.001 is 0.7000000000000001 in binary floating point.
         out.append(THRESHOLDS[key].single(round(getattr(thresholds, key) * scale, 10)))
@@ -163,7 +164,7 @@ def _groups(snapshots: Sequence[Snapshot], config: Config) -> Iterator[Group]:
     """The families to expose, one group per name: its head (name, type, help, labels) and
     the families whose samples it holds, each with its extra leading labels. With several
     targets in the process every family gains a ``target`` label."""
-    labelled = len(config.resolved_targets()) > 1 and len(snapshots) > 0
+    labelled = config.several_targets and len(snapshots) > 0
     merged: dict[str, list[tuple[str, Family]]] = {}
     for snap in snapshots:
         for fam in (*snap.families, *self_families(snap, config)):
@@ -449,7 +450,7 @@ class MetricsCache:
             self._blocks.clear()
 
     def _labelled(self, snapshots: Sequence[Snapshot]) -> bool:
-        return len(self._config.resolved_targets()) > 1 and len(snapshots) > 0
+        return self._config.several_targets and len(snapshots) > 0
 
     def _block(self, snap: Snapshot, labelled: bool) -> _Block:
         """*snap*'s block, rendered now if it is not the one kept (call with the lock held)."""
