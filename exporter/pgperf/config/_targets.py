@@ -98,34 +98,34 @@ class TargetFiles:
             problems.append(f"targets_dir: {config.targets_dir} is not a directory that can be read")
         stamps = self._stamps_of(config)
         self._stamps = stamps
+        if config.targets_file and config.targets_file not in stamps:
+            problems.append(f"targets_file: cannot read {config.targets_file}: no such file")
+        taken = {t.name: "the configuration file" for t in config.targets}
         known: dict[str, _Known] = {}
         for path in self.paths(config):
             stamp = stamps.get(path)
             before = self._known.get(path)
             if before is not None and before.stamp == stamp and stamp is not None:
-                known[path] = before
-                continue
-            try:
-                known[path] = _Known(stamp, self._read_one(path, config))
-            except ConfigError as exc:
-                kept = before.targets if before is not None else ()
-                known[path] = _Known(stamp, kept, tuple(exc.problems))
-        if config.targets_file and config.targets_file not in stamps:
-            problems.append(f"targets_file: cannot read {config.targets_file}: no such file")
-        self._known = known
-
-        taken = {t.name: "the configuration file" for t in config.targets}
-        out: list[Target] = list(config.targets)
-        for path, entry in known.items():
-            problems += entry.problems
-            clashes = sorted(t.name for t in entry.targets if t.name in taken)
+                entry = before
+            else:
+                try:
+                    entry = _Known(stamp, self._read_one(path, config))
+                except ConfigError as exc:
+                    entry = _Known(stamp, before.targets if before is not None else (), tuple(exc.problems))
+            clashes = [t.name for t in entry.targets if t.name in taken]
             if clashes:
-                problems += [f"{path}: targets: target name {name!r} is already used in {taken[name]}; "
-                             "each target name once" for name in clashes]
-                continue
+                # Refused, as the other problems; read again next time (the other file may change).
+                kept = before.targets if before is not None else ()
+                if any(t.name in taken for t in kept):
+                    kept = ()
+                entry = _Known(None, kept, tuple(
+                    f"{path}: targets: target name {name!r} is already used in {taken[name]}; each target name once"
+                    for name in clashes))
+            known[path] = entry
+            problems += entry.problems
             taken.update({t.name: path for t in entry.targets})
-            out += entry.targets
-        return TargetsRead(tuple(out[len(config.targets):]), tuple(problems))
+        self._known = known
+        return TargetsRead(tuple(t for entry in known.values() for t in entry.targets), tuple(problems))
 
     @staticmethod
     def _read_one(path: str, config: Config) -> tuple[Target, ...]:

@@ -39,7 +39,7 @@ from .snapshot import CollectorStatus, Counters, SampleBuilder, Snapshot
 from .tracker import CollectorTracker, Skip
 from .visit import ConnectionBudget, DatabaseVisitor
 
-__all__ = ["DISCOVER_SQL", "Listener", "Sampler", "TargetSampler"]
+__all__ = ["DISCOVER_SQL", "Listener", "Sampler", "TargetSampler", "spread"]
 
 log = logging.getLogger(__name__)
 
@@ -399,10 +399,17 @@ class TargetSampler:
             stop.wait(max(0.0, next_at - time.monotonic()))
 
 
-#: Where the k-th target started samples in the interval: the fractional parts of k times
-#: the golden ratio spread any number of targets evenly, and the next one lands in the
-#: largest gap left, so targets added later need no new schedule for the others.
 _GOLDEN = (5 ** 0.5 - 1) / 2
+
+
+def spread(k: int) -> float:
+    """Where the *k*-th target started samples in the interval, as a fraction of it.
+
+    The fractional parts of k times the golden ratio spread any number of targets about
+    evenly, and each new one lands in one of the largest gaps left (the three-gap
+    theorem), so a target added later needs no new schedule for the others.
+    """
+    return (k * _GOLDEN) % 1.0
 
 
 class Sampler:
@@ -437,7 +444,7 @@ class Sampler:
 
     def _start(self, sampler: TargetSampler) -> None:
         name = sampler.target.name
-        offset = (self._placed * _GOLDEN) % 1.0 * sampler.interval
+        offset = spread(self._placed) * sampler.interval
         self._placed += 1
         sampler.open()
         stop = threading.Event()
