@@ -6,19 +6,22 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 import pytest
 import requests
 
+from fix_bundle import Process, start_prometheus
 from helpers import Exporter, make_config, wait_until
 from pgperf.app import App
 from pgperf.config import ConfigError, TargetFiles, load_config, load_profile
 from pgperf.http.webconfig import load_web_config
 from pgperf.sampling.target import spread
-from tools.cluster import Cluster
+from tools.cluster import Cluster, destroy_all, fleet
 
 DEV = load_profile("development")["thresholds"]
 PROD = load_profile("production")["thresholds"]
@@ -212,3 +215,75 @@ def test_a_reload_adds_and_removes_configured_targets(pg_cluster: Cluster, tmp_p
         assert list(exporter.app.sampler.targets) == ["a", "c"]
     finally:
         exporter.stop()
+
+
+# -- Prometheus discovers the targets through /sd ---------------------------------------------
+
+FLEET = 20
+STOPPED = (3, 11, 17)  # indexes of the clusters stopped halfway
+
+
+def prometheus_query(prometheus: Process, expr: str) -> list[dict[str, Any]]:
+    answer = requests.get(prometheus.url + "/api/v1/query", params={"query": expr}, timeout=10)
+    answer.raise_for_status()
+    result: list[dict[str, Any]] = answer.json()["data"]["result"]
+    return result
+
+
+def test_prometheus_scrapes_every_target_through_sd_and_probe(tmp_path: Path) -> None:
+    clusters = fleet(FLEET, settings={"shared_buffers": "'1MB'", "max_connections": 10})
+    exporter = prometheus = None
+    try:
+        names = [f"db{i:02d}" for i in range(FLEET)]
+        hashed = bcrypt.hashpw(b"scrape-secret", bcrypt.gensalt(rounds=4)).decode()
+        (tmp_path / "web.yml").write_text(f"basic_auth_users:\n  prometheus: '{hashed}'\n")
+        config = make_config(None, sampling_interval=2, connection={"pool_size": 1},
+                             targets=[{"name": n, "dsn": c.dsn()} for n, c in zip(names, clusters, strict=True)])
+        seen: list[tuple[str, float, bool]] = []  # (target, taken_at, up) of every sample
+        exporter = Exporter(config, web_config=load_web_config(str(tmp_path / "web.yml")))
+        exporter.app.events.on("sample", lambda snap: seen.append((snap.target, snap.taken_at, snap.up)))
+        exporter.start()
+        address = exporter.url.removeprefix("http://")
+        auth = "    basic_auth: {username: prometheus, password: scrape-secret}\n"
+        work = tmp_path / "prometheus"
+        work.mkdir()
+        (work / "prometheus.yml").write_text(
+            "global: {scrape_interval: 2s, scrape_timeout: 2s}\n"
+            "scrape_configs:\n"
+            "  - job_name: pgperf\n"
+            "    metrics_path: /probe\n" + auth +
+            "    http_sd_configs:\n"
+            f"      - url: http://{address}/sd\n"
+            "        refresh_interval: 2s\n"
+            "    " + auth)
+        prometheus = start_prometheus(work / "prometheus.yml", work)
+
+        def up_targets(value: int) -> set[str]:
+            return {r["metric"]["target"] for r in prometheus_query(prometheus, f'pg_up{{job="pgperf"}} == {value}')}
+
+        wait_until(lambda: up_targets(1) == set(names), timeout=60, message="every target scraped with pg_up 1")
+        series = prometheus_query(prometheus, 'pg_up{job="pgperf"}')
+        assert {r["metric"]["instance"] for r in series} == {address}  # one pgperf, each target on its own
+        assert len(prometheus_query(prometheus, 'pgperf_threshold_slow_query_seconds{job="pgperf"}')) == FLEET
+
+        overruns = {n: exporter.sampler.targets[n].counters.overruns for n in names}
+        stopped = {names[i] for i in STOPPED}
+        for i in STOPPED:
+            clusters[i].stop("immediate")
+        stopped_at = time.time()
+        wait_until(lambda: up_targets(0) == stopped, timeout=30, message="the stopped targets at pg_up 0")
+        others = set(names) - stopped
+        assert up_targets(1) == others
+        # Every sample taken after the stop finds its cluster as it is: the stopped ones'
+        # first sample after the stop is already down, no other target missed a sample.
+        wait_until(lambda: all(sum(1 for t, at, _ in seen if t == n and at > stopped_at) >= 2 for n in names),
+                   timeout=30, message="two samples of every target after the stop")
+        after = [(t, up) for t, at, up in seen if at > stopped_at]
+        assert all(up == (t not in stopped) for t, up in after)
+        assert {n: exporter.sampler.targets[n].counters.overruns for n in names} == overruns
+    finally:
+        if prometheus is not None:
+            prometheus.stop()
+        if exporter is not None:
+            exporter.stop()
+        destroy_all(clusters)

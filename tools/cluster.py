@@ -24,7 +24,8 @@ from typing import Any
 
 import psycopg
 
-__all__ = ["EMBEDDED_ROOT", "Cluster", "ClusterError", "embedded_bindir", "find_bindir", "fleet", "free_port"]
+__all__ = ["EMBEDDED_ROOT", "Cluster", "ClusterError", "destroy_all", "embedded_bindir", "find_bindir", "fleet",
+           "free_port"]
 
 
 
@@ -316,19 +317,37 @@ class Cluster:
 def fleet(count: int, *, settings: Mapping[str, Any] | None = None, base_dir: str | None = None,
           name: str = "pgperf-fleet", workers: int = 4) -> list[Cluster]:
     """*count* clusters, started, each a copy of one initdb (fast); the caller destroys
-    them. A cluster that fails to start destroys them all and raises ClusterError."""
+    them. A cluster that fails to start three times (another process took its port
+    between the choice and the start) destroys them all and raises ClusterError."""
     template = Cluster(base_dir=base_dir, name=f"{name}-template", preload_pg_stat_statements=False)
-    clusters: list[Cluster] = []
+    slots: list[Cluster | None] = [None] * count
+
+    def start(i: int) -> None:
+        for attempt in range(3):
+            cluster = slots[i] = Cluster(settings=settings, base_dir=base_dir, name=f"{name}{i}",
+                                         template=template.data)
+            try:
+                cluster.start()
+                return
+            except ClusterError:
+                cluster.destroy()
+                slots[i] = None
+                if attempt == 2:
+                    raise
+
     try:
         template.init()
-        clusters = [Cluster(settings=settings, base_dir=base_dir, name=f"{name}{i}", template=template.data)
-                    for i in range(count)]
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(lambda c: c.start(), clusters))
+            list(pool.map(start, range(count)))
     except BaseException:
-        for cluster in clusters:
-            cluster.destroy()
+        destroy_all([c for c in slots if c is not None], workers)
         raise
     finally:
         template.destroy()
-    return clusters
+    return [c for c in slots if c is not None]
+
+
+def destroy_all(clusters: list[Cluster], workers: int = 4) -> None:
+    """Destroy *clusters*, several at a time."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(lambda c: c.destroy(), clusters))
