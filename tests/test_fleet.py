@@ -14,6 +14,7 @@ from typing import Any
 import bcrypt
 import pytest
 import requests
+import yaml
 
 from fix_bundle import Process, start_prometheus
 from helpers import Exporter, make_config, wait_until
@@ -23,6 +24,7 @@ from pgperf.http.webconfig import load_web_config
 from pgperf.sampling.target import spread
 from tools.cluster import Cluster, destroy_all, fleet
 
+ROOT = Path(__file__).resolve().parent.parent
 DEV = load_profile("development")["thresholds"]
 PROD = load_profile("production")["thresholds"]
 
@@ -230,6 +232,20 @@ def prometheus_query(prometheus: Process, expr: str) -> list[dict[str, Any]]:
     return result
 
 
+def documented_sd_job() -> dict[str, Any]:
+    """The /sd scrape job prometheus/prometheus.yml shows (commented out there)."""
+    lines = (ROOT / "prometheus" / "prometheus.yml").read_text().splitlines()
+    start = lines.index("  # - job_name: pgperf")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("  # "):
+            break
+        block.append(line.removeprefix("  # "))
+    jobs = yaml.safe_load("\n".join(block))
+    assert isinstance(jobs, list) and jobs[0]["metrics_path"] == "/probe"
+    return dict(jobs[0])
+
+
 def test_prometheus_scrapes_every_target_through_sd_and_probe(tmp_path: Path) -> None:
     clusters = fleet(FLEET, settings={"shared_buffers": "'1MB'", "max_connections": 10})
     exporter = prometheus = None
@@ -244,18 +260,15 @@ def test_prometheus_scrapes_every_target_through_sd_and_probe(tmp_path: Path) ->
         exporter.app.events.on("sample", lambda snap: seen.append((snap.target, snap.taken_at, snap.up)))
         exporter.start()
         address = exporter.url.removeprefix("http://")
-        auth = "    basic_auth: {username: prometheus, password: scrape-secret}\n"
         work = tmp_path / "prometheus"
         work.mkdir()
-        (work / "prometheus.yml").write_text(
-            "global: {scrape_interval: 2s, scrape_timeout: 2s}\n"
-            "scrape_configs:\n"
-            "  - job_name: pgperf\n"
-            "    metrics_path: /probe\n" + auth +
-            "    http_sd_configs:\n"
-            f"      - url: http://{address}/sd\n"
-            "        refresh_interval: 2s\n"
-            "    " + auth)
+        auth = {"username": "prometheus", "password": "scrape-secret"}
+        job = documented_sd_job()
+        job["http_sd_configs"][0].update(url=job["http_sd_configs"][0]["url"].replace("pgperf:9187", address),
+                                         refresh_interval="2s", basic_auth=auth)
+        (work / "prometheus.yml").write_text(yaml.safe_dump({
+            "global": {"scrape_interval": "2s", "scrape_timeout": "2s"},
+            "scrape_configs": [{**job, "basic_auth": auth}]}))
         prometheus = start_prometheus(work / "prometheus.yml", work)
 
         def up_targets(value: int) -> set[str]:
