@@ -14,15 +14,25 @@ keeps the first ``limit`` by the better of the two ranks: the largest and the bu
 tables, alternately; only those get their statistics and exact sizes. ``pgperf_tables_total``
 and ``pgperf_tables_truncated`` say how many tables there are and whether the limit cut
 some off. Dropped tables simply stop appearing: families are rebuilt every run.
+
+Exact sizes are most of the query's cost: pg_table_size() and pg_indexes_size() look at
+every file of the table and of each index. They are read every ``size_interval`` (5
+minutes by default, as ``database_size``); the runs in between serve the last sizes
+(kept in the collector's state) and measure only the tables new among the served ones.
+The statistics views are read for the served tables only (``LATERAL ... OFFSET 0``: the
+planner would otherwise compute their per-table aggregates for every table and join).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg.rows import dict_row
 from pydantic import Field
 
+from .._types import Duration
 from ._base import CollectContext, CollectorOptions, CollectorResult, CollectorSpec, Family, MetricDef
 
 
@@ -30,6 +40,17 @@ class TablesOptions(CollectorOptions):
     #: Tables served per database: the largest and the busiest, alternately. Each table
     #: adds about 30 series.
     limit: int = Field(200, ge=1, le=100000)
+    #: How often table and index sizes are measured; in between, the last sizes are served.
+    size_interval: Duration = 300.0
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """The state of one database: when its served tables were last all measured, and the
+    (table, indexes) size of each, by table OID."""
+
+    at: float
+    by_relid: Mapping[int, tuple[Any, Any]]
 
 
 # pg_table_size() and pg_indexes_size() open the relation with AccessShareLock: a table
@@ -62,11 +83,13 @@ WITH locked AS (
 SELECT current_database() AS datname, s.*, io.heap_blks_read, io.heap_blks_hit, io.idx_blks_read,
        io.idx_blks_hit, io.toast_blks_read, io.toast_blks_hit, io.tidx_blks_read, io.tidx_blks_hit,
        top.total_tables,
-       CASE WHEN s.relid NOT IN (SELECT relation FROM locked) THEN pg_table_size(s.relid) END AS table_size,
-       CASE WHEN s.relid NOT IN (SELECT relation FROM locked) THEN pg_indexes_size(s.relid) END AS index_size
+       CASE WHEN s.relid <> ALL(%(known)s::oid[]) AND s.relid NOT IN (SELECT relation FROM locked)
+            THEN pg_table_size(s.relid) END AS table_size,
+       CASE WHEN s.relid <> ALL(%(known)s::oid[]) AND s.relid NOT IN (SELECT relation FROM locked)
+            THEN pg_indexes_size(s.relid) END AS index_size
 FROM top
-JOIN pg_stat_user_tables s ON s.relid = top.oid
-LEFT JOIN pg_statio_user_tables io ON io.relid = top.oid
+CROSS JOIN LATERAL (SELECT * FROM pg_stat_user_tables s WHERE s.relid = top.oid OFFSET 0) s
+LEFT JOIN LATERAL (SELECT * FROM pg_statio_user_tables io WHERE io.relid = top.oid OFFSET 0) io ON true
 ORDER BY top.best, s.relid
 """
 # When the database has no table at all the query above returns no row; this one says so.
@@ -188,15 +211,26 @@ def families_from_rows(rows: list[dict[str, Any]], datname: str, total: int, lim
 def collect(ctx: CollectContext) -> CollectorResult:
     assert ctx.conn is not None
     options: TablesOptions = ctx.options
+    last = ctx.previous if isinstance(ctx.previous, Sizes) else None
+    fresh = last is None or ctx.now - last.at >= options.size_interval
+    known = {} if fresh or last is None else last.by_relid
     with ctx.conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(SQL, {"limit": options.limit}).fetchall()
+        rows = cur.execute(SQL, {"limit": options.limit, "known": list(known)}).fetchall()
         if rows:
             total = int(rows[0]["total_tables"])
             datname = str(rows[0]["datname"])
         else:
             total = int(cur.execute(COUNT_SQL).fetchone()["total_tables"])  # type: ignore[index]
             datname = ctx.conn.info.dbname
-    return CollectorResult(families_from_rows(rows, datname, total, options.limit))
+    sizes: dict[int, tuple[Any, Any]] = {}
+    for row in rows:
+        relid = int(row["relid"])
+        if relid in known:  # not measured in this run: its last sizes
+            row["table_size"], row["index_size"] = known[relid]
+        if row["table_size"] is not None:  # None: locked, measured again next time
+            sizes[relid] = (row["table_size"], row["index_size"])
+    state = Sizes(ctx.now if fresh or last is None else last.at, sizes)
+    return CollectorResult(families_from_rows(rows, datname, total, options.limit), state=state)
 
 
 SPEC = CollectorSpec(
