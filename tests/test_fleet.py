@@ -157,6 +157,7 @@ def test_targets_come_and_go_with_their_files(pg_cluster: Cluster, target_dir: P
         wait_until(lambda: samples(exporter).get('pg_up{target="dev"}') == 1, timeout=30, message="dev added")
         scrape = samples(exporter)
         assert scrape['pgperf_threshold_slow_query_seconds{target="dev"}'] == DEV["slow_query_time_ms"] / 1000
+        assert scrape['pgperf_sampling_lateness_seconds{target="main"}'] >= 0  # sampled by its loop, on a schedule
         assert scrape['pgperf_threshold_slow_query_seconds{target="main"}'] == 1.0 * make_config(
             None, targets_dir=str(target_dir)).thresholds.slow_query_time_ms / 1000
         probe = samples(exporter, "/probe?target=dev")

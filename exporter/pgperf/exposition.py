@@ -106,6 +106,7 @@ CONNECTION_ERROR = _def("pgperf_connection_error", "gauge", "1 while the last sa
 CONNECTION_ERRORS = _def("pgperf_connection_errors_total", "counter", "Samples that could not reach PostgreSQL, by kind of error.", ("kind",))
 SAMPLING_DURATION = _def("pgperf_sampling_duration_seconds", "gauge", "Time the last sample took, all collectors included, in seconds.")
 SAMPLING_INTERVAL = _def("pgperf_sampling_interval_seconds", "gauge", "Configured sampling interval, in seconds.")
+SAMPLING_LATENESS = _def("pgperf_sampling_lateness_seconds", "gauge", "How long after its scheduled time the last sample started, in seconds (many targets on too few cores start late).")
 SAMPLES = _def("pgperf_samples_total", "counter", "Samples taken.")
 OVERRUNS = _def("pgperf_sampling_overruns_total", "counter", "Sampling ticks skipped because the previous sample was still running.")
 LAST_SAMPLE = _def("pgperf_last_sample_timestamp_seconds", "gauge", "Time of the last sample, in seconds since the epoch.")
@@ -120,7 +121,7 @@ THRESHOLDS = {key: _def(name, "gauge", help_text) for key, name, _, help_text in
 SELF_METRICS: tuple[MetricDef, ...] = (
     UP, COLLECTOR_SUCCESS, COLLECTOR_DURATION, COLLECTOR_DISABLED, COLLECTOR_LAST_RUN, DATABASE_VISIT,
     COLLECTOR_ERRORS, CONNECTION_ERROR,
-    CONNECTION_ERRORS, SAMPLING_DURATION, SAMPLING_INTERVAL, SAMPLES, OVERRUNS, LAST_SAMPLE, LAST_SUCCESS,
+    CONNECTION_ERRORS, SAMPLING_DURATION, SAMPLING_INTERVAL, SAMPLING_LATENESS, SAMPLES, OVERRUNS, LAST_SAMPLE, LAST_SUCCESS,
     STATIC, VERSION_NUM, BUILD_INFO, PROFILE_INFO, *THRESHOLDS.values(),
 )
 
@@ -142,6 +143,7 @@ def self_families(snapshot: Snapshot, config: Config) -> list[Family]:
         CONNECTION_ERRORS.family(((kind,), n) for kind, n in sorted(c.connection_errors.items())),
         SAMPLING_DURATION.single(s.duration),
         SAMPLING_INTERVAL.single(s.interval),
+        SAMPLING_LATENESS.single(s.lateness),
         SAMPLES.single(c.samples),
         OVERRUNS.single(c.overruns),
         LAST_SAMPLE.single(s.taken_at),

@@ -93,6 +93,7 @@ class TargetSampler:
         self._busy = threading.Lock()
         self._counters = Counters()
         self._down_kind: str | None = None
+        self._due: float | None = None  # when the loop's next sample is scheduled (monotonic)
 
     def _enabled_specs(self) -> tuple[CollectorSpec, ...]:
         return tuple(s for s in self.registry if runner.is_enabled(s, self.config, self.target.dsn))
@@ -157,6 +158,7 @@ class TargetSampler:
 
     def _sample(self) -> Snapshot:
         started, now = time.monotonic(), time.time()
+        due, self._due = self._due, None
         build = SampleBuilder(self._latest, now)
         instance = [s for s in self._specs if s.needs_database and not s.per_database]
         scoped = [s for s in self._specs if s.needs_database and s.per_database]
@@ -207,6 +209,7 @@ class TargetSampler:
             target=self.target.name, seq=counters.samples, duration=time.monotonic() - started,
             interval=self.interval, up=up, error_kind=error_kind, error_message=error_message,
             server=server or self.db.server, counters=counters,
+            lateness=None if due is None else max(0.0, started - due),
         )
 
     def _discover(self, conn: psycopg.Connection[Any]) -> tuple[str, ...] | None:
@@ -385,6 +388,7 @@ class TargetSampler:
         if offset:
             stop.wait(offset)
         while not stop.is_set():
+            self._due = next_at
             self.sample()
             next_at += self.interval
             now = time.monotonic()
