@@ -122,6 +122,8 @@ BUDGET = (
     ("metrics_p50_ratio", "/metrics p50 at most 0.2× postgres_exporter's", 0.2),
     ("db_ratio", "database time per collection cycle at most 1.0× postgres_exporter's, covering statements "
                  "and tables", 1.0),
+    ("db_default_ratio", "database time per cycle of every collector at its defaults at most postgres_exporter's "
+                         "with its default collectors", 1.0),
     ("cpu_percent", "under 1 % of one core at 15 s sampling", 1.0),
     ("rss_mib", "resident memory under 80 MB after 10 minutes", 80.0),
     ("store_ms", "one sample stored in under 100 ms", 100.0),
@@ -146,6 +148,10 @@ def budget_figures(results: dict[str, Any]) -> dict[str, tuple[float, str]]:
             shown += f"; serving every table as postgres_exporter does: {_ratio(c, b)} ({_ms(c)})"
             ratio = max(ratio, c / b if b else 0.0)
         out["db_ratio"] = (ratio, shown)
+        default = win.get("postgres_exporter_default")
+        if default and default["db_ms_per_cycle"]:
+            a, b = win["pgperf"]["db_ms_per_cycle"], default["db_ms_per_cycle"]
+            out["db_default_ratio"] = (a / b, f"{_ratio(a, b)} ({_ms(a)} against {_ms(b)})")
         cpu = win["pgperf"]["cpu_seconds_per_hour"]
         out["cpu_percent"] = (cpu / 36, f"{cpu / 36:.2f} % ({cpu:.1f} CPU-s per hour)")
         rss = win["pgperf"]["rss_bytes"] / 2**20
@@ -215,6 +221,10 @@ def render_compare(c: dict[str, Any], m: dict[str, Any]) -> list[str]:
             row("the same, pgperf serving every table as postgres_exporter does (`collectors.tables.limit: 100000`, "
                 "no store)", wa["db_ms_per_cycle"], we["db_ms_per_cycle"]),
         ] if wa else []),
+        *([
+            row("the same, postgres_exporter with its default collectors and flags only (no query file, one "
+                "database)", wg["db_ms_per_cycle"], win["postgres_exporter_default"]["db_ms_per_cycle"]),
+        ] if win.get("postgres_exporter_default") else []),
         f"| pgperf's sample store: database time per sample written (role `pgperf_store`, apart) | "
         f"{_ms(wg.get('store_db_ms_per_cycle', 0.0))} | — | — |",
         row(f"exporter CPU seconds per hour (15 s sampling and scrapes; minutes "
@@ -292,6 +302,8 @@ BUDGET_NOTES = {
     "metrics_p50_ratio": "pgperf's scrape is served from memory: its p50 is the HTTP round trip, the copy of the "
                          "text and the compression of a few kilobytes; on a loaded machine the client's and the "
                          "server's threads wait for a core, which costs both exporters alike in absolute terms.",
+    "db_default_ratio": "postgres_exporter's default collectors read pg_database_size() of every database on every "
+                        "scrape; pgperf's every collector includes statements and tables.",
     "db_ratio": "pgperf's database time is the statements query over every pg_stat_statements entry, the tables "
                 "query (ranking every table, sizes of the served ones) and pg_database_size() of every database; "
                 "see the coverage above for what each exporter reads.",

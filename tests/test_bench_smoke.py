@@ -30,7 +30,15 @@ def test_bench_harness_quick(tmp_path: Path) -> None:
         assert window["cycles"] > 0 and window["db_ms_per_cycle"] > 0, window  # its own role, seen apart
         assert window["rss_bytes"] > 0 and window["scrape"]["n"] > 0
     assert compare["window"]["pgperf_all_tables"]["db_ms_per_cycle"] > 0  # pgperf serving every table
+    assert compare["window"]["postgres_exporter_default"]["db_ms_per_cycle"] > 0  # its default collectors
+    fleet = data["fleet"]
+    run = fleet["runs"][0]
+    assert run["targets_seen"] == run["targets"] and run["lateness"]["samples"] > 0 and run["cpu_seconds"] > 0
+    assert run["stop"]["stopped_samples"] > 0 and run["stop"]["stopped_samples_up"] == 0  # the stopped are down
+    assert run["stop"]["others_samples"] > 0 and run["stop"]["others_samples_down"] == 0
+    assert fleet["one_target"]["no_reports"]["rss_bytes"] > 0 and fleet["one_target"]["reports"]["rss_bytes"] > 0
     text = out.read_text()
     assert "time to store one sample" in text and "quick mode" in text
     assert "report over 2 days" in text and "retention run" in text
     assert "side by side" in text and "## Budget" in text
+    assert "## Many targets in one process" in text and "postgres_exporter with its default collectors" in text
