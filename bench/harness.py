@@ -482,8 +482,9 @@ def render_fleet(fleet: dict[str, Any]) -> list[str]:
         "What was removed that grew with the number of targets: every sample of any target rendered and "
         "compressed the exposition of all targets (the work per interval grew with the square of the number of "
         "targets; a 20-target process at 5 s spent 45 % of a core, most of it there). Each target's families are "
-        "now rendered once per sample of that target and the scrape joins them; samples are spread over the "
-        "interval (the golden-ratio sequence) instead of all starting together.",
+        "now rendered at most once per sample of that target, by the first scrape after it, and the scrape joins "
+        "them; samples are spread over the interval (the golden-ratio sequence) instead of all starting together; "
+        "each target's connection pool keeps one background worker thread instead of three.",
         "",
     ]
     if one:

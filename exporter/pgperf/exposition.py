@@ -404,10 +404,11 @@ class MetricsCache:
     next sample) and joined: a sample of one target renders that target's families only,
     whatever the number of targets. With one target the sampler's ``refresh`` renders and
     compresses the whole text right after each sample, so that no scrape waits for it.
-    With several, ``refresh`` renders the target's block once ``/metrics`` has been asked
-    for, and the scrape joins the blocks (and compresses them, for gzip) once per new set
-    of samples: joining is cheap, and compressing the whole text after every sample of
-    every target would grow with the square of the number of targets.
+    With several, the scrape renders the blocks of the targets sampled since the last
+    scrape, joins them (and compresses the text, for gzip), once per new set of samples:
+    rendering after every sample would render samples no scrape sees whenever Prometheus
+    scrapes less often than pgperf samples, and compressing the whole text after every
+    sample of every target would grow with the square of the number of targets.
     """
 
     def __init__(
@@ -434,7 +435,6 @@ class MetricsCache:
         self._lock = threading.Lock()
         self._blocks: dict[str, _Block] = {}
         self._rendered = _Rendered()
-        self._served = False  # whether the text was ever asked for
         self._tail_key: tuple[Any, ...] | None = None
         self._tail = b""
         self._extra_key: Callable[[], Any] = lambda: None
@@ -463,19 +463,14 @@ class MetricsCache:
         return block
 
     def refresh(self) -> None:
-        """Render what the latest samples changed (the sampler calls this after each
-        sample, so that scrapes find it ready): with one target the whole text, with
-        several the blocks of the targets that sampled (once the text is asked for)."""
+        """With one target, render the text of its latest sample now (the sampler calls
+        this after each sample, so that scrapes find it ready); with several, the scrape
+        renders what changed."""
         snapshots = tuple(self._snapshots())
-        if self._rendered.current(snapshots, self._generation):
+        if len(snapshots) > 1 or self._rendered.current(snapshots, self._generation):
             return
         with self._lock:
-            if len(snapshots) <= 1:
-                self._update(snapshots, gzipped=True)
-            elif self._served:
-                labelled = self._labelled(snapshots)
-                for snap in snapshots:
-                    self._block(snap, labelled)
+            self._update(snapshots, gzipped=True)
 
     def _update(self, snapshots: Sequence[Snapshot], gzipped: bool) -> _Rendered:
         """The rendering of *snapshots*, made now if it is not the one kept (lock held)."""
@@ -506,7 +501,6 @@ class MetricsCache:
         """The exposition text of the latest snapshots, then live process metrics."""
         snapshots = tuple(self._snapshots())
         with self._lock:
-            self._served = True
             rendered = self._update(snapshots, gzipped)
         rest = self._tail_part()
         if self._process_metrics:
