@@ -124,6 +124,12 @@ def test_a_bad_target_file_at_start_is_a_configuration_error(tmp_path: Path) -> 
     with pytest.raises(ConfigError) as raised:
         load_config(env={}, flags={"targets_dir": str(tmp_path)})
     assert "store.dsn: every target comes from targets_file or targets_dir" in str(raised.value)
+    empty = tmp_path / "empty.d"
+    empty.mkdir()
+    with pytest.raises(ConfigError) as raised:
+        App(make_config(None, targets_dir=str(empty)))
+    assert raised.value.problems == [f"targets_dir {empty}: no target: add a target file with 'targets:' "
+                                     "(or set targets), then start pgperf"]
 
 
 # -- a running process ---------------------------------------------------------------------

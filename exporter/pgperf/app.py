@@ -107,6 +107,11 @@ class App:
         config, problems = self._with_target_files(config)
         if problems:  # at start, a bad target file is a bad configuration
             raise ConfigError(list(problems))
+        if not config.resolved_targets():
+            where = " and ".join(f"{key} {value}" for key, value in (("targets_file", config.targets_file),
+                                                                       ("targets_dir", config.targets_dir)) if value)
+            raise ConfigError([f"{where}: no target: add a target file with 'targets:' (or set targets), "
+                               "then start pgperf"])
         self.config = config
         #: The problems of the target files refused at the last reading (logged too).
         self.target_file_problems: tuple[str, ...] = ()
