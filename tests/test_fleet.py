@@ -122,8 +122,10 @@ def test_a_bad_target_file_at_start_is_a_configuration_error(tmp_path: Path) -> 
         App(config)
     assert raised.value.problems == [f"{tmp_path / 'targets.yml'}:2: targets.0.dsn: Field required"]
     with pytest.raises(ConfigError) as raised:
-        load_config(env={}, flags={"targets_dir": str(tmp_path)})
-    assert "store.dsn: every target comes from targets_file or targets_dir" in str(raised.value)
+        App(make_config(None, targets_dir=str(tmp_path), store={"enabled": True}))
+    assert raised.value.problems == ["targets_dir: every target comes from target files, so the sample store has "
+                                     "no default database: set store.dsn (--store-dsn) or disable the store "
+                                     "(--no-store)"]
     empty = tmp_path / "empty.d"
     empty.mkdir()
     with pytest.raises(ConfigError) as raised:

@@ -102,6 +102,10 @@ class App:
         #: The configuration as given (file, environment, flags); ``config`` adds the
         #: targets of its target files.
         self.base_config = config
+        if config.target_files and not config.targets and config.store.enabled and config.store.dsn is None:
+            key = "targets_file" if config.targets_file else "targets_dir"
+            raise ConfigError([f"{key}: every target comes from target files, so the sample store has no default "
+                               "database: set store.dsn (--store-dsn) or disable the store (--no-store)"])
         self.target_files = TargetFiles()
         self._reload_lock = threading.RLock()
         config, problems = self._with_target_files(config)

@@ -412,9 +412,6 @@ class Config(Model):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"targets: duplicate target names {duplicates}")
-        if self.target_files and not self.targets and self.store.enabled and self.store.dsn is None:
-            raise ValueError("store.dsn: every target comes from targets_file or targets_dir, so the sample "
-                             "store has no default database: set store.dsn (--store-dsn) or disable the store")
         return self
 
     @property
