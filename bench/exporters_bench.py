@@ -56,6 +56,7 @@ ROLES = {
     "pgperf_store": "bench-store-secret",
     "postgres_exporter": "bench-pge-secret",
     "postgres_exporter_latency": "bench-pge-secret",
+    "postgres_exporter_default": "bench-pge-secret",
 }
 
 
@@ -305,12 +306,15 @@ def start_pgperf(cluster: Cluster, role: str, work: Path, interval: str, *, stor
     return Exporter("pgperf", role, proc, port, log, stores=store)
 
 
-def start_postgres_exporter(cluster: Cluster, role: str, work: Path, queries: Path) -> Exporter:
+def start_postgres_exporter(cluster: Cluster, role: str, work: Path, queries: Path | None) -> Exporter:
+    """postgres_exporter with the query file and every database (*queries*), or with its
+    default collectors and flags only (None)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DATA_SOURCE"))}
     env["DATA_SOURCE_NAME"] = cluster.dsn(user=role, password=ROLES[role], dbname=DATABASE) + "?sslmode=disable"
-    args = [POSTGRES_EXPORTER, f"--web.listen-address=127.0.0.1:{port}", f"--extend.query-path={queries}",
-            "--auto-discover-databases", "--exclude-databases=template0,template1", "--log.level=warn"]
+    args = [POSTGRES_EXPORTER, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
+    if queries is not None:
+        args += [f"--extend.query-path={queries}", "--auto-discover-databases", "--exclude-databases=template0,template1"]
     log = work / f"{role}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -610,12 +614,15 @@ class Comparison:
         self.queries = queries
         pgperf = start_pgperf(self.cluster, "pgperf", self.work, s.interval)
         pge = start_postgres_exporter(self.cluster, "postgres_exporter", self.work, queries)
-        self.exporters += [pgperf, pge]
+        # postgres_exporter as it comes (default collectors and flags): the reference of
+        # pgperf's database time with every collector at its defaults.
+        pge_default = start_postgres_exporter(self.cluster, "postgres_exporter_default", self.work, None)
+        self.exporters += [pgperf, pge, pge_default]
         t0 = time.perf_counter()
         self.facts["statements_entries"] = create_statements(self.cluster, s.tables, s.statements)
         self.facts["statements_seconds"] = time.perf_counter() - t0
         self._stack.enter_context(self.cluster.pgbench(clients=2, rate=s.pgbench_rate, dbname=DATABASE))
-        for e in (pgperf, pge):
+        for e in (pgperf, pge, pge_default):
             e.wait_ready()
         # The collections are staggered, as they would be on their own schedules: pgperf
         # samples at its start and every interval after; the pgperf serving every table a
@@ -629,7 +636,8 @@ class Comparison:
                              settings={"PGPERF_COLLECTORS_TABLES_LIMIT": "100000"})
         self.exporters.append(every)
         every.wait_ready()
-        self.window = Window(self.cluster, [pgperf, pge, every], s.window_seconds, s.warm_up, s.scrape_every,
+        self.window = Window(self.cluster, [pgperf, pge, pge_default, every], s.window_seconds, s.warm_up,
+                             s.scrape_every,
                              first_scrape=self._phase(pgperf, s.interval_seconds / 2))
         self.facts["postgres"] = self.cluster.major
         self.facts["postgres_exporter_version"] = version_of_postgres_exporter()

@@ -36,8 +36,16 @@ def test_bench_harness_quick(tmp_path: Path) -> None:
     memory = data["memory"]  # reports built on schedule and read as HTML while memory is sampled
     assert memory["reports_built"] >= 1 and memory["pages_served"] > memory["reports_built"]
     assert memory["rss_peak_mib"] >= memory["rss_start_mib"] > 0
+    assert compare["window"]["postgres_exporter_default"]["db_ms_per_cycle"] > 0  # its default collectors
+    fleet = data["fleet"]
+    run = fleet["runs"][0]
+    assert run["targets_seen"] == run["targets"] and run["lateness"]["samples"] > 0 and run["cpu_seconds"] > 0
+    assert run["stop"]["stopped_samples"] > 0 and run["stop"]["stopped_samples_up"] == 0  # the stopped are down
+    assert run["stop"]["others_samples"] > 0 and run["stop"]["others_samples_down"] == 0
+    assert fleet["one_target"]["no_reports"]["rss_bytes"] > 0 and fleet["one_target"]["reports"]["rss_bytes"] > 0
     text = out.read_text()
     assert "## Query insight" in text and "the sampling cost: one sample" in text
     assert "time to store one sample" in text and "quick mode" in text
     assert "report over 2 days" in text and "retention run" in text
     assert "side by side" in text and "## Budget" in text and "## Memory with reports" in text
+    assert "## Many targets in one process" in text and "postgres_exporter with its default collectors" in text

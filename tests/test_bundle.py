@@ -301,8 +301,8 @@ def _check_prometheus(api: str, addresses: list[str], receivers: Receivers) -> N
             f"http://localhost:3000/d/pgperf-queries?var-instance={alert['labels']['instance']}")
 
     # The thresholds join the series of one target and of several alike.
-    query = ("pg_stat_activity_connection_utilization_ratio < on (job, instance) group_left "
-             "max by (job, instance) (pgperf_threshold_connection_utilization_warning_ratio)")
+    query = ("pg_stat_activity_connection_utilization_ratio < on (job, instance, target) group_left "
+             "max by (job, instance, target) (pgperf_threshold_connection_utilization_warning_ratio)")
     result = requests.get(f"{api}/query", params={"query": query}, timeout=10).json()["data"]["result"]
     assert {(r["metric"]["instance"], r["metric"].get("target", "")) for r in result} == {
         (addresses[0], ""), (addresses[1], "main"), (addresses[1], "second")}

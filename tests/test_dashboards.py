@@ -272,14 +272,14 @@ def test_every_metric_the_dashboards_read_is_served_and_read_right(committed: di
     assert not wrong, wrong
 
 
-def test_thresholds_are_read_per_instance_and_every_profile_threshold_is_used(
+def test_thresholds_are_read_per_target_and_every_profile_threshold_is_used(
         committed: dict[str, dict[str, Any]]) -> None:
     problems = []
     for board in committed.values():
         for target in gj.targets(board):
             for m in re.finditer(r"pgperf_threshold_\w+", target.text):
-                if not re.search(r"max by \(job, instance\) \($", target.text[:m.start()]):
-                    problems.append(f"{target}: {m.group()} not read as max by (job, instance) (...)")
+                if not re.search(r"max by \(job, instance, target\) \($", target.text[:m.start()]):
+                    problems.append(f"{target}: {m.group()} not read as max by (job, instance, target) (...)")
     assert not problems, problems
     keys = {key for key, _, _, _ in THRESHOLD_METRICS}
     assert dashboards.thresholds_used() == keys

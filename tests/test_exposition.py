@@ -127,3 +127,48 @@ def test_postgres_exporter_health_families_and_the_alias_switch() -> None:
     body = MetricsCache(lambda: [failed], off, extra).render()
     assert b"\npg_exporter_last_scrape_error 1.0\n" in body
     assert b"pg_replication_lag_seconds 0.0" in body and b"\npg_replication_lag " not in body
+
+
+def several(names: tuple[str, ...]) -> Any:
+    return load_config(env={}, flags={"profile": "development", "store": {"enabled": False}, "targets": [
+        {"name": n, "dsn": f"postgresql://x@h{i}/postgres"} for i, n in enumerate(names)]})
+
+
+class CountingFamilies(tuple):  # type: ignore[type-arg]
+    """Families that count how often they are read: how often their target is rendered."""
+
+    reads = 0
+
+    def __iter__(self) -> Any:
+        type(self).reads += 1
+        return super().__iter__()
+
+
+def test_targets_with_different_families_render_like_prometheus_client() -> None:
+    odd = Family("pgperf_odd", "gauge", "A reserved label name.", ("__reserved",), ((("v",), 1.0),))
+    late = Family("pgperf_only_in_c", "gauge", "Only the third target has it.", ("x",), ((("1",), 4.0),))
+    snaps = [snapshot("a", 3, FAMILIES[3:] + FAMILIES[:3]), snapshot("b", 7, (odd, *FAMILIES[:2])),
+             snapshot("c", 1, (late, *FAMILIES))]
+    cache = MetricsCache(lambda: snaps, several(("a", "b", "c")), extra, process_metrics=False)
+    expected = generate_latest(cache.registry)
+    assert cache.render() == expected
+    assert gzip.decompress(cache.render(gzipped=True)) == expected
+    assert b'pgperf_odd{__reserved="v",target="b"} 1.0' in expected
+    # A new sample of one target: the text follows it.
+    snaps[1] = snapshot("b", 8, FAMILIES[:1])
+    cache.refresh()
+    assert cache.render() == generate_latest(cache.registry) != expected
+
+
+def test_a_sample_renders_its_own_target_only() -> None:
+    names = tuple(f"t{i}" for i in range(5))
+    snaps = [snapshot(n, 1, CountingFamilies(FAMILIES)) for n in names]
+    cache = MetricsCache(lambda: snaps, several(names), extra, process_metrics=False)
+    first = cache.render(gzipped=True)
+    assert CountingFamilies.reads == len(names)
+    snaps[2] = snapshot("t2", 2, CountingFamilies(FAMILIES[:2]))
+    cache.refresh()  # the sampler of t2, after its sample: the next scrape renders it
+    second = cache.render(gzipped=True)
+    assert CountingFamilies.reads == len(names) + 1  # t2 rendered, the others' blocks joined as they were
+    assert cache.render(gzipped=True) == second and CountingFamilies.reads == len(names) + 1
+    assert gzip.decompress(second) == generate_latest(cache.registry) != gzip.decompress(first)

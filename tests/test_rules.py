@@ -307,19 +307,22 @@ def test_the_type_check_itself(expr: str, problems: list[str]) -> None:
     assert sorted(type_problems(expr)) == sorted(problems)
 
 
-def test_every_profile_threshold_has_a_rule_and_is_joined_per_instance() -> None:
-    """Thresholds are read as max by (job, instance): identical across the targets of one
-    exporter, with or without a target label, so the join never finds two matches."""
+def test_every_profile_threshold_has_a_rule_and_is_joined_per_target() -> None:
+    """Thresholds are read as max by (job, instance, target): each target's own (its
+    profile's), matched with or without a target label (one target per exporter, or
+    /probe through /sd), so the join never finds two matches; the annotations read the
+    same series, target included."""
     used = set()
     problems = []
     for where, expr, in_template in expressions():
         for m in re.finditer(r"pgperf_threshold_\w+", expr):
             used.add(m.group())
             before = expr[:m.start()]
-            if not in_template and not re.search(r"max by \(job, instance\) \($", before):
-                problems.append(f"{where}: {m.group()} not read as max by (job, instance) (...)")
-            if in_template and not re.search(r"max\($", before):
-                problems.append(f"{where}: {m.group()} not read as max(...)")
+            if not in_template and not re.search(r"max by \(job, instance, target\) \($", before):
+                problems.append(f"{where}: {m.group()} not read as max by (job, instance, target) (...)")
+            if in_template and not (re.search(r"max\($", before)
+                                    and expr[m.end():].startswith('{job="",instance="",target=""}')):
+                problems.append(f"{where}: {m.group()} not read as max(...{{job=%q,instance=%q,target=%q}})")
     served = {metric for _, metric, _, _ in THRESHOLD_METRICS}
     assert used <= served, used - served
     assert served <= used, f"thresholds without a rule: {served - used}"

@@ -18,12 +18,14 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-__all__ = ["EMBEDDED_ROOT", "Cluster", "ClusterError", "embedded_bindir", "find_bindir", "free_port"]
+__all__ = ["EMBEDDED_ROOT", "Cluster", "ClusterError", "destroy_all", "embedded_bindir", "find_bindir", "fleet",
+           "free_port"]
 
 
 
@@ -98,8 +100,11 @@ class Cluster:
         preload_pg_stat_statements: bool = True,
         base_dir: str | None = None,
         name: str = "pgperf",
+        template: Path | None = None,
     ) -> None:
         self.bindir = Path(bindir) if bindir else find_bindir()
+        #: A data directory made by initdb (never started) to copy instead of running initdb.
+        self.template = template
         self.port = port or free_port()
         self.preload = preload_pg_stat_statements
         self.settings = dict(settings or {})
@@ -152,8 +157,11 @@ class Cluster:
     # -- lifecycle ------------------------------------------------------------------
 
     def init(self) -> Cluster:
-        self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
-                  "-E", "UTF8", "--no-locale", "--no-sync")
+        if self.template is not None:  # a copy is several times faster than initdb
+            self._run("cp", "-a", str(self.template), str(self.data))
+        else:
+            self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
+                      "-E", "UTF8", "--no-locale", "--no-sync")
         conf: dict[str, Any] = {
             "port": self.port,
             "listen_addresses": "'127.0.0.1'",
@@ -304,3 +312,42 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def fleet(count: int, *, settings: Mapping[str, Any] | None = None, base_dir: str | None = None,
+          name: str = "pgperf-fleet", workers: int = 4) -> list[Cluster]:
+    """*count* clusters, started, each a copy of one initdb (fast); the caller destroys
+    them. A cluster that fails to start three times (another process took its port
+    between the choice and the start) destroys them all and raises ClusterError."""
+    template = Cluster(base_dir=base_dir, name=f"{name}-template", preload_pg_stat_statements=False)
+    slots: list[Cluster | None] = [None] * count
+
+    def start(i: int) -> None:
+        for attempt in range(3):
+            cluster = slots[i] = Cluster(settings=settings, base_dir=base_dir, name=f"{name}{i}",
+                                         template=template.data)
+            try:
+                cluster.start()
+                return
+            except ClusterError:
+                cluster.destroy()
+                slots[i] = None
+                if attempt == 2:
+                    raise
+
+    try:
+        template.init()
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(start, range(count)))
+    except BaseException:
+        destroy_all([c for c in slots if c is not None], workers)
+        raise
+    finally:
+        template.destroy()
+    return [c for c in slots if c is not None]
+
+
+def destroy_all(clusters: list[Cluster], workers: int = 4) -> None:
+    """Destroy *clusters*, several at a time."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(lambda c: c.destroy(), clusters))

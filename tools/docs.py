@@ -237,7 +237,14 @@ def configuration_md() -> str:
     out += ["", "`targets` is a list of `{name, dsn}` and is set in the file only; a target may carry its own "
             "`databases: {include, exclude}`, which replaces the top-level `databases` for that target. `dsn` "
             "(also `--dsn`, `PGPERF_DSN` or `DATA_SOURCE_NAME`) defines a single target and replaces the file's "
-            "`targets`; with neither, libpq's `PG*` variables and defaults apply.", "",
+            "`targets`; with neither, libpq's `PG*` variables and defaults apply. A target's `profile` "
+            "(development, production or analytics) gives it that profile's thresholds, and its `thresholds` "
+            "override some of them (over the process's thresholds without a profile); pgperf serves each "
+            "target's own `pgperf_threshold_*`. `targets_file` and `targets_dir` (every `*.yml` and `*.yaml` "
+            "in it) hold more targets, as `targets:` in the same form; they are read again on reload and "
+            "when they change (checked every `targets_check_interval`), so targets are added and removed "
+            "without a restart, and a file with a problem is refused while the running targets go on. With "
+            "only file targets, set `store.dsn` or turn the store off.", "",
             "## Profiles", "", "| setting | " + " | ".join(PROFILES) + " |",
             "|---|" + "---|" * len(PROFILES)]
     values = {p: load_profile(p) for p in PROFILES}

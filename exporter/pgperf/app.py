@@ -31,7 +31,7 @@ from .alerts.service import AlertService
 from .alerts.store import AlertStore
 from .audit import Actor
 from .collectors import REGISTRY, CollectorSpec
-from .config import Config, ConfigError
+from .config import Config, ConfigError, TargetFiles, with_file_targets
 from .exposition import MetricsCache
 from .http.app import WebApp, WebServer, json_response
 from .http.auth import actor_of
@@ -51,7 +51,8 @@ __all__ = ["EVENTS", "RESTART_KEYS", "App", "ConfigSource", "Events", "ReloadRej
 log = logging.getLogger(__name__)
 
 #: Top-level keys whose change needs a restart (new connections, sockets or files).
-RESTART_KEYS = ("dsn", "target_name", "targets", "store", "web", "connection")
+#: Targets are added, changed and removed in place (``targets``, the target files).
+RESTART_KEYS = ("dsn", "target_name", "store", "web", "connection")
 
 #: Events ``Events.on`` accepts.
 EVENTS = ("alert", "alert_acknowledged", "alert_resolved", "sample")
@@ -102,7 +103,26 @@ class App:
 
     def __init__(self, config: Config, *, web_config: WebConfig | None = None,
                  source: ConfigSource | None = None, registry: Sequence[CollectorSpec] = REGISTRY) -> None:
+        #: The configuration as given (file, environment, flags); ``config`` adds the
+        #: targets of its target files.
+        self.base_config = config
+        if config.target_files and not config.targets and config.store.enabled and config.store.dsn is None:
+            key = "targets_file" if config.targets_file else "targets_dir"
+            raise ConfigError([f"{key}: every target comes from target files, so the sample store has no default "
+                               "database: set store.dsn (--store-dsn) or disable the store (--no-store)"])
+        self.target_files = TargetFiles()
+        self._reload_lock = threading.RLock()
+        config, problems = self._with_target_files(config)
+        if problems:  # at start, a bad target file is a bad configuration
+            raise ConfigError(list(problems))
+        if not config.resolved_targets():
+            where = " and ".join(f"{key} {value}" for key, value in (("targets_file", config.targets_file),
+                                                                       ("targets_dir", config.targets_dir)) if value)
+            raise ConfigError([f"{where}: no target: add a target file with 'targets:' (or set targets), "
+                               "then start pgperf"])
         self.config = config
+        #: The problems of the target files refused at the last reading (logged too).
+        self.target_file_problems: tuple[str, ...] = ()
         self.web_config = web_config
         self.source = source
         self.events = Events()
@@ -127,6 +147,8 @@ class App:
         self.insight.attach(self.sampler)  # its pools and connection budget
         self._web: WebApp | None = None
         self._started = False
+        self._watch_stop = threading.Event()
+        self._watch: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -147,9 +169,14 @@ class App:
         if self.scheduler is not None:
             self.scheduler.start()
         self._started = True
+        self._watch_target_files()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop sampling, write or spool what was accepted, close connections."""
+        self._watch_stop.set()
+        if self._watch is not None:
+            self._watch.join(timeout)
+            self._watch = None
         if self.alert_service is not None:
             self.alert_service.stop()
         if self.scheduler is not None:
@@ -226,26 +253,74 @@ class App:
             raise BadRequest("invalid configuration; nothing was reloaded", problems=exc.problems) from None
         except ReloadRejected as exc:
             raise Conflict(str(exc), keys=exc.keys) from None
-        return json_response({"status": "reloaded", "changed": changed})
+        answer: dict[str, Any] = {"status": "reloaded", "changed": changed}
+        if self.target_file_problems:
+            answer["refused_target_files"] = list(self.target_file_problems)
+        return json_response(answer)
+
+    # -- target files ------------------------------------------------------------------------
+
+    def _with_target_files(self, config: Config) -> tuple[Config, tuple[str, ...]]:
+        """*config* with the targets of its target files, and the problems of the files
+        refused (whose targets stay as they were)."""
+        if not config.target_files:
+            return config, ()
+        read = self.target_files.read(config)
+        return with_file_targets(config, read.targets), read.problems
+
+    def _watch_target_files(self) -> None:
+        """Check the target files every ``targets_check_interval`` while the configuration has any."""
+        if self._watch is not None or not self.base_config.target_files:
+            return
+        self._watch_stop.clear()
+        self._watch = threading.Thread(target=self._watch_loop, name="targets-watch", daemon=True)
+        self._watch.start()
+
+    def _watch_loop(self) -> None:
+        while not self._watch_stop.wait(self.base_config.targets_check_interval):
+            base = self.base_config
+            if not base.target_files or not self.target_files.changed(base):
+                continue
+            try:
+                self.apply_config(base)
+            except ReloadRejected as exc:  # the first static target's DSN is the store's
+                log.error("target files changed, not applied: %s", exc)
 
     # -- configuration reload ----------------------------------------------------------------
 
     def apply_config(self, config: Config) -> list[str]:
-        """Apply a new configuration; return the top-level keys that changed.
+        """Apply a new configuration (with the targets of its target files, read again);
+        return the top-level keys that changed.
 
-        Thresholds, profile, sampling interval, collectors, databases, retention, alerts,
-        reports, API tokens and log level change in place; a change to a key of RESTART_KEYS
-        rejects the whole configuration (ReloadRejected) rather than applying half of it.
+        Thresholds, profile, sampling interval, collectors, databases, targets, retention,
+        alerts, reports, API tokens and log level change in place; a change to a key of
+        RESTART_KEYS rejects the whole configuration (ReloadRejected) rather than applying
+        half of it. A target file with a problem is refused on its own (logged): its
+        targets stay as they were and the rest is applied.
         """
+        with self._reload_lock:
+            return self._apply(config)
+
+    def _apply(self, base: Config) -> list[str]:
+        config, problems = self._with_target_files(base)
+        for problem in problems:
+            log.error("target file refused, its targets stay as they were: %s", problem)
+        self.target_file_problems = problems
         old = self.config.model_dump()  # python mode: secrets compare by value
         new = config.model_dump()
         changed = sorted(k for k in new if new[k] != old.get(k))
         needs_restart = [k for k in changed if k in RESTART_KEYS]
+        if self.store is not None and "store" not in needs_restart and config.store_dsn() != self.config.store_dsn():
+            needs_restart.append("store")  # the store's default database is the first target's
         if needs_restart:
             raise ReloadRejected(needs_restart)
+        self.base_config = base
         self.config = config
-        self.sampler.apply_config(config)
+        added, removed = self.sampler.apply_config(config)
         self.insight.apply_config(config)
+        with self._builder_lock:
+            for name in set(removed) - set(added):
+                self._batches.pop(name, None)
         if self.store is not None:
             self.store.config = config
         if self.alert_service is not None:
@@ -259,6 +334,8 @@ class App:
         if self._web is not None:
             self._web.apply_config(config)
         logging.getLogger().setLevel(config.log_level.upper())
+        if self._started:
+            self._watch_target_files()
         return changed
 
     def reload(self, actor: Actor) -> list[str]:

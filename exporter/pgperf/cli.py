@@ -290,6 +290,9 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
     except SpoolLocked as exc:
         log.error("%s", exc)
         return 1
+    except ConfigError as exc:  # a target file
+        print(f"pgperf: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     server = app.server()
     try:
         server.start()

@@ -398,6 +398,9 @@ class TargetDatabase:
             kwargs={"autocommit": True, **settings.connect_kwargs(dsn)},
             min_size=0,
             max_size=pool_size,
+            # One background worker (connects, checks) per target instead of three: a
+            # fleet of targets in one process would otherwise hold four idle threads each.
+            num_workers=1,
             name=f"pgperf-{name}",
             open=False,
             timeout=settings.connect_timeout,

@@ -10,6 +10,7 @@ per rendering and only the few live kilobytes per response.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import struct
 import threading
@@ -46,8 +47,8 @@ _PLAIN_LABEL_NAME = re.compile(r"(?!__)[a-zA-Z_][a-zA-Z0-9_]*")
 # A gzip member header (RFC 1952): no name, no modification time, fastest compression.
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\xff"
 
-# Profile thresholds exposed as metrics, so one set of rules serves every profile and
-# every instance compares against its own exporter's values. (config key, metric, scale)
+# Profile thresholds exposed as metrics, per target, so one set of rules serves every
+# profile and every target compares against its own values. (config key, metric, scale)
 THRESHOLD_METRICS: tuple[tuple[str, str, float, str], ...] = (
     ("slow_query_time_ms", "pgperf_threshold_slow_query_seconds", 0.001, "Mean execution time above which a statement is slow, in seconds."),
     ("slow_queries_error_count", "pgperf_threshold_slow_statements_error", 1, "Number of slow statements at which the slow-query alert becomes an error."),
@@ -114,6 +115,7 @@ CONNECTION_ERROR = _def("pgperf_connection_error", "gauge", "1 while the last sa
 CONNECTION_ERRORS = _def("pgperf_connection_errors_total", "counter", "Samples that could not reach PostgreSQL, by kind of error.", ("kind",))
 SAMPLING_DURATION = _def("pgperf_sampling_duration_seconds", "gauge", "Time the last sample took, all collectors included, in seconds.")
 SAMPLING_INTERVAL = _def("pgperf_sampling_interval_seconds", "gauge", "Configured sampling interval, in seconds.")
+SAMPLING_LATENESS = _def("pgperf_sampling_lateness_seconds", "gauge", "How long after its scheduled time the last sample started, in seconds (many targets on too few cores start late).")
 SAMPLES = _def("pgperf_samples_total", "counter", "Samples taken.")
 OVERRUNS = _def("pgperf_sampling_overruns_total", "counter", "Sampling ticks skipped because the previous sample was still running.")
 LAST_SAMPLE = _def("pgperf_last_sample_timestamp_seconds", "gauge", "Time of the last sample, in seconds since the epoch.")
@@ -133,8 +135,9 @@ THRESHOLDS = {key: _def(name, "gauge", help_text) for key, name, _, help_text in
 SELF_METRICS: tuple[MetricDef, ...] = (
     UP, COLLECTOR_SUCCESS, COLLECTOR_DURATION, COLLECTOR_DISABLED, COLLECTOR_LAST_RUN, DATABASE_VISIT,
     COLLECTOR_ERRORS, CONNECTION_ERROR,
-    CONNECTION_ERRORS, SAMPLING_DURATION, SAMPLING_INTERVAL, SAMPLES, OVERRUNS, LAST_SAMPLE, LAST_SUCCESS,
-    STATIC, VERSION_NUM, BUILD_INFO, PROFILE_INFO, SCRAPE_ERROR, SCRAPES, SCRAPE_DURATION, *THRESHOLDS.values(),
+    CONNECTION_ERRORS, SAMPLING_DURATION, SAMPLING_INTERVAL, SAMPLING_LATENESS, SAMPLES, OVERRUNS, LAST_SAMPLE,
+    LAST_SUCCESS, STATIC, VERSION_NUM, BUILD_INFO, PROFILE_INFO, SCRAPE_ERROR, SCRAPES, SCRAPE_DURATION,
+    *THRESHOLDS.values(),
 )
 
 
@@ -147,7 +150,8 @@ def _server(config: Config, target: str) -> str:
 
 
 def self_families(snapshot: Snapshot, config: Config) -> list[Family]:
-    """pg_up, per-collector status and pgperf's own sampling metrics for one snapshot."""
+    """pg_up, per-collector status and pgperf's own sampling metrics for one snapshot, with
+    the thresholds its target is judged by (its profile's, or the process's)."""
     s = snapshot
     c = s.counters
     out = [
@@ -162,6 +166,7 @@ def self_families(snapshot: Snapshot, config: Config) -> list[Family]:
         CONNECTION_ERRORS.family(((kind,), n) for kind, n in sorted(c.connection_errors.items())),
         SAMPLING_DURATION.single(s.duration),
         SAMPLING_INTERVAL.single(s.interval),
+        SAMPLING_LATENESS.single(s.lateness),
         SAMPLES.single(c.samples),
         OVERRUNS.single(c.overruns),
         LAST_SAMPLE.single(s.taken_at),
@@ -173,7 +178,7 @@ def self_families(snapshot: Snapshot, config: Config) -> list[Family]:
     if s.server is not None:
         out.append(STATIC.family([((s.server.short_version, s.server.version, _server(config, s.target)), 1)]))
         out.append(VERSION_NUM.single(s.server.version_num))
-    thresholds = config.thresholds
+    thresholds = config.thresholds_of(s.target)
     for key, _, scale, _ in THRESHOLD_METRICS:
         # Rounded: 700 * 0.001 is 0.7000000000000001 in binary floating point.
         out.append(THRESHOLDS[key].single(round(getattr(thresholds, key) * scale, 10)))
@@ -187,7 +192,7 @@ def _groups(snapshots: Sequence[Snapshot], config: Config) -> Iterator[Group]:
     """The families to expose, one group per name: its head (name, type, help, labels) and
     the families whose samples it holds, each with its extra leading labels. With several
     targets in the process every family gains a ``target`` label."""
-    labelled = len(config.resolved_targets()) > 1 and len(snapshots) > 0
+    labelled = config.several_targets and len(snapshots) > 0
     merged: dict[str, list[tuple[str, Family]]] = {}
     aliases = config.compat.legacy_aliases
     for snap in snapshots:
@@ -316,25 +321,124 @@ class _Fixed(Collector):
         return iter(self._metrics)
 
 
+def _lines(fam: Family, extra: Sequence[tuple[str, str]]) -> str:
+    """The sample lines of one family, with *extra* leading labels (see ``_render``)."""
+    name = fam.name
+    names = tuple(k for k, _ in extra) + fam.labels
+    extra_values = tuple(v for _, v in extra)
+    if not names:
+        return "".join([f"{name} {_float_text(value)}\n" for _, value in fam.samples])
+    order = sorted(range(len(names)), key=names.__getitem__)
+    out: list[str] = []
+    append = out.append
+    for values, value in fam.samples:
+        full = extra_values + values if extra_values else values
+        labels = ",".join([f'{names[i]}="{_escape_value(full[i])}"' for i in order])
+        append(f"{name}{{{labels}}} {_float_text(value)}\n")
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One target's samples of one family name: rendered, or (names prometheus-client
+    escapes) the families for prometheus-client to render with the other targets'."""
+
+    head: Family
+    sources: tuple[tuple[Family, tuple[tuple[str, str], ...]], ...]
+    text: str | None
+
+
+class _Block:
+    """One target's part of the exposition, rendered once per snapshot: its family names
+    in order, each with its sample lines (and the ``target`` label when labelled)."""
+
+    __slots__ = ("key", "labelled", "parts")
+
+    def __init__(self, snapshot: Snapshot, config: Config, labelled: bool) -> None:
+        self.key = _key(snapshot)
+        self.labelled = labelled
+        grouped: dict[str, list[Family]] = {}
+        aliases = config.compat.legacy_aliases
+        for fam in (*snapshot.families, *self_families(snapshot, config)):
+            if aliases or fam.name not in LEGACY_ALIASES:
+                grouped.setdefault(fam.name, []).append(fam)
+        extra: tuple[tuple[str, str], ...] = (("target", snapshot.target),) if labelled else ()
+        self.parts: dict[str, _Part] = {}
+        for name, fams in grouped.items():
+            # One target: its first family of each name, as it is (see _groups).
+            sources = tuple((f, extra) for f in (fams if labelled else fams[:1]))
+            head = fams[0]
+            plain = _plain_names(head, sources)
+            text = "".join([_lines(f, e) for f, e in sources]) if plain else None
+            self.parts[name] = _Part(head, sources, text)
+
+
+def _assemble(blocks: Sequence[_Block]) -> str:
+    """The exposition of several targets' blocks: each family name once, in the order of
+    first appearance, its HELP and TYPE from the first target that has it, then every
+    target's samples in target order — the grouping prometheus-client gets from
+    ``SnapshotCollector``. Only the joining is done here; the rendering was done per block."""
+    by_name: dict[str, list[_Part]] = {}
+    for block in blocks:
+        for name, part in block.parts.items():
+            by_name.setdefault(name, []).append(part)
+    out: list[str] = []
+    for parts in by_name.values():
+        head = parts[0].head
+        if all(p.text is not None for p in parts):
+            out.append(_header(head))
+            out.extend(p.text for p in parts if p.text)
+            continue
+        labels = (*(k for k, _ in parts[0].sources[0][1]), *head.labels)
+        merged = Family(head.name, head.type, head.help, labels, ())
+        out.append(_slow(merged, [source for p in parts for source in p.sources]))
+    return "".join(out)
+
+
 @dataclass(frozen=True)
 class _Rendered:
-    """The snapshots' part of the exposition, plain and as the start of a gzip member."""
+    """The snapshots' part of the exposition, plain and (once asked for) as the start of a
+    gzip member."""
 
-    key: tuple[Any, ...] | None = None
+    keys: tuple[tuple[str, int, float], ...] = ()
+    generation: int = -1
     plain: bytes = b""
-    deflated: bytes = _GZIP_HEADER  # gzip header and raw deflate, flushed to a byte boundary
+    deflated: bytes | None = _GZIP_HEADER  # gzip header and raw deflate, flushed to a byte boundary
     crc: int = 0
+
+    def current(self, snapshots: Sequence[Snapshot], generation: int) -> bool:
+        return generation == self.generation and tuple(map(_key, snapshots)) == self.keys
+
+
+def _key(snap: Snapshot) -> tuple[str, int, float]:
+    """What tells one sample from another: a target whose sampler was replaced (its
+    definition changed) counts its samples from 1 again, at another time."""
+    return snap.target, snap.seq, snap.taken_at
+
+
+def _deflated(plain: bytes) -> bytes:
+    deflate = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return _GZIP_HEADER + deflate.compress(plain) + deflate.flush(zlib.Z_SYNC_FLUSH)
 
 
 class MetricsCache:
     """Rendered exposition text, kept until the snapshots change.
 
-    The text has three parts: the snapshots' families (the bulk, rendered once per new set
-    of snapshots, and compressed once too: as the start of a gzip member, flushed to a byte
-    boundary), then the extra families (the store's) with pgperf's build and profile
-    (rendered again when their key changes), then the live process metrics (every
-    scrape). A gzipped response is the compressed first part, the rest compressed on its
-    own and the gzip trailer: one scrape compresses a few kilobytes, not the whole text.
+    The text has three parts: the snapshots' families (the bulk), then the extra families
+    (the store's) with pgperf's build and profile (rendered again when their key changes),
+    then the live process metrics (every scrape). A gzipped response is the compressed
+    first part, the rest compressed on its own and the gzip trailer: one scrape compresses
+    a few kilobytes, not the whole text.
+
+    The bulk is rendered per target (a ``_Block`` per snapshot, kept until that target's
+    next sample) and joined: a sample of one target renders that target's families only,
+    whatever the number of targets. With one target the sampler's ``refresh`` renders and
+    compresses the whole text right after each sample, so that no scrape waits for it.
+    With several, the scrape renders the blocks of the targets sampled since the last
+    scrape, joins them (and compresses the text, for gzip), once per new set of samples:
+    rendering after every sample would render samples no scrape sees whenever Prometheus
+    scrapes less often than pgperf samples, and compressing the whole text after every
+    sample of every target would grow with the square of the number of targets.
     """
 
     def __init__(
@@ -359,6 +463,7 @@ class MetricsCache:
         self._collector = collector
         self._generation = 0
         self._lock = threading.Lock()
+        self._blocks: dict[str, _Block] = {}
         self._rendered = _Rendered()
         self._tail_key: tuple[Any, ...] | None = None
         self._tail = b""
@@ -370,23 +475,47 @@ class MetricsCache:
 
     def set_config(self, config: Config) -> None:
         """A reloaded configuration (thresholds, profile): render again at the next scrape."""
-        self._config = config
-        self._collector._config = config
-        self._generation += 1
+        with self._lock:
+            self._config = config
+            self._collector._config = config
+            self._generation += 1
+            self._blocks.clear()
+
+    def _labelled(self, snapshots: Sequence[Snapshot]) -> bool:
+        return self._config.several_targets and len(snapshots) > 0
+
+    def _block(self, snap: Snapshot, labelled: bool) -> _Block:
+        """*snap*'s block, rendered now if it is not the one kept (call with the lock held)."""
+        block = self._blocks.get(snap.target)
+        if block is None or block.key != _key(snap) or block.labelled != labelled:
+            block = _Block(snap, self._config, labelled)
+            self._blocks[snap.target] = block
+        return block
 
     def refresh(self) -> None:
-        """Render the snapshots' part now if they changed (the sampler calls this after each
-        sample, so that scrapes find it ready)."""
-        snapshots = self._snapshots()
-        key = (tuple((s.target, s.seq) for s in snapshots), self._generation)
-        if key == self._rendered.key:
+        """With one target, render the text of its latest sample now (the sampler calls
+        this after each sample, so that scrapes find it ready); with several, the scrape
+        renders what changed."""
+        snapshots = tuple(self._snapshots())
+        if len(snapshots) > 1 or self._rendered.current(snapshots, self._generation):
             return
         with self._lock:
-            if key != self._rendered.key:
-                plain = _render(_groups(snapshots, self._config)).encode()
-                deflate = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
-                self._rendered = _Rendered(key, plain, _GZIP_HEADER + deflate.compress(plain)
-                                           + deflate.flush(zlib.Z_SYNC_FLUSH), zlib.crc32(plain))
+            self._update(snapshots, gzipped=True)
+
+    def _update(self, snapshots: Sequence[Snapshot], gzipped: bool) -> _Rendered:
+        """The rendering of *snapshots*, made now if it is not the one kept (lock held)."""
+        rendered = self._rendered
+        if not rendered.current(snapshots, self._generation):
+            labelled = self._labelled(snapshots)
+            blocks = [self._block(snap, labelled) for snap in snapshots]
+            for gone in self._blocks.keys() - {snap.target for snap in snapshots}:
+                del self._blocks[gone]
+            plain = _assemble(blocks).encode()
+            rendered = _Rendered(tuple(map(_key, snapshots)), self._generation, plain, None, zlib.crc32(plain))
+        if gzipped and rendered.deflated is None:
+            rendered = dataclasses.replace(rendered, deflated=_deflated(rendered.plain))
+        self._rendered = rendered
+        return rendered
 
     def _tail_part(self) -> bytes:
         key = (self._extra_key(), self._generation)
@@ -400,13 +529,15 @@ class MetricsCache:
 
     def render(self, gzipped: bool = False) -> bytes:
         """The exposition text of the latest snapshots, then live process metrics."""
-        self.refresh()
-        rendered = self._rendered
+        snapshots = tuple(self._snapshots())
+        with self._lock:
+            rendered = self._update(snapshots, gzipped)
         rest = self._tail_part()
         if self._process_metrics:
             rest += generate_latest(self._live)
         if not gzipped:
             return rendered.plain + rest
+        assert rendered.deflated is not None
         # The rest is deflated on its own; raw deflate streams join at a byte boundary, and
         # the gzip trailer's CRC continues over the whole text.
         deflate = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS, 1)

@@ -85,3 +85,35 @@ def test_tables_rows_mapped_by_name() -> None:
     assert not any("postgresql_99" in name for name in fams)
     assert fams["pgperf_tables_truncated"].value(datname="d") == 1
     assert fams["pgperf_tables_served"].value(datname="d") == 1
+
+
+def test_tables_are_chosen_and_measured_on_their_own_interval(pg_cluster: Cluster) -> None:
+    pg_cluster.execute("DROP DATABASE IF EXISTS sizes_db")
+    pg_cluster.execute("CREATE DATABASE sizes_db")
+    with pg_cluster.connect("sizes_db") as conn:
+        conn.execute("CREATE TABLE grows (id int PRIMARY KEY, payload text)")
+        first, at = run("tables", conn)
+        size = family(first, "pg_stat_user_tables_table_size_bytes").value(relname="grows")
+        assert size is not None and first.state.sizes
+        conn.execute("INSERT INTO grows SELECT g, repeat('x', 200) FROM generate_series(1, 5000) g")
+        # Within the interval: the same tables, fresh statistics, the last size.
+        deadline = time.monotonic() + 5
+        while True:  # the statistics reach the views asynchronously (within a second)
+            second, at2 = run("tables", conn, previous=(at, first.state))
+            inserted = family(second, "pg_stat_user_tables_n_tup_ins").value(relname="grows")
+            if inserted == 5000 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert inserted == 5000
+        assert family(second, "pg_stat_user_tables_table_size_bytes").value(relname="grows") == size
+        # A table created: chosen at once, and measured, the others keeping their sizes.
+        conn.execute("CREATE TABLE newer (id int)")
+        third, at3 = run("tables", conn, previous=(at2, second.state))
+        assert family(third, "pg_stat_user_tables_table_size_bytes").value(relname="newer") is not None
+        assert family(third, "pg_stat_user_tables_table_size_bytes").value(relname="grows") == size
+        assert family(third, "pgperf_tables").value(datname="sizes_db") == 2
+        assert third.state.at == first.state.at
+        # Once the interval has passed, every size is measured again.
+        fourth, _ = run("tables", conn, previous=(at3, third.state), options=TablesOptions(refresh_interval=0.001))
+        assert (family(fourth, "pg_stat_user_tables_table_size_bytes").value(relname="grows") or 0) > size
+        assert fourth.state.at > first.state.at

@@ -89,9 +89,9 @@ def limit(key: str) -> float:
 
 
 def live(key: str) -> str:
-    """The live threshold of each exporter, read as the rules read it."""
+    """The live threshold of each target, read as the rules read it."""
     _USED.add(key)
-    return f"max by (job, instance) ({_scales()[key][0]}{{{SEL}}})"
+    return f"max by (job, instance, target) ({_scales()[key][0]}{{{SEL}}})"
 
 
 def thresholds_read(make: Callable[[], object]) -> set[str]:

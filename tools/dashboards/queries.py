@@ -149,10 +149,10 @@ def dashboard() -> model.Dashboard:
                         f"mean {{{{datname}}}}/{{{{user}}}} ({WHO})"),
                    prom(f"queryid:pg_stat_statements_mean_seconds:rate1d{{{ONE}}}", "1-day baseline {{datname}}/{{user}}"),
                ],
-               lines=[prom(f"queryid:pg_stat_statements_mean_seconds:rate1d{{{ONE}}} * on (job, instance) group_left "
+               lines=[prom(f"queryid:pg_stat_statements_mean_seconds:rate1d{{{ONE}}} * on (job, instance, target) group_left "
                            f"{live('query_spike_factor')}", "spike threshold {{datname}}/{{user}}")],
                marks=[prom(f"queryid:pg_stat_statements_mean_seconds:rate5m{{{ONE}}} > "
-                           f"queryid:pg_stat_statements_mean_seconds:rate1d{{{ONE}}} * on (job, instance) group_left "
+                           f"queryid:pg_stat_statements_mean_seconds:rate1d{{{ONE}}} * on (job, instance, target) group_left "
                            f"{live('query_spike_factor')}", "anomaly {{datname}}/{{user}}")], min_val=0, w=12),
         series("Calls per second", "Executions of the statement per second.", "ops",
                [prom(f"sum by ({BY}, datname, user) (rate(pg_stat_statements_calls_total{{{ONE}}}[$__rate_interval]))",

@@ -20,15 +20,27 @@ NULL; postgres_exporter serves them as 0 (the epoch), and so does pgperf, so tha
 such as ``time() - pg_stat_user_tables_last_autovacuum > ...`` fire for a table never
 vacuumed instead of ignoring it. The other columns keep pgperf's rule: NULL, no sample
 (the TOAST counters of a table without a TOAST table).
+
+Choosing and exact sizes are most of the query's cost: ranking reads the statistics of
+every table, pg_table_size() and pg_indexes_size() look at every file of the table and of
+each index. Both happen every ``refresh_interval`` (5 minutes by default, as
+``database_size``), and at once when the number of tables changed (a table created or
+dropped); the samples in between read the statistics of the tables chosen last, and
+serve their last sizes (kept in the collector's state, with the choice). The statistics
+views are read for the served tables only (``LATERAL ... OFFSET 0``: the planner would
+otherwise compute their per-table aggregates for every table and join).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg.rows import dict_row
 from pydantic import Field
 
+from .._types import Duration
 from ._base import CollectContext, CollectorOptions, CollectorResult, CollectorSpec, Family, MetricDef
 
 
@@ -36,6 +48,20 @@ class TablesOptions(CollectorOptions):
     #: Tables served per database: the largest and the busiest, alternately. Each table
     #: adds about 30 series.
     limit: int = Field(200, ge=1, le=100000)
+    #: How often the served tables are chosen again and their sizes measured; in between,
+    #: the same tables are served with fresh statistics and their last sizes.
+    refresh_interval: Duration = 300.0
+
+
+@dataclass(frozen=True)
+class Served:
+    """The state of one database: the tables chosen (OIDs, in order) at ``at`` among
+    ``total`` tables, and the (table, indexes) size of each."""
+
+    at: float
+    total: int
+    order: tuple[int, ...]
+    sizes: Mapping[int, tuple[Any, Any]]
 
 
 # pg_table_size() and pg_indexes_size() open the relation with AccessShareLock: a table
@@ -68,11 +94,13 @@ WITH locked AS (
 SELECT current_database() AS datname, s.*, io.heap_blks_read, io.heap_blks_hit, io.idx_blks_read,
        io.idx_blks_hit, io.toast_blks_read, io.toast_blks_hit, io.tidx_blks_read, io.tidx_blks_hit,
        top.total_tables,
-       CASE WHEN s.relid NOT IN (SELECT relation FROM locked) THEN pg_table_size(s.relid) END AS table_size,
-       CASE WHEN s.relid NOT IN (SELECT relation FROM locked) THEN pg_indexes_size(s.relid) END AS index_size
+       CASE WHEN s.relid <> ALL(%(known)s::oid[]) AND s.relid NOT IN (SELECT relation FROM locked)
+            THEN pg_table_size(s.relid) END AS table_size,
+       CASE WHEN s.relid <> ALL(%(known)s::oid[]) AND s.relid NOT IN (SELECT relation FROM locked)
+            THEN pg_indexes_size(s.relid) END AS index_size
 FROM top
-JOIN pg_stat_user_tables s ON s.relid = top.oid
-LEFT JOIN pg_statio_user_tables io ON io.relid = top.oid
+CROSS JOIN LATERAL (SELECT * FROM pg_stat_user_tables s WHERE s.relid = top.oid OFFSET 0) s
+LEFT JOIN LATERAL (SELECT * FROM pg_statio_user_tables io WHERE io.relid = top.oid OFFSET 0) io ON true
 ORDER BY top.best, s.relid
 """
 # When the database has no table at all the query above returns no row; this one says so.
@@ -80,6 +108,17 @@ COUNT_SQL = """
 SELECT count(*) AS total_tables FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'm', 'p')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
+"""
+# Between two choices: the statistics of the tables chosen last, in their order (sizes
+# from the state); a dropped table simply has no row.
+CHOSEN_SQL = f"""
+SELECT current_database() AS datname, s.*, io.heap_blks_read, io.heap_blks_hit, io.idx_blks_read,
+       io.idx_blks_hit, io.toast_blks_read, io.toast_blks_hit, io.tidx_blks_read, io.tidx_blks_hit,
+       ({COUNT_SQL.strip()}) AS total_tables, NULL::bigint AS table_size, NULL::bigint AS index_size
+FROM unnest(%(chosen)s::oid[]) WITH ORDINALITY AS top(oid, best)
+CROSS JOIN LATERAL (SELECT * FROM pg_stat_user_tables s WHERE s.relid = top.oid OFFSET 0) s
+LEFT JOIN LATERAL (SELECT * FROM pg_statio_user_tables io WHERE io.relid = top.oid OFFSET 0) io ON true
+ORDER BY top.best
 """
 
 _LABELS = ("datname", "schemaname", "relname")
@@ -194,15 +233,35 @@ def families_from_rows(rows: list[dict[str, Any]], datname: str, total: int, lim
 def collect(ctx: CollectContext) -> CollectorResult:
     assert ctx.conn is not None
     options: TablesOptions = ctx.options
+    last = ctx.previous if isinstance(ctx.previous, Served) else None
+    due = last is None or ctx.now - last.at >= options.refresh_interval
     with ctx.conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(SQL, {"limit": options.limit}).fetchall()
-        if rows:
-            total = int(rows[0]["total_tables"])
-            datname = str(rows[0]["datname"])
-        else:
-            total = int(cur.execute(COUNT_SQL).fetchone()["total_tables"])  # type: ignore[index]
-            datname = ctx.conn.info.dbname
-    return CollectorResult(families_from_rows(rows, datname, total, options.limit))
+        rows: list[dict[str, Any]] = []
+        if not due and last is not None:
+            rows = cur.execute(CHOSEN_SQL, {"chosen": list(last.order)}).fetchall()
+            total = int(rows[0]["total_tables"]) if rows else _count(cur)
+            chosen = total == last.total  # else a table was created or dropped: choose now
+        if due or not chosen:
+            known = {} if due or last is None else last.sizes  # measure the new ones only
+            rows = cur.execute(SQL, {"limit": options.limit, "known": list(known)}).fetchall()
+            total = int(rows[0]["total_tables"]) if rows else _count(cur)
+        datname = str(rows[0]["datname"]) if rows else ctx.conn.info.dbname
+    sizes: dict[int, tuple[Any, Any]] = {}
+    cached = last.sizes if last is not None and not due else {}
+    for row in rows:
+        relid = int(row["relid"])
+        if row["table_size"] is None and relid in cached:  # not measured in this run: its last sizes
+            row["table_size"], row["index_size"] = cached[relid]
+        if row["table_size"] is not None:  # None: locked, measured again at the next choice
+            sizes[relid] = (row["table_size"], row["index_size"])
+    at = ctx.now if due or last is None else last.at
+    state = Served(at, total, tuple(int(r["relid"]) for r in rows), sizes)
+    return CollectorResult(families_from_rows(rows, datname, total, options.limit), state=state)
+
+
+def _count(cur: Any) -> int:
+    """Tables of the database (the queries above return no row when there are none)."""
+    return int(cur.execute(COUNT_SQL).fetchone()["total_tables"])
 
 
 SPEC = CollectorSpec(

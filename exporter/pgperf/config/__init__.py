@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ._loader import ConfigError, env_variables, load_config, load_profile
 from ._schema import PROFILES, Config, Databases, Target, Thresholds
+from ._targets import TargetFiles, TargetsRead, with_file_targets
 
 __all__ = [
     "PROFILES",
@@ -17,8 +18,11 @@ __all__ = [
     "ConfigError",
     "Databases",
     "Target",
+    "TargetFiles",
+    "TargetsRead",
     "Thresholds",
     "env_variables",
     "load_config",
     "load_profile",
+    "with_file_targets",
 ]

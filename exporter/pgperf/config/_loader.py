@@ -13,7 +13,6 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Mapping
-from importlib import resources
 from typing import Any, get_args, get_origin
 
 import yaml
@@ -22,7 +21,7 @@ from pydantic.fields import FieldInfo
 
 from .._types import split_commas
 from ..redact import redact
-from ._schema import PROFILES, Config
+from ._schema import PROFILES, Config, load_profile
 
 __all__ = ["ConfigError", "env_variables", "load_config", "load_profile"]
 
@@ -155,14 +154,6 @@ def _read_yaml(path: str) -> tuple[dict[str, Any], dict[Path, int]]:
     if not isinstance(data, dict):
         raise ConfigError([f"{path}: the top level must be a mapping of settings, not {type(data).__name__}"])
     return data, lines
-
-
-def load_profile(name: str) -> dict[str, Any]:
-    """The built-in values of a profile (development, production, analytics)."""
-    text = resources.files("pgperf.config").joinpath("profiles", f"{name}.yaml").read_text("utf-8")
-    data = yaml.safe_load(text)
-    assert isinstance(data, dict)
-    return data
 
 
 def _merge(base: dict[str, Any], layer: Mapping[str, Any], source: str, sources: dict[Path, str], path: Path = ()) -> None:

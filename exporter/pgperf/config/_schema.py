@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Mapping
+from functools import cache
+from importlib import resources
 from typing import Any, Literal
 
+import yaml
 from pydantic import Field, SecretStr, create_model, field_validator, model_validator
 
 from .._types import CommaList, Duration, Model, Percent, PositiveInt, parse_duration
@@ -22,6 +26,33 @@ PROFILES = ("development", "production", "analytics")
 ProfileName = Literal["development", "production", "analytics"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,127}$")
 _NAME_RULE = "up to 128 letters, digits and _ . : / @ - (starting with a letter or digit)"
+
+
+@cache
+def _profile_text(name: str) -> str:
+    return resources.files("pgperf.config").joinpath("profiles", f"{name}.yaml").read_text("utf-8")
+
+
+def load_profile(name: str) -> dict[str, Any]:
+    """The built-in values of a profile (development, production, analytics)."""
+    data = yaml.safe_load(_profile_text(name))
+    assert isinstance(data, dict)
+    return data
+
+
+def fill_target_thresholds(targets: Any, base: Any) -> Any:
+    """Targets as written (a list of mappings) with complete ``thresholds`` where a target
+    sets some: those it sets over *base* (the process's thresholds, as written). A target
+    with a ``profile`` starts from that profile's instead (``Target``)."""
+    if not isinstance(targets, list | tuple) or not isinstance(base, Mapping):
+        return targets
+    out = []
+    for target in targets:
+        if (isinstance(target, Mapping) and target.get("profile") is None
+                and isinstance(target.get("thresholds"), Mapping)):
+            target = {**target, "thresholds": {**base, **target["thresholds"]}}
+        out.append(target)
+    return out
 
 
 class Thresholds(Model):
@@ -332,9 +363,24 @@ class Target(Model):
     dsn: str
     #: This target's own database selection, replacing the top-level ``databases``.
     databases: Databases | None = None
+    #: This target's environment profile: its alert thresholds are that profile's (the
+    #: sampling interval, retention and notifications stay the process's).
+    profile: ProfileName | None = None
+    #: This target's own thresholds, over those of its ``profile`` (or of the process's
+    #: thresholds when it has none); None: the process's.
+    thresholds: Thresholds | None = None
 
     _check_name = field_validator("name")(classmethod(lambda cls, v: _target_name(v)))
     _check_dsn = field_validator("dsn")(classmethod(lambda cls, v: _dsn(v)))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _profile_thresholds(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("profile") in PROFILES:
+            given = data.get("thresholds")
+            base = load_profile(data["profile"])["thresholds"]
+            return {**data, "thresholds": {**base, **given} if isinstance(given, Mapping) else given or base}
+        return data
 
 
 def _collectors_model() -> type[Model]:
@@ -356,6 +402,13 @@ class Config(Model):
     dsn: str | None = None
     target_name: str | None = None
     targets: tuple[Target, ...] = ()
+    #: A YAML file of more targets (``targets:``, as in this file), read again on reload
+    #: and when it changes: targets are added and removed without a restart.
+    targets_file: str | None = None
+    #: A directory of such files (every ``*.yml`` and ``*.yaml`` in it).
+    targets_dir: str | None = None
+    #: How often the target files are checked for changes (names, sizes, modification times).
+    targets_check_interval: Duration = 5.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     #: How log lines are written on standard error: logfmt or JSON lines (pgperf.logs).
     log_format: Literal["logfmt", "json"] = "logfmt"
@@ -379,6 +432,13 @@ class Config(Model):
     _check_target_name = field_validator("target_name")(classmethod(lambda cls, v: _target_name(v)))
     _check_dsn = field_validator("dsn")(classmethod(lambda cls, v: _dsn(v)))
 
+    @model_validator(mode="before")
+    @classmethod
+    def _target_thresholds(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "targets" in data:
+            return {**data, "targets": fill_target_thresholds(data["targets"], data.get("thresholds"))}
+        return data
+
     @model_validator(mode="after")
     def _targets(self) -> Config:
         names = [t.name for t in self.targets]
@@ -387,8 +447,21 @@ class Config(Model):
             raise ValueError(f"targets: duplicate target names {duplicates}")
         return self
 
+    @property
+    def target_files(self) -> bool:
+        """Whether targets also come from files (``targets_file``, ``targets_dir``; a ``dsn``
+        names the one target instead)."""
+        return bool(self.targets_file or self.targets_dir) and self.dsn is None
+
+    @property
+    def several_targets(self) -> bool:
+        """Whether this process watches, or may come to watch, more than one target: then
+        every family it serves carries a ``target`` label."""
+        return self.target_files or len(self.resolved_targets()) > 1
+
     def resolved_targets(self) -> tuple[Target, ...]:
-        """The targets to monitor: ``dsn`` if set, else ``targets``, else libpq defaults.
+        """The targets to monitor: ``dsn`` if set, else ``targets`` (with those of the
+        target files, once the application has read them), else libpq defaults.
 
         Raises ValueError, saying what to set, when the one target has no ``target_name``
         and the name made from its DSN (``host:port/dbname``) is not a valid target name,
@@ -396,7 +469,7 @@ class Config(Model):
         configuration problem."""
         from ..db import describe_dsn
 
-        if self.dsn is not None or not self.targets:
+        if self.dsn is not None or not (self.targets or self.target_files):
             dsn = self.dsn or ""
             name = self.target_name or describe_dsn(dsn)
             if not _NAME.match(name):
@@ -406,6 +479,17 @@ class Config(Model):
                     "of your choice")
             return (Target(name=name, dsn=dsn),)
         return self.targets
+
+    def thresholds_for(self, target: Target) -> Thresholds:
+        """The thresholds *target* is judged by: its own, else the process's."""
+        return target.thresholds or self.thresholds
+
+    def thresholds_of(self, name: str) -> Thresholds:
+        """The thresholds of the target named *name* (the process's for a name not known)."""
+        for target in self.targets:
+            if target.name == name:
+                return self.thresholds_for(target)
+        return self.thresholds
 
     def store_dsn(self) -> str:
         return self.store.dsn if self.store.dsn is not None else self.resolved_targets()[0].dsn

@@ -97,9 +97,11 @@ class WebApp:
         self.errors = ErrorMap()
         self.url_map = Map(strict_slashes=False)
         self.routes: dict[str, Route] = {}
-        self._probes: dict[str, MetricsCache] = {}
+        self._probes: dict[str, tuple[TargetSampler, MetricsCache]] = {}
+        self._probes_lock = threading.Lock()
         self.add("/metrics", self.metrics_endpoint)
         self.add("/probe", self.probe)
+        self.add("/sd", self.service_discovery)
         self.add("/healthz", self.healthz)
         self.add("/readyz", self.readyz)
         self.add("/static/<name>", STATIC.serve)
@@ -126,8 +128,8 @@ class WebApp:
         self.config = config
         self.tokens = TokenAuth(config)
         self.metrics.set_config(config)
-        for cache in self._probes.values():
-            cache.set_config(config)
+        with self._probes_lock:  # targets changed or were replaced: their caches go
+            self._probes.clear()
 
     def close(self) -> None:
         """End what holds server threads (the event streams): the server is stopping."""
@@ -154,21 +156,41 @@ class WebApp:
             return Response(
                 f"unknown target {name!r}; configured targets: {known}\n", status=404, mimetype="text/plain"
             )
-        cache = self._probes.get(name)
-        if cache is None:
-            single = self.config.model_copy(update={"targets": (target.target,), "dsn": None})
-            found: TargetSampler = target
-
-            def latest(t: TargetSampler = found) -> list[Snapshot]:
-                return [t.latest] if t.latest else []
-
-            cache = MetricsCache(latest, single, process_metrics=False)
-            self._probes[name] = cache
         gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
-        response = Response(cache.render(gzipped=gzipped), content_type=CONTENT_TYPE)
+        response = Response(self._probe_cache(target).render(gzipped=gzipped), content_type=CONTENT_TYPE)
         if gzipped:
             response.headers["Content-Encoding"] = "gzip"
         return response
+
+    def _probe_cache(self, target: TargetSampler) -> MetricsCache:
+        """The rendering of one target for /probe, kept while that target's sampler runs."""
+        name = target.target.name
+        with self._probes_lock:
+            kept = self._probes.get(name)
+            if kept is not None and kept[0] is target:
+                return kept[1]
+            for gone in self._probes.keys() - self.sampler.targets.keys():
+                del self._probes[gone]
+            single = self.config.model_copy(update={
+                "targets": (target.target,), "dsn": None, "targets_file": None, "targets_dir": None,
+                "profile": target.target.profile or self.config.profile})
+
+            def latest(t: TargetSampler = target) -> list[Snapshot]:
+                return [t.latest] if t.latest else []
+
+            cache = MetricsCache(latest, single, process_metrics=False)
+            self._probes[name] = (target, cache)
+            return cache
+
+    def service_discovery(self, request: Request) -> Response:
+        """``GET /sd``: every target in Prometheus's HTTP service-discovery format, so that a
+        scrape job with ``http_sd_configs`` and ``metrics_path: /probe`` scrapes each on its
+        own. The address is the one the request came to (the Host header: how Prometheus
+        reaches pgperf); only target names are given, never a DSN."""
+        address = request.host or self.config.web.listen_address
+        groups = [{"targets": [address], "labels": {"__param_target": name, "target": name}}
+                  for name in self.sampler.targets]
+        return Response(json.dumps(groups) + "\n", mimetype="application/json")
 
     def healthz(self, request: Request) -> Response:
         dead = [name for name, alive in self.sampler.threads_alive().items() if not alive]

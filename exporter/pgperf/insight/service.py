@@ -301,7 +301,10 @@ class InsightService:
         self.config = config
         self.client = client
         self.budget = budget
-        self.targets = {t.name: TargetInsight(t, config) for t in config.resolved_targets()}
+        #: name -> insight; replaced, never changed in place, as the sampler's targets.
+        self.targets: dict[str, TargetInsight] = {t.name: TargetInsight(t, config) for t in config.resolved_targets()}
+        self._targets_lock = threading.Lock()
+        self._sampler: Sampler | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -311,16 +314,38 @@ class InsightService:
     def attach(self, sampler: Sampler) -> None:
         """Use *sampler*'s connection budget and its targets' pools (it takes ``between``)."""
         self.budget = sampler.budget
+        self._sampler = sampler
         for name, target in self.targets.items():
             if name in sampler.targets:
                 target.db = sampler.targets[name].db
 
     def between(self, target: Target) -> TargetInsight:
-        """The work between samples of *target* (``Sampler(between=...)``)."""
-        return self.targets[target.name]
+        """The work between samples of *target* (``Sampler(between=...)``); a target added
+        while pgperf runs (a target file changed), or whose DSN changed, gets a new one."""
+        with self._targets_lock:
+            kept = self.targets.get(target.name)
+            if kept is not None and kept.target.dsn == target.dsn:
+                return kept
+            made = TargetInsight(target, self.config)
+            self.targets = {**self.targets, target.name: made}
+            return made
+
+    def _db(self, target: TargetInsight) -> TargetDatabase | None:
+        """The pool of *target*'s sampler (set by ``attach``, or looked up for a target
+        added since)."""
+        if target.db is None and self._sampler is not None:
+            sampler = self._sampler.targets.get(target.target.name)
+            if sampler is not None:
+                target.db = sampler.db
+        return target.db
 
     def apply_config(self, config: Config) -> None:
+        """Take a reloaded configuration; targets it no longer has lose their insight (what
+        the store keeps of them stays)."""
         self.config = config
+        wanted = {t.name for t in config.resolved_targets()}
+        with self._targets_lock:
+            self.targets = {name: t for name, t in self.targets.items() if name in wanted}
         for t in self.targets.values():
             t.apply_config(config)
         self._wake.set()
@@ -360,7 +385,7 @@ class InsightService:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for name, target in self.targets.items():
+            for name, target in list(self.targets.items()):
                 if self._stop.is_set():
                     return
                 if not self.config.insight.plans.enabled:
@@ -386,7 +411,7 @@ class InsightService:
         target = self.targets[name]
         options = self.config.insight
         chosen = choose_statements(target.take_statements(), options.plans.max_statements,
-                                   self.config.thresholds.slow_query_time_ms)
+                                   self.config.thresholds_for(target.target).slow_query_time_ms)
         known = self._known_advice(name)
         results = []
         selection = target.target.databases or self.config.databases
@@ -410,7 +435,7 @@ class InsightService:
         """One database's refresh, on the target's pool for its own database, else in a
         session opened for it under the connection budget."""
         settings, options = self._settings(), self.config.insight
-        db = target.db
+        db = self._db(target)
         own = db.server.current_database if db is not None and db.server is not None else None
         if db is not None and datname == own and self.config.connection.pool_size >= 2:
             try:

@@ -65,6 +65,8 @@ class Snapshot:
     counters: Counters
     # database visited by database-scoped collectors -> None, or why it could not be read
     databases: Mapping[str, str | None] = field(default_factory=dict)
+    # seconds the sample started after its scheduled time (None: taken on demand)
+    lateness: float | None = None
 
     def family(self, name: str) -> Family | None:
         for fam in self.families:
@@ -130,7 +132,7 @@ class SampleBuilder:
 
     def snapshot(self, *, target: str, seq: int, duration: float, interval: float, up: bool,
                  error_kind: str | None, error_message: str | None, server: ServerInfo | None,
-                 counters: Counters) -> Snapshot:
+                 counters: Counters, lateness: float | None = None) -> Snapshot:
         """The immutable snapshot of everything added."""
         return Snapshot(
             target=target,
@@ -148,4 +150,5 @@ class SampleBuilder:
             records=Records(self._records),
             counters=counters,
             databases=MappingProxyType(dict(self._databases)),
+            lateness=lateness,
         )

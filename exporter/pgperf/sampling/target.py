@@ -33,7 +33,7 @@ import psycopg
 
 from .. import collectors
 from ..collectors import CollectContext, CollectorSpec, TextCache, merge_families
-from ..config import Config, Target
+from ..config import Config, Target, Thresholds
 from ..db import STALL_GUARD, ConnectionFailed, ServerInfo, SessionSettings, TargetDatabase, classify_error
 from . import runner
 from .between import MARGIN, BetweenSamples
@@ -42,7 +42,7 @@ from .snapshot import CollectorStatus, Counters, SampleBuilder, Snapshot
 from .tracker import CollectorTracker, Skip
 from .visit import ConnectionBudget, DatabaseVisitor
 
-__all__ = ["DISCOVER_SQL", "Listener", "Sampler", "TargetSampler"]
+__all__ = ["DISCOVER_SQL", "Listener", "Sampler", "TargetSampler", "spread"]
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,7 @@ class TargetSampler:
         self._down_kind: str | None = None
         self.between = between
         self._between_at: float | None = None  # time.monotonic() when it is next due
+        self._due: float | None = None  # when the loop's next sample is scheduled (monotonic)
 
     def _enabled_specs(self) -> tuple[CollectorSpec, ...]:
         return tuple(s for s in self.registry if runner.is_enabled(s, self.config, self.target.dsn))
@@ -108,6 +109,17 @@ class TargetSampler:
         self.config = config
         self.interval = config.sampling_interval
         self._specs = self._enabled_specs()
+
+    def apply_target(self, target: Target) -> None:
+        """Take a new definition of this target with the same DSN (its profile, thresholds
+        or databases changed): used from the next sample on."""
+        assert target.dsn == self.target.dsn, "a target with another DSN needs a sampler of its own"
+        self.target = target
+
+    @property
+    def thresholds(self) -> Thresholds:
+        """The thresholds this target is judged by (its profile's, or the process's)."""
+        return self.config.thresholds_for(self.target)
 
     @property
     def specs(self) -> tuple[CollectorSpec, ...]:
@@ -153,6 +165,7 @@ class TargetSampler:
 
     def _sample(self) -> Snapshot:
         started, now = time.monotonic(), time.time()
+        due, self._due = self._due, None
         build = SampleBuilder(self._latest, now)
         instance = [s for s in self._specs if s.needs_database and not s.per_database]
         scoped = [s for s in self._specs if s.needs_database and s.per_database]
@@ -205,6 +218,7 @@ class TargetSampler:
             target=self.target.name, seq=counters.samples, duration=time.monotonic() - started,
             interval=self.interval, up=up, error_kind=error_kind, error_message=error_message,
             server=server or self.db.server, counters=counters,
+            lateness=None if due is None else max(0.0, started - due),
         )
 
     def _discover(self, conn: psycopg.Connection[Any]) -> tuple[str, ...] | None:
@@ -242,7 +256,7 @@ class TargetSampler:
             previous=previous[1],
             previous_at=previous[0],
             now=now,
-            thresholds=self.config.thresholds,
+            thresholds=self.thresholds,
             text_cache=self.text_cache,
             databases=databases,
         )
@@ -378,10 +392,14 @@ class TargetSampler:
 
     # -- the loop ---------------------------------------------------------------------
 
-    def run(self, stop: threading.Event) -> None:
-        """Sample every ``interval`` seconds until *stop* is set."""
-        next_at = time.monotonic()
+    def run(self, stop: threading.Event, offset: float = 0.0) -> None:
+        """Sample every ``interval`` seconds until *stop* is set, the first time after
+        *offset* seconds (the targets of one process spread over the interval)."""
+        next_at = time.monotonic() + offset
+        if offset:
+            stop.wait(offset)
         while not stop.is_set():
+            self._due = next_at
             self.sample()
             next_at += self.interval
             now = time.monotonic()
@@ -426,8 +444,24 @@ class TargetSampler:
             log.exception("target %s: work between samples failed", self.target.name)
 
 
+_GOLDEN = (5 ** 0.5 - 1) / 2
+
+
+def spread(k: int) -> float:
+    """Where the *k*-th target started samples in the interval, as a fraction of it.
+
+    The fractional parts of k times the golden ratio spread any number of targets about
+    evenly, and each new one lands in one of the largest gaps left (the three-gap
+    theorem), so a target added later needs no new schedule for the others.
+    """
+    return (k * _GOLDEN) % 1.0
+
+
 class Sampler:
     """All targets of one process, each sampled in its own thread.
+
+    Targets are spread over the sampling interval rather than sampled all at once, and can
+    be added, changed and removed while the others go on (``set_targets``).
 
     *registry* is the collector set every target enables collectors from; *between*
     gives each target its work between samples (None: none).
@@ -437,40 +471,109 @@ class Sampler:
                  registry: Sequence[CollectorSpec] = collectors.REGISTRY,
                  between: Callable[[Target], BetweenSamples | None] | None = None) -> None:
         self.config = config
+        self.listeners = listeners
+        self.registry = tuple(registry)
         #: One cap on the connections held while visiting databases, for every target.
         self.budget = ConnectionBudget(config.connection.max_database_connections)
-        self.targets = {
-            t.name: TargetSampler(t, config, listeners=listeners, budget=self.budget, registry=registry,
-                                  between=between(t) if between is not None else None)
-            for t in config.resolved_targets()
-        }
-        self._stop = threading.Event()
+        self.between = between
+        #: name -> sampler; replaced, never changed in place, so readers need no lock.
+        self.targets: Mapping[str, TargetSampler] = MappingProxyType({
+            t.name: self._sampler(t) for t in config.resolved_targets()
+        })
+        self._lock = threading.Lock()  # one change of the targets at a time
+        self._started = False
+        self._placed = 0  # targets started so far: the next one's place in the interval
+        self._stops: dict[str, threading.Event] = {}
         self._threads: dict[str, threading.Thread] = {}
 
+    def _sampler(self, target: Target) -> TargetSampler:
+        return TargetSampler(target, self.config, listeners=self.listeners, budget=self.budget,
+                             registry=self.registry,
+                             between=self.between(target) if self.between is not None else None)
+
+    def _start(self, sampler: TargetSampler) -> None:
+        name = sampler.target.name
+        offset = spread(self._placed) * sampler.interval
+        self._placed += 1
+        sampler.open()
+        stop = threading.Event()
+        thread = threading.Thread(target=sampler.run, args=(stop, offset), name=f"sampler-{name}", daemon=True)
+        thread.start()
+        self._stops[name] = stop
+        self._threads[name] = thread
+
     def start(self) -> None:
-        for name, sampler in self.targets.items():
-            sampler.open()
-            thread = threading.Thread(
-                target=sampler.run, args=(self._stop,), name=f"sampler-{name}", daemon=True
-            )
-            thread.start()
-            self._threads[name] = thread
+        with self._lock:
+            self._started = True
+            for sampler in self.targets.values():
+                self._start(sampler)
 
     def threads_alive(self) -> dict[str, bool]:
-        return {name: thread.is_alive() for name, thread in self._threads.items()}
+        with self._lock:
+            return {name: thread.is_alive() for name, thread in self._threads.items()}
 
-    def apply_config(self, config: Config) -> None:
+    def apply_config(self, config: Config) -> tuple[list[str], list[str]]:
+        """Take a reloaded configuration, its targets included (see ``set_targets``)."""
         self.config = config
+        changes = self.set_targets(config.resolved_targets())
         for sampler in self.targets.values():
             sampler.apply_config(config)
+        return changes
+
+    def set_targets(self, targets: Sequence[Target]) -> tuple[list[str], list[str]]:
+        """Monitor *targets* from now on: start the new ones, stop those left out (their
+        series leave the exposition; what the store has of them stays), restart those
+        whose DSN changed and hand the others their new definition. Returns the names
+        (added, removed); a target whose DSN changed counts as both."""
+        with self._lock:
+            current = dict(self.targets)
+            wanted = {t.name: t for t in targets}
+            added, removed = [], []
+            for name, sampler in list(current.items()):
+                target = wanted.get(name)
+                if target is not None and target.dsn == sampler.target.dsn:
+                    if target != sampler.target:
+                        sampler.apply_target(target)
+                    continue
+                del current[name]
+                removed.append(name)
+                if self._started:
+                    self._retire(name, sampler)
+            for name, target in wanted.items():
+                if name not in current:
+                    sampler = self._sampler(target)
+                    current[name] = sampler
+                    added.append(name)
+                    if self._started:
+                        self._start(sampler)
+            self.targets = MappingProxyType(current)
+        for name in added:
+            if name not in removed:
+                log.info("target %s: added", name)
+        for name in removed:
+            log.info("target %s: %s", name, "restarted with its new DSN" if name in added else "removed")
+        return added, removed
+
+    def _retire(self, name: str, sampler: TargetSampler) -> None:
+        """Stop *sampler*'s thread; once its sample under way is done, close its pool."""
+        self._stops.pop(name).set()
+        thread = self._threads.pop(name)
+
+        def finish() -> None:
+            thread.join(self.config.connection.statement_timeout * 4 + 10)
+            sampler.close()
+
+        threading.Thread(target=finish, name=f"retire-{name}", daemon=True).start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        deadline = time.monotonic() + timeout
-        for thread in self._threads.values():
-            thread.join(max(0.0, deadline - time.monotonic()))
-        for sampler in self.targets.values():
-            sampler.close()
+        with self._lock:
+            for stop in self._stops.values():
+                stop.set()
+            deadline = time.monotonic() + timeout
+            for thread in self._threads.values():
+                thread.join(max(0.0, deadline - time.monotonic()))
+            for sampler in self.targets.values():
+                sampler.close()
 
     def snapshots(self) -> list[Snapshot]:
         return [s.latest for s in self.targets.values() if s.latest is not None]

@@ -42,9 +42,10 @@ class RecordedSettings:
 
 
 def settings_of(config: Config) -> list[tuple[str, str, dict[str, Any]]]:
-    """(target, profile, thresholds) of every target *config* samples."""
-    thresholds = config.thresholds.model_dump(mode="json")
-    return [(target.name, config.profile, thresholds) for target in config.resolved_targets()]
+    """(target, profile, thresholds) of every target *config* samples: its own profile and
+    thresholds where it has them, else the process's."""
+    return [(target.name, target.profile or config.profile, config.thresholds_for(target).model_dump(mode="json"))
+            for target in config.resolved_targets()]
 
 
 def record(conn: psycopg.Connection[Any], schema: str, target: str, profile: str, thresholds: Mapping[str, Any],
