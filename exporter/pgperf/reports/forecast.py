@@ -8,6 +8,8 @@ connections, transaction ID age, a statement's mean time — and its limit, and 
    or 60 minutes that gives at most 2,000 buckets and is not finer than the sampling (a
    month of one-minute samples: 30-minute buckets; hourly rollups: an hour). Medians
    ignore a single spiking sample, and the cost no longer grows with the sampling rate.
+   Histories of less than 5 hours (only when ``min_span`` is set that short) get buckets
+   of 1, 5, 15 or 30 seconds, as the sampling allows.
 2. **Trend.** Theil–Sen: the median of the slopes between pairs of buckets, robust to up to
    29 % of wild points. All pairs up to 20,000 of them, else 20,000 random pairs (fixed
    seed): the full estimator is O(n²), and ``bench/forecast_backtest.py`` measures that the
@@ -71,7 +73,7 @@ __all__ = [
 
 DAY = 86400.0
 HOUR = 3600.0
-BUCKET_WIDTHS = (60, 300, 900, 1800, 3600)
+BUCKET_WIDTHS = (1, 5, 15, 30, 60, 300, 900, 1800, 3600)
 MAX_BUCKETS = 2000
 MIN_POINTS = 12
 MIN_SPAN = timedelta(days=2)
@@ -151,6 +153,7 @@ class Forecast:
     last_at: datetime | None = None  # the time of the last point: "in 46 days" counts from here
     since: datetime | None = None  # the first point of the regime the trend was fitted on
     horizon_end: datetime | None = None
+    level: float | None = None  # the trend's value at last_at (without the rhythm): the chart's trend line
     projection: tuple[ProjectionPoint, ...] = field(default=(), repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -666,7 +669,7 @@ def _fit(t: FloatArray, y: FloatArray, options: Options, rng: np.random.Generato
     bt, by, keys = _buckets(t, y, width)
     m = bt.size
     if m < options.min_points:
-        return f"{m} distinct {width // 60}-minute buckets; a forecast needs at least {options.min_points}"
+        return f"{m} distinct {_width(width)} buckets; a forecast needs at least {options.min_points}"
     t_end = float(t[-1])
     rel = bt - t_end
     # Seasonality first (a strong weekly rhythm would look like shifts), then level shifts
@@ -788,7 +791,8 @@ def forecast(metric: str, times: Sequence[datetime] | FloatArray, values: Sequen
     result = Forecast(metric=metric, target=target, subject=subject, current=float(y[-1]),
                       growth_per_day=_round(growth), limit=limit, reaches_limit_at=None, interval=Interval(None, None),
                       points=int(t.size - fit.first_raw), method=fit.method, last_at=to_datetime(fit.t_end),
-                      since=to_datetime(fit.since), horizon_end=to_datetime(horizon_end), projection=band)
+                      since=to_datetime(fit.since), horizon_end=to_datetime(horizon_end), level=fit.level,
+                      projection=band)
     if limit is None:
         return result
     if result.current >= limit:
@@ -813,7 +817,7 @@ def _round(value: float) -> float:
 
 
 def _method(width: int, seasonal: _Seasonal, shifts: list[int], own: bool, bt: FloatArray, level: float) -> str:
-    parts = [f"theil-sen trend over {width // 60}-minute medians"]
+    parts = [f"theil-sen trend over {_width(width)} medians"]
     if seasonal.label:
         parts.append(f"{seasonal.label} seasonality")
     if shifts:
@@ -827,6 +831,11 @@ def _method(width: int, seasonal: _Seasonal, shifts: list[int], own: bool, bt: F
 
 
 # -- words ---------------------------------------------------------------------------------
+
+
+def _width(seconds: int) -> str:
+    """A bucket width as an adjective: "30-minute", "5-second"."""
+    return f"{seconds // 60}-minute" if seconds >= 60 else f"{seconds}-second"
 
 
 def _duration(seconds: float) -> str:
