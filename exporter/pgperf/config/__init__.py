@@ -9,13 +9,14 @@
 from __future__ import annotations
 
 from ._loader import ConfigError, env_variables, load_config, load_profile
-from ._schema import PROFILES, Config, Databases, Target, Thresholds
+from ._schema import PROFILES, Config, Databases, Forecasts, Target, Thresholds
 
 __all__ = [
     "PROFILES",
     "Config",
     "ConfigError",
     "Databases",
+    "Forecasts",
     "Target",
     "Thresholds",
     "env_variables",

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationError
 
-from ..config import Config, Thresholds
+from ..config import Config, Forecasts, Thresholds
 from ..models import Anomaly, PerformanceReport, Recommendation
 from ..redact import redact_statements_in
 
@@ -72,11 +72,13 @@ class ReportSettings:
     top_n: int = 10
     baseline_days: float = 7.0
     anomaly_z: float = 3.5
+    forecast: Forecasts = Forecasts()
 
     @classmethod
     def from_config(cls, config: Config) -> ReportSettings:
         r = config.reports
-        return cls(config.thresholds, top_n=r.top_n, baseline_days=r.baseline_days, anomaly_z=r.anomaly_z)
+        return cls(config.thresholds, top_n=r.top_n, baseline_days=r.baseline_days, anomaly_z=r.anomaly_z,
+                   forecast=r.forecast)
 
 
 class AppliedSettings(_Part):
