@@ -363,6 +363,10 @@ def test_sentences() -> None:
         == "statement 42: mean time reaches 500.00 ms in 3 days, between 2 and 4"
     assert describe(_made(10, 9, 11, metric="transaction_id_age", limit=2e9, growth_per_day=1e7)) \
         == "transaction ID age reaches 2,000.0M transaction IDs in 10 days, between 9 and 11"
+    # A series without noise: the interval within the day says nothing more.
+    assert describe(_made(18.0, 17.99, 18.01)) == "disk full in 18 days"
+    assert describe(_made(None, None, None, metric="connections", limit=100.0, growth_per_day=-1.0)) \
+        == "connections are not growing (-1 per day)"
     # A metric without words of its own is spoken of by its name.
     assert describe(_made(10, 9, 11, metric="wal_bytes", growth_per_day=-1.0)) == "wal bytes is not growing (-1 per day)"
 

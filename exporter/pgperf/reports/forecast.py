@@ -103,12 +103,16 @@ class MetricKind:
     noun: str  # "disk usage"
     reached: str  # "disk full", or a template with {limit}: "connections reach max_connections ({limit})"
     unit: str  # bytes, connections, ms, xids, or "" for a plain number
+    plural: bool = False  # "connections grow", "disk usage grows"
+
+    def verb(self, singular: str, plural: str) -> str:
+        return plural if self.plural else singular
 
 
 METRICS: dict[str, MetricKind] = {
     "disk_usage_bytes": MetricKind("disk usage", "disk full", "bytes"),
     "database_size_bytes": MetricKind("database size", "database size reaches {limit}", "bytes"),
-    "connections": MetricKind("connections", "connections reach max_connections ({limit})", "connections"),
+    "connections": MetricKind("connections", "connections reach max_connections ({limit})", "connections", True),
     "transaction_id_age": MetricKind("transaction ID age", "transaction ID age reaches {limit}", "xids"),
     "statement_mean_time_ms": MetricKind("mean time", "mean time reaches {limit}", "ms"),
 }
@@ -839,11 +843,12 @@ def _width(seconds: int) -> str:
 
 
 def _duration(seconds: float) -> str:
-    if seconds >= 2 * DAY:
-        return f"{seconds / DAY:.0f} days"
-    if seconds >= 2 * HOUR:
-        return f"{seconds / HOUR:.0f} hours"
-    return f"{seconds / 60:.0f} minutes"
+    """Whole days, hours, minutes or seconds, rounded down: a history 5 minutes short of two days
+    "spans 47 hours", not 48, when two days are needed."""
+    for unit, name in ((DAY, "days"), (HOUR, "hours"), (60.0, "minutes")):
+        if seconds >= 2 * unit:
+            return f"{math.floor(seconds / unit + 1e-9)} {name}"
+    return f"{math.floor(seconds + 1e-9)} seconds"
 
 
 def _amount(value: float, unit: str) -> str:
@@ -878,16 +883,17 @@ def describe(result: Forecast | NoForecast) -> str:
     if isinstance(result, NoForecast):
         return f"{who}no {kind.noun} forecast: {result.reason}"
     growth = f"{_amount(result.growth_per_day, kind.unit)} per day"
+    grows = kind.verb("grows", "grow")
     if result.growth_per_day <= 0:
-        return f"{who}{kind.noun} is not growing ({growth})"
+        return f"{who}{kind.noun} {kind.verb('is', 'are')} not growing ({growth})"
     if result.limit is None:
-        return f"{who}{kind.noun} grows by {growth}"
+        return f"{who}{kind.noun} {grows} by {growth}"
     last = result.last_at or result.since
     at = result.reaches_limit_at
     if at is None or last is None:
         end = result.horizon_end
         days = f" within {_count((end - last).total_seconds(), DAY)} days" if end is not None and last is not None else ""
-        return f"{who}{kind.noun} grows by {growth}; not expected to reach {limit}{days}"
+        return f"{who}{kind.noun} {grows} by {growth}; not expected to reach {limit}{days}"
     if at <= last:
         return f"{who}{reached} now"
     ahead = (at - last).total_seconds()
@@ -898,4 +904,7 @@ def describe(result: Forecast | NoForecast) -> str:
     else:
         end = result.horizon_end
         high = f"more than {_count((end - last).total_seconds(), unit)}" if end is not None else "later"
-    return f"{who}{reached} in {_count(ahead, unit)} {name}, between {low} and {high}"
+    point = _count(ahead, unit)
+    if low == point == high:  # a series without noise: the interval is within the unit
+        return f"{who}{reached} in {point} {name}"
+    return f"{who}{reached} in {point} {name}, between {low} and {high}"

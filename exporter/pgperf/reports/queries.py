@@ -25,15 +25,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 import psycopg
 from psycopg import sql
 
 from ..insight.advice import IndexAdvice
 from ..insight.store import read_advice, wait_seconds
 from ..store.rollup import HOUR, floor_hour
+from ._robust import FloatArray
 from .model import ReportSettings, iso
 
-__all__ = ["AnomalyInputs", "ReportQueries", "Window"]
+__all__ = ["AnomalyInputs", "ReportQueries", "ResourceHistory", "Window"]
 
 # Chart buckets: the smallest width that gives at most MAX_POINTS points over the window.
 BUCKETS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400)
@@ -204,11 +206,7 @@ SELECT json_build_object(
         'used_bytes', (SELECT disk_usage_bytes FROM latest_disk),
         'total_bytes', (SELECT disk_total_bytes FROM latest_disk),
         'used_percent', (SELECT disk_usage_percent FROM latest_disk),
-        'database_size_bytes', (SELECT database_size_bytes FROM latest_size),
-        'size_growth_per_day', round((regr_slope(database_size_bytes, epoch) * 86400)::numeric),
-        'size_points', CASE WHEN max(epoch) - min(epoch) >= %(trend_span)s THEN count(database_size_bytes) ELSE 0 END,
-        'disk_growth_per_day', round((regr_slope(disk_usage_bytes, epoch) * 86400)::numeric),
-        'disk_points', CASE WHEN max(epoch) - min(epoch) >= %(trend_span)s THEN count(disk_usage_bytes) ELSE 0 END),
+        'database_size_bytes', (SELECT database_size_bytes FROM latest_size)),
     'resets', (SELECT json_agg("timestamp" ORDER BY "timestamp") FROM r WHERE statements_reset),
     'server_starts', (SELECT json_agg(DISTINCT server_start_time) FROM r
                       WHERE server_start_time >= %(start)s AND server_start_time < %(end)s),
@@ -350,6 +348,52 @@ FROM peaks p JOIN med USING (name) JOIN mad USING (name)
 """
 
 
+# Forecast histories: every resource sample of the history, thinned to at most this many
+# (the first sample of each slot of history / FORECAST_MAX_SAMPLES seconds): a month of
+# one-minute samples is read whole, a month of one-second samples one sample in 26.
+FORECAST_MAX_SAMPLES = 100_000
+_RESOURCE_HISTORY = """
+SELECT extract(epoch FROM "timestamp")::float8, disk_usage_bytes::float8, disk_total_bytes::float8,
+       database_size_bytes::float8, connection_count::float8, max_connections::float8, xid_age::float8
+FROM (SELECT DISTINCT ON (floor(extract(epoch FROM "timestamp") / %(slot)s)) *
+      FROM {s}.resource_metrics
+      WHERE target = %(target)s AND "timestamp" >= %(start)s AND "timestamp" < %(end)s
+      ORDER BY floor(extract(epoch FROM "timestamp") / %(slot)s), "timestamp") x
+ORDER BY "timestamp"
+"""
+# A statement's mean time per UTC hour (all its databases and users): the rollups for the
+# complete hours, the raw rows summed per hour for the rest (as _HOURLY_POINTS).
+_STATEMENT_HISTORY = """
+SELECT query_id, extract(epoch FROM hour)::float8, (sum(total_time) / sum(calls))::float8
+FROM (
+    SELECT query_id, hour, calls, total_time FROM {s}.query_metrics_hourly
+    WHERE target = %(target)s AND query_id = ANY(%(ids)s) AND hour >= %(h1)s AND hour < %(h2)s AND NOT is_remainder
+    UNION ALL
+    SELECT query_id, to_timestamp(floor(extract(epoch FROM recorded_at) / 3600) * 3600), calls, total_time
+    FROM {s}.query_performance_metrics
+    WHERE target = %(target)s AND query_id = ANY(%(ids)s) AND NOT is_remainder
+      AND ((recorded_at >= %(start)s AND recorded_at < least(%(h1)s, %(end)s))
+           OR (recorded_at >= greatest(%(h2)s, %(start)s) AND recorded_at < %(end)s))
+) u
+GROUP BY 1, 2 HAVING sum(calls) > 0
+ORDER BY 1, 2
+"""
+
+
+@dataclass(frozen=True)
+class ResourceHistory:
+    """The resource samples of a forecast's history, column by column (epoch seconds; NaN
+    where a sample lacks the figure)."""
+
+    t: FloatArray
+    disk_used: FloatArray
+    disk_total: FloatArray
+    database_size: FloatArray
+    connections: FloatArray
+    max_connections: FloatArray
+    xid_age: FloatArray
+
+
 def _bucket_width(start: datetime, end: datetime) -> int:
     span = (end - start).total_seconds()
     for width in BUCKETS:
@@ -473,6 +517,29 @@ class ReportQueries:
         row = self.conn.execute(sql.SQL(
             'SELECT min("timestamp") FROM {}.resource_metrics WHERE target = %s').format(self.schema), (target,)).fetchone()
         return row[0] if row else None
+
+    def resource_history(self, target: str, start: datetime, end: datetime) -> ResourceHistory:
+        """The resource samples of ``[start, end)`` for forecasts (see FORECAST_MAX_SAMPLES)."""
+        slot = max((end - start).total_seconds() / FORECAST_MAX_SAMPLES, 0.001)
+        rows = self.conn.execute(sql.SQL(_RESOURCE_HISTORY).format(s=self.schema),
+                                 {"target": target, "start": start, "end": end, "slot": slot}).fetchall()
+        columns = np.array(rows, dtype=np.float64).reshape(len(rows), 7).T if rows else np.empty((7, 0))
+        return ResourceHistory(*(np.ascontiguousarray(c) for c in columns))
+
+    def statement_history(self, target: str, query_ids: Sequence[str], start: datetime,
+                          end: datetime) -> dict[str, tuple[FloatArray, FloatArray]]:
+        """Per query id, its mean time (ms) per hour of ``[start, end)``: epoch seconds and values."""
+        if not query_ids:
+            return {}
+        w = self.window(target, start, end)
+        rows = self.conn.execute(sql.SQL(_STATEMENT_HISTORY).format(s=self.schema),
+                                 {**w.params(), "ids": list(query_ids)}).fetchall()
+        out: dict[str, tuple[FloatArray, FloatArray]] = {}
+        for qid in query_ids:
+            mine = [(r[1], r[2]) for r in rows if r[0] == qid]
+            points = np.array(mine, dtype=np.float64).reshape(len(mine), 2)
+            out[qid] = (np.ascontiguousarray(points[:, 0]), np.ascontiguousarray(points[:, 1]))
+        return out
 
     def anomaly_inputs(self, target: str, start: datetime, end: datetime) -> AnomalyInputs:
         """Raw material of the anomaly detector (see anomalies.py for the decisions)."""
