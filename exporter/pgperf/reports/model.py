@@ -412,6 +412,10 @@ class AnomalyEntry(_Part):
     at: Timestamp | None
     query_text: str | None
     evidence: dict[str, Any]
+    #: Which baseline flagged it, and in words ("same hour of day over 14 days"); reports
+    #: made before the seasonal baselines knew the global one only.
+    baseline_kind: Literal["hour_of_week", "hour_of_day", "global"] = "global"
+    flagged_by: str | None = None
 
     @classmethod
     def of(cls, a: Anomaly) -> AnomalyEntry:
@@ -423,7 +427,7 @@ class AnomalyEntry(_Part):
         return Anomaly(kind=self.kind, subject=self.subject, message=self.message, observed=self.observed,
                        baseline=self.baseline, factor=self.factor, score=self.score, impact=self.impact,
                        recommendation=self.recommendation, at=self.at, target=target, query_text=self.query_text,
-                       evidence=self.evidence)
+                       evidence=self.evidence, baseline_kind=self.baseline_kind, flagged_by=self.flagged_by)
 
 
 ForecastMetric = Literal["disk_usage_bytes", "database_size_bytes", "connections", "transaction_id_age",

@@ -161,7 +161,9 @@ def judge_hours(times: Sequence[datetime] | FloatArray, values: Sequence[float |
     if t.size == 0 or tp.size == 0:
         return []
     start = window_start.timestamp() if isinstance(window_start, datetime) else float(window_start)
-    days = (max(t[-1], tp[-1]) - min(t[0], tp[0]) + HOUR) / DAY
+    # The span the series covers, its last interval included (a day of 5-minute samples: 24 hours).
+    spacing = float(np.median(np.diff(tp))) if tp.size > 1 else HOUR
+    days = (max(t[-1], tp[-1]) - min(t[0], tp[0]) + spacing) / DAY
     overall = _baseline(v, "global", days)
 
     # Hourly peaks on a dense grid of hours (NaN where an hour has no value).

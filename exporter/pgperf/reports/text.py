@@ -157,7 +157,8 @@ def render_text(report: Report) -> str:
         out += [f"{i}. {an.kind}: {an.message}",
                 f"   Impact: {an.impact}, Recommendation: {an.recommendation}"]
         baseline = ms(an.baseline) if an.kind == "query_performance" else scalar(an.baseline)
-        detail = f"   At {iso(an.at)}; baseline median {baseline}, robust z {an.score:g}"
+        against = f" ({an.flagged_by})" if an.flagged_by else ""
+        detail = f"   At {iso(an.at)}; baseline median {baseline}{against}, robust z {an.score:g}"
         if an.query_text:
             detail += f"; query {an.subject}: {short(an.query_text, 70)}"
         out.append(detail)
@@ -236,6 +237,8 @@ def render_markdown(report: Report) -> str:
     out += ["", "## ⚠️ Anomalies", ""]
     for i, an in enumerate(report.anomalies, 1):
         line = f"{i}. **{an.kind}** ({an.impact} impact): {an.message} at {iso(an.at)}"
+        if an.flagged_by:
+            line += f" (baseline: {an.flagged_by})"
         if an.query_text:
             line += f" — `{_md_cell(short(an.query_text, 70))}`"
         out += [line + "  ", f"   {an.recommendation}"]
