@@ -167,11 +167,13 @@ def statement_forecasts(histories: dict[str, tuple[FloatArray, FloatArray]], tar
 
 
 def make_forecasts(queries: ReportQueries, target: str, end: datetime, statements: Sequence[str], *,
-                   metric: str | None = None) -> list[Made]:
-    """Every forecast of *target* as of *end*: the resources', then each of *statements*'
-    (query ids); only *metric*'s when given."""
+                   start: datetime | None = None, metric: str | None = None) -> list[Made]:
+    """Every forecast of *target* from the history ``[start, end)`` (by default the
+    ``reports.forecast.history_days`` before *end*): the resources', then each of
+    *statements*' (query ids); only *metric*'s when given."""
     settings = queries.settings
-    start = end - timedelta(days=settings.forecast.history_days)
+    if start is None:
+        start = end - timedelta(days=settings.forecast.history_days)
     made: list[Made] = []
     if metric is None or metric in RESOURCE_METRICS:
         made += resource_forecasts(queries.resource_history(target, start, end), target, settings, metric)

@@ -538,6 +538,16 @@ class ReportQueries:
             'SELECT min("timestamp") FROM {}.resource_metrics WHERE target = %s').format(self.schema), (target,)).fetchone()
         return row[0] if row else None
 
+    def top_statements(self, target: str, start: datetime, end: datetime, limit: int) -> list[str]:
+        """The query ids of the *limit* statements with the most execution time in ``[start, end)``."""
+        if limit <= 0:
+            return []
+        query = sql.SQL("WITH src AS ({src}) SELECT query_id FROM src WHERE NOT is_remainder GROUP BY query_id"
+                        " HAVING sum(calls) > 0 ORDER BY sum(total_time) DESC, query_id LIMIT %(limit)s"
+                        ).format(src=_src(self.schema))
+        rows = self.conn.execute(query, {**self.window(target, start, end).params(), "limit": limit}).fetchall()
+        return [str(r[0]) for r in rows]
+
     def resource_history(self, target: str, start: datetime, end: datetime) -> ResourceHistory:
         """The resource samples of ``[start, end)`` for forecasts (see FORECAST_MAX_SAMPLES)."""
         slot = max((end - start).total_seconds() / FORECAST_MAX_SAMPLES, 0.001)
