@@ -349,10 +349,14 @@ ORDER BY "timestamp"
 RESOURCE_SERIES = ("cpu", "memory", "connections")
 
 
-# Forecast histories: every resource sample of the history, thinned to at most this many
-# (the first sample of each slot of history / FORECAST_MAX_SAMPLES seconds): a month of
-# one-minute samples is read whole, a month of one-second samples one sample in 26.
+# Forecast histories: every resource sample of the history, thinned beyond this many (the
+# first sample of each slot of span / FORECAST_MAX_SAMPLES seconds): a month of one-minute
+# samples is read whole, a month of one-second samples one sample in 26.
 FORECAST_MAX_SAMPLES = 100_000
+_HISTORY_SPAN = """
+SELECT count(*), extract(epoch FROM max("timestamp") - min("timestamp"))::float8 FROM {s}.resource_metrics
+WHERE target = %(target)s AND "timestamp" >= %(start)s AND "timestamp" < %(end)s
+"""
 _RESOURCE_HISTORY = """
 SELECT extract(epoch FROM "timestamp")::float8, disk_usage_bytes::float8, disk_total_bytes::float8,
        database_size_bytes::float8, connection_count::float8, max_connections::float8, xid_age::float8
@@ -550,9 +554,12 @@ class ReportQueries:
 
     def resource_history(self, target: str, start: datetime, end: datetime) -> ResourceHistory:
         """The resource samples of ``[start, end)`` for forecasts (see FORECAST_MAX_SAMPLES)."""
-        slot = max((end - start).total_seconds() / FORECAST_MAX_SAMPLES, 0.001)
-        rows = self.conn.execute(sql.SQL(_RESOURCE_HISTORY).format(s=self.schema),
-                                 {"target": target, "start": start, "end": end, "slot": slot}).fetchall()
+        params: dict[str, Any] = {"target": target, "start": start, "end": end}
+        span = self.conn.execute(sql.SQL(_HISTORY_SPAN).format(s=self.schema), params).fetchone()
+        count, seconds = (int(span[0]), float(span[1] or 0.0)) if span else (0, 0.0)
+        # Below the bound, a slot narrower than any sampling interval keeps every sample.
+        slot = seconds / FORECAST_MAX_SAMPLES if count > FORECAST_MAX_SAMPLES else 1e-3
+        rows = self.conn.execute(sql.SQL(_RESOURCE_HISTORY).format(s=self.schema), {**params, "slot": slot}).fetchall()
         columns = np.array(rows, dtype=np.float64).reshape(len(rows), 7).T if rows else np.empty((7, 0))
         return ResourceHistory(*(np.ascontiguousarray(c) for c in columns))
 
