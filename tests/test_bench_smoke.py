@@ -36,8 +36,13 @@ def test_bench_harness_quick(tmp_path: Path) -> None:
     memory = data["memory"]  # reports built on schedule and read as HTML while memory is sampled
     assert memory["reports_built"] >= 1 and memory["pages_served"] > memory["reports_built"]
     assert memory["rss_peak_mib"] >= memory["rss_start_mib"] > 0
+    forecast = data["forecast"]  # the backtest of the forecasts and the seasonal baselines
+    assert forecast["quick"] is True and forecast["forecasts"]["cases"] == 30
+    assert {row["detector"] for row in forecast["anomalies"][0]["rows"]} >= {"global", "seasonal, ±15 minutes (default)"}
+    assert data["reports"]["forecasts"] >= 4 and data["reports"]["forecast_seconds_median"] > 0
     text = out.read_text()
     assert "## Query insight" in text and "the sampling cost: one sample" in text
     assert "time to store one sample" in text and "quick mode" in text
     assert "report over 2 days" in text and "retention run" in text
     assert "side by side" in text and "## Budget" in text and "## Memory with reports" in text
+    assert "## Forecasts and seasonal baselines (backtest)" in text and "of each report: its forecasts alone" in text

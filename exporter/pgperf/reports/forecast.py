@@ -781,8 +781,9 @@ def forecast(metric: str, times: Sequence[datetime] | FloatArray, values: Sequen
     t, y = as_arrays(times, values)
     current = float(y[-1]) if t.size else None
     if t.size < options.min_points:
-        return NoForecast(metric, target, int(t.size), f"{t.size} points; a forecast needs at least "
-                          f"{options.min_points}", current, limit, subject)
+        points = f"{t.size} point{'' if t.size == 1 else 's'}"
+        return NoForecast(metric, target, int(t.size), f"{points}; a forecast needs at least {options.min_points}",
+                          current, limit, subject)
     rng = np.random.default_rng(options.seed)
     fit = _fit(t, y, options, rng)
     if isinstance(fit, str):

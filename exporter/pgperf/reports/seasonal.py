@@ -120,7 +120,11 @@ class Baseline:
             return f"same hour of week over {self.days / 7:.0f} weeks"
         if self.kind == "hour_of_day":
             return f"same hour of day over {self.days:.0f} days"
-        return f"global over {self.days:.0f} days" if self.days >= 1.5 else f"global over {self.days * 24:.0f} hours"
+        seconds = self.days * DAY
+        for unit, name in ((DAY, "days"), (HOUR, "hours"), (60.0, "minutes")):
+            if seconds >= 1.5 * unit:
+                return f"global over {seconds / unit:.0f} {name}"
+        return f"global over {seconds:.0f} seconds"
 
 
 @dataclass(frozen=True)
