@@ -31,6 +31,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]  # the benches, and the repository'
 
 import exporters_bench  # noqa: E402
 import fleet_bench  # noqa: E402
+import forecast_backtest  # noqa: E402
 import insight_bench  # noqa: E402
 import memory_bench  # noqa: E402
 import reports_bench  # noqa: E402
@@ -98,6 +99,11 @@ def section_insight(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return insight_bench.run()
 
 
+def section_forecast(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """The forecasts' and seasonal baselines' backtest on synthetic histories (bench/forecast_backtest.py)."""
+    return forecast_backtest.run(quick=args.quick)
+
+
 def section_memory(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     # pgperf serve building a report every minute while the console reads them as HTML.
     if args.quick:
@@ -110,7 +116,8 @@ def section_fleet(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 SECTIONS: dict[str, Section] = {"store": section_store, "reports": section_reports, "insight": section_insight,
-                               "memory": section_memory, "fleet": section_fleet}
+                               "memory": section_memory, "fleet": section_fleet,
+                               "forecast": section_forecast}
 #: compare is not in SECTIONS: it starts before the others and ends after them (main()).
 ALL_SECTIONS = ("compare", *SECTIONS)
 #: Sections that load the whole machine (a hundred clusters): they run once the compare
@@ -600,6 +607,19 @@ def render_fleet(fleet: dict[str, Any]) -> list[str]:
     return out
 
 
+def _reports_before(results: dict[str, Any]) -> list[str]:
+    """The same report measured with the code before forecasts and seasonal baselines, when the
+    results hold it (``reports_before``: reports_bench.report_over_days run from that commit)."""
+    before, after = results.get("reports_before"), results.get("reports")
+    if not before or not after:
+        return []
+    month = after["report_seconds_median"] / before["report_seconds_median"]
+    day = after["daily_report_seconds_median"] / before["daily_report_seconds_median"]
+    return [f"| the same reports before forecasts and seasonal baselines (commit {before.get('commit', '?')}, "
+            f"same machine): 30 days / the last day | {before['report_seconds_median']:.2f} s / "
+            f"{before['daily_report_seconds_median']:.2f} s ({month:.2f}× / {day:.2f}× now) | — |"]
+
+
 def render(results: dict[str, Any]) -> str:
     m = results["machine"]
     out = [
@@ -687,6 +707,10 @@ def render(results: dict[str, Any]) -> str:
             f"{rep['raw_query_rows']:,} | — |",
             f"| benchmark store size | {_mib(rep['store_bytes'])} | — |",
             f"| anomalies found / recommendations | {rep['anomalies']} / {rep['recommendations']} | — |",
+            *([f"| of each report: its forecasts alone ({rep['forecasts']} series from 30 days of history, "
+               f"{rep['forecasts_dated']} dated; `ReportService.forecasts`, median) | "
+               f"{rep['forecast_seconds_median']:.2f} s | — |"] if "forecast_seconds_median" in rep else []),
+            *_reports_before(results),
             "",
             "How the data is made (bench/reports_bench.py, in SQL with generate_series): every resource sample of "
             "the whole period and every statement sample of the last day are inserted as raw rows; the last day is "
@@ -706,6 +730,8 @@ def render(results: dict[str, Any]) -> str:
         out += memory_bench.render(results["memory"])
     if results.get("fleet"):
         out += render_fleet(results["fleet"])
+    if results.get("forecast"):
+        out += forecast_backtest.render(results["forecast"])
     soak = results.get("soak")
     if soak:
         out += [

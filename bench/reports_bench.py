@@ -13,7 +13,8 @@ The data is made in SQL with generate_series on a throwaway PostgreSQL:
   are not read by a report, so they are not made; the daily partitions exist, empty.
 
 Ten statements spike (50x) in one sample of the last day. Then the report (every part: statements, resources, chart series, alerts, anomalies with
-their 7-day baseline, catalog facts) is generated through ReportService and timed.
+their 7-day baseline, forecasts from 30 days of history, catalog facts) is generated through ReportService and
+timed, and the forecasts alone (ReportService.forecasts, what GET /api/v1/forecasts runs).
 """
 
 from __future__ import annotations
@@ -151,6 +152,13 @@ def report_over_days(cluster: Cluster, *, days: int, statements: int, interval: 
             t0 = time.perf_counter()
             service.generate(end - timedelta(days=1), end, kind="daily", now=end)
             day_times.append(time.perf_counter() - t0)
+        # The forecasts alone (what GET /api/v1/forecasts does): a share of each report above.
+        forecast_times = []
+        made: list[Any] = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            _, _, _, made = service.forecasts(TARGET, since=end - timedelta(days=min(days, 30)), until=end)
+            forecast_times.append(time.perf_counter() - t0)
     finally:
         client.close()
     assert report is not None
@@ -166,4 +174,6 @@ def report_over_days(cluster: Cluster, *, days: int, statements: int, interval: 
         "report_rollup_hours": report.data_quality.rollup_hours,
         "report_total_queries": report.summary.total_queries,
         "recommendations": len(report.recommendations), "anomalies": len(report.anomalies),
+        "forecast_seconds_median": round(statistics.median(forecast_times), 2),
+        "forecasts": len(made), "forecasts_dated": sum(1 for m in made if m.entry().reaches_limit_at is not None),
     }

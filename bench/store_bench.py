@@ -121,8 +121,10 @@ def store_size_per_day_before(cluster: Cluster, statements: int, interval: float
     day = datetime(2026, 1, 1, tzinfo=UTC)
     samples = int(86400 / interval)
     ident = sql.Identifier(schema)
+    # resource_metrics as version 3 had it (migration 007 added xid_age).
+    kept = [i for i, name in enumerate(RESOURCE_COLUMNS) if name != "xid_age"]
     resource_copy = sql.SQL("COPY {}.resource_metrics ({}) FROM STDIN").format(
-        ident, sql.SQL(", ").join(map(sql.Identifier, RESOURCE_COLUMNS)))
+        ident, sql.SQL(", ").join(sql.Identifier(RESOURCE_COLUMNS[i]) for i in kept))
     query_copy = sql.SQL("COPY {}.query_performance_metrics ({}) FROM STDIN").format(
         ident, sql.SQL(", ").join(map(sql.Identifier, QUERY_COLUMNS)))
     t0 = time.perf_counter()
@@ -138,7 +140,8 @@ def store_size_per_day_before(cluster: Cluster, statements: int, interval: float
             at = datetime.fromtimestamp(batch.taken_at, UTC)
             with conn.transaction(), conn.cursor() as cur:
                 with cur.copy(resource_copy) as copy:
-                    copy.write_row(batch.resource.copy_values())
+                    values = batch.resource.copy_values()
+                    copy.write_row([values[i] for i in kept])
                 with cur.copy(query_copy) as copy:
                     for row in batch.queries:
                         copy.write_row([row.target, at, *row.to_list()[2:]])

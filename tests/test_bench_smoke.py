@@ -43,9 +43,14 @@ def test_bench_harness_quick(tmp_path: Path) -> None:
     assert run["stop"]["stopped_samples"] > 0 and run["stop"]["stopped_samples_up"] == 0  # the stopped are down
     assert run["stop"]["others_samples"] > 0 and run["stop"]["others_samples_down"] == 0
     assert fleet["one_target"]["no_reports"]["rss_bytes"] > 0 and fleet["one_target"]["reports"]["rss_bytes"] > 0
+    forecast = data["forecast"]  # the backtest of the forecasts and the seasonal baselines
+    assert forecast["quick"] is True and forecast["forecasts"]["cases"] == 30
+    assert {row["detector"] for row in forecast["anomalies"][0]["rows"]} >= {"global", "seasonal, ±15 minutes (default)"}
+    assert data["reports"]["forecasts"] >= 4 and data["reports"]["forecast_seconds_median"] > 0
     text = out.read_text()
     assert "## Query insight" in text and "the sampling cost: one sample" in text
     assert "time to store one sample" in text and "quick mode" in text
     assert "report over 2 days" in text and "retention run" in text
     assert "side by side" in text and "## Budget" in text and "## Memory with reports" in text
     assert "## Many targets in one process" in text and "postgres_exporter with its default collectors" in text
+    assert "## Forecasts and seasonal baselines (backtest)" in text and "of each report: its forecasts alone" in text

@@ -257,6 +257,40 @@ def test_short_history_is_refused_with_a_reason() -> None:
     assert MIN_SPAN == timedelta(days=2)
 
 
+def test_minutes_of_history_with_a_short_minimum() -> None:
+    """A minimum span of seconds (reports.forecast.min_history in a test): buckets of seconds, a growth,
+    no date (the simulated future is hourly and the horizon ten times the history)."""
+    t = T0 + np.arange(120.0)
+    y = 8e6 + 2e5 * np.arange(120.0) + np.random.default_rng(0).normal(size=120) * 1e4
+    f = forecast("database_size_bytes", t, y, limit=1e12, options=Options(min_span=timedelta(seconds=30)))
+    assert isinstance(f, Forecast)
+    assert f.method.startswith("theil-sen trend over 1-second medians")
+    assert f.growth_per_day == pytest.approx(2e5 * DAY, rel=0.01)
+    assert f.reaches_limit_at is None and f.projection == ()
+    assert f.level == pytest.approx(y[-1], rel=1e-3)
+    # Every 10 s for 5 minutes: buckets no finer than the sampling, 15 seconds.
+    t10 = T0 + 10.0 * np.arange(30)
+    sparse = forecast("database_size_bytes", t10, 8e6 + 2e5 * (t10 - T0), options=Options(min_span=timedelta(minutes=1)))
+    assert isinstance(sparse, Forecast) and sparse.method.startswith("theil-sen trend over 15-second medians")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values=st.lists(st.one_of(st.none(), st.floats(-1e15, 1e15), st.just(0.0)), min_size=0, max_size=60),
+       step=st.sampled_from([0.0, 0.5, 1.0, 60.0, 3600.0]), limit=st.one_of(st.none(), st.floats(-1e15, 1e15)),
+       short=st.booleans())
+def test_any_series_gives_a_forecast_or_a_reason(values: list[float | None], step: float, limit: float | None,
+                                                 short: bool) -> None:
+    """Whatever the store holds (constant, repeated times, huge values, gaps), a forecast or a reason; never an error."""
+    t = T0 + step * np.arange(len(values), dtype=float)
+    y = np.array([np.nan if v is None else v for v in values], dtype=float)
+    options = Options(min_span=timedelta(seconds=1) if short else MIN_SPAN)
+    f = forecast("connections", t, y, limit=limit, options=options)
+    assert isinstance(f, (Forecast, NoForecast))
+    assert describe(f)
+    if isinstance(f, Forecast):
+        assert math.isfinite(f.growth_per_day)
+
+
 def test_flat_and_decreasing_series_have_no_date() -> None:
     flat = forecast("disk_usage_bytes", *series(7, 300, growth=0.0, noise=0.1 * GB), limit=51 * GB)
     falling = forecast("disk_usage_bytes", *series(7, 300, growth=-GB), limit=60 * GB)
@@ -329,6 +363,10 @@ def test_sentences() -> None:
         == "statement 42: mean time reaches 500.00 ms in 3 days, between 2 and 4"
     assert describe(_made(10, 9, 11, metric="transaction_id_age", limit=2e9, growth_per_day=1e7)) \
         == "transaction ID age reaches 2,000.0M transaction IDs in 10 days, between 9 and 11"
+    # A series without noise: the interval within the day says nothing more.
+    assert describe(_made(18.0, 17.99, 18.01)) == "disk full in 18 days"
+    assert describe(_made(None, None, None, metric="connections", limit=100.0, growth_per_day=-1.0)) \
+        == "connections are not growing (-1 per day)"
     # A metric without words of its own is spoken of by its name.
     assert describe(_made(10, 9, 11, metric="wal_bytes", growth_per_day=-1.0)) == "wal bytes is not growing (-1 per day)"
 

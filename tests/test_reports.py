@@ -45,7 +45,9 @@ def report_config(dsn: str, schema: str, **flags: Any) -> Config:
 
 
 def settings() -> ReportSettings:
-    return ReportSettings.from_config(make_config("postgresql://x@127.0.0.1/x", profile="production"))
+    """The production profile's; forecasts from a day of history, so that the fixture's two days give some."""
+    return ReportSettings.from_config(make_config("postgresql://x@127.0.0.1/x", profile="production",
+                                                  reports={"forecast": {"min_history": "1d"}}))
 
 
 @pytest.fixture(scope="module")
@@ -109,11 +111,21 @@ def test_fixture_report_content(pg_cluster: Cluster, fixture_store: str) -> None
     rules = {r["rule"]: r for r in data["recommendations"]}
     assert set(rules) >= {"slow_queries", "cache_hit_ratio", "cpu_sustained", "connection_utilization",
                           "seq_scans_large_tables", "unused_indexes", "duplicate_indexes", "dead_tuples", "temp_files",
-                          "alert_fatigue", "disk_growth"}
+                          "alert_fatigue", "capacity_disk"}
     assert rules["cache_hit_ratio"]["evidence"]["cache_hit_ratio_percent"] == 94.5
     assert rules["cpu_sustained"]["evidence"]["avg_percent"] == 87.5
     assert rules["alert_fatigue"]["evidence"]["count"] == 12
-    assert rules["disk_growth"]["evidence"]["growth_source"] == "disk_usage_bytes"  # database_size_bytes is NULL
+    # The disk grows 1 GB a day from 90 GB of 110: full 18 days after the window (capacity advice with its date);
+    # one recommendation for the disk, not also the one of its usage over the profile's threshold.
+    disk = rules["capacity_disk"]
+    assert disk["message"].startswith("Grow the disk before 2024-01-20") and "disk_growth" not in rules
+    assert disk["evidence"]["growth_per_day"] == pytest.approx(2**30, rel=1e-3)
+    assert data["resources"]["disk"]["growth_source"] == "disk_usage_bytes"  # database_size_bytes is NULL
+    assert data["resources"]["disk"]["days_until_full"] == 18.0
+    forecasts = {(f["metric"], f["subject"]): f for f in data["forecasts"]}
+    assert forecasts[("disk_usage_bytes", None)]["reaches_limit_at"] == "2024-01-20T00:30:00.000Z"
+    assert forecasts[("database_size_bytes", None)]["reason"].startswith("no database size in the stored samples")
+    assert {s for m, s in forecasts if m == "statement_mean_time_ms"} == {"1002", "1001", "1005", "1003", "1004"}
     # The 16 kB unused index is below the rule's floor; the 48 MB one is reported.
     assert [i["index"] for i in rules["unused_indexes"]["evidence"]["indexes"]] == ["public.game_hands_pot_idx"]
     assert "error_rate" not in rules  # 0.2 % is under production's 0.5 %

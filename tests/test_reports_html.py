@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +17,15 @@ import report_fixture as fx
 from browser import Browser
 from pgperf.http.static import STATIC
 from pgperf.reports import render
-from pgperf.reports.html import charts, render_html
+from pgperf.reports.html import charts, forecast_charts, render_html
 from pgperf.reports.model import Report
 from test_reports import golden_report
 from tools.cluster import Cluster
 
 CHARTS = ("chart-throughput", "chart-cpu-memory", "chart-connections", "chart-by-hour", "chart-disk",
-          "chart-top-statements", "chart-types")
+          "chart-top-statements", "chart-types",
+          # The forecasts of the disk and the connections (the others have no series: none was made).
+          "chart-forecast-0", "chart-forecast-2")
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +141,33 @@ def test_the_report_reads_well(report: Report) -> None:
     nothing = report.model_copy(update={"resources": report.resources.model_copy(update={
         "disk": report.resources.disk.model_copy(update={"growth_bytes_per_day": None, "days_until_full": None})})})
     page = render_html(nothing, standalone=False)
-    assert "growth not measured (it needs two size readings an hour apart or more)" in page and "n/a/day" not in page
+    assert "growth not forecast (see the forecasts for why)" in page and "n/a/day" not in page
+
+
+def test_the_disk_forecast_is_drawn_with_its_band_limit_and_date(report: Report, browser: Browser,
+                                                                   tmp_path: Path) -> None:
+    """The fixture's disk fills 1 GB a day from 90 GB of 110: its chart shows the observed
+    series, the trend, the projected median path between its interval's bounds (filled), the
+    disk's size as a line and a marker on the date it is reached; its title is the sentence."""
+    spec = next(c for c in forecast_charts(report) if c["id"] == "chart-forecast-0")
+    assert spec["title"] == "Disk usage: disk full in 18 days"
+    labels = [s["label"] for s in spec["series"]]
+    assert labels == ["disk used", "trend", "95 % interval (low)", "95 % interval", "projection (median)", "disk size"]
+    limit = spec["series"][-1]["data"]
+    assert limit[0][1] == limit[1][1] == 110 * 2**30
+    assert spec["markers"] == [datetime(2024, 1, 20, 0, 30, tzinfo=UTC).timestamp() * 1000]
+    page = tmp_path / "report.html"
+    page.write_text(render(report, "html"), encoding="utf-8")
+    _open(browser, page)
+    assert browser.console_errors() == []
+    drawn = _chart(browser, "chart-forecast-0", "return {fill: c.data.datasets[3].fill, dash: c.data.datasets[4]"
+                   ".borderDash, legend: c.legend.legendItems.map(function (i) { return i.text; }),"
+                   " ticks: c.scales.y.ticks.map(function (t) { return t.label; }),"
+                   " x: c.scales.x.ticks.map(function (t) { return t.label; })}")
+    assert drawn["fill"] == "-1" and drawn["dash"] == [6, 4]
+    assert drawn["legend"] == ["disk used", "trend", "95 % interval", "projection (median)", "disk size"]
+    assert all(t.endswith(" GB") for t in drawn["ticks"]) and "110 GB" in drawn["ticks"], drawn
+    assert drawn["x"] and all(len(t) == 5 and t[2] == "-" for t in drawn["x"] if t), drawn  # whole days: 01-18
 
 
 def test_every_point_lies_within_its_chart(report: Report) -> None:

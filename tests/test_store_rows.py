@@ -119,6 +119,25 @@ def test_database_size_is_stored(pg_cluster: Cluster, tmp_path: Path) -> None:
     assert stored == [total, total] and total > 1024 * 1024
 
 
+def test_transaction_id_age_is_stored(pg_cluster: Cluster, tmp_path: Path) -> None:
+    """resource_metrics.xid_age (migration 007): the oldest database's age(datfrozenxid), as served."""
+    pg_cluster.execute("DROP SCHEMA IF EXISTS rows_test CASCADE")
+    sampler, writer, _ = sampled(pg_cluster, tmp_path)
+    try:
+        snap = sampler.sample()
+        writer.start()
+        writer.submit(BatchBuilder().build(snap))
+        wait_until(lambda: writer.counters.written == 1, message="sample written")
+    finally:
+        writer.stop()
+        sampler.close()
+    ages = snap.family("pg_database_xid_age")
+    assert ages is not None
+    highest = max(v for _, v in ages.samples)
+    stored = pg_cluster.execute('SELECT xid_age FROM rows_test.resource_metrics')
+    assert stored == [(int(highest),)] and highest > 0
+
+
 # -- the delta rules, on canned values ---------------------------------------------------------
 
 
@@ -134,6 +153,7 @@ def test_counter_deltas_per_database() -> None:
 
 def test_every_record_field_is_a_resource_column() -> None:
     """The store copies HostUsage and DatabaseCounters field by field into resource_metrics."""
+    assert "xid_age" in RESOURCE_COLUMNS  # WraparoundAges.xid_age
     for record in (HostUsage, DatabaseCounters):
         assert {f.name for f in fields(record)} <= set(RESOURCE_COLUMNS), record
 

@@ -114,6 +114,10 @@ class Anomaly:
     target: str | None = None
     query_text: str | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
+    #: The baseline that flagged it: the same hour of the week or of the day in the other
+    #: weeks or days, or the global one (the whole baseline period); and in words.
+    baseline_kind: str = "global"
+    flagged_by: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

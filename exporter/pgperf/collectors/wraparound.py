@@ -8,15 +8,20 @@ documentation, Routine Vacuuming); ``pg_database_xid_wraparound_ratio`` is the a
 ``pgperf_threshold_xid_age_max_ratio``. Every database is served, template0 and
 databases refusing connections included: autovacuum must freeze them too.
 postgres_exporter's ``pg_database_wraparound_age_*`` families carry the same ages.
+
+The sample store keeps the oldest database's age (:class:`WraparoundAges`, the record of
+``resource_metrics.xid_age``): reports forecast when it reaches the wraparound horizon.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg.rows import dict_row
 
-from ._base import CollectContext, CollectorResult, CollectorSpec, MetricDef
+from ._base import CollectContext, CollectorResult, CollectorSpec, MetricDef, Record
 
 SQL = """
 SELECT datname, age(datfrozenxid)::float8 AS xid_age, mxid_age(datminmxid)::float8 AS mxid_age
@@ -24,6 +29,15 @@ FROM pg_database ORDER BY datname
 """
 WRAPAROUND_XIDS = 2.0**31
 _L = ("datname",)
+
+
+@dataclass(frozen=True, slots=True)
+class WraparoundAges(Record):
+    """The store's resource_metrics.xid_age: the highest transaction ID age over the databases
+    (the one wraparound comes first for), and the multixact ID's."""
+
+    xid_age: int | None  # None when pg_database returned no age
+    mxid_age: int | None
 
 XID_AGE = MetricDef("pg_database_xid_age", "gauge",
                     "Age of the oldest unfrozen transaction ID of this database (age(datfrozenxid)), in transactions.",
@@ -52,7 +66,13 @@ def collect(ctx: CollectContext) -> CollectorResult:
         COMPAT_XID.family(((r["datname"],), r["xid_age"]) for r in rows),
         COMPAT_MXID.family(((r["datname"],), r["mxid_age"]) for r in rows),
     )
-    return CollectorResult(families)
+    return CollectorResult(families, record=WraparoundAges(_highest(r["xid_age"] for r in rows),
+                                                           _highest(r["mxid_age"] for r in rows)))
+
+
+def _highest(ages: Iterable[float | None]) -> int | None:
+    known = [int(a) for a in ages if a is not None]
+    return max(known) if known else None
 
 
 SPEC = CollectorSpec(

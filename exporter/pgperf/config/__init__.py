@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from ._loader import ConfigError, env_variables, load_config, load_profile
-from ._schema import PROFILES, Config, Databases, Target, Thresholds
+from ._schema import PROFILES, Config, Databases, Forecasts, Target, Thresholds
 from ._targets import TargetFiles, TargetsRead, with_file_targets
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "Databases",
+    "Forecasts",
     "Target",
     "TargetFiles",
     "TargetsRead",

@@ -231,6 +231,26 @@ class Api(Model):
 _AT = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
+class Forecasts(Model):
+    """Capacity forecasts of every report and of ``GET /api/v1/forecasts`` (``reports/forecast.py``)."""
+
+    #: Days of history before a report's end that its forecasts read (as far as the store
+    #: keeps it: retention.resource_metrics_days, and retention.query_metrics_days for statements).
+    history_days: float = Field(30, gt=0, le=400)
+    #: The shortest history a forecast is made from, a duration (two daily cycles by default;
+    #: shorter ones give a growth from minutes of samples, and dates only hours ahead).
+    min_history: Duration = 172800.0
+    #: How far ahead a forecast looks at most (and at most ten times the history it rests on).
+    horizon_days: float = Field(365, gt=0, le=3650)
+    #: Statements (the top ones by total time in the window) whose mean time is forecast.
+    statements: int = Field(5, ge=0, le=50)
+    #: Forecast disk usage against this many bytes instead of the filesystem's size: a quota,
+    #: the size of a volume to move to, or the filesystem less the blocks reserved for root.
+    disk_limit_bytes: int | None = Field(None, gt=0)
+    #: Recommend acting on a limit plausibly reached within this many days.
+    advise_within_days: float = Field(90, gt=0, le=3650)
+
+
 class Reports(Model):
     """Scheduled performance reports (``pgperf serve``) and the analysis settings of every report."""
 
@@ -258,6 +278,7 @@ class Reports(Model):
     anomaly_z: float = Field(3.5, gt=0)
     #: Read live catalog facts (indexes, dead tuples, settings) from the monitored database.
     catalog: bool = True
+    forecast: Forecasts = Forecasts()
 
     _every = field_validator("every", mode="before")(classmethod(lambda cls, v: parse_duration(v)))
 

@@ -1,6 +1,7 @@
 """Building a report: the SQL results of ``queries.py`` arranged into the report model
 (``model.py``), with query insight's cost analysis of the listed statements and its index
-advice, then the recommendation rules and the anomaly detector run over it."""
+advice and the capacity forecasts (``forecasting.py``), then the recommendation rules and
+the anomaly detector run over it."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from ..insight.waits import CPU
 from ..redact import redact_statements_in
 from . import anomalies as anomaly_detection
 from .catalog import CatalogFacts
+from .forecast import Forecast
+from .forecasting import Made, make_forecasts
 from .model import (
     SCHEMA_VERSION,
     AdviceEntry,
@@ -166,19 +169,26 @@ def _advice_entry(a: IndexAdvice) -> AdviceEntry:
                                        "writes_per_second": shown["writes_per_second"], "applied_at": a.applied_at})
 
 
-def _resources(res: dict[str, Any], settings: ReportSettings, series: tuple[int, list[dict[str, Any]]]) -> Resources:
+def _disk_outlook(made: list[Made]) -> tuple[float | None, str | None, float | None]:
+    """Growth per day, its source and the days until the disk is full, from the forecasts: the
+    growth of the database size when one was made, else of the filesystem's usage."""
+    by_metric = {m.forecast.metric: m.forecast for m in made if isinstance(m.forecast, Forecast)}
+    growth, source = None, None
+    for metric in ("database_size_bytes", "disk_usage_bytes"):
+        if metric in by_metric:
+            growth, source = by_metric[metric].growth_per_day, metric
+            break
+    disk = by_metric.get("disk_usage_bytes")
+    days = None
+    if disk is not None and disk.reaches_limit_at is not None and disk.last_at is not None:
+        days = round(max(0.0, (disk.reaches_limit_at - disk.last_at).total_seconds() / 86400), 1)
+    return growth, source, days
+
+
+def _resources(res: dict[str, Any], settings: ReportSettings, series: tuple[int, list[dict[str, Any]]],
+               made: list[Made]) -> Resources:
     cpu, mem, conn, disk = (res.get(k) or {} for k in ("cpu", "memory", "connections", "disk"))
-    # Growth from the database size when a collector stores it, else from the filesystem.
-    if _int(disk.get("size_points")) >= 2:
-        growth, source = disk.get("size_growth_per_day"), "database_size_bytes"
-    elif _int(disk.get("disk_points")) >= 2:
-        growth, source = disk.get("disk_growth_per_day"), "disk_usage_bytes"
-    else:
-        growth, source = None, None
-    free = None
-    if disk.get("total_bytes") is not None and disk.get("used_bytes") is not None:
-        free = int(disk["total_bytes"]) - int(disk["used_bytes"])
-    days = round(free / float(growth), 1) if free is not None and growth and float(growth) > 0 else None
+    growth, source, days = _disk_outlook(made)
     width, points = series
     t = settings.thresholds
     return Resources.model_validate({
@@ -314,6 +324,8 @@ def build_report(queries: ReportQueries, request: ReportRequest, catalog: Catalo
     waits, advice = queries.insight(window, _query_ids(analysis)) if sampled else ({}, [])
     analysis = _with_costs(analysis, st, waits, _sampled_seconds(res)).model_copy(
         update={"index_advice": [_advice_entry(a) for a in advice]})
+    top = [s.query_id for s in analysis.slowest_by_total if s.query_id.lstrip("-").isdigit()]
+    made = make_forecasts(queries, request.target, request.end, top[:settings.forecast.statements])
     report = Report.model_validate({
         "schema_version": SCHEMA_VERSION,
         "report_id": request.report_id,
@@ -325,10 +337,12 @@ def build_report(queries: ReportQueries, request: ReportRequest, catalog: Catalo
         "data_quality": _data_quality(res, window, inputs, catalog),
         "summary": _summary(st, res, (request.end - request.start).total_seconds(), slowest, fastest),
         "queries": analysis,
-        "resources": _resources(res, settings, queries.series(window)),
+        "resources": _resources(res, settings, queries.series(window), made),
         "alerts": _alerts(queries.alerts(window)),
         "recommendations": [],
         "anomalies": [],
+        "forecasts": [m.entry() for m in made],
+        "forecast_details": [m.detail() for m in made],
     })
     recommendations = [RecommendationEntry.of(r) for r in recommend(report, settings, catalog.facts)]
     found = [AnomalyEntry.of(a) for a in anomaly_detection.detect(inputs, settings, request.target)]

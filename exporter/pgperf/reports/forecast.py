@@ -8,6 +8,8 @@ connections, transaction ID age, a statement's mean time — and its limit, and 
    or 60 minutes that gives at most 2,000 buckets and is not finer than the sampling (a
    month of one-minute samples: 30-minute buckets; hourly rollups: an hour). Medians
    ignore a single spiking sample, and the cost no longer grows with the sampling rate.
+   Histories of less than 5 hours (only when ``min_span`` is set that short) get buckets
+   of 1, 5, 15 or 30 seconds, as the sampling allows.
 2. **Trend.** Theil–Sen: the median of the slopes between pairs of buckets, robust to up to
    29 % of wild points. All pairs up to 20,000 of them, else 20,000 random pairs (fixed
    seed): the full estimator is O(n²), and ``bench/forecast_backtest.py`` measures that the
@@ -71,7 +73,7 @@ __all__ = [
 
 DAY = 86400.0
 HOUR = 3600.0
-BUCKET_WIDTHS = (60, 300, 900, 1800, 3600)
+BUCKET_WIDTHS = (1, 5, 15, 30, 60, 300, 900, 1800, 3600)
 MAX_BUCKETS = 2000
 MIN_POINTS = 12
 MIN_SPAN = timedelta(days=2)
@@ -101,12 +103,16 @@ class MetricKind:
     noun: str  # "disk usage"
     reached: str  # "disk full", or a template with {limit}: "connections reach max_connections ({limit})"
     unit: str  # bytes, connections, ms, xids, or "" for a plain number
+    plural: bool = False  # "connections grow", "disk usage grows"
+
+    def verb(self, singular: str, plural: str) -> str:
+        return plural if self.plural else singular
 
 
 METRICS: dict[str, MetricKind] = {
     "disk_usage_bytes": MetricKind("disk usage", "disk full", "bytes"),
     "database_size_bytes": MetricKind("database size", "database size reaches {limit}", "bytes"),
-    "connections": MetricKind("connections", "connections reach max_connections ({limit})", "connections"),
+    "connections": MetricKind("connections", "connections reach max_connections ({limit})", "connections", True),
     "transaction_id_age": MetricKind("transaction ID age", "transaction ID age reaches {limit}", "xids"),
     "statement_mean_time_ms": MetricKind("mean time", "mean time reaches {limit}", "ms"),
 }
@@ -151,6 +157,7 @@ class Forecast:
     last_at: datetime | None = None  # the time of the last point: "in 46 days" counts from here
     since: datetime | None = None  # the first point of the regime the trend was fitted on
     horizon_end: datetime | None = None
+    level: float | None = None  # the trend's value at last_at (without the rhythm): the chart's trend line
     projection: tuple[ProjectionPoint, ...] = field(default=(), repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -666,7 +673,7 @@ def _fit(t: FloatArray, y: FloatArray, options: Options, rng: np.random.Generato
     bt, by, keys = _buckets(t, y, width)
     m = bt.size
     if m < options.min_points:
-        return f"{m} distinct {width // 60}-minute buckets; a forecast needs at least {options.min_points}"
+        return f"{m} distinct {_width(width)} buckets; a forecast needs at least {options.min_points}"
     t_end = float(t[-1])
     rel = bt - t_end
     # Seasonality first (a strong weekly rhythm would look like shifts), then level shifts
@@ -774,8 +781,9 @@ def forecast(metric: str, times: Sequence[datetime] | FloatArray, values: Sequen
     t, y = as_arrays(times, values)
     current = float(y[-1]) if t.size else None
     if t.size < options.min_points:
-        return NoForecast(metric, target, int(t.size), f"{t.size} points; a forecast needs at least "
-                          f"{options.min_points}", current, limit, subject)
+        points = f"{t.size} point{'' if t.size == 1 else 's'}"
+        return NoForecast(metric, target, int(t.size), f"{points}; a forecast needs at least {options.min_points}",
+                          current, limit, subject)
     rng = np.random.default_rng(options.seed)
     fit = _fit(t, y, options, rng)
     if isinstance(fit, str):
@@ -788,7 +796,8 @@ def forecast(metric: str, times: Sequence[datetime] | FloatArray, values: Sequen
     result = Forecast(metric=metric, target=target, subject=subject, current=float(y[-1]),
                       growth_per_day=_round(growth), limit=limit, reaches_limit_at=None, interval=Interval(None, None),
                       points=int(t.size - fit.first_raw), method=fit.method, last_at=to_datetime(fit.t_end),
-                      since=to_datetime(fit.since), horizon_end=to_datetime(horizon_end), projection=band)
+                      since=to_datetime(fit.since), horizon_end=to_datetime(horizon_end), level=fit.level,
+                      projection=band)
     if limit is None:
         return result
     if result.current >= limit:
@@ -813,7 +822,7 @@ def _round(value: float) -> float:
 
 
 def _method(width: int, seasonal: _Seasonal, shifts: list[int], own: bool, bt: FloatArray, level: float) -> str:
-    parts = [f"theil-sen trend over {width // 60}-minute medians"]
+    parts = [f"theil-sen trend over {_width(width)} medians"]
     if seasonal.label:
         parts.append(f"{seasonal.label} seasonality")
     if shifts:
@@ -829,12 +838,18 @@ def _method(width: int, seasonal: _Seasonal, shifts: list[int], own: bool, bt: F
 # -- words ---------------------------------------------------------------------------------
 
 
+def _width(seconds: int) -> str:
+    """A bucket width as an adjective: "30-minute", "5-second"."""
+    return f"{seconds // 60}-minute" if seconds >= 60 else f"{seconds}-second"
+
+
 def _duration(seconds: float) -> str:
-    if seconds >= 2 * DAY:
-        return f"{seconds / DAY:.0f} days"
-    if seconds >= 2 * HOUR:
-        return f"{seconds / HOUR:.0f} hours"
-    return f"{seconds / 60:.0f} minutes"
+    """Whole days, hours, minutes or seconds, rounded down: a history 5 minutes short of two days
+    "spans 47 hours", not 48, when two days are needed."""
+    for unit, name in ((DAY, "days"), (HOUR, "hours"), (60.0, "minutes")):
+        if seconds >= 2 * unit:
+            return f"{math.floor(seconds / unit + 1e-9)} {name}"
+    return f"{math.floor(seconds + 1e-9)} seconds"
 
 
 def _amount(value: float, unit: str) -> str:
@@ -869,16 +884,17 @@ def describe(result: Forecast | NoForecast) -> str:
     if isinstance(result, NoForecast):
         return f"{who}no {kind.noun} forecast: {result.reason}"
     growth = f"{_amount(result.growth_per_day, kind.unit)} per day"
+    grows = kind.verb("grows", "grow")
     if result.growth_per_day <= 0:
-        return f"{who}{kind.noun} is not growing ({growth})"
+        return f"{who}{kind.noun} {kind.verb('is', 'are')} not growing ({growth})"
     if result.limit is None:
-        return f"{who}{kind.noun} grows by {growth}"
+        return f"{who}{kind.noun} {grows} by {growth}"
     last = result.last_at or result.since
     at = result.reaches_limit_at
     if at is None or last is None:
         end = result.horizon_end
         days = f" within {_count((end - last).total_seconds(), DAY)} days" if end is not None and last is not None else ""
-        return f"{who}{kind.noun} grows by {growth}; not expected to reach {limit}{days}"
+        return f"{who}{kind.noun} {grows} by {growth}; not expected to reach {limit}{days}"
     if at <= last:
         return f"{who}{reached} now"
     ahead = (at - last).total_seconds()
@@ -889,4 +905,7 @@ def describe(result: Forecast | NoForecast) -> str:
     else:
         end = result.horizon_end
         high = f"more than {_count((end - last).total_seconds(), unit)}" if end is not None else "later"
-    return f"{who}{reached} in {_count(ahead, unit)} {name}, between {low} and {high}"
+    point = _count(ahead, unit)
+    if low == point == high:  # a series without noise: the interval is within the unit
+        return f"{who}{reached} in {point} {name}"
+    return f"{who}{reached} in {point} {name}, between {low} and {high}"

@@ -29,8 +29,9 @@ from ..http.static import STATIC
 from ..http.templating import Chrome
 from .formatting import evidence_line, ms, pct, short, size, time_split, title
 from .model import Report, iso
+from .text import forecast_pairs
 
-__all__ = ["SCRIPTS", "charts", "render_html"]
+__all__ = ["SCRIPTS", "charts", "forecast_charts", "render_html"]
 
 #: The scripts a report page runs, in order: the chart library, then pgperf's charts.
 SCRIPTS = ("chart.umd.min.js", "charts.js")
@@ -108,13 +109,73 @@ def charts(report: Report) -> list[dict[str, Any]]:
     return out
 
 
+# metric -> (chart title, the series' label, the limit's label)
+_FORECAST_SERIES = {"disk_usage_bytes": ("Disk usage", "disk used", "disk size"),
+                    "database_size_bytes": ("Database size", "database size", "disk full"),
+                    "connections": ("Connections", "connections", "max_connections"),
+                    "transaction_id_age": ("Transaction ID age", "age of the oldest transaction ID",
+                                           "wraparound (2^31 less 3 million)"),
+                    "statement_mean_time_ms": ("Mean time", "mean time", "limit")}
+_UNIT_FORMAT = {"bytes": "bytes", "ms": "ms", "connections": None, "xids": None}
+_OBSERVED, _TREND, _PROJECTED, _LIMIT = "#1d64c8", "#495057", "#e8590c", "#c92a2a"
+
+
+def forecast_charts(report: Report) -> list[dict[str, Any]]:
+    """A chart per forecast with a series (the resources'): what was observed, the trend it
+    rests on, the projected median path in its 95 % band, and the limit with the date it is
+    reached (a marker) when it is."""
+    out: list[dict[str, Any]] = []
+    for n, (entry, detail) in enumerate(forecast_pairs(report)):
+        if detail is None or not detail.observed:
+            continue
+        title_, label, limit_label = _FORECAST_SERIES[entry.metric]
+        observed = [[_ms_epoch(p.t), p.value] for p in detail.observed]
+        series: list[dict[str, Any]] = [{"label": label, "data": observed, "color": _OBSERVED}]
+        last = _ms_epoch(detail.last_at) if detail.last_at else observed[-1][0]
+        if detail.level is not None and entry.growth_per_day is not None:
+            start = max(observed[0][0], _ms_epoch(detail.since) if detail.since else observed[0][0])
+            slope = entry.growth_per_day / 86_400_000
+            series.append({"label": "trend", "data": [[start, detail.level + slope * (start - last)], [last, detail.level]],
+                           "color": _TREND, "dash": True, "points": False})
+        band = detail.projection
+        if band:
+            t = [_ms_epoch(p.t) for p in band]
+            series += [
+                {"label": "95 % interval (low)", "data": [[x, p.low] for x, p in zip(t, band, strict=True)],
+                 "color": _PROJECTED, "width": 0, "points": False, "legend": False},
+                {"label": "95 % interval", "data": [[x, p.high] for x, p in zip(t, band, strict=True)],
+                 "color": _PROJECTED, "width": 0, "points": False, "fill": "-1"},
+                {"label": "projection (median)", "data": [[x, p.mid] for x, p in zip(t, band, strict=True)],
+                 "color": _PROJECTED, "dash": True, "points": False},
+            ]
+        xmin = observed[0][0]
+        xmax = max([last, *(_ms_epoch(p.t) for p in band)])
+        shown = [v for s_ in series for _, v in s_["data"]]
+        limit = entry.limit
+        if limit is not None and (entry.reaches_limit_at is not None or limit <= 2 * max(shown)):
+            series.append({"label": limit_label, "data": [[xmin, limit], [xmax, limit]], "color": _LIMIT, "dash": True,
+                           "points": False})
+        out.append({
+            "id": f"chart-forecast-{n}", "kind": "line", "x": "time", "xmin": xmin, "xmax": xmax,
+            "title": f"{title_}: {detail.sentence}", "series": series, "tooltip": "nearest",
+            "axes": {"y": {"title": detail.unit, "format": _UNIT_FORMAT[detail.unit]}},
+            "markers": [_ms_epoch(entry.reaches_limit_at)] if entry.reaches_limit_at is not None else [],
+            "empty": "no samples",
+        })
+    return out
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def _growth(report: Report) -> str:
     disk = report.resources.disk
     if disk.growth_bytes_per_day is None:
-        return "growth not measured (it needs two size readings an hour apart or more)"
+        return "growth not forecast (see the forecasts for why)"
     source = "database size" if disk.growth_source == "database_size_bytes" else "filesystem"
     days = (f"; projected full in {disk.days_until_full:,.1f} days" if disk.days_until_full is not None
-            else "; no projected date (not growing, or the disk's size is unknown)")
+            else "; no projected date (not growing, not within the horizon, or the disk's size is unknown)")
     return f"growth {size(disk.growth_bytes_per_day)}/day ({source}){days}"
 
 
@@ -139,6 +200,8 @@ def render_html(report: Report, *, list_url: str = "/reports/", api_url: str | N
     return templating.render(
         "report.html", report=report, heading=heading, cards=cards, list_url=list_url,
         api_url=api_url or f"/api/v1/reports/{report.report_id}", charts=charts(report), ui=chrome,
+        forecasts=[(f, _capital(d.sentence if d else f.reason or "")) for f, d in forecast_pairs(report)],
+        forecast_charts=forecast_charts(report),
         standalone=standalone, inline=inline, scripts=SCRIPTS, growth=_growth(report),
         no_samples=s.samples == 0,
         ms=ms, pct=pct, size=size, short=short, iso=iso, evidence_line=evidence_line, time_split=time_split,

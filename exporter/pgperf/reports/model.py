@@ -19,13 +19,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationError
 
-from ..config import Config, Thresholds
+from ..config import Config, Forecasts, Thresholds
 from ..models import Anomaly, PerformanceReport, Recommendation
 from ..redact import redact_statements_in
 
 __all__ = [
-    "KINDS", "SCHEMA_VERSION", "AdviceEntry", "AlertsInWindow", "AnomalyEntry", "AppliedSettings", "InvalidReport",
-    "Queries",
+    "KINDS", "SCHEMA_VERSION", "AdviceEntry", "AlertsInWindow", "AnomalyEntry", "AppliedSettings", "ForecastBand",
+    "ForecastDetail", "ForecastEntry", "ForecastInterval", "ForecastPoint", "InvalidReport", "Queries",
     "RecommendationEntry", "Report", "ReportSettings", "Resources", "Statement", "Summary", "iso",
 ]
 
@@ -72,11 +72,13 @@ class ReportSettings:
     top_n: int = 10
     baseline_days: float = 7.0
     anomaly_z: float = 3.5
+    forecast: Forecasts = Forecasts()
 
     @classmethod
     def from_config(cls, config: Config) -> ReportSettings:
         r = config.reports
-        return cls(config.thresholds, top_n=r.top_n, baseline_days=r.baseline_days, anomaly_z=r.anomaly_z)
+        return cls(config.thresholds, top_n=r.top_n, baseline_days=r.baseline_days, anomaly_z=r.anomaly_z,
+                   forecast=r.forecast)
 
 
 class AppliedSettings(_Part):
@@ -381,7 +383,9 @@ class AlertsInWindow(_Part):
 class RecommendationEntry(_Part):
     rule: Literal["slow_queries", "cache_hit_ratio", "cpu_sustained", "memory_high", "connection_utilization",
                   "index_advice", "seq_scans_large_tables", "unused_indexes", "duplicate_indexes", "dead_tuples", "temp_files",
-                  "alert_fatigue", "error_rate", "disk_growth", "time_concentration"]
+                  "alert_fatigue", "error_rate", "disk_growth", "time_concentration", "capacity_disk",
+                  "capacity_database_size", "capacity_connections", "capacity_wraparound", "capacity_statement_time",
+                  "capacity"]
     message: str
     severity: Severity
     evidence: dict[str, Any]
@@ -408,6 +412,10 @@ class AnomalyEntry(_Part):
     at: Timestamp | None
     query_text: str | None
     evidence: dict[str, Any]
+    #: Which baseline flagged it, and in words ("same hour of day over 14 days"); reports
+    #: made before the seasonal baselines knew the global one only.
+    baseline_kind: Literal["hour_of_week", "hour_of_day", "global"] = "global"
+    flagged_by: str | None = None
 
     @classmethod
     def of(cls, a: Anomaly) -> AnomalyEntry:
@@ -419,7 +427,62 @@ class AnomalyEntry(_Part):
         return Anomaly(kind=self.kind, subject=self.subject, message=self.message, observed=self.observed,
                        baseline=self.baseline, factor=self.factor, score=self.score, impact=self.impact,
                        recommendation=self.recommendation, at=self.at, target=target, query_text=self.query_text,
-                       evidence=self.evidence)
+                       evidence=self.evidence, baseline_kind=self.baseline_kind, flagged_by=self.flagged_by)
+
+
+ForecastMetric = Literal["disk_usage_bytes", "database_size_bytes", "connections", "transaction_id_age",
+                         "statement_mean_time_ms"]
+
+
+class ForecastInterval(_Part):
+    low: Timestamp | None
+    high: Timestamp | None
+
+
+class ForecastEntry(_Part):
+    """One forecast (``reports/forecast.py``): the growth of a series and when it reaches its
+    limit, with the prediction interval of that date; or, with ``reason``, why there is none."""
+
+    metric: ForecastMetric
+    target: str | None
+    subject: str | None  # the statement's query id (statement_mean_time_ms); null otherwise
+    current: float | None
+    growth_per_day: float | None
+    limit: float | None
+    reaches_limit_at: Timestamp | None
+    interval: ForecastInterval
+    points: int
+    method: str | None
+    reason: str | None
+
+
+class ForecastPoint(_Part):
+    t: Timestamp
+    value: float
+
+
+class ForecastBand(_Part):
+    t: Timestamp
+    low: float
+    mid: float
+    high: float
+
+
+class ForecastDetail(_Part):
+    """What the renderers show of the forecast at the same position of ``forecasts``: its
+    sentence, the times it counts from, and its chart (the observed series, thinned; the
+    projected band, up to where the chart ends)."""
+
+    metric: ForecastMetric
+    subject: str | None
+    sentence: str
+    unit: Literal["bytes", "connections", "xids", "ms"]
+    last_at: Timestamp | None
+    since: Timestamp | None
+    horizon_end: Timestamp | None
+    level: float | None
+    observed: list[ForecastPoint]
+    projection: list[ForecastBand]
 
 
 # -- the report ------------------------------------------------------------------------------
@@ -441,6 +504,9 @@ class Report(_Part):
     alerts: AlertsInWindow
     recommendations: list[RecommendationEntry]
     anomalies: list[AnomalyEntry]
+    #: Capacity forecasts, and what the renderers show of them (empty in reports made before them).
+    forecasts: list[ForecastEntry] = Field(default_factory=list)
+    forecast_details: list[ForecastDetail] = Field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form (JSON types only: times as strings)."""

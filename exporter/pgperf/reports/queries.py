@@ -21,19 +21,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 import psycopg
 from psycopg import sql
 
 from ..insight.advice import IndexAdvice
 from ..insight.store import read_advice, wait_seconds
 from ..store.rollup import HOUR, floor_hour
+from ._robust import FloatArray
 from .model import ReportSettings, iso
 
-__all__ = ["AnomalyInputs", "ReportQueries", "Window"]
+__all__ = ["RESOURCE_SERIES", "AnomalyInputs", "ReportQueries", "ResourceHistory", "StatementSeries", "Window"]
 
 # Chart buckets: the smallest width that gives at most MAX_POINTS points over the window.
 BUCKETS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400)
@@ -204,11 +206,7 @@ SELECT json_build_object(
         'used_bytes', (SELECT disk_usage_bytes FROM latest_disk),
         'total_bytes', (SELECT disk_total_bytes FROM latest_disk),
         'used_percent', (SELECT disk_usage_percent FROM latest_disk),
-        'database_size_bytes', (SELECT database_size_bytes FROM latest_size),
-        'size_growth_per_day', round((regr_slope(database_size_bytes, epoch) * 86400)::numeric),
-        'size_points', CASE WHEN max(epoch) - min(epoch) >= %(trend_span)s THEN count(database_size_bytes) ELSE 0 END,
-        'disk_growth_per_day', round((regr_slope(disk_usage_bytes, epoch) * 86400)::numeric),
-        'disk_points', CASE WHEN max(epoch) - min(epoch) >= %(trend_span)s THEN count(disk_usage_bytes) ELSE 0 END),
+        'database_size_bytes', (SELECT database_size_bytes FROM latest_size)),
     'resets', (SELECT json_agg("timestamp" ORDER BY "timestamp") FROM r WHERE statements_reset),
     'server_starts', (SELECT json_agg(DISTINCT server_start_time) FROM r
                       WHERE server_start_time >= %(start)s AND server_start_time < %(end)s),
@@ -277,7 +275,7 @@ mad AS (
 hits AS (
     SELECT cand.*, mad.mad, (cand.peak - cand.med) / greatest(1.4826 * mad.mad, 0.05 * cand.med, 0.01) AS score
     FROM cand JOIN mad USING (query_id, db, usr)
-    WHERE (cand.peak - cand.med) / greatest(1.4826 * mad.mad, 0.05 * cand.med, 0.01) > %(z)s
+    WHERE %(candidates)s OR (cand.peak - cand.med) / greatest(1.4826 * mad.mad, 0.05 * cand.med, 0.01) > %(z)s
 ),
 at AS (
     SELECT DISTINCT ON (m.query_id, m.db, m.usr) m.query_id, m.db, m.usr, m.bucket, m.total_time, m.calls
@@ -291,8 +289,18 @@ SELECT json_agg(x ORDER BY x.factor DESC, x.query_id) FROM (
            round(h.mad::numeric, 3) AS mad, h.n AS points, round((h.peak / h.med)::numeric, 1) AS factor,
            round(h.score::numeric, 1) AS score, at.total_time AS bucket_total_time, at.calls AS bucket_calls
     FROM hits h JOIN at USING (query_id, db, usr)
-    ORDER BY h.peak / h.med DESC, h.query_id LIMIT 20
+    ORDER BY h.peak / h.med DESC, h.query_id LIMIT %(limit)s
 ) x
+"""
+# The hourly points of the candidates (query_id, db, usr) of _STATEMENT_ANOMALIES, for the
+# seasonal baselines: epoch seconds, mean, peak, total time and calls of each hour.
+_CANDIDATE_POINTS = """
+WITH m AS ({points})
+SELECT m.query_id, m.db, m.usr, extract(epoch FROM m.bucket)::float8, m.mean, m.peak, m.total_time::float8,
+       m.calls::float8
+FROM m JOIN unnest(%(ids)s::text[], %(dbs)s::text[], %(usrs)s::text[]) AS c(query_id, db, usr)
+     USING (query_id, db, usr)
+ORDER BY 1, 2, 3, 4
 """
 
 # The points of each statement's series: (query_id, db, usr, bucket, calls, total_time, peak, mean).
@@ -329,25 +337,66 @@ WHERE target = %(target)s AND query_id = ANY(%(ids)s) AND recorded_at >= %(start
 ORDER BY query_id, recorded_at DESC
 """
 
-# Resource series: the same robust statistics over the samples of the baseline period.
-_RESOURCE_ANOMALIES = """
-WITH r AS (
-    SELECT "timestamp" AS t, v.name, v.value
-    FROM {s}.resource_metrics,
-         LATERAL (VALUES ('cpu', cpu_usage_percent::float8), ('memory', memory_usage_percent::float8),
-                         ('connections', connection_count::float8)) AS v(name, value)
-    WHERE target = %(target)s AND "timestamp" >= %(baseline_start)s AND "timestamp" < %(end)s AND v.value IS NOT NULL
-),
-med AS (SELECT name, percentile_cont(0.5) WITHIN GROUP (ORDER BY value) AS med, count(*) AS n FROM r GROUP BY name
-        HAVING count(*) >= %(min_points)s),
-mad AS (SELECT r.name, percentile_cont(0.5) WITHIN GROUP (ORDER BY abs(r.value - med.med)) AS mad
-        FROM r JOIN med USING (name) GROUP BY r.name),
-peaks AS (SELECT DISTINCT ON (name) name, t, value FROM r WHERE t >= %(start)s ORDER BY name, value DESC, t)
-SELECT json_agg(json_build_object('name', p.name, 'at', p.t, 'observed', round(p.value::numeric, 2),
-                                  'baseline', round(med.med::numeric, 2), 'mad', round(mad.mad::numeric, 3),
-                                  'points', med.n) ORDER BY p.name)
-FROM peaks p JOIN med USING (name) JOIN mad USING (name)
+# Resource series: every sample of the baseline period (the window included), judged hour by
+# hour in anomalies.py against the same hour of other days, or the period's median and MAD.
+_RESOURCE_SAMPLES = """
+SELECT extract(epoch FROM "timestamp")::float8, cpu_usage_percent::float8, memory_usage_percent::float8,
+       connection_count::float8
+FROM {s}.resource_metrics
+WHERE target = %(target)s AND "timestamp" >= %(baseline_start)s AND "timestamp" < %(end)s
+ORDER BY "timestamp"
 """
+RESOURCE_SERIES = ("cpu", "memory", "connections")
+
+
+# Forecast histories: every resource sample of the history, thinned beyond this many (the
+# first sample of each slot of span / FORECAST_MAX_SAMPLES seconds): a month of one-minute
+# samples is read whole, a month of one-second samples one sample in 26.
+FORECAST_MAX_SAMPLES = 100_000
+_HISTORY_SPAN = """
+SELECT count(*), extract(epoch FROM max("timestamp") - min("timestamp"))::float8 FROM {s}.resource_metrics
+WHERE target = %(target)s AND "timestamp" >= %(start)s AND "timestamp" < %(end)s
+"""
+_RESOURCE_HISTORY = """
+SELECT extract(epoch FROM "timestamp")::float8, disk_usage_bytes::float8, disk_total_bytes::float8,
+       database_size_bytes::float8, connection_count::float8, max_connections::float8, xid_age::float8
+FROM (SELECT DISTINCT ON (floor(extract(epoch FROM "timestamp") / %(slot)s)) *
+      FROM {s}.resource_metrics
+      WHERE target = %(target)s AND "timestamp" >= %(start)s AND "timestamp" < %(end)s
+      ORDER BY floor(extract(epoch FROM "timestamp") / %(slot)s), "timestamp") x
+ORDER BY "timestamp"
+"""
+# A statement's mean time per UTC hour (all its databases and users): the rollups for the
+# complete hours, the raw rows summed per hour for the rest (as _HOURLY_POINTS).
+_STATEMENT_HISTORY = """
+SELECT query_id, extract(epoch FROM hour)::float8, (sum(total_time) / sum(calls))::float8
+FROM (
+    SELECT query_id, hour, calls, total_time FROM {s}.query_metrics_hourly
+    WHERE target = %(target)s AND query_id = ANY(%(ids)s) AND hour >= %(h1)s AND hour < %(h2)s AND NOT is_remainder
+    UNION ALL
+    SELECT query_id, to_timestamp(floor(extract(epoch FROM recorded_at) / 3600) * 3600), calls, total_time
+    FROM {s}.query_performance_metrics
+    WHERE target = %(target)s AND query_id = ANY(%(ids)s) AND NOT is_remainder
+      AND ((recorded_at >= %(start)s AND recorded_at < least(%(h1)s, %(end)s))
+           OR (recorded_at >= greatest(%(h2)s, %(start)s) AND recorded_at < %(end)s))
+) u
+GROUP BY 1, 2 HAVING sum(calls) > 0
+ORDER BY 1, 2
+"""
+
+
+@dataclass(frozen=True)
+class ResourceHistory:
+    """The resource samples of a forecast's history, column by column (epoch seconds; NaN
+    where a sample lacks the figure)."""
+
+    t: FloatArray
+    disk_used: FloatArray
+    disk_total: FloatArray
+    database_size: FloatArray
+    connections: FloatArray
+    max_connections: FloatArray
+    xid_age: FloatArray
 
 
 def _bucket_width(start: datetime, end: datetime) -> int:
@@ -369,15 +418,34 @@ def _pct(part: float, whole: float, digits: int = 2) -> float | None:
 
 
 @dataclass(frozen=True)
+class StatementSeries:
+    """A statement's hourly points over the baseline period (epoch seconds of each hour)."""
+
+    t: FloatArray
+    mean: FloatArray
+    peak: FloatArray
+    total_time: FloatArray
+    calls: FloatArray
+
+
+@dataclass(frozen=True)
 class AnomalyInputs:
-    """Raw material of the anomaly detector: per statement and per resource series, the
-    peak in the window against the median and MAD of the baseline (rows of
-    ``_STATEMENT_ANOMALIES`` and ``_RESOURCE_ANOMALIES``)."""
+    """Raw material of the anomaly detector (anomalies.py decides).
+
+    ``statements`` are rows of ``_STATEMENT_ANOMALIES``: the statements whose peak in the
+    window reaches the spike factor against their median over the baseline period. At the
+    ``sample`` resolution they are those the global rule flags; at the ``hour`` resolution
+    every such candidate, with its hourly points in ``statement_series`` (keyed by query id,
+    database and user, ``""`` for none) for the seasonal baselines. ``resources`` holds each
+    resource series over the baseline period, the window included: epoch seconds and values."""
 
     baseline_start: datetime
     resolution: str  # "sample" or "hour"
     statements: list[dict[str, Any]]
-    resources: list[dict[str, Any]]
+    resources: dict[str, tuple[FloatArray, FloatArray]]
+    window_start: datetime
+    end: datetime
+    statement_series: dict[tuple[str, str, str], StatementSeries] = field(default_factory=dict)
 
 
 class ReportQueries:
@@ -474,6 +542,42 @@ class ReportQueries:
             'SELECT min("timestamp") FROM {}.resource_metrics WHERE target = %s').format(self.schema), (target,)).fetchone()
         return row[0] if row else None
 
+    def top_statements(self, target: str, start: datetime, end: datetime, limit: int) -> list[str]:
+        """The query ids of the *limit* statements with the most execution time in ``[start, end)``."""
+        if limit <= 0:
+            return []
+        query = sql.SQL("WITH src AS ({src}) SELECT query_id FROM src WHERE NOT is_remainder GROUP BY query_id"
+                        " HAVING sum(calls) > 0 ORDER BY sum(total_time) DESC, query_id LIMIT %(limit)s"
+                        ).format(src=_src(self.schema))
+        rows = self.conn.execute(query, {**self.window(target, start, end).params(), "limit": limit}).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def resource_history(self, target: str, start: datetime, end: datetime) -> ResourceHistory:
+        """The resource samples of ``[start, end)`` for forecasts (see FORECAST_MAX_SAMPLES)."""
+        params: dict[str, Any] = {"target": target, "start": start, "end": end}
+        span = self.conn.execute(sql.SQL(_HISTORY_SPAN).format(s=self.schema), params).fetchone()
+        count, seconds = (int(span[0]), float(span[1] or 0.0)) if span else (0, 0.0)
+        # Below the bound, a slot narrower than any sampling interval keeps every sample.
+        slot = seconds / FORECAST_MAX_SAMPLES if count > FORECAST_MAX_SAMPLES else 1e-3
+        rows = self.conn.execute(sql.SQL(_RESOURCE_HISTORY).format(s=self.schema), {**params, "slot": slot}).fetchall()
+        columns = np.array(rows, dtype=np.float64).reshape(len(rows), 7).T if rows else np.empty((7, 0))
+        return ResourceHistory(*(np.ascontiguousarray(c) for c in columns))
+
+    def statement_history(self, target: str, query_ids: Sequence[str], start: datetime,
+                          end: datetime) -> dict[str, tuple[FloatArray, FloatArray]]:
+        """Per query id, its mean time (ms) per hour of ``[start, end)``: epoch seconds and values."""
+        if not query_ids:
+            return {}
+        w = self.window(target, start, end)
+        rows = self.conn.execute(sql.SQL(_STATEMENT_HISTORY).format(s=self.schema),
+                                 {**w.params(), "ids": list(query_ids)}).fetchall()
+        out: dict[str, tuple[FloatArray, FloatArray]] = {}
+        for qid in query_ids:
+            mine = [(r[1], r[2]) for r in rows if r[0] == qid]
+            points = np.array(mine, dtype=np.float64).reshape(len(mine), 2)
+            out[qid] = (np.ascontiguousarray(points[:, 0]), np.ascontiguousarray(points[:, 1]))
+        return out
+
     def anomaly_inputs(self, target: str, start: datetime, end: datetime) -> AnomalyInputs:
         """Raw material of the anomaly detector (see anomalies.py for the decisions)."""
         first = self.first_sample(target)
@@ -487,14 +591,31 @@ class ReportQueries:
                   "window_bucket": start if fine else floor_hour(start),
                   "factor": self.settings.thresholds.query_spike_factor,
                   "z": self.settings.anomaly_z, "baseline_start": baseline_start}
+        # At the hour's resolution every candidate is judged in anomalies.py (the seasonal
+        # baselines need its points); at the sample's the global rule decides here.
+        params.update(candidates=not fine, limit=20 if fine else 50)
         statements = self._json(sql.SQL(_STATEMENT_ANOMALIES).format(points=points), params) or []
+        series: dict[tuple[str, str, str], StatementSeries] = {}
+        if statements and not fine:
+            keys = [(row["query_id"], row["datname"] or "", row["username"] or "") for row in statements]
+            rows = self.conn.execute(sql.SQL(_CANDIDATE_POINTS).format(points=points), {
+                **params, "ids": [k[0] for k in keys], "dbs": [k[1] for k in keys],
+                "usrs": [k[2] for k in keys]}).fetchall()
+            for key in keys:
+                mine = np.array([r[3:] for r in rows if (r[0], r[1], r[2]) == key], dtype=np.float64).reshape(-1, 5)
+                series[key] = StatementSeries(*(np.ascontiguousarray(c) for c in mine.T))
         if statements:
             texts = dict(self.conn.execute(sql.SQL(_STATEMENT_TEXTS).format(s=self.schema), {
                 "target": target, "ids": [row["query_id"] for row in statements],
                 "start": floor_hour(start) - HOUR, "end": end}).fetchall())
             for row in statements:
                 row["query_text"] = texts.get(row["query_id"])
-        resources = self._json(sql.SQL(_RESOURCE_ANOMALIES).format(s=self.schema),
-                               {"target": target, "start": start, "end": end, "baseline_start": baseline_start,
-                                "min_points": MIN_BASELINE_POINTS}) or []
-        return AnomalyInputs(baseline_start, "sample" if fine else "hour", statements, resources)
+        samples = self.conn.execute(sql.SQL(_RESOURCE_SAMPLES).format(s=self.schema), {
+            "target": target, "end": end, "baseline_start": baseline_start}).fetchall()
+        columns = np.array(samples, dtype=np.float64).reshape(len(samples), 4).T
+        resources = {}
+        for name, values in zip(RESOURCE_SERIES, columns[1:], strict=True):
+            known = np.isfinite(values)
+            if int(known.sum()) >= MIN_BASELINE_POINTS:
+                resources[name] = (np.ascontiguousarray(columns[0][known]), np.ascontiguousarray(values[known]))
+        return AnomalyInputs(baseline_start, "sample" if fine else "hour", statements, resources, start, end, series)

@@ -10,10 +10,13 @@ apply by default and are written next to the rule that uses them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, Literal
 
 from ..models import Recommendation
+from .capacity import advise
 from .catalog import CatalogFacts
+from .forecasting import forecast_of
 from .formatting import clip
 from .model import AdviceEntry, Report, ReportSettings, Statement, iso
 
@@ -31,7 +34,6 @@ TEMP_BYTES_MIN = 1 * MiB
 # Alert fatigue: this many firings in the window, or fewer that mostly resolved within 10 minutes.
 ALERT_FATIGUE_COUNT = 10
 ALERT_FLAP_COUNT = 5
-DISK_FULL_DAYS = 30.0
 CONCENTRATION_PERCENT = 30.0
 CONCENTRATION_MIN_MS = 1_000.0
 ERROR_RATE_MIN_TRANSACTIONS = 100
@@ -387,23 +389,41 @@ def error_rate(report: Report, s: ReportSettings, catalog: CatalogFacts | None) 
     )]
 
 
+def _capacity_advice(report: Report, s: ReportSettings) -> list[Recommendation]:
+    """capacity.advise over the report's forecasts; the database size's advice only without the
+    disk's (both say that the same disk fills up)."""
+    details = report.forecast_details if len(report.forecast_details) == len(report.forecasts) else \
+        [None] * len(report.forecasts)
+    forecasts = [forecast_of(e, d) for e, d in zip(report.forecasts, details, strict=True)]
+    advice = advise(forecasts, within=timedelta(days=s.forecast.advise_within_days))
+    if any(r.rule == "capacity_disk" for r in advice):
+        advice = [r for r in advice if r.rule != "capacity_database_size"]
+    return advice
+
+
+def capacity(report: Report, s: ReportSettings, catalog: CatalogFacts | None) -> list[Recommendation]:
+    """Resource scaling from the forecasts (``capacity.py``): what to do before which date, for
+    each limit plausibly reached within ``reports.forecast.advise_within_days``."""
+    return _capacity_advice(report, s)
+
+
 def disk_growth(report: Report, s: ReportSettings, catalog: CatalogFacts | None) -> list[Recommendation]:
+    """The disk used beyond the profile's threshold now, when no forecast dates it (the capacity
+    rule does, with its date): one recommendation for the disk."""
     disk = report.resources.disk
-    days, used, limit = disk.days_until_full, disk.used_percent, s.thresholds.disk_usage_max_percent
-    if not ((days is not None and days <= DISK_FULL_DAYS) or (used is not None and used >= limit)):
+    used, limit = disk.used_percent, s.thresholds.disk_usage_max_percent
+    if used is None or used < limit or any(r.rule == "capacity_disk" for r in _capacity_advice(report, s)):
         return []
-    parts = []
-    if used is not None:
-        parts.append(f"disk {used:.1f}% used")
-    if days is not None:
-        parts.append(f"projected full in {days:.1f} days at {_size(disk.growth_bytes_per_day)}/day")
+    outlook = (f"; growing {_size(disk.growth_bytes_per_day)}/day" if disk.growth_bytes_per_day is not None
+               and disk.growth_bytes_per_day > 0 else "")
     return [Recommendation(
         "disk_growth",
-        f"Disk space: {', '.join(parts)}. Add space, archive or drop old data, or check for bloat",
-        "high" if (days is not None and days <= 7) or (used is not None and used >= 95) else "medium",
+        f"Disk space: disk {used:.1f}% used (threshold {limit:g}%){outlook}. Add space, archive or drop old data, "
+        "or check for bloat",
+        "high" if used >= 95 else "medium",
         {"used_percent": used, "used_bytes": disk.used_bytes, "total_bytes": disk.total_bytes,
          "growth_bytes_per_day": disk.growth_bytes_per_day, "growth_source": disk.growth_source,
-         "days_until_full": days, "threshold_percent": limit},
+         "days_until_full": disk.days_until_full, "threshold_percent": limit},
     )]
 
 
@@ -428,7 +448,8 @@ def time_concentration(report: Report, s: ReportSettings, catalog: CatalogFacts 
 #: Every rule, in the order their recommendations are listed within a severity.
 RULES: tuple[Rule, ...] = (
     slow_queries, cache_hit_ratio, cpu_sustained, memory_high, connection_utilization, index_advice, seq_scans,
-    unused_indexes, duplicate_indexes, dead_tuples, temp_files, alert_fatigue, error_rate, disk_growth, time_concentration,
+    unused_indexes, duplicate_indexes, dead_tuples, temp_files, alert_fatigue, error_rate, capacity, disk_growth,
+    time_concentration,
 )
 _SEVERITY = {"high": 0, "medium": 1, "low": 2}
 

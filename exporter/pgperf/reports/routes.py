@@ -5,7 +5,11 @@
   ``POST /reports/`` generates a report now (operators, with the form's CSRF token);
 * ``GET /api/v1/reports``, ``GET /api/v1/reports/<id>`` (``?format=json|text|md|html``) and
   ``POST /api/v1/reports`` (generate now; body ``{"from", "to", "target", "kind"}``, times in
-  the syntax of ``http.parsing``): the API, behind an API token like the rest of ``/api/v1``.
+  the syntax of ``http.parsing``): the API, behind an API token like the rest of ``/api/v1``;
+* ``GET /api/v1/forecasts`` (viewer token): the forecasts a report made now would hold.
+  Parameters ``target`` (a configured target; default the first), ``metric`` (one of the
+  forecast metrics; default all), ``since`` and ``until`` (the history they rest on, in the
+  time syntax of ``http.parsing``; default the ``reports.forecast.history_days`` before now).
 
 Bad input is answered 400 with a JSON error, an unknown id 404, an unreachable store 503
 (``http.errors`` holds the mapping).
@@ -25,6 +29,7 @@ from ..http.errors import BadRequest
 from ..http.parsing import choice_param, int_param, json_object, time_param
 from ..http.templating import Chrome
 from ..store.client import StoreUnavailable
+from .forecast import METRICS, describe
 from .html import render_html
 from .model import KINDS, InvalidReport, Report, iso
 from .privacy import hide_query_texts
@@ -95,6 +100,23 @@ class ReportRoutes:
         report = self._service().get(report_id)
         return Response(render(self._visible(report), fmt), mimetype=_CONTENT_TYPES[fmt])
 
+    def api_forecasts(self, request: Request) -> Response:
+        metric = choice_param(request.args, "metric", tuple(METRICS))
+        target = request.args.get("target") or None
+        until = time_param(request.args["until"], "until") if "until" in request.args else datetime.now(UTC)
+        history = timedelta(days=self.app.config.reports.forecast.history_days)
+        since = time_param(request.args["since"], "since") if "since" in request.args else until - history
+        if since >= until:
+            raise BadRequest(f"since ({iso(since)}) must be before until ({iso(until)})")
+        try:
+            ReportService.check_window(since, until)
+        except ValueError as exc:
+            raise BadRequest(f"since, until: {exc}") from None
+        found, start, end, made = self._service().forecasts(target, since=since, until=until, metric=metric)
+        return json_response({"target": found, "since": iso(start), "until": iso(end),
+                              "forecasts": [m.entry().model_dump(mode="json") for m in made],
+                              "sentences": [describe(m.forecast) for m in made]})
+
     def api_generate(self, request: Request) -> Response:
         body = json_object(request, ("from", "to", "target", "kind"), example=_BODY)
         kind = body.get("kind", "on_demand")
@@ -128,3 +150,4 @@ def register(app: WebApp, service: ReportService | None) -> None:
     app.add("/api/v1/reports", routes.api_list, role="viewer")
     app.add("/api/v1/reports", routes.api_generate, methods=("POST",), role="operator")
     app.add("/api/v1/reports/<report_id>", routes.api_get, role="viewer")
+    app.add("/api/v1/forecasts", routes.api_forecasts, role="viewer")

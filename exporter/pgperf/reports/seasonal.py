@@ -120,7 +120,11 @@ class Baseline:
             return f"same hour of week over {self.days / 7:.0f} weeks"
         if self.kind == "hour_of_day":
             return f"same hour of day over {self.days:.0f} days"
-        return f"global over {self.days:.0f} days" if self.days >= 1.5 else f"global over {self.days * 24:.0f} hours"
+        seconds = self.days * DAY
+        for unit, name in ((DAY, "days"), (HOUR, "hours"), (60.0, "minutes")):
+            if seconds >= 1.5 * unit:
+                return f"global over {seconds / unit:.0f} {name}"
+        return f"global over {seconds:.0f} seconds"
 
 
 @dataclass(frozen=True)
@@ -161,7 +165,9 @@ def judge_hours(times: Sequence[datetime] | FloatArray, values: Sequence[float |
     if t.size == 0 or tp.size == 0:
         return []
     start = window_start.timestamp() if isinstance(window_start, datetime) else float(window_start)
-    days = (max(t[-1], tp[-1]) - min(t[0], tp[0]) + HOUR) / DAY
+    # The span the series covers, its last interval included (a day of 5-minute samples: 24 hours).
+    spacing = float(np.median(np.diff(tp))) if tp.size > 1 else HOUR
+    days = (max(t[-1], tp[-1]) - min(t[0], tp[0]) + spacing) / DAY
     overall = _baseline(v, "global", days)
 
     # Hourly peaks on a dense grid of hours (NaN where an hour has no value).

@@ -35,6 +35,7 @@ from ..store.target_settings import in_window
 from . import anomalies as anomaly_detection
 from .builder import CatalogReading, ReportRequest, build_report
 from .catalog import CatalogFacts, try_read_catalog
+from .forecasting import Made, make_forecasts
 from .model import KINDS, Report, ReportSettings, iso
 from .queries import ReportQueries
 
@@ -227,6 +228,29 @@ class ReportService:
             settings, _ = self.settings_for(conn, target, start, end)
             inputs = ReportQueries(conn, self.client.schema, settings).anomaly_inputs(target, start, end)
         return anomaly_detection.detect(inputs, settings, target)
+
+    def forecasts(self, target: str | None = None, *, since: datetime | None = None, until: datetime | None = None,
+                  metric: str | None = None) -> tuple[str, datetime, datetime, list[Made]]:
+        """The forecasts of *target* from its history ``[since, until)`` (by default the
+        ``reports.forecast.history_days`` before now), as a report would make them at *until*:
+        the target, the history's bounds and the forecasts (only *metric*'s when given). The
+        statements forecast are the top ``reports.forecast.statements`` by total time of the
+        history's last day."""
+        target = check_target(self.config, target) or self.default_target()
+        until = until or datetime.now(UTC)
+        since = since or until - timedelta(days=self.settings.forecast.history_days)
+        since, until = self.check_window(since, until)
+        with self.client.connection() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            conn.execute(_WORK_MEM)
+            settings, _ = self.settings_for(conn, target, since, until)
+            queries = ReportQueries(conn, self.client.schema, settings)
+            statements = []
+            if metric in (None, "statement_mean_time_ms"):
+                statements = queries.top_statements(target, max(since, until - timedelta(days=1)), until,
+                                                    settings.forecast.statements)
+            made = make_forecasts(queries, target, until, statements, start=since, metric=metric)
+        return target, since, until, made
 
     def settings_for(self, conn: psycopg.Connection[Any], target: str, start: datetime,
                      end: datetime) -> tuple[ReportSettings, str | None]:

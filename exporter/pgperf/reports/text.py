@@ -8,11 +8,13 @@ the report, so a stored report renders the same whenever it is rendered.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 from .formatting import evidence_line, ms, pct, scalar, short, size, time_split, title
-from .model import AdviceEntry, Cpu, Memory, Report, Statement, iso
+from .model import AdviceEntry, Cpu, ForecastDetail, ForecastEntry, Memory, Report, Statement, iso
 
-__all__ = ["TOP_TEXT", "advice_line", "render_json", "render_markdown", "render_text", "resource_lines"]
+__all__ = ["TOP_TEXT", "advice_line", "forecast_lines", "forecast_pairs", "render_json", "render_markdown",
+           "render_text", "resource_lines"]
 
 TOP_TEXT = 5
 
@@ -52,6 +54,34 @@ def resource_lines(report: Report) -> list[str]:
         hours = " ".join(f"{h.hour:02d}h:{h.utilization_max_percent or 0:.0f}%" for h in conn.by_hour)
         lines.append(f"Peak connection utilization by hour (UTC): {hours}")
     return lines
+
+
+def forecast_lines(report: Report) -> list[str]:
+    """Each forecast in a sentence, with its dates: "Disk usage: disk full in 46 days, between 41
+    and 52 (2024-02-15; 95 % interval 2024-02-10 to 2024-02-21)"."""
+    out = []
+    for entry, detail in forecast_pairs(report):
+        sentence = detail.sentence if detail is not None else (entry.reason or entry.method or "")
+        dates = ""
+        if entry.reaches_limit_at is not None:
+            low, high = entry.interval.low, entry.interval.high
+            dates = (f" ({_day(entry.reaches_limit_at)}; 95 % interval {_day(low) if low else 'now'} to "
+                     f"{_day(high) if high else 'beyond the horizon'})")
+        out.append(f"{sentence[:1].upper()}{sentence[1:]}{dates}")
+    return out
+
+
+def forecast_pairs(report: Report) -> list[tuple[ForecastEntry, ForecastDetail | None]]:
+    """Each forecast with its detail (none in a report whose details do not match its forecasts)."""
+    details = report.forecast_details
+    if len(details) != len(report.forecasts) or any(
+            d.metric != e.metric or d.subject != e.subject for e, d in zip(report.forecasts, details, strict=True)):
+        return [(e, None) for e in report.forecasts]
+    return list(zip(report.forecasts, details, strict=True))
+
+
+def _day(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d")
 
 
 def advice_line(a: AdviceEntry) -> str:
@@ -110,6 +140,8 @@ def render_text(report: Report) -> str:
         out += ["", "🛠️ Index Advice (query insight):", *(f"{i}. {line}" for i, line in enumerate(
             (advice_line(a) for a in q.index_advice), 1))]
     out += ["", "🖥️ Resources:", *resource_lines(report)]
+    if report.forecasts:
+        out += ["", "🔮 Forecasts (as of the window's end):", *(f"- {line}" for line in forecast_lines(report))]
     alerts = report.alerts
     out += ["", f"🔔 Alerts in the Window: {alerts.total}"]
     for a in alerts.by_metric:
@@ -125,7 +157,8 @@ def render_text(report: Report) -> str:
         out += [f"{i}. {an.kind}: {an.message}",
                 f"   Impact: {an.impact}, Recommendation: {an.recommendation}"]
         baseline = ms(an.baseline) if an.kind == "query_performance" else scalar(an.baseline)
-        detail = f"   At {iso(an.at)}; baseline median {baseline}, robust z {an.score:g}"
+        against = f" ({an.flagged_by})" if an.flagged_by else ""
+        detail = f"   At {iso(an.at)}; baseline median {baseline}{against}, robust z {an.score:g}"
         if an.query_text:
             detail += f"; query {an.subject}: {short(an.query_text, 70)}"
         out.append(detail)
@@ -189,6 +222,8 @@ def render_markdown(report: Report) -> str:
                                                       for i, a in enumerate(q.index_advice, 1)), ""]
           if q.index_advice else []),
         "## 🖥️ Resources", "", *(f"- {line}" for line in resource_lines(report)), "",
+        *(["## 🔮 Forecasts (as of the window's end)", "",
+           *(f"- {_md_cell(line)}" for line in forecast_lines(report)), ""] if report.forecasts else []),
         f"## 🔔 Alerts ({report.alerts.total})", "",
     ]
     out += [f"- {a.alertname} ({a.severity}): fired {a.count} time(s), {a.resolved_within_10m} resolved "
@@ -202,6 +237,8 @@ def render_markdown(report: Report) -> str:
     out += ["", "## ⚠️ Anomalies", ""]
     for i, an in enumerate(report.anomalies, 1):
         line = f"{i}. **{an.kind}** ({an.impact} impact): {an.message} at {iso(an.at)}"
+        if an.flagged_by:
+            line += f" (baseline: {an.flagged_by})"
         if an.query_text:
             line += f" — `{_md_cell(short(an.query_text, 70))}`"
         out += [line + "  ", f"   {an.recommendation}"]

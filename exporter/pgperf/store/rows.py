@@ -27,6 +27,7 @@ from ..collectors.database import DatabaseCounters, DatabaseStats
 from ..collectors.database_size import DatabaseSizes
 from ..collectors.host import HostUsage
 from ..collectors.statements import StatementDelta, StatementRecords
+from ..collectors.wraparound import WraparoundAges
 from ..models import QueryPerformanceMetric, ResourceMetric
 from ..sampling import Snapshot
 
@@ -113,6 +114,7 @@ class ResourceRow:
     blks_hit: int | None = None
     blks_read: int | None = None
     temp_bytes: int | None = None
+    xid_age: int | None = None
     statements_reset: bool = False
     server_start_time: float | None = None
 
@@ -262,6 +264,9 @@ class BatchBuilder:
         size = records.get(DatabaseSizes)
         if size is not None:
             resource["database_size_bytes"] = size.total_bytes
+        ages = records.get(WraparoundAges)
+        if ages is not None:
+            resource["xid_age"] = ages.xid_age
         if snap.server is not None and snap.server.postmaster_start_time is not None:
             resource["server_start_time"] = snap.server.postmaster_start_time.timestamp()
 

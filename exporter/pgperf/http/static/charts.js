@@ -3,8 +3,15 @@
  * package vendors (chart.umd.min.js). The description is pgperf's own small format:
  *
  *   {id, kind: line|bar|hbar|doughnut, title, x: time|category, xmin, xmax, labels,
- *    series: [{label, data, axis: y|y2, tooltips}], axes: {y: {title, min, max, format}, y2: {...}},
- *    markers: [epoch ms, ...], empty: "text shown instead of an empty chart"}
+ *    series: [{label, data, axis: y|y2, tooltips, color, dash, width, points, fill, legend}],
+ *    axes: {y: {title, min, max, format}, y2: {...}}, markers: [epoch ms, ...],
+ *    tooltip: "nearest", empty: "text shown instead of an empty chart"}
+ *
+ * A series may be drawn dashed (dash: true), without its line (width: 0) or its points
+ * (points: false), filled down to the series before it (fill: "-1": a forecast's band
+ * between its low and high series) and left out of the legend (legend: false). A chart
+ * whose series have points at different times (a forecast: history, then projection)
+ * shows the nearest point in its tooltip (tooltip: "nearest") rather than one per series.
  *
  * Times are epoch milliseconds and shown in UTC, as everywhere in pgperf. No inline script
  * and no network access: the page's Content-Security-Policy allows neither. */
@@ -23,7 +30,10 @@
     var hm = pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes());
     if (step > 0 && step < 60000) { return hm + ":" + pad(d.getUTCSeconds()); }
     if (span < 2 * 86400000) { return hm; }
-    return pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate()) + " " + hm;
+    var day = pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate());
+    /* Ticks whole days apart (a forecast's months): the date alone, with the year over a long span. */
+    if (step >= 86400000) { return span > 300 * 86400000 ? d.getUTCFullYear() + "-" + day : day; }
+    return day + " " + hm;
   }
 
   function fullTime(ms) {
@@ -62,7 +72,7 @@
 
   /* A round step for a time axis spanning *span* milliseconds: about 6 ticks. */
   var TIME_STEPS = [1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
-                    172800, 604800].map(function (sec) { return sec * 1000; });
+                    172800, 604800, 1209600, 2592000, 5184000, 7776000].map(function (sec) { return sec * 1000; });
   function timeStep(span) {
     var want = span / 6;
     for (var i = 0; i < TIME_STEPS.length; i++) { if (TIME_STEPS[i] >= want) { return TIME_STEPS[i]; } }
@@ -141,9 +151,13 @@
       var color = s.color || PALETTE[i % PALETTE.length];
       var d = {
         label: s.label, data: s.data, borderColor: color, backgroundColor: color, borderWidth: 2,
-        pointRadius: (s.data || []).length < 40 ? 2.5 : 0, pointHitRadius: 6, tension: 0, spanGaps: false
+        pointRadius: (s.data || []).length < 40 && s.points !== false ? 2.5 : 0, pointHitRadius: 6, tension: 0,
+        spanGaps: false
       };
       if (kind === "line" || s.kind === "line") { d.type = "line"; d.backgroundColor = color + "33"; }
+      if (s.dash) { d.borderDash = [6, 4]; }
+      if (s.width !== undefined) { d.borderWidth = s.width; }
+      d.fill = s.fill || false;
       if (kind === "bar" || kind === "hbar") { d.maxBarThickness = 36; }
       if (s.axis) { d.yAxisID = s.axis; }
       if (kind === "doughnut") { d.backgroundColor = (spec.labels || []).map(function (_, j) { return PALETTE[j % PALETTE.length]; }); d.borderColor = "#fff"; }
@@ -151,12 +165,16 @@
     });
     var options = {
       responsive: true, maintainAspectRatio: false, animation: false, normalized: true,
-      interaction: {mode: kind === "doughnut" ? "nearest" : "index", intersect: kind === "doughnut"},
+      interaction: spec.tooltip === "nearest" ? {mode: "nearest", axis: "x", intersect: false} :
+        {mode: kind === "doughnut" ? "nearest" : "index", intersect: kind === "doughnut"},
       plugins: {
         title: {display: !!spec.title, text: spec.title, align: "start", font: {size: 14, weight: "600"},
                 padding: {top: 2, bottom: 8}},
         /* Not full size: the legend keeps below the title, never beside or over it. */
-        legend: {position: kind === "doughnut" ? "right" : "bottom", fullSize: false, labels: {boxWidth: 12}},
+        legend: {position: kind === "doughnut" ? "right" : "bottom", fullSize: false, labels: {
+          boxWidth: 12,
+          filter: function (item) { return ((spec.series || [])[item.datasetIndex] || {}).legend !== false; }
+        }},
         pgperfMarkers: {at: spec.markers || []},
         tooltip: {callbacks: {}}
       },
