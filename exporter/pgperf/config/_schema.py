@@ -15,10 +15,13 @@ from importlib import resources
 from typing import Any, Literal
 
 import yaml
+from psycopg import ProgrammingError
+from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field, SecretStr, create_model, field_validator, model_validator
 
 from .._types import CommaList, Duration, Model, Percent, PositiveInt, parse_duration
 from ..collectors import REGISTRY
+from ..db import describe_dsn
 from ..redact import redact
 from .insight import InsightOptions
 
@@ -295,9 +298,6 @@ def _dsn(value: str | None) -> str | None:
     appears in the error."""
     if value is None or value == "":
         return value
-    from psycopg import ProgrammingError
-    from psycopg.conninfo import conninfo_to_dict
-
     try:
         conninfo_to_dict(value)
     except ProgrammingError as exc:
@@ -488,8 +488,6 @@ class Config(Model):
         and the name made from its DSN (``host:port/dbname``) is not a valid target name,
         for instance a database name with a space; ``load_config`` reports that as a
         configuration problem."""
-        from ..db import describe_dsn
-
         if self.dsn is not None or not (self.targets or self.target_files):
             dsn = self.dsn or ""
             name = self.target_name or describe_dsn(dsn)
