@@ -30,7 +30,7 @@ from pgperf.insight import (
     mark_applied,
     refresh_plans,
 )
-from pgperf.insight.advice import candidates_from_plan
+from pgperf.insight.advice import candidates_from_plan, table_facts, write_note
 from pgperf.insight.options import AdviceOptions
 from pgperf.insight.store import (
     observed_means,
@@ -292,6 +292,37 @@ def _reading(at: float, counts: list[tuple[int | None, str, str, int]]) -> WaitR
     return WaitReading("pg_stat_activity", at, 1.0, tuple(WaitCount(*c) for c in counts))
 
 
+def test_a_bulk_load_before_the_last_analyze_does_not_inflate_the_write_rate(
+        pg_cluster: Cluster, insight_db: str) -> None:
+    """The write rate of an advice is the rows changed since the table's last analyze: the
+    300,000 rows loaded before it are not spread over the time since the stats reset."""
+    with psycopg.connect(pg_cluster.dsn(dbname=insight_db), autocommit=True) as conn:
+
+        def inserted(n: int) -> None:  # until the statistics hold this session's inserts
+            def seen() -> bool:
+                row = conn.execute("SELECT n_tup_ins FROM pg_stat_user_tables WHERE relname = 'bulk_loaded'"
+                                   ).fetchone()
+                return row is not None and row[0] >= n
+            wait_until(seen, timeout=20, message=f"{n} inserts in pg_stat_user_tables")
+
+        conn.execute("DROP TABLE IF EXISTS bulk_loaded")
+        conn.execute("CREATE TABLE bulk_loaded (id int)")
+        conn.execute("INSERT INTO bulk_loaded SELECT generate_series(1, 300000)")
+        inserted(300000)
+        never = table_facts(conn, [("public", "bulk_loaded")])[("public", "bulk_loaded")]
+        conn.execute("ANALYZE bulk_loaded")
+        conn.execute("INSERT INTO bulk_loaded SELECT generate_series(1, 10)")
+        inserted(300010)
+        conn.execute("SELECT pg_sleep(1.1)")
+        facts = table_facts(conn, [("public", "bulk_loaded")])[("public", "bulk_loaded")]
+        conn.execute("DROP TABLE bulk_loaded")
+    # Before the analyze: every row since the reset.
+    assert never.since_analyze is False and never.writes_per_second is not None
+    assert facts.since_analyze is True and facts.writes_per_second is not None
+    assert 0 < facts.writes_per_second <= 10  # 10 rows in at least a second, not 300,010 rows
+    assert "since its last analyze" in write_note(facts)
+
+
 def test_advice_without_hypopg_is_heuristic(pg_cluster: Cluster, pgperf_conn: psycopg.Connection[Any]) -> None:
     server = _server(pgperf_conn, hypopg_schema=None)
     qid = 7
@@ -301,7 +332,7 @@ def test_advice_without_hypopg_is_heuristic(pg_cluster: Cluster, pgperf_conn: ps
     assert [(a.table, a.columns, a.verified, a.cost_after, a.query_ids) for a in advice] == [
         ("public.game_hands", ("player_id", "created_at"), "heuristic", None, (qid,))]
     assert advice[0].cost_before == plans[0].total_cost
-    assert "Not verified by the planner" in advice[0].note and "inserts and updates per second" in advice[0].note
+    assert "Not verified by the planner" in advice[0].note and "rows inserted, updated or deleted per second" in advice[0].note
     assert advice[0].writes_per_second is not None and advice[0].writes_per_second > 0
     # A small table proposes nothing, nor does a column an index already starts with.
     assert advise(pgperf_conn, plans, [statement], server, SETTINGS, AdviceOptions(min_table_rows=10**9)) == []

@@ -14,9 +14,10 @@
    cost falls to at most ``max_cost_ratio`` (half) of what it was; ``hypopg_reset()``
    follows every candidate. Without HypoPG every candidate is kept, ``verified:
    "heuristic"``, with a note saying how to verify it.
-3. **Write cost.** Every advice carries its table's inserts and updates per second
-   (pg_stat_user_tables since the statistics were reset) and says that each of them will
-   also maintain the index.
+3. **Write cost.** Every advice carries its table's rows written per second
+   (pg_stat_user_tables: the rows changed since the table's last analyze, so that a bulk
+   load before it does not inflate the rate; since the statistics were reset for a table
+   never analyzed) and says that each insert and update will also maintain the index.
 4. **Applied.** ``mark_applied`` sets ``status: "applied"`` where a valid index whose
    leading columns are the advice's now exists.
 """
@@ -76,8 +77,12 @@ class TableFacts:
     reltuples: float
     #: Key columns of each valid, non-partial index (None for an expression column).
     indexes: tuple[tuple[str | None, ...], ...]
-    #: Inserts plus updates per second since the statistics were reset; None if unknown.
+    #: Rows inserted, updated or deleted per second since the table's last (auto)analyze —
+    #: a recent rate, which a bulk load before that analyze does not inflate — or, for a
+    #: table never analyzed, since the statistics were reset; None if unknown.
     writes_per_second: float | None
+    #: Whether ``writes_per_second`` is the rate since the last analyze.
+    since_analyze: bool = False
 
     def has_index_on(self, columns: Sequence[str]) -> bool:
         """An index whose leading columns are *columns* exists."""
@@ -221,10 +226,15 @@ SELECT n.nspname, c.relname, c.reltuples::float8,
                    LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum AND k.attnum > 0
                    ORDER BY k.ord), chr(31)))
                  FROM pg_index i WHERE i.indrelid = c.oid AND i.indisvalid AND i.indpred IS NULL), '{}'),
-       (coalesce(s.n_tup_ins, 0) + coalesce(s.n_tup_upd, 0))
-         / nullif(extract(epoch FROM now() - coalesce(
-             (SELECT stats_reset FROM pg_stat_database WHERE datname = current_database()),
-             pg_postmaster_start_time())), 0)
+       CASE WHEN greatest(s.last_analyze, s.last_autoanalyze) IS NOT NULL
+            THEN s.n_mod_since_analyze
+                 / greatest(extract(epoch FROM now() - greatest(s.last_analyze, s.last_autoanalyze)), 1)
+            ELSE (coalesce(s.n_tup_ins, 0) + coalesce(s.n_tup_upd, 0) + coalesce(s.n_tup_del, 0))
+                 / nullif(extract(epoch FROM now() - coalesce(
+                     (SELECT stats_reset FROM pg_stat_database WHERE datname = current_database()),
+                     pg_postmaster_start_time())), 0)
+       END,
+       greatest(s.last_analyze, s.last_autoanalyze) IS NOT NULL
 FROM unnest(%s::text[], %s::text[]) AS t(nspname, relname)
 JOIN pg_namespace n ON n.nspname = t.nspname
 JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.relname
@@ -240,21 +250,22 @@ def table_facts(conn: psycopg.Connection[Any], tables: Iterable[tuple[str, str]]
     with conn.cursor(row_factory=tuple_row) as cur:
         rows = cur.execute(_FACTS_SQL, ([s for s, _ in wanted], [t for _, t in wanted])).fetchall()
     out = {}
-    for schema, relname, reltuples, indexes, writes in rows:
+    for schema, relname, reltuples, indexes, writes, since_analyze in rows:
         keys = tuple(tuple(col or None for col in index.split(chr(31))) for index in indexes)
         out[(schema, relname)] = TableFacts(schema, relname, max(0.0, float(reltuples)), keys,
-                                            None if writes is None else float(writes))
+                                            None if writes is None else float(writes), bool(since_analyze))
     return out
 
 
 # -- advice ----------------------------------------------------------------------------
 
 
-def _write_note(facts: TableFacts | None) -> str:
+def write_note(facts: TableFacts | None) -> str:
     if facts is None or facts.writes_per_second is None:
         return "Write rate unknown: each insert and update of the table will also maintain the index."
-    return (f"{facts.writes_per_second:,.2f} inserts and updates per second on this table (since its statistics "
-            "were reset): each will also maintain the index.")
+    since = "since its last analyze" if facts.since_analyze else "since its statistics were reset"
+    return (f"{facts.writes_per_second:,.2f} rows inserted, updated or deleted per second on this table ({since}): "
+            "each insert and update will also maintain the index.")
 
 
 def advise(
@@ -286,7 +297,7 @@ def advise(
         advice.append(IndexAdvice(
             schema=schema, relname=relname, columns=columns, query_ids=tuple(sorted(using)),
             cost_before=sum(p.total_cost for p in using.values()), cost_after=None, verified="heuristic",
-            writes_per_second=table.writes_per_second, note=_write_note(table), datname=datname,
+            writes_per_second=table.writes_per_second, note=write_note(table), datname=datname,
         ))
     if server.hypopg_schema is not None:
         paths = search_paths(conn, (s.username for s in statements if s.username))

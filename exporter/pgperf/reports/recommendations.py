@@ -246,7 +246,7 @@ def index_advice(report: Report, s: ReportSettings, catalog: CatalogFacts | None
         proof = ("taken from the statements' plans, not verified (install HypoPG in the database to have the "
                  "planner verify it)")
         severity = "low"
-    writes = (f"; {first.writes_per_second:,.2f} inserts and updates per second on the table will maintain it"
+    writes = (f"; {first.writes_per_second:,.2f} rows written per second on the table will maintain it"
               if first.writes_per_second is not None else "")
     more = f" ({len(advice) - 1} more index advice: pgperf advise)" if len(advice) > 1 else ""
     return [Recommendation(
