@@ -151,6 +151,27 @@ def test_the_plan_hash_is_stable_and_follows_the_plan(pg_cluster: Cluster, pgper
         pg_cluster.execute("DROP INDEX players_nick_idx", DB)
 
 
+class _ForgetfulConnection(psycopg.Connection[Any]):
+    """A session whose prepared statements vanish after each EXPLAIN (DEALLOCATE ALL), as
+    the planning session's once did on a server just restarted."""
+
+    def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+        cursor = super().execute(query, *args, **kwargs)
+        text = query.as_string(self) if isinstance(query, psycopg.sql.Composable) else str(query)
+        if text.startswith("EXPLAIN"):
+            super().execute("DEALLOCATE ALL")
+        return cursor
+
+
+def test_a_prepared_statement_already_gone_does_not_fail_the_plan(pg_cluster: Cluster, insight_db: str) -> None:
+    dsn = pg_cluster.dsn(dbname=insight_db)
+    with _ForgetfulConnection.connect(dsn, autocommit=True, **SETTINGS.connect_kwargs(dsn)) as conn:
+        server = InsightServer(**{**detect_insight(conn).__dict__, "version_num": 150000})  # PREPARE, on any major
+        plan = explain(conn, Statement(1, "SELECT * FROM players WHERE id = $1"), server, SETTINGS)
+        assert plan.method == "prepared_generic" and plan.total_cost > 0
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
 def test_unknown_parameter_types_are_skipped_and_counted(pg_cluster: Cluster,
                                                         pgperf_conn: psycopg.Connection[Any]) -> None:
     server = detect_insight(pgperf_conn)

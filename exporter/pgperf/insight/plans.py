@@ -277,7 +277,12 @@ def explain(
         raise PlanSkipped(_classify(exc), str(exc).strip()) from None
     finally:
         if prepared and not conn.closed and not conn.broken:
-            conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(PREPARED_NAME)))
+            try:
+                conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(PREPARED_NAME)))
+            except psycopg.errors.InvalidSqlStatementName:
+                # Already gone (seen once on a server just restarted): what matters is that
+                # the name is free for the next statement, and it is.
+                log.debug("insight: %s was already deallocated", PREPARED_NAME)
     assert row is not None  # EXPLAIN returns one row
     document = row[0]
     if isinstance(document, str):  # json arrives as text where no loader applies
