@@ -127,6 +127,8 @@ def statements(draw: Any) -> str:
 
 @settings(max_examples=300, deadline=None)
 @given(statements())
+@example("B''\n'''' ")  # a bit string continued: its quotes are never doubled
+@example("X'ab'\n'cd''' ")
 def test_lexer_agrees_with_the_server_scanner_on_generated_statements(text: str) -> None:
     assert our_tokens(text) == server_tokens(text)
 

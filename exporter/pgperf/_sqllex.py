@@ -59,10 +59,12 @@ class Token(NamedTuple):
     closed: bool = True
 
 
-def _scan_quoted(text: str, pos: int, escapes: bool, segments: list[tuple[int, int]] | None = None) -> tuple[int, bool]:
+def _scan_quoted(text: str, pos: int, escapes: bool, segments: list[tuple[int, int]] | None = None,
+                 *, doubled: bool = True) -> tuple[int, bool]:
     """End of the quoted literal whose first segment's content starts at *pos* (after the
     opening quote), and whether it was closed; the content of each segment is appended to
-    *segments* as (start, end)."""
+    *segments* as (start, end). *doubled*: a doubled quote is content (not in bit and hex
+    strings, B'...' and X'...', whose first quote ends them: scan.l's xbinside, xhinside)."""
     body = _ESCAPE_BODY if escapes else _PLAIN_BODY
     n = len(text)
     first = pos
@@ -78,7 +80,7 @@ def _scan_quoted(text: str, pos: int, escapes: bool, segments: list[tuple[int, i
                 return n, False
             continue
         # A quote: doubled, it is content; else it closes this segment.
-        if text.startswith("''", pos):
+        if doubled and text.startswith("''", pos):
             pos += 2
             continue
         if segments is not None:
@@ -158,7 +160,7 @@ def tokens(text: str) -> Iterator[Token]:
                 nxt = text[pos + 1]
                 up = c.upper()
                 if nxt == "'" and up in "EBXN":
-                    end, closed = _scan_quoted(text, pos + 2, up == "E")
+                    end, closed = _scan_quoted(text, pos + 2, up == "E", doubled=up not in "BX")
                     yield Token(STRING, pos, end, up, closed)
                     pos = end
                     continue
@@ -244,7 +246,7 @@ def decode_string(text: str, token: Token, uescape: str = "\\") -> str:
     prefix = {"''": 1, "U&": 3}.get(token.style, 2)
     # Segments continued on a new line are one value.
     segments: list[tuple[int, int]] = []
-    _scan_quoted(raw, prefix, token.style == "E", segments)
+    _scan_quoted(raw, prefix, token.style == "E", segments, doubled=token.style not in ("B", "X"))
     body = "".join(raw[a:b] for a, b in segments)
     if token.style == "E":
         return _E_ESCAPE.sub(_e_unescape, body)
