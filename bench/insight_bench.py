@@ -7,8 +7,7 @@ several runs:
 
 * a plans refresh of the top ``max_statements`` statements by total time (and of all
   2,000, to show how it scales), and the index advice made from those plans;
-* one reading of the wait sampling sources (pg_stat_activity; pg_wait_sampling's profile),
-  which is one second of sampling at the default ``insight.waits.interval``;
+* one reading of the wait sampling sources (pg_stat_activity; pg_wait_sampling's profile);
 * for scale, one read of all pg_stat_statements entries, the largest query of every
   sampling cycle;
 * the sampling cost insight is judged against: one sample of the same server by pgperf's
@@ -20,10 +19,11 @@ the sampler each connect as a role of their own), as the side-by-side comparison
 (/proc/PID/schedstat, in nanoseconds: parsing, planning and the protocol included);
 "pgperf CPU" the CPU time of the thread doing the work (the active sessions' clients are
 other threads of this process); "wall" the elapsed time. At the default intervals insight
-costs one wait reading a second (of the source ``insight.waits.source: auto`` picks:
-pg_wait_sampling where it is preloaded, pg_stat_activity elsewhere) plus a plans refresh and
-its advice every 5 minutes; that is set against the sampling cost per second, at the
-budget's 15 s sampling and at each profile's interval.
+costs four looks at pg_stat_activity per sampling interval (at most one a second), or one
+read of pg_wait_sampling's profile per sampling interval where it is preloaded, plus a plans
+refresh and its advice every 80 sampling intervals (at least 5 minutes apart); that is set
+against the sampling cost per second, at the budget's 15 s sampling and at each profile's
+interval.
 
     .venv/bin/python bench/insight_bench.py [--statements 2000] [--max-statements 50] [--json]
 """
@@ -213,24 +213,31 @@ def run(statements: int = 2000, max_statements: int | None = None, repeats: int 
             results["sample"] = _sampling(cluster, admin, repeats)
     finally:
         cluster.destroy()
-    defaults = InsightOptions()
     source = "waits_pg_wait_sampling" if server.wait_sampling else "waits_pg_stat_activity"
     results["waits_default_source"] = source.removeprefix("waits_")
-    intervals = {"budget_15s": BUDGET_INTERVAL, **{
+    results["intervals"] = {"budget_15s": BUDGET_INTERVAL, **{
         profile: float(load_config(flags={"profile": profile}, env={}).sampling_interval) for profile in PROFILES}}
-    results["intervals"] = intervals
+    per_second(results)
+    return results
+
+
+def per_second(results: dict[str, Any]) -> None:
+    """Add to *results* insight's cost per second at its default intervals for each sampling
+    interval of ``results["intervals"]``, and the sampling cost per second, from the costs
+    measured per piece of work."""
+    defaults = InsightOptions()
     for kind in ("db_time_ms", "db_cpu_ms", "pgperf_cpu_ms"):
-        plans = (results["plans_top"][kind] + results["advice_top"][kind]) / defaults.plans.interval
+        work = results["plans_top"][kind] + results["advice_top"][kind]
         # pg_stat_activity is looked at every insight.waits.interval; pg_wait_sampling's
         # cumulative profile is read once per sampling interval (insight.service).
         results[f"insight_{kind}_per_second"] = {name: {
-            "pg_stat_activity": round(plans + results["waits_pg_stat_activity"][kind] / defaults.waits.interval, 4),
-            "pg_wait_sampling": round(plans + results["waits_pg_wait_sampling"][kind]
-                                      / max(defaults.waits.interval, seconds), 4),
-        } for name, seconds in intervals.items()}
+            "pg_stat_activity": round(work / defaults.plans.every(seconds)
+                                      + results["waits_pg_stat_activity"][kind] / defaults.waits.every(seconds), 4),
+            "pg_wait_sampling": round(work / defaults.plans.every(seconds) + results["waits_pg_wait_sampling"][kind]
+                                      / max(defaults.waits.every(seconds), seconds), 4),
+        } for name, seconds in results["intervals"].items()}
         results[f"sampling_{kind}_per_second"] = {name: round(results["sample"][kind] / seconds, 4)
-                                                   for name, seconds in intervals.items()}
-    return results
+                                                   for name, seconds in results["intervals"].items()}
 
 
 PASSWORD = "bench-0123456789"  # the throwaway cluster's roles (pg_hba asks for one over TCP)

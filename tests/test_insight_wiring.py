@@ -269,8 +269,16 @@ def test_insight_settings_and_their_variables() -> None:
     insight = config.insight
     assert (insight.waits.interval, insight.plans.interval, insight.plans.max_statements) == (0.5, 600.0, 20)
     assert insight.waits.source == "pg_stat_activity"
-    defaults = load_config(flags={"profile": "production"}, env={}).insight
-    assert (defaults.waits.interval, defaults.plans.interval) == (1.0, 300.0)
+    assert (insight.waits.every(10.0), insight.plans.every(10.0)) == (0.5, 600.0)  # set: whatever the sampling
+    # Unset: a quarter of the sampling interval (at least 1 s), 80 of them (at least 5 minutes).
+    for profile, waits, plans in (("development", 2.5, 800.0), ("production", 15.0, 4800.0),
+                                  ("analytics", 30.0, 9600.0)):
+        config = load_config(flags={"profile": profile}, env={})
+        defaults = config.insight
+        assert (defaults.waits.interval, defaults.plans.interval) == (None, None)
+        assert defaults.waits.every(config.sampling_interval) == waits
+        assert defaults.plans.every(config.sampling_interval) == plans
+    assert (defaults.waits.every(1.0), defaults.plans.every(1.0)) == (1.0, 300.0)
     with pytest.raises(ConfigError) as refused:
         load_config(flags={"profile": "development"}, env={"PGPERF_INSIGHT_PLANS_MAX_STATEMENTS": "0",
                                                             "PGPERF_INSIGHT_WAITS_INTERVAL": "soon"})

@@ -3,14 +3,14 @@ on a schedule, the results in the store and on ``/metrics``.
 
 * **Waits.** Each target's ``TargetInsight`` is the work its sampler does between samples
   (``sampling.between``): one reading of the active sessions every
-  ``insight.waits.interval`` on the sampler's own connection (of pg_wait_sampling's
+  ``insight.waits.interval`` (by default a quarter of the sampling interval) on the sampler's own connection (of pg_wait_sampling's
   cumulative profile, where that is the source, once per sampling interval). Its bounded families are in
   every snapshot of the target; the per-statement profiles of each sampling interval go to
   the store with that sample (``with_waits``: the batch's rows, written in the sample's
   transaction, spooled with it while the store is away).
 * **Plans and advice.** The statements a target's samples saw (pg_stat_statements deltas)
   are summed until the next refresh. One thread refreshes each target every
-  ``insight.plans.interval`` — the first as soon as statements were seen: the slow
+  ``insight.plans.interval`` (by default 80 sampling intervals) — the first as soon as statements were seen: the slow
   statements and the top ones by total time (``insight.plans.max_statements``) are planned
   and advised on per database (``refresh``): those of the target's own database on a
   connection of the target's pool (with ``connection.pool_size`` 2 or more: the sampler
@@ -122,7 +122,7 @@ class TargetInsight:
         #: The target's pool (``InsightService.attach``): its own database is planned there.
         self.db: TargetDatabase | None = None
         waits = config.insight.waits
-        self.waits = WaitSampler(target.name, source=waits.source, interval=waits.interval)
+        self.waits = WaitSampler(target.name, source=waits.source, interval=waits.every(config.sampling_interval))
         self._lock = threading.Lock()
         self._detected: tuple[ServerInfo, InsightServer] | None = None
         self._wait_errors: Counter[str] = Counter()
@@ -144,7 +144,7 @@ class TargetInsight:
     def apply_config(self, config: Config) -> None:
         self.config = config
         self.waits.source = config.insight.waits.source
-        self.waits.interval = config.insight.waits.interval
+        self.waits.interval = config.insight.waits.every(config.sampling_interval)
 
     # -- between samples (sampling.between.BetweenSamples) --------------------------------
 
@@ -158,8 +158,8 @@ class TargetInsight:
             return None
         detected = self._detected
         if detected is not None and detected[1].wait_sampling and waits.source != "pg_stat_activity":
-            return max(waits.interval, self.config.sampling_interval)
-        return waits.interval
+            return max(waits.every(self.config.sampling_interval), self.config.sampling_interval)
+        return waits.every(self.config.sampling_interval)
 
     def run(self, conn: psycopg.Connection[Any], server: ServerInfo) -> None:
         """One reading of the wait sampling source on the sampler's connection."""
@@ -260,7 +260,8 @@ class TargetInsight:
                 self._changes.setdefault(key, [0, 0])[0] += 1
             # A series lives while its statement was planned within the alert's hour (the
             # rule reads increase(...[1h])), MAX_PLAN_SERIES at most.
-            recent = self._refreshes - int(PLAN_SERIES_SECONDS / self.config.insight.plans.interval) - 1
+            every = self.config.insight.plans.every(self.config.sampling_interval)
+            recent = self._refreshes - int(PLAN_SERIES_SECONDS / every) - 1
             kept = sorted(((k, v) for k, v in self._changes.items() if v[1] >= recent), key=lambda kv: -kv[1][1])
             self._changes = dict(kept[:MAX_PLAN_SERIES])
             self._refresh_seconds = summary.seconds
@@ -391,7 +392,8 @@ class InsightService:
                 if not self.config.insight.plans.enabled:
                     continue
                 if time.monotonic() >= target.next_refresh and target.has_statements():
-                    target.next_refresh = time.monotonic() + self.config.insight.plans.interval
+                    target.next_refresh = time.monotonic() + self.config.insight.plans.every(
+                        self.config.sampling_interval)
                     try:
                         self.refresh(name)
                     except Exception:  # as the store writer: a defect is logged, the thread goes on
