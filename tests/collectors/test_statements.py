@@ -174,6 +174,59 @@ def test_query_label_holds_the_text_with_the_store_disabled(pg_cluster: Cluster)
     assert all(query for query in labels.values())  # no statement without its text
 
 
+def _text_reads(conn: psycopg.Connection[Any]) -> int:
+    """Rows the statements collector's text query has returned so far: one per text read
+    from pg_stat_statements' text file."""
+    row = conn.execute("SELECT coalesce(sum(rows), 0) FROM pg_stat_statements WHERE query LIKE %s",
+                       ("SELECT DISTINCT ON (queryid) queryid, query FROM %pg_stat_statements(%",)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_texts_are_read_only_for_statements_not_seen_before(pg_cluster: Cluster) -> None:
+    """A statement's text is read from pg_stat_statements once: a later sample in which it
+    ran again takes it from the target's cache, and reads only the texts of new query ids."""
+    config = make_config(pg_cluster.dsn(), store={"enabled": False},
+                         collectors={"statements": {"top_n": 10000}})
+    sampler = TargetSampler(config.resolved_targets()[0], config)
+    with pg_cluster.connect() as conn:
+        _marker(conn, "seen_text_marker")
+        _marker(conn, "new_text_marker")
+        sampler.open()
+        try:
+            assert sampler.sample() is not None  # the baseline
+            conn.execute("SELECT x FROM seen_text_marker")
+            assert sampler.sample() is not None  # reads the text of seen_text_marker
+            seen = _queryid(conn, "seen_text_marker")
+            assert seen in sampler.text_cache.texts
+            cached_before = set(sampler.text_cache.texts)
+            conn.execute("SELECT x FROM seen_text_marker")
+            conn.execute("SELECT x FROM new_text_marker")
+            reads_before = _text_reads(conn)
+            snap = sampler.sample()
+            reads = _text_reads(conn) - reads_before
+        finally:
+            sampler.close()
+    assert snap is not None and snap.up
+    records = snap.records.get(StatementRecords)
+    assert records is not None
+    ran = {d.queryid for d in records.deltas}
+    new = _queryid_of(records, "new_text_marker")
+    assert {seen, new} <= ran
+    assert new not in cached_before
+    # Only the texts the cache did not hold were read: not the seen statement's.
+    assert reads == len(ran - cached_before) >= 1
+    assert reads < len(ran)
+    assert records.texts[seen] == "SELECT x FROM seen_text_marker"
+    assert records.texts[new] == sampler.text_cache.texts[new] == "SELECT x FROM new_text_marker"
+
+
+def _queryid_of(records: StatementRecords, fragment: str) -> int:
+    found = [qid for qid, text in records.texts.items() if text.startswith("SELECT") and fragment in text]
+    assert len(found) == 1, f"no single statement like {fragment!r} in {sorted(records.texts.values())}"
+    return found[0]
+
+
 def test_statements_disabled_without_extension(pg_cluster: Cluster) -> None:
     pg_cluster.execute("DROP DATABASE IF EXISTS no_pgss")
     pg_cluster.execute("CREATE DATABASE no_pgss")
