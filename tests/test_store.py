@@ -20,6 +20,8 @@ from pgperf.store import (
     SampleBatch,
     Spool,
     StoreClient,
+    StoreSessions,
+    StoreWriter,
     apply_retention,
     ensure_partitions,
     list_partitions,
@@ -307,3 +309,43 @@ def test_concurrent_submit_keeps_order(tmp_path: Path) -> None:
         spool.remove(item[0])
     assert order == sorted(order) and len(order) == 20
     spool.close()
+
+
+def _session_settings(conn: Any) -> dict[str, Any]:
+    names = ("application_name", "TimeZone", "statement_timeout", "lock_timeout",
+             "idle_in_transaction_session_timeout")
+    settings: dict[str, Any] = {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in names}
+    settings["autocommit"] = conn.autocommit
+    return settings
+
+
+def test_every_store_session_comes_from_one_factory(pg_cluster: Cluster, tmp_path: Path) -> None:
+    """The writer, its maintenance and the client's pool open their sessions through
+    StoreSessions: the same limits, UTC and autocommit on each, told apart by name."""
+    config = store_config(pg_cluster.dsn(), pg_cluster.dsn(), tmp_path / "spool",
+                          connection={"statement_timeout": 3})
+    sessions = StoreSessions(config)
+    expected = {"TimeZone": "UTC", "statement_timeout": "30s", "lock_timeout": "5s",
+                "idle_in_transaction_session_timeout": "1min", "autocommit": True}
+    with sessions.connect() as writer_session:
+        assert _session_settings(writer_session) == {**expected, "application_name": "pgperf-store"}
+    pool = sessions.pool()
+    pool.open(wait=True)
+    try:
+        with pool.connection() as api_session:
+            assert _session_settings(api_session) == {**expected, "application_name": "pgperf-api"}
+    finally:
+        pool.close()
+    # The writer and the client use it: their sessions carry its names.
+    writer = StoreWriter(config, spool_dir=tmp_path / "spool", sessions=sessions)
+    client = StoreClient(config, sessions=sessions)
+    writer.start()
+    try:
+        with client.connection() as conn:
+            assert _session_settings(conn)["application_name"] == "pgperf-api"
+            wait_until(lambda: pg_cluster.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgperf-store'")[0][0] >= 1,
+                message="the writer's session")
+    finally:
+        writer.stop()
+        client.close()
