@@ -10,14 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import numpy as np
-import numpy.typing as npt
+from ._numpy import np
 
-__all__ = ["MAD_SCALE", "FloatArray", "IntArray", "as_arrays", "group_max", "group_medians", "mad", "to_datetime"]
+if TYPE_CHECKING:  # the array types are annotations only: numpy is imported at first use
+    from typing import TypeAlias
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
+    import numpy.typing as npt
+
+    FloatArray: TypeAlias = npt.NDArray[np.float64]
+    IntArray: TypeAlias = npt.NDArray[np.int64]
+
+__all__ = ["MAD_SCALE", "as_arrays", "group_max", "group_medians", "mad", "to_datetime"]
 
 # 1.4826 * MAD estimates the standard deviation of normally distributed values.
 MAD_SCALE = 1.4826

@@ -36,10 +36,9 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-import numpy as np
-
 from ..models import Anomaly
 from ..store.rollup import floor_hour
+from ._numpy import np
 from .model import ReportSettings
 from .queries import AnomalyInputs, StatementSeries
 from .seasonal import Baseline, SpikeRule, Verdict, detect_spikes

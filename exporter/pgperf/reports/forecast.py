@@ -58,13 +58,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
-
-from ._robust import MAD_SCALE, FloatArray, IntArray, as_arrays, group_max, group_medians, mad, to_datetime
+from ._numpy import np
+from ._robust import MAD_SCALE, as_arrays, group_max, group_medians, mad, to_datetime
 from .model import iso
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from ._robust import FloatArray, IntArray
 
 __all__ = [
     "HORIZON", "LEVEL", "METRICS", "MIN_POINTS", "MIN_SPAN", "Forecast", "Interval", "MetricKind", "NoForecast",

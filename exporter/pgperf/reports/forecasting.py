@@ -29,14 +29,17 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..collectors.wraparound import WRAPAROUND_XIDS
-from ._robust import FloatArray, group_medians, to_datetime
+from ._numpy import np
+from ._robust import group_medians, to_datetime
 from .forecast import METRICS, Forecast, Interval, NoForecast, Options, describe, forecast
 from .model import ForecastDetail, ForecastEntry, ReportSettings
 from .queries import ReportQueries, ResourceHistory
+
+if TYPE_CHECKING:
+    from ._robust import FloatArray
 
 __all__ = ["RESOURCE_METRICS", "XID_STOP_AGE", "Made", "forecast_of", "make_forecasts", "options"]
 

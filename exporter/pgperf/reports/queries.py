@@ -23,17 +23,19 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import psycopg
 from psycopg import sql
 
 from ..insight.advice import IndexAdvice
 from ..insight.store import read_advice, wait_seconds
 from ..store.rollup import HOUR, floor_hour
-from ._robust import FloatArray
+from ._numpy import np
 from .model import ReportSettings, iso
+
+if TYPE_CHECKING:
+    from ._robust import FloatArray
 
 __all__ = ["RESOURCE_SERIES", "AnomalyInputs", "ReportQueries", "ResourceHistory", "StatementSeries", "Window"]
 

@@ -38,12 +38,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-
-from ._robust import MAD_SCALE, FloatArray, as_arrays, group_max, mad, to_datetime
+from ._numpy import np
+from ._robust import MAD_SCALE, as_arrays, group_max, mad, to_datetime
 from .model import ReportSettings
+
+if TYPE_CHECKING:
+    from ._robust import FloatArray
 
 __all__ = ["MIN_DAYS", "MIN_WEEKS", "TOLERANCE", "Baseline", "SpikeRule", "Verdict", "detect_spikes", "judge_hours"]
 
