@@ -7,8 +7,10 @@ The same flows in a real browser are in test_console_browser.py."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -354,3 +356,61 @@ def test_the_api_does_not_take_the_session_cookie(served: Exporter) -> None:
     for method, path in (("GET", "/api/v1/alerts"), ("POST", "/api/v1/alerts/x/ack"), ("POST", "/api/v1/reports")):
         response = client.http.request(method, served.url + path, timeout=10)
         assert response.status_code == 401 and "Bearer" in response.json()["error"], (method, path)
+
+
+# -- the alert list's filters -------------------------------------------------------------------
+
+def _webhook(exporter: Exporter, name: str, *, severity: str, target: str, starts: datetime) -> str:
+    """An alert of *target* (the rules' ``target`` label) posted as Alertmanager posts it; its id."""
+    body = payload(name=name, severity=severity, fingerprint=f"filter-{name}",
+                   starts=starts.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    body["alerts"][0]["labels"]["target"] = target
+    response = requests.post(exporter.url + "/api/v1/alerts/webhook", json=body, timeout=10,
+                             headers={"Authorization": f"Bearer {OPERATOR}"})
+    assert response.status_code == 200, response.text
+    found = requests.get(exporter.url + "/api/v1/alerts?state=firing&since=30d", timeout=10,
+                         headers={"Authorization": f"Bearer {OPERATOR}"}).json()["alerts"]
+    return str(next(a["alert_id"] for a in found if a["metric"] == name))
+
+
+def test_the_alert_list_filters_by_state_severity_target_and_time(served: Exporter) -> None:
+    now = datetime.now(UTC)
+    critical_a = _webhook(served, "PgperfFilterCriticalA", severity="critical", target="filter-a",
+                          starts=now - timedelta(hours=1))
+    warning_b = _webhook(served, "PgperfFilterWarningB", severity="warning", target="filter-b",
+                         starts=now - timedelta(hours=1))
+    old_a = _webhook(served, "PgperfFilterOldA", severity="warning", target="filter-a",
+                     starts=now - timedelta(days=10))
+    ours = {critical_a, warning_b, old_a}
+    client = signed_in(served)
+
+    def listed(query: str) -> set[str]:
+        response = client.get("/alerts" + query)
+        assert response.status_code == 200, (query, response.status_code, response.text[:300])
+        return set(re.findall(r'<tr data-alert-id="([^"]+)"', response.text)) & ours
+
+    # By default: open alerts (firing or acknowledged) of the last 7 days.
+    assert listed("") == {critical_a, warning_b}
+    assert listed("?since=30d") == ours
+    assert listed("?severity=critical") == {critical_a}
+    assert listed("?severity=warning&since=30d") == {warning_b, old_a}
+    assert listed("?target=filter-a") == {critical_a}
+    assert listed("?target=filter-a&since=30d") == {critical_a, old_a}
+    assert listed("?target=filter-b&severity=critical") == set()
+    since = (now - timedelta(days=11)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert listed(f"?since={since}&target=filter-a") == {critical_a, old_a}
+    # Acknowledged: out of the firing list, in the acknowledged one.
+    acknowledged = requests.post(f"{served.url}/api/v1/alerts/{warning_b}/ack", timeout=10,
+                                 json={"by": "filter-test"}, headers={"Authorization": f"Bearer {OPERATOR}"})
+    assert acknowledged.status_code == 200, acknowledged.text
+    assert listed("?state=firing") == {critical_a}
+    assert listed("?state=acknowledged") == {warning_b}
+    assert listed("?state=firing&state=acknowledged") == {critical_a, warning_b}
+    # The form shows the filters it applied.
+    page = client.get("/alerts?severity=critical&target=filter-a").text
+    assert re.search(r'<option value="filter-a"[^>]*selected', page) or 'value="filter-a" selected' in page
+    # A bad filter is a clear 400, not a page of nothing.
+    for query, words in (("?severity=urgent", "severity"), ("?since=yesterday", "since"), ("?state=open", "state")):
+        response = client.get("/alerts" + query)
+        assert response.status_code == 400, (query, response.status_code)
+        assert words in response.text, (query, response.text[:300])
