@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -22,7 +25,7 @@ from pgperf.app import App
 from pgperf.config import ConfigError, TargetFiles, load_config, load_profile
 from pgperf.http.webconfig import load_web_config
 from pgperf.sampling.target import spread
-from tools.cluster import Cluster, destroy_all, fleet
+from tools.cluster import Cluster, destroy_all, fleet, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV = load_profile("development")["thresholds"]
@@ -309,3 +312,47 @@ def test_prometheus_scrapes_every_target_through_sd_and_probe(tmp_path: Path) ->
         if exporter is not None:
             exporter.stop()
         destroy_all(clusters)
+
+
+def test_a_reload_reads_the_target_file_again(pg_cluster: Cluster, tmp_path: Path) -> None:
+    """`pgperf serve` reads its targets_file again on SIGHUP and on POST /-/reload, without
+    waiting for the next check for changes (here an hour away)."""
+    targets = tmp_path / "targets.yaml"
+    write(targets, ("one", pg_cluster.dsn()))
+    config = tmp_path / "pgperf.yaml"
+    config.write_text(f"targets_file: {targets}\ntargets_check_interval: 1h\nsampling_interval: 1\n"
+                      "api:\n  token: reload-token-0123456789\n")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PGPERF_", "PG"))}
+    proc = subprocess.Popen([sys.executable, "-m", "pgperf", "serve", "--config", str(config), "--no-store",
+                             "--web.listen-address", f"127.0.0.1:{port}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    url = f"http://127.0.0.1:{port}"
+
+    def discovered() -> list[str]:
+        try:
+            return [group["labels"]["target"] for group in requests.get(url + "/sd", timeout=5).json()]
+        except requests.RequestException:
+            return []
+
+    try:
+        wait_until(lambda: discovered() == ["one"] or proc.poll() is not None, timeout=30, message="pgperf serving")
+        assert proc.poll() is None
+        write(targets, ("one", pg_cluster.dsn()), ("two", pg_cluster.dsn()))
+        time.sleep(1.5)
+        assert discovered() == ["one"]  # no check for changes before the hour
+        proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: discovered() == ["one", "two"], timeout=30, message="two added on SIGHUP")
+        wait_until(lambda: requests.get(url + "/probe?target=two", timeout=5).text.count("\npg_up 1") == 1,
+                   timeout=30, message="two sampled")
+        write(targets, ("two", pg_cluster.dsn()))
+        response = requests.post(url + "/-/reload", timeout=10,
+                                 headers={"Authorization": "Bearer reload-token-0123456789"})
+        assert response.status_code == 200, response.text
+        assert discovered() == ["two"]
+        assert requests.get(url + "/probe?target=one", timeout=5).status_code == 404
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, output
+    assert "Traceback" not in output, output
