@@ -229,11 +229,14 @@ def test_an_alert_arrives_live_is_acknowledged_and_resolved(stack: Stack) -> Non
     b.find("button[data-action=resolve]").click()
     b.wait(lambda: b.text("[data-field=status]") == "resolved", message="resolved")
     assert requests.get(f"{stack.am.url}/api/v2/silence/{silence_id}", timeout=5).json()["status"]["state"] == "expired"
-    trail = [[td.text for td in tr.find_elements("css selector", "td")] for tr in b.find_all("#audit tr")[1:]]
+    # The page may be drawn again as the resolution's event arrives: read its tables
+    # through b.wait, which takes a stale element as "not yet".
+    trail = b.wait(lambda: [[td.text for td in tr.find_elements("css selector", "td")]
+                            for tr in b.find_all("#audit tr")[1:]], message="the audit trail")
     assert [(t[1], t[2], t[3], t[4]) for t in trail] == [("acknowledge", "operator", "operator", "127.0.0.1"),
                                                           ("resolve", "operator", "operator", "127.0.0.1")], trail
     assert all(t[0].endswith(" UTC") for t in trail)  # when
-    timeline = [tr.text for tr in b.find_all("#timeline tr")[1:]]
+    timeline = b.wait(lambda: [tr.text for tr in b.find_all("#timeline tr")[1:]], message="the timeline")
     assert [line.split(" UTC ")[1] for line in timeline] == ["fired", "acknowledged operator", "resolved operator"]
     b.screenshot("alert")
     stack.no_console_errors("alert")
