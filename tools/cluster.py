@@ -101,10 +101,13 @@ class Cluster:
         base_dir: str | None = None,
         name: str = "pgperf",
         template: Path | None = None,
+        data_checksums: bool | None = None,
     ) -> None:
         self.bindir = Path(bindir) if bindir else find_bindir()
         #: A data directory made by initdb (never started) to copy instead of running initdb.
         self.template = template
+        #: Data checksums at initdb: True on, False off, None initdb's default (on from 18).
+        self.data_checksums = data_checksums
         self.port = port or free_port()
         self.preload = preload_pg_stat_statements
         self.settings = dict(settings or {})
@@ -160,8 +163,10 @@ class Cluster:
         if self.template is not None:  # a copy is several times faster than initdb
             self._run("cp", "-a", str(self.template), str(self.data))
         else:
+            checksums = {True: ["--data-checksums"], False: ["--no-data-checksums"] if self.major >= 18 else [],
+                         None: []}[self.data_checksums]
             self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
-                      "-E", "UTF8", "--no-locale", "--no-sync")
+                      "-E", "UTF8", "--no-locale", "--no-sync", *checksums)
         conf: dict[str, Any] = {
             "port": self.port,
             "listen_addresses": "'127.0.0.1'",

@@ -68,3 +68,44 @@ def test_database_postgres_exporter_families(pg_conn: psycopg.Connection[Any]) -
         assert millis is not None and seconds is not None and seconds == millis / 1000
     else:
         assert "pg_stat_database_active_time_seconds_total" not in fams
+
+
+def test_checksum_failures_are_counted_per_database(make_cluster: Any) -> None:
+    """A cluster with data checksums and a page corrupted on disk: reading it fails, and
+    pg_stat_database_checksum_failures and _checksum_last_failure say so for its database;
+    without data checksums neither family has a sample (no checksums, nothing to count)."""
+    plain = make_cluster(data_checksums=False)
+    with plain.connect() as conn:
+        result, _ = run("database", conn)
+    names = {f.name: f for f in result.families}
+    assert not names["pg_stat_database_checksum_failures"].samples
+    assert "pg_stat_database_checksum_last_failure" not in names or \
+        not names["pg_stat_database_checksum_last_failure"].samples
+
+    cluster = make_cluster(data_checksums=True)
+    cluster.execute("CREATE DATABASE checksummed")
+    cluster.execute("CREATE TABLE damaged AS SELECT g AS id, repeat('x', 100) AS filler FROM generate_series(1, 500) g",
+                    "checksummed")
+    path = cluster.data / cluster.execute("SELECT pg_relation_filepath('damaged')", "checksummed")[0][0]
+    cluster.stop()
+    with open(path, "r+b") as relation:  # the middle of the first page: tuples, not the header
+        relation.seek(4000)
+        relation.write(b"\xff" * 64)
+    cluster.start()
+    with cluster.connect("checksummed") as conn:
+        with pytest.raises(psycopg.errors.DataCorrupted):
+            conn.execute("SELECT count(*) FROM damaged")
+    with cluster.connect() as conn:
+        deadline = time.monotonic() + 5
+        while True:  # up to 14, the statistics collector receives the failure within 500 ms
+            result, _ = run("database", conn)
+            failures = family(result, "pg_stat_database_checksum_failures")
+            if failures.value(datname="checksummed") or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    assert failures.labels == ("datid", "datname")
+    assert failures.value(datname="checksummed") == 1
+    assert failures.value(datname="postgres") == 0
+    last = family(result, "pg_stat_database_checksum_last_failure")
+    assert abs((last.value(datname="checksummed") or 0) - time.time()) < 120
+    assert last.value(datname="postgres") is None  # never failed: no sample
