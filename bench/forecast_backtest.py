@@ -27,8 +27,10 @@ same cases. Four parts, each a function returning plain numbers (``run()`` gathe
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -467,6 +469,27 @@ def anomaly_backtest(per_kind: int, seed: int, baseline_days: float = 7.0) -> di
 # -- the run ---------------------------------------------------------------------------------
 
 
+_NUMPY_WEIGHT = """
+import json, psutil, sys
+process = psutil.Process()
+import pgperf.app  # what pgperf serve imports at start
+before, threads = process.memory_info().rss, process.num_threads()
+assert "numpy" not in sys.modules
+from pgperf.reports._numpy import np
+np.median(np.arange(10.0))  # the first use imports numpy
+print(json.dumps({"rss_before_mib": before / 2**20, "rss_added_mib": (process.memory_info().rss - before) / 2**20,
+                  "threads_added": process.num_threads() - threads}))
+"""
+
+
+def numpy_weight() -> dict[str, float]:
+    """What numpy adds to a pgperf process that has imported what serve imports, measured
+    in a fresh interpreter: resident memory and threads."""
+    out = subprocess.run([sys.executable, "-c", _NUMPY_WEIGHT], capture_output=True, text=True, check=True,
+                         timeout=120)
+    return dict(json.loads(out.stdout))
+
+
 def run(quick: bool = False, seed: int = 20261204, cases: int | None = None) -> dict[str, Any]:
     """Every part of the backtest; plain numbers for bench/harness.py's results.json."""
     n = cases if cases is not None else (30 if quick else 1000)
@@ -482,6 +505,7 @@ def run(quick: bool = False, seed: int = 20261204, cases: int | None = None) -> 
         "estimators": estimators(5 if quick else 100, seed),
         "timing": timing(2 if quick else 10, seed),
         "anomalies": [anomaly_backtest(3 if quick else 60, seed, days) for days in (7.0, 28.0)],
+        "numpy": numpy_weight(),
     }
 
 
@@ -540,6 +564,13 @@ def render(results: dict[str, Any]) -> list[str]:
     for name, tm in results["timing"].items():
         out.append(f"| {name} | {tm['points']:,} | {tm['median_ms']:.0f} ms | {tm['max_ms']:.0f} ms |")
     out.append("")
+    if "numpy" in results:
+        weight = results["numpy"]
+        out += [f"numpy's weight: it adds {weight['rss_added_mib']:.1f} MiB resident and "
+                f"{weight['threads_added']:.0f} thread(s) (its BLAS) to a process that has imported what "
+                f"`pgperf serve` imports ({weight['rss_before_mib']:.1f} MiB). pgperf imports it at the first "
+                "report, forecast or anomaly check (`pgperf.reports._numpy`), never at start: a pgperf that only "
+                "samples does not carry it.", ""]
     runs = results["anomalies"]
     first = runs[0]
     out += [
