@@ -112,10 +112,12 @@ WHERE t NOT IN ('2024-01-01T17:55Z', '2024-01-01T18:00Z')
 """
 _ADVICE = """
 INSERT INTO {s}.index_advice (target, datname, schema_name, table_name, columns, sql, query_ids, cost_before,
-    cost_after, verified, status, writes_per_second, note, first_seen, last_seen)
+    cost_after, verified, status, writes_per_second, note, first_seen, last_seen, saving_per_second,
+    maintenance_per_second, write_verdict)
 VALUES (%(target)s, 'poker', 'public', 'game_hands', '{{created_at}}',
         'CREATE INDEX CONCURRENTLY IF NOT EXISTS game_hands_created_at_idx ON public.game_hands (created_at)',
-        '{{1001,1008}}', 152000, 21.4, 'hypopg', 'open', 0.35, '', '2024-01-01T08:00Z', '2024-01-02T00:00Z')
+        '{{1001,1008}}', 152000, 21.4, 'hypopg', 'open', 0.35, '', '2024-01-01T08:00Z', '2024-01-02T00:00Z',
+        5065.95, 1.405, 'pays')
 """
 
 CATALOG = CatalogFacts(

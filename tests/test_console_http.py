@@ -294,7 +294,17 @@ def test_statement_page_history_text_plans_and_advice(served: Exporter, pg_clust
     page = client.get(f"/statements/{query_id}").text
     assert "Seq Scan on pg_class (cost 0.00..18.50, 3 rows)" in page and "plan abc123" in page
     assert "console_secret_" not in page  # the plan's filter quotes the statement: hidden with it
-    assert "CREATE INDEX ON pg_class (relname)" in page and "heuristic" in page
+    assert "CREATE INDEX ON pg_class (relname)" in page and "heuristic" in page and "not weighed" in page
+    # Advice whose index would cost more to maintain than it saves is shown, said so, last.
+    pg_cluster.execute(f"INSERT INTO {SCHEMA}.index_advice (target, datname, schema_name, table_name, columns, sql,"
+                       " query_ids, cost_before, cost_after, verified, status, first_seen, last_seen, saving_per_second,"
+                       " maintenance_per_second, write_verdict) VALUES ('t', 'postgres', 'pg_catalog', 'pg_class',"
+                       " '{relnamespace}', 'CREATE INDEX ON pg_class (relnamespace)', ARRAY[%s], 99.5, 4.2, 'hypopg',"
+                       " 'open', now(), now(), 0.25, 1606, 'write_heavy')", params=(query_id,))
+    page = client.get(f"/statements/{query_id}").text
+    assert "would cost more to maintain than it saves at the current rates" in page
+    assert "saves 0.2, upkeep 1,606.0 planner cost units/s" in page
+    assert page.index("CREATE INDEX ON pg_class (relname)") < page.index("CREATE INDEX ON pg_class (relnamespace)")
     config = served.app.config
     try:
         served.app.apply_config(config.model_copy(update={"expose_query_text": True}))

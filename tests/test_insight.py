@@ -18,6 +18,7 @@ import pytest
 from helpers import wait_until
 from pgperf.db import SessionSettings
 from pgperf.insight import (
+    IndexAdvice,
     InsightServer,
     Plan,
     PlanSkipped,
@@ -30,8 +31,10 @@ from pgperf.insight import (
     mark_applied,
     refresh_plans,
 )
-from pgperf.insight.advice import candidates_from_plan, table_facts, write_note
+from pgperf.insight.advice import candidates_from_plan, entry_costs, table_facts, write_note
+from pgperf.insight.advisor import AdviseResult, render_text
 from pgperf.insight.options import AdviceOptions
+from pgperf.insight.refresh import pgss_window, top_statements
 from pgperf.insight.store import (
     observed_means,
     read_advice,
@@ -309,6 +312,28 @@ def test_wait_profiles_round_trip_through_the_store(pg_cluster: Cluster) -> None
                              ).fetchone() == (1,)
 
 
+def test_the_weighing_of_advice_round_trips_through_the_store(pg_cluster: Cluster) -> None:
+    """The weighing is stored with the advice (migration 008) and read back in the order of
+    advice.rank; a store not migrated to 008 yet reads as advice not weighed."""
+    def one(relname: str, verdict: str, saving: float | None, maintenance: float | None) -> IndexAdvice:
+        return IndexAdvice(schema="public", relname=relname, columns=("created_at",), query_ids=(7,),
+                           cost_before=1400.0, cost_after=24.0, verified="hypopg", datname="db1",
+                           saving_per_second=saving, maintenance_per_second=maintenance,
+                           write_verdict=verdict)  # type: ignore[arg-type]
+    advice = [one("heavy", "write_heavy", 0.76, 1606.0), one("unknown", "unknown", None, 8.0),
+              one("pays", "pays", 1456.0, 8.03)]
+    at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    with _store(pg_cluster, "insight_weigh") as store:
+        save_advice(store, "insight_weigh", "db1", advice, at=at)
+        back = read_advice(store, "insight_weigh", "db1")
+        assert [(a.relname, a.write_verdict, a.saving_per_second, a.maintenance_per_second) for a in back] == [
+            ("pays", "pays", 1456.0, 8.03), ("unknown", "unknown", None, 8.0), ("heavy", "write_heavy", 0.76, 1606.0)]
+        store.execute("ALTER TABLE insight_weigh.index_advice DROP COLUMN saving_per_second,"
+                      " DROP COLUMN maintenance_per_second, DROP COLUMN write_verdict")
+        assert {(a.write_verdict, a.saving_per_second) for a in read_advice(store, "insight_weigh", "db1")} == {
+            ("unknown", None)}
+
+
 def _reading(at: float, counts: list[tuple[int | None, str, str, int]]) -> WaitReading:
     return WaitReading("pg_stat_activity", at, 1.0, tuple(WaitCount(*c) for c in counts))
 
@@ -433,6 +458,105 @@ def test_poker_room_range_query_gets_verified_advice_then_applied(
             assert advise(pgperf_conn, replanned, [statement], server, SETTINGS) == []
         finally:
             pg_cluster.execute("DROP INDEX IF EXISTS game_hands_created_at_idx", DB)
+
+
+def _hands_table(conn: psycopg.Connection[Any], name: str) -> None:
+    """50,000 hands in table *name*, analyzed; autovacuum off, so that only the test's
+    writes count since that analyze."""
+    conn.execute(f"DROP TABLE IF EXISTS {name}")
+    conn.execute(f"CREATE TABLE {name} (id bigserial PRIMARY KEY, player_id int NOT NULL, pot numeric(12,2) NOT NULL,"
+                 " created_at timestamptz NOT NULL) WITH (autovacuum_enabled = off)")
+    conn.execute(f"INSERT INTO {name} (player_id, pot, created_at) SELECT g % 1000 + 1, (g % 997) / 10.0,"
+                 " now() - g * interval '10 seconds' FROM generate_series(1, 50000) g")
+    # The load reaches the statistics after the analyze otherwise, and counts as written since.
+    _written(conn, name, 50_000)
+    conn.execute(f"ANALYZE {name}")
+
+
+def _written(conn: psycopg.Connection[Any], name: str, rows: int) -> None:
+    """Wait until the statistics hold *rows* rows written to *name* since its analyze."""
+    def seen() -> bool:
+        row = conn.execute("SELECT n_mod_since_analyze FROM pg_stat_user_tables WHERE relname = %s", (name,)).fetchone()
+        return row is not None and row[0] >= rows
+    wait_until(seen, timeout=20, message=f"{rows} rows written to {name} in pg_stat_user_tables")
+
+
+@pytest.mark.pg("== 15")  # Debian's postgresql-15-hypopg
+def test_write_cost_is_weighed_against_the_read_saving(
+        pg_cluster: Cluster, pgperf_conn: psycopg.Connection[Any], hypopg: None) -> None:
+    """The same range query on a read-mostly table and on one written heavily: both indexes
+    are verified by HypoPG; the first pays for its upkeep, the second would cost more to
+    maintain than it saves, is kept but said so, and ranks after the first although it
+    saves more planner cost per call."""
+    with psycopg.connect(pg_cluster.dsn(dbname=DB), autocommit=True) as app:
+        _hands_table(app, "calm_hands")
+        _hands_table(app, "busy_hands")
+        app.execute("INSERT INTO calm_hands (player_id, pot, created_at) SELECT 1, 1, now() FROM generate_series(1, 10)")
+        app.execute("UPDATE busy_hands SET pot = pot + 1")
+        app.execute("UPDATE busy_hands SET pot = pot + 1")
+        _written(app, "calm_hands", 10)
+        _written(app, "busy_hands", 100_000)
+    try:
+        server = detect_insight(pgperf_conn)
+        text = "SELECT count(*), sum(pot) FROM {} WHERE created_at BETWEEN now() - $1::interval AND now()"
+        # Read once a second for ten minutes; twice in those ten minutes.
+        calm = Statement(101, text.format("calm_hands"), DB, "postgres", calls=600, total_ms=6000.0, window_seconds=600.0)
+        busy = Statement(102, text.format("busy_hands"), DB, "postgres", calls=2, total_ms=20.0, window_seconds=600.0)
+        plans = refresh_plans(pgperf_conn, [calm, busy], server, SETTINGS).plans
+        advice = advise(pgperf_conn, plans, [calm, busy], server, SETTINGS)
+        assert [(a.relname, a.columns, a.verified) for a in advice] == [
+            ("calm_hands", ("created_at",), "hypopg"), ("busy_hands", ("created_at",), "hypopg")]
+        paying, heavy = advice
+        assert paying.write_verdict == "pays" and heavy.write_verdict == "write_heavy"
+        assert paying.saving_per_second is not None and paying.maintenance_per_second is not None
+        assert heavy.saving_per_second is not None and heavy.maintenance_per_second is not None
+        assert paying.saving_per_second > paying.maintenance_per_second
+        assert heavy.maintenance_per_second > heavy.saving_per_second
+        # Ranked by net benefit, not by the cost saved: the busy table's bloated scan saves more.
+        assert heavy.cost_saved > paying.cost_saved
+        # The saving: calls per second times each statement's cost before less after.
+        assert paying.cost_after is not None
+        assert paying.saving_per_second == pytest.approx(1.0 * (paying.cost_before - paying.cost_after))
+        # The upkeep: the rows written per second times one entry in the index.
+        per_row = entry_costs(pgperf_conn).per_row(50_000)
+        assert heavy.writes_per_second is not None and heavy.writes_per_second > 1000
+        assert heavy.maintenance_per_second == pytest.approx(heavy.writes_per_second * per_row)
+        assert "pays for its upkeep" in paying.note
+        assert "would cost more to maintain than it saves at the current rates" in heavy.note
+        assert "Not worth creating" in heavy.note
+        shown = render_text(AdviseResult("t", tuple(advice), (), 2, None))
+        assert shown.count("would cost more to maintain than it saves") == 2  # the heading and the note
+        assert "1. CREATE INDEX CONCURRENTLY IF NOT EXISTS calm_hands_created_at_idx" in shown
+        assert "2. CREATE INDEX CONCURRENTLY IF NOT EXISTS busy_hands_created_at_idx ON public.busy_hands (created_at);" \
+            " -- would cost more to maintain than it saves at the current rates" in shown
+
+        # Without the window of the calls (PostgreSQL 13's pg_stat_statements), no verdict.
+        unknown = advise(pgperf_conn, plans, [replace(calm, window_seconds=None), busy], server, SETTINGS)
+        assert [(a.relname, a.write_verdict) for a in unknown] == [("calm_hands", "unknown"), ("busy_hands", "write_heavy")]
+        assert unknown[0].saving_per_second is None and unknown[0].maintenance_per_second is not None
+        assert "Whether the index pays for its upkeep is unknown: the time over which" in unknown[0].note
+        # Nor without HypoPG: there is no cost after to weigh, and none is invented.
+        heuristic = advise(pgperf_conn, plans, [calm, busy], _server(pgperf_conn, hypopg_schema=None), SETTINGS)
+        assert {(a.relname, a.write_verdict, a.saving_per_second) for a in heuristic} == {
+            ("calm_hands", "unknown", None), ("busy_hands", "unknown", None)}
+    finally:
+        pg_cluster.execute("DROP TABLE IF EXISTS calm_hands, busy_hands", DB)
+
+
+def test_the_window_of_the_calls_is_known_from_postgresql_14(pg_cluster: Cluster) -> None:
+    """pgperf advise counts the calls since pg_stat_statements' reset: pg_stat_statements_info
+    says when that was from 14 on; on 13 the window, and so the weighing, is unknown."""
+    pg_cluster.execute("SELECT count(*) FROM pg_class WHERE relname = 'window_probe'")
+    with pg_cluster.connect() as conn:
+        version = conn.info.server_version
+        window = pgss_window(conn, "public")
+        statements = top_statements(conn, "public", 50, 1000.0)
+    assert statements
+    if version < 140000:
+        assert window is None and {s.window_seconds for s in statements} == {None}
+    else:
+        assert window is not None and window > 0
+        assert all(s.window_seconds == pytest.approx(window, abs=1.0) for s in statements)
 
 
 def _observed(store: psycopg.Connection[Any], qid: int, at: datetime, mean_ms: float) -> None:

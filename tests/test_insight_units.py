@@ -4,18 +4,30 @@ conditions read from plans, index candidates, cost analysis and the wait counter
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from helpers import make_config
+from pgperf.collectors.statements import StatementDelta, StatementRecords
 from pgperf.insight import Statement, StatementRefused, choose_statements, parse_statement, plan_hash
-from pgperf.insight.advice import IndexAdvice, candidates_from_plan
+from pgperf.insight.advice import EntryCosts, IndexAdvice, ReadSaving, btree_depth, candidates_from_plan, rank, weigh
+from pgperf.insight.advisor import ADVISE_KEYS, AdviseResult, render_text
 from pgperf.insight.costs import StatementTotals, statement_costs
 from pgperf.insight.expressions import comparisons, sort_columns
 from pgperf.insight.options import InsightOptions
 from pgperf.insight.plans import plan_without_expressions
+from pgperf.insight.service import TargetInsight
 from pgperf.insight.statement import quote_ident
 from pgperf.insight.waits import MAX_INTERVAL_KEYS, WaitCount, WaitReading, WaitSampler, _differences
+from pgperf.reports.model import AdviceEntry, Report, ReportSettings
+from pgperf.reports.recommendations import index_advice
+from pgperf.reports.text import advice_line
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
 @pytest.mark.parametrize(("text", "kind", "parameters", "writes"), [
@@ -207,3 +219,147 @@ def test_refreshes_plan_the_slow_statements_first_then_by_total_time() -> None:
     ]
     assert [s.query_id for s in choose_statements(statements, 3, slow_query_ms=1000.0)] == [2, 1, 3]
     assert [s.query_id for s in choose_statements(statements, 10, slow_query_ms=1000.0)] == [2, 1, 3, 6]
+
+
+# -- the write cost of an index ----------------------------------------------------------------
+
+ISSUE_KEYS = ("kind", "table", "columns", "sql", "query_ids", "cost_before", "cost_after", "verified", "status",
+              "observed_mean_ms_before", "observed_mean_ms_after")
+
+
+def test_an_entry_costs_a_random_page_and_a_tuple_per_level() -> None:
+    assert [btree_depth(n) for n in (0, 1, 256, 257, 65_536, 65_537, 300_000, 10**9)] == [1, 1, 1, 2, 2, 3, 3, 4]
+    costs = EntryCosts(random_page_cost=4.0, cpu_index_tuple_cost=0.005)
+    assert costs.per_row(300_000) == pytest.approx(4.015)
+    assert EntryCosts(random_page_cost=1.1, cpu_index_tuple_cost=0.005).per_row(100) == pytest.approx(1.105)
+
+
+def test_the_read_saving_is_weighed_against_the_upkeep() -> None:
+    per_row = EntryCosts().per_row(300_000)  # 4.015
+    # Read once a second (and another statement once in ten), two rows written a second.
+    reads = [ReadSaving(calls=600, window_seconds=600.0, cost_before=1400.0, cost_after=24.0),
+             ReadSaving(calls=60, window_seconds=600.0, cost_before=900.0, cost_after=100.0)]
+    pays = weigh(reads, 2.0, per_row, "since the table's last analyze")
+    assert pays.verdict == "pays"
+    assert pays.saving_per_second == pytest.approx(1376.0 + 80.0)
+    assert pays.maintenance_per_second == pytest.approx(8.03)
+    assert pays.note == ("At the current rates the index pays for its upkeep: it saves its statements' reads about 1,456 "
+                         "planner cost units per second (1.1 calls per second), against about 8.0 per second to keep it "
+                         "up to date (2.0 rows written per second since the table's last analyze, about 4.0 each to "
+                         "enter in the index).")
+    # Read twice an hour, 400 rows written a second.
+    heavy = weigh([ReadSaving(2, 3600.0, 1400.0, 24.0)], 400.0, per_row)
+    assert heavy.verdict == "write_heavy"
+    assert heavy.saving_per_second == pytest.approx(2 / 3600 * 1376.0)
+    assert heavy.maintenance_per_second == pytest.approx(1606.0)
+    assert heavy.note.startswith("The index would cost more to maintain than it saves at the current rates: about 1,606 "
+                                 "planner cost units per second to keep it up to date (400 rows written per second, "
+                                 "about 4.0 each to enter in the index), against about 0.76 per second saved")
+    assert heavy.note.endswith("Not worth creating unless the reads grow or the writes slow down.")
+    # No window (PostgreSQL 13): the saving is unknown, the upkeep is not.
+    no_window = weigh([ReadSaving(600, None, 1400.0, 24.0)], 2.0, per_row)
+    assert (no_window.verdict, no_window.saving_per_second) == ("unknown", None)
+    assert no_window.maintenance_per_second == pytest.approx(8.03) and "PostgreSQL 14" in no_window.note
+    # Not verified: no cost after is invented, and the weighing says nothing.
+    heuristic = weigh([ReadSaving(600, 600.0, 1400.0, None)], 2.0, per_row)
+    assert (heuristic.verdict, heuristic.saving_per_second, heuristic.note) == ("unknown", None, "")
+    # No write rate: the saving alone.
+    no_writes = weigh(reads, None, per_row)
+    assert (no_writes.verdict, no_writes.maintenance_per_second) == ("unknown", None)
+    assert no_writes.saving_per_second == pytest.approx(1456.0) and "write rate is not known" in no_writes.note
+
+
+def _weighed(relname: str, verdict: str, saving: float | None, maintenance: float | None, cost_before: float,
+             status: str = "open") -> IndexAdvice:
+    return IndexAdvice(schema="public", relname=relname, columns=("created_at",), query_ids=(1,),
+                       cost_before=cost_before, cost_after=10.0, verified="hypopg", status=status,  # type: ignore[arg-type]
+                       saving_per_second=saving, maintenance_per_second=maintenance,
+                       write_verdict=verdict)  # type: ignore[arg-type]
+
+
+def test_advice_that_pays_ranks_first_write_heavy_last() -> None:
+    advice = [
+        _weighed("heavy_big", "write_heavy", 5.0, 500.0, 99_000.0),   # the largest cost saved, a loss
+        _weighed("heavy_small", "write_heavy", 5.0, 50.0, 100.0),
+        _weighed("unknown", "unknown", None, 8.0, 50_000.0),
+        _weighed("pays_little", "pays", 20.0, 10.0, 90_000.0),
+        _weighed("pays_most", "pays", 900.0, 100.0, 1_000.0),
+    ]
+    assert [a.relname for a in sorted(advice, key=rank)] == [
+        "pays_most", "pays_little", "unknown", "heavy_small", "heavy_big"]
+    assert advice[3].net_per_second == pytest.approx(10.0) and advice[2].net_per_second is None
+
+
+def test_advise_json_only_adds_the_weighing() -> None:
+    assert ADVISE_KEYS[: len(ISSUE_KEYS)] == ISSUE_KEYS
+    assert ADVISE_KEYS[len(ISSUE_KEYS):] == ("saving_per_second", "maintenance_per_second", "write_verdict")
+    data = _weighed("t", "write_heavy", 0.76444, 2007.5, 1400.0).to_json()
+    assert (data["saving_per_second"], data["maintenance_per_second"], data["write_verdict"]) == (
+        0.764, 2007.5, "write_heavy")
+    shown = AdviseResult("db1", (_weighed("t", "write_heavy", 0.76, 2007.5, 1400.0),), (), 1, None).to_json()
+    assert tuple(shown["advice"][0]) == ADVISE_KEYS
+    text = render_text(AdviseResult("db1", (_weighed("t", "write_heavy", 0.76, 2007.5, 1400.0),
+                                            _weighed("u", "pays", 900.0, 1.0, 1400.0)), (), 2, None))
+    assert "t (created_at); -- would cost more to maintain than it saves at the current rates" in text
+    assert "u (created_at); --" not in text
+
+
+def _report_with(*advice: AdviceEntry) -> Report:
+    report = Report.from_json(json.loads((GOLDEN / "report.json").read_text("utf-8")))
+    return report.model_copy(update={"queries": report.queries.model_copy(update={"index_advice": list(advice)})})
+
+
+def _entry(table: str, verdict: str, saving: float | None, maintenance: float | None) -> AdviceEntry:
+    return AdviceEntry.model_validate({
+        "kind": "index", "table": f"public.{table}", "columns": ["created_at"],
+        "sql": f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {table}_created_at_idx ON public.{table} (created_at)",
+        "query_ids": ["1001"], "cost_before": 152000.0, "cost_after": 21.4, "verified": "hypopg", "status": "open",
+        "observed_mean_ms_before": None, "observed_mean_ms_after": None, "saving_per_second": saving,
+        "maintenance_per_second": maintenance, "write_verdict": verdict, "datname": "poker", "writes_per_second": 500.0,
+        "applied_at": None})
+
+
+def test_the_report_never_recommends_a_write_heavy_index() -> None:
+    settings = ReportSettings.from_config(make_config("postgresql://x@127.0.0.1/x", profile="production"))
+    heavy = _entry("busy_hands", "write_heavy", 0.76, 2007.5)
+    paying = _entry("game_hands", "pays", 5066.0, 1.4)
+    assert index_advice(_report_with(heavy), settings, None) == []
+    [rec] = index_advice(_report_with(heavy, paying), settings, None)
+    assert rec.message.startswith("Create an index on public.game_hands (created_at)")
+    assert "it pays for its upkeep at the current rates: it saves the reads about 5,066.0 planner cost units per " \
+           "second, maintaining it costs about 1.4" in rec.message
+    assert "busy_hands" not in rec.message and [a["table"] for a in rec.evidence["advice"]] == ["public.game_hands"]
+    assert "(1 other index advice left out: it would cost more to maintain than it saves at the current rates)" \
+        in rec.message
+    assert advice_line(heavy).endswith("; would cost more to maintain than it saves at the current rates "
+                                       "(saves 0.76, upkeep 2,007.5 planner cost units/s)")
+    assert advice_line(paying).endswith("; pays for its upkeep (saves 5,066.0, upkeep 1.4 planner cost units/s)")
+    # A report stored before the weighing existed reads as not weighed.
+    old = json.loads((GOLDEN / "report.json").read_text("utf-8"))
+    for a in old["queries"]["index_advice"]:
+        for key in ("saving_per_second", "maintenance_per_second", "write_verdict"):
+            a.pop(key, None)
+    assert Report.from_json(old).queries.index_advice[0].write_verdict == "unknown"
+
+
+def test_the_service_counts_the_window_of_the_calls() -> None:
+    """In pgperf serve the calls of a refresh's statements were counted over the sampling
+    intervals observed since the previous refresh: their seconds are the window."""
+    config = make_config("postgresql://x@127.0.0.1/x")
+    insight = TargetInsight(config.resolved_targets()[0], config)
+
+    def snap(seconds: float, calls: int) -> Any:
+        delta = StatementDelta(dbid=1, userid=1, queryid=7, datname="db", username="u", calls=calls,
+                               total_ms=calls * 2.0, rows=calls, hit=0, read=0, temp_written=0, plan_ms=0.0,
+                               sum_squares=0.0, min_ms=2.0, max_ms=2.0, restarted=False)
+        records = StatementRecords(interval_seconds=seconds, deltas=(delta,) if calls else (), texts={7: "SELECT 1"},
+                                   stats_reset=False, deallocations=0)
+        return SimpleNamespace(records={StatementRecords: records})
+
+    for seconds, calls in ((15.0, 3), (15.2, 0), (14.8, 5)):
+        insight.observe(snap(seconds, calls))
+    [statement] = insight.take_statements()
+    assert (statement.calls, statement.window_seconds) == (8, pytest.approx(45.0))
+    insight.observe(snap(15.0, 1))
+    assert [s.window_seconds for s in insight.take_statements()] == [15.0]
+    assert insight.take_statements() == []

@@ -167,17 +167,18 @@ def _create_new_partition(conn: psycopg.Connection[Any], schema: str, day: date)
 
 
 def test_a_migration_numbered_below_the_applied_ones_still_runs(pg_conn: psycopg.Connection[Any]) -> None:
-    """Two lines of work each add a migration (004 and 005): whichever lands second is
-    applied when it arrives, and recorded."""
+    """Two lines of work each add a migration (006 and 007): whichever lands second is
+    applied when it arrives, and recorded. (006 is one no later migration builds on; 008
+    alters 004's index_advice.)"""
     schema = "migrate_gap"
     pg_conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-    present = [m for m in MIGRATIONS if m.version != 4]
+    present = [m for m in MIGRATIONS if m.version != 6]
     assert migrate(pg_conn, schema, present) == [m.version for m in present]
-    late = Migration(4, "arrives_late", "CREATE TABLE arrived_late (x integer)")
-    assert migrate(pg_conn, schema, [*present, late]) == [4]
+    late = Migration(6, "arrives_late", "CREATE TABLE arrived_late (x integer)")
+    assert migrate(pg_conn, schema, [*present, late]) == [6]
     assert migrate(pg_conn, schema, [*present, late]) == []
     versions = pg_conn.execute(f"SELECT version FROM {schema}.schema_migrations ORDER BY version").fetchall()
-    assert [v for (v,) in versions] == sorted({m.version for m in present} | {4})
+    assert [v for (v,) in versions] == sorted({m.version for m in present} | {6})
     assert pg_conn.execute("SELECT to_regclass(%s)", (f"{schema}.arrived_late",)).fetchone() == (f"{schema}.arrived_late",)
     pg_conn.execute(f"DROP SCHEMA {schema} CASCADE")
 

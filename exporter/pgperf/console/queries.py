@@ -97,6 +97,11 @@ class AdviceRow:
     status: str
     note: str
     last_seen: datetime
+    #: Planner cost units per second saved on reads and spent on upkeep (None: unknown), and
+    #: the verdict: pays, write_heavy or unknown (advice stored before migration 008: unknown).
+    saving_per_second: float | None = None
+    maintenance_per_second: float | None = None
+    write_verdict: str = "unknown"
 
 
 @dataclass(frozen=True)
@@ -156,8 +161,9 @@ def _exists(conn: psycopg.Connection[Any], schema: str, table: str) -> bool:
 
 
 def statement_insight(conn: psycopg.Connection[Any], schema: str, query_id: str) -> StatementInsight:
-    """The statement's stored plans (newest first) and the index advice naming it (the
-    largest saving first), when the store has insight's tables."""
+    """The statement's stored plans (newest first) and the index advice naming it (in the
+    order of ``insight.advice.rank``: what pays first, by net benefit; the write-heavy
+    last), when the store has insight's tables."""
     plans: tuple[PlanRow, ...] | None = None
     advice: tuple[AdviceRow, ...] | None = None
     if _exists(conn, schema, "statement_plans"):
@@ -168,11 +174,19 @@ def statement_insight(conn: psycopg.Connection[Any], schema: str, query_id: str)
         plans = tuple(PlanRow(r[0], r[1], r[2], r[3], r[4], float(r[5]), r[6], r[7] if isinstance(r[7], dict) else {})
                       for r in rows)
     if _exists(conn, schema, "index_advice"):
+        # The weighing (migration 008) through to_jsonb: unknown in a store not migrated yet.
         rows = conn.execute(sql.SQL(
             "SELECT target, datname, schema_name || '.' || table_name, columns, sql, cost_before, cost_after,"
-            " verified, status, note, last_seen FROM {} WHERE %s = ANY(query_ids)"
-            " ORDER BY cost_before - coalesce(cost_after, 0) DESC, 3 LIMIT %s"
+            " verified, status, note, last_seen, saving, maintenance, verdict"
+            " FROM {} a, LATERAL (SELECT (to_jsonb(a) ->> 'saving_per_second')::float8 AS saving,"
+            "   (to_jsonb(a) ->> 'maintenance_per_second')::float8 AS maintenance,"
+            "   coalesce(to_jsonb(a) ->> 'write_verdict', 'unknown') AS verdict) w"
+            " WHERE %s = ANY(query_ids)"
+            " ORDER BY CASE verdict WHEN 'pays' THEN 0 WHEN 'unknown' THEN 1 ELSE 2 END,"
+            " CASE WHEN verdict <> 'unknown' THEN saving - maintenance END DESC NULLS LAST,"
+            " cost_before - coalesce(cost_after, 0) DESC, 3 LIMIT %s"
         ).format(_table(schema, "index_advice")), (query_id, MAX_INSIGHT_ROWS)).fetchall()
         advice = tuple(AdviceRow(r[0], r[1], r[2], tuple(r[3]), r[4], float(r[5]),
-                                 None if r[6] is None else float(r[6]), r[7], r[8], r[9], r[10]) for r in rows)
+                                 None if r[6] is None else float(r[6]), r[7], r[8], r[9], r[10],
+                                 r[11], r[12], r[13]) for r in rows)
     return StatementInsight(plans, advice)

@@ -14,10 +14,31 @@
    cost falls to at most ``max_cost_ratio`` (half) of what it was; ``hypopg_reset()``
    follows every candidate. Without HypoPG every candidate is kept, ``verified:
    "heuristic"``, with a note saying how to verify it.
-3. **Write cost.** Every advice carries its table's rows written per second
-   (pg_stat_user_tables: the rows changed since the table's last analyze, so that a bulk
-   load before it does not inflate the rate; since the statistics were reset for a table
-   never analyzed) and says that each insert and update will also maintain the index.
+3. **Write cost.** An index makes its statements' reads cheaper and every write of its
+   table dearer. Both are weighed in the planner's cost units per second, at the rates of
+   the moment (``weigh``):
+   * *saving* = the sum over the advice's statements of (calls / window seconds) x (cost
+     before - cost after), each statement's own generic-plan cost without and with the
+     hypothetical index; the window is the time over which the calls were counted
+     (``Statement.window_seconds``: in ``pgperf serve`` the sampling intervals since the
+     previous refresh, in ``pgperf advise`` the time since pg_stat_statements' reset);
+   * *maintenance* = rows written per second x the cost of entering one row in the index
+     (``EntryCosts``): ``random_page_cost`` for the leaf page its entry lands in, plus
+     ``cpu_index_tuple_cost`` for each level of a b-tree over the table's rows
+     (``reltuples``, ``BTREE_FANOUT`` entries a page) -- the server's settings as pgperf's
+     session sees them (``current_setting``: a database's or role's own values apply). The
+     rows written per second are pg_stat_user_tables' rows changed since the table's last
+     analyze (so that a bulk load before it does not inflate the rate; since the statistics
+     were reset for a table never analyzed) -- a load committed in the analyze's own
+     transaction still counts, until the next (auto)analyze. Each counts as one entry, an
+     update that could have stayed HOT included: an upper bound.
+   ``write_verdict`` is ``pays`` when the saving is at least the maintenance,
+   ``write_heavy`` when the maintenance exceeds it (the advice is kept, its note says it
+   would cost more to maintain than it saves at the current rates, and nothing presents it
+   as a recommendation), ``unknown`` when either figure is: without HypoPG (no cost after is
+   invented), without a window (PostgreSQL 13's pg_stat_statements does not record its
+   reset) or without a write rate. Advice is ranked (``rank``): the advice that pays by net
+   benefit (saving - maintenance), then the unknown by cost saved, then the write-heavy.
 4. **Applied.** ``mark_applied`` sets ``status: "applied"`` where a valid index whose
    leading columns are the advice's now exists.
 """
@@ -25,6 +46,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -42,19 +64,31 @@ from .server import InsightServer
 from .statement import quote_ident
 
 __all__ = [
+    "BTREE_FANOUT",
     "Candidate",
+    "EntryCosts",
     "IndexAdvice",
+    "ReadSaving",
     "TableFacts",
+    "Weighing",
     "advise",
+    "btree_depth",
     "candidates_from_plan",
+    "entry_costs",
     "mark_applied",
+    "rank",
     "table_facts",
+    "weigh",
 ]
 
 log = logging.getLogger(__name__)
 
 Verified = Literal["hypopg", "heuristic"]
 Status = Literal["open", "applied"]
+WriteVerdict = Literal["pays", "write_heavy", "unknown"]
+#: Entries of one b-tree page, to estimate a tree's depth from its rows: an 8 kB page holds
+#: some 400 entries of a bigint or a timestamp, fewer of wider keys.
+BTREE_FANOUT = 256
 _NAME_MAX = 63  # NAMEDATALEN - 1
 #: Catalogs take no user index: their scans propose nothing.
 _SYSTEM_SCHEMAS = frozenset({"pg_catalog", "information_schema", "pg_toast"})
@@ -108,6 +142,12 @@ class IndexAdvice:
     observed_mean_ms_before: float | None = None
     observed_mean_ms_after: float | None = None
     applied_at: datetime | None = None
+    #: Planner cost units per second the index saves its statements' reads, at the rate
+    #: they were called (None: unknown; see the module docstring).
+    saving_per_second: float | None = None
+    #: Planner cost units per second its upkeep costs at the table's write rate (None: unknown).
+    maintenance_per_second: float | None = None
+    write_verdict: WriteVerdict = "unknown"
     kind: Literal["index"] = field(default="index", init=False)
 
     @property
@@ -136,6 +176,18 @@ class IndexAdvice:
     def key(self) -> tuple[str, str, str, tuple[str, ...]]:
         return (self.datname or "", self.schema, self.relname, self.columns)
 
+    @property
+    def cost_saved(self) -> float:
+        """The statements' summed planner cost the index saves (all of it when unverified)."""
+        return self.cost_before - (self.cost_after or 0.0)
+
+    @property
+    def net_per_second(self) -> float | None:
+        """Saving less maintenance, in planner cost units per second, where both are known."""
+        if self.saving_per_second is None or self.maintenance_per_second is None:
+            return None
+        return self.saving_per_second - self.maintenance_per_second
+
     def to_json(self) -> dict[str, Any]:
         return {
             "kind": self.kind, "table": self.table, "columns": list(self.columns), "sql": self.sql,
@@ -145,8 +197,26 @@ class IndexAdvice:
             "observed_mean_ms_before": self.observed_mean_ms_before,
             "observed_mean_ms_after": self.observed_mean_ms_after,
             "writes_per_second": None if self.writes_per_second is None else round(self.writes_per_second, 3),
+            "saving_per_second": _round(self.saving_per_second),
+            "maintenance_per_second": _round(self.maintenance_per_second),
+            "write_verdict": self.write_verdict,
             "note": self.note,
         }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+_VERDICT_ORDER = {"pays": 0, "unknown": 1, "write_heavy": 2}
+
+
+def rank(advice: IndexAdvice) -> tuple[int, float, float, tuple[str, str, str, tuple[str, ...]]]:
+    """The order advice is given in: the advice that pays first, the largest net benefit
+    first; then the advice whose balance is unknown, the largest cost saved first; then
+    the write-heavy, the smallest loss first."""
+    net = advice.net_per_second if advice.write_verdict != "unknown" else None
+    return (_VERDICT_ORDER[advice.write_verdict], -(net or 0.0), -advice.cost_saved, advice.key)
 
 
 # -- candidates ------------------------------------------------------------------------
@@ -257,6 +327,104 @@ def table_facts(conn: psycopg.Connection[Any], tables: Iterable[tuple[str, str]]
     return out
 
 
+# -- write cost --------------------------------------------------------------------------
+
+
+def btree_depth(rows: float) -> int:
+    """Levels of a b-tree over *rows* entries, ``BTREE_FANOUT`` entries a page (1: the root
+    is the leaf)."""
+    return max(1, math.ceil(math.log(max(rows, 1.0)) / math.log(BTREE_FANOUT)))
+
+
+@dataclass(frozen=True)
+class EntryCosts:
+    """The cost settings the planner would apply in pgperf's session."""
+
+    random_page_cost: float = 4.0
+    cpu_index_tuple_cost: float = 0.005
+
+    def per_row(self, reltuples: float) -> float:
+        """Planner cost of entering one row in a b-tree over *reltuples* rows: the leaf page
+        its entry lands in, read and dirtied at random, and one index tuple handled on each
+        level on the way down."""
+        return self.random_page_cost + self.cpu_index_tuple_cost * btree_depth(reltuples)
+
+
+def entry_costs(conn: psycopg.Connection[Any]) -> EntryCosts:
+    """The cost settings of *conn*'s session (its database's and role's values apply)."""
+    with conn.cursor(row_factory=tuple_row) as cur:
+        row = cur.execute("SELECT current_setting('random_page_cost')::float8,"
+                          " current_setting('cpu_index_tuple_cost')::float8").fetchone()
+    assert row is not None  # a SELECT without FROM returns one row
+    return EntryCosts(float(row[0]), float(row[1]))
+
+
+@dataclass(frozen=True)
+class ReadSaving:
+    """One statement of an advice: its calls over *window_seconds*, and its generic plan's
+    cost without and with the index (None: not verified)."""
+
+    calls: int
+    window_seconds: float | None
+    cost_before: float
+    cost_after: float | None
+
+
+@dataclass(frozen=True)
+class Weighing:
+    """An index's read saving against its upkeep, in planner cost units per second."""
+
+    saving_per_second: float | None
+    maintenance_per_second: float | None
+    verdict: WriteVerdict
+    #: What the weighing says, for the advice's note ("" when there is nothing to weigh).
+    note: str
+
+
+def _amount(value: float) -> str:
+    """A rate for a sentence: a few significant digits, thousands separated."""
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 0.95:  # not "1" for 0.99
+        return f"{value:,.1f}"
+    return f"{value:.2g}" if value else "0"
+
+
+def weigh(reads: Sequence[ReadSaving], writes_per_second: float | None, per_row: float, since: str = "") -> Weighing:
+    """The read saving of an index serving *reads* against its upkeep at *writes_per_second*
+    rows written (counted *since*: "since the table's last analyze"), *per_row* planner cost
+    each (``EntryCosts.per_row``). See the module docstring."""
+    maintenance = None if writes_per_second is None else writes_per_second * per_row
+    if not reads or any(r.cost_after is None for r in reads):
+        # Not verified: no cost after, and none is invented. The note speaks of the writes.
+        return Weighing(None, maintenance, "unknown", "")
+    if any(r.window_seconds is None or r.window_seconds <= 0 for r in reads):
+        return Weighing(None, maintenance, "unknown",
+                        "Whether the index pays for its upkeep is unknown: the time over which its statements' calls "
+                        "were counted is not known (pg_stat_statements records when it was reset from PostgreSQL 14 "
+                        "on, in pg_stat_statements_info).")
+    calls = sum(r.calls / r.window_seconds for r in reads if r.window_seconds)
+    saving = sum(r.calls / r.window_seconds * (r.cost_before - (r.cost_after or 0.0)) for r in reads
+                 if r.window_seconds)
+    if maintenance is None or writes_per_second is None:
+        return Weighing(saving, None, "unknown",
+                        f"Whether the index pays for its upkeep is unknown: it saves its statements' reads about "
+                        f"{_amount(saving)} planner cost units per second, but the table's write rate is not known.")
+    rate = f"{_amount(calls)} calls per second"
+    counted = f" {since}" if since else ""
+    writes = f"{_amount(writes_per_second)} rows written per second{counted}, about {_amount(per_row)} each to enter in the index"
+    if maintenance > saving:
+        return Weighing(saving, maintenance, "write_heavy",
+                        f"The index would cost more to maintain than it saves at the current rates: about "
+                        f"{_amount(maintenance)} planner cost units per second to keep it up to date ({writes}), "
+                        f"against about {_amount(saving)} per second saved on its statements' reads ({rate}). Not "
+                        "worth creating unless the reads grow or the writes slow down.")
+    return Weighing(saving, maintenance, "pays",
+                    f"At the current rates the index pays for its upkeep: it saves its statements' reads about "
+                    f"{_amount(saving)} planner cost units per second ({rate}), against about "
+                    f"{_amount(maintenance)} per second to keep it up to date ({writes}).")
+
+
 # -- advice ----------------------------------------------------------------------------
 
 
@@ -276,8 +444,8 @@ def advise(
     settings: SessionSettings,
     options: AdviceOptions | None = None,
 ) -> list[IndexAdvice]:
-    """Index advice for the statements behind *plans*, on *conn* (their database); the
-    largest cost saving first. See the module docstring."""
+    """Index advice for the statements behind *plans*, on *conn* (their database), in the
+    order of ``rank``. See the module docstring."""
     options = options or AdviceOptions()
     by_query = {s.query_id: s for s in statements}
     proposals: dict[tuple[str, str, tuple[str, ...]], dict[int, Plan]] = {}
@@ -288,26 +456,51 @@ def advise(
             proposals.setdefault((c.schema, c.relname, c.columns), {})[plan.query_id] = plan
     facts = table_facts(conn, ((s, t) for s, t, _ in proposals))
     datname = next((p.datname for p in plans if p.datname), None)
-    advice: list[IndexAdvice] = []
+    found: list[tuple[IndexAdvice, TableFacts, dict[int, float]]] = []
     for (schema, relname, columns), using in sorted(proposals.items()):
         table = facts.get((schema, relname))
         if schema in _SYSTEM_SCHEMAS or table is None or table.reltuples < options.min_table_rows \
                 or table.has_index_on(columns):
             continue
-        advice.append(IndexAdvice(
+        before = {qid: p.total_cost for qid, p in using.items()}
+        found.append((IndexAdvice(
             schema=schema, relname=relname, columns=columns, query_ids=tuple(sorted(using)),
-            cost_before=sum(p.total_cost for p in using.values()), cost_after=None, verified="heuristic",
+            cost_before=sum(before.values()), cost_after=None, verified="heuristic",
             writes_per_second=table.writes_per_second, note=write_note(table), datname=datname,
-        ))
+        ), table, before))
+    if not found:
+        return []
+    costs = entry_costs(conn)
     if server.hypopg_schema is not None:
         paths = search_paths(conn, (s.username for s in statements if s.username))
-        advice = [a for a in (_verify(conn, a, by_query, paths, server, settings, options) for a in advice) if a]
+        advice = []
+        for a, table, before in found:
+            after = _verify(conn, a, by_query, paths, server, settings)
+            if after is None or sum(after.values()) > a.cost_before * options.max_cost_ratio:
+                continue
+            a = replace(a, cost_after=sum(after.values()), verified="hypopg")
+            advice.append(_weighed(a, table, before, after, by_query, costs))
         advice = _drop_prefixes(advice)
     else:
         how = ("CREATE EXTENSION hypopg in this database" if server.hypopg_available
                else "install HypoPG (postgresql-NN-hypopg) and CREATE EXTENSION hypopg")
+        advice = [_weighed(a, table, before, None, by_query, costs) for a, table, before in found]
         advice = [replace(a, note=f"Not verified by the planner ({how} to verify). {a.note}") for a in advice]
-    return sorted(advice, key=lambda a: (-(a.cost_before - (a.cost_after or 0.0)), a.key))
+    return sorted(advice, key=rank)
+
+
+def _weighed(advice: IndexAdvice, table: TableFacts, before: Mapping[int, float], after: Mapping[int, float] | None,
+             statements: Mapping[int, Statement], costs: EntryCosts) -> IndexAdvice:
+    """*advice* with its read saving weighed against its upkeep (``weigh``), said in its note."""
+    reads = [ReadSaving(statements[q].calls, statements[q].window_seconds, before[q],
+                        None if after is None else after[q]) for q in advice.query_ids]
+    since = "since the table's last analyze" if table.since_analyze else "since the statistics were reset"
+    weighing = weigh(reads, table.writes_per_second, costs.per_row(table.reltuples), since)
+    # A verdict says the write rate itself; otherwise the note says what the writes will do.
+    notes = (weighing.note,) if weighing.verdict != "unknown" else (weighing.note, write_note(table))
+    return replace(advice, saving_per_second=weighing.saving_per_second,
+                   maintenance_per_second=weighing.maintenance_per_second, write_verdict=weighing.verdict,
+                   note=" ".join(n for n in notes if n))
 
 
 def _verify(
@@ -317,13 +510,13 @@ def _verify(
     paths: Mapping[str, str],
     server: InsightServer,
     settings: SessionSettings,
-    options: AdviceOptions,
-) -> IndexAdvice | None:
-    """*advice* with its cost under a hypothetical index, or None when it does not halve."""
+) -> dict[int, float] | None:
+    """The cost of each of *advice*'s statements under a hypothetical index, or None when
+    one could not be planned again or HypoPG refused the index."""
     assert server.hypopg_schema is not None
     hypopg = sql.Identifier(server.hypopg_schema)
     reset = sql.SQL("SELECT {}.hypopg_reset()").format(hypopg)
-    after = 0.0
+    after: dict[int, float] = {}
     try:
         conn.execute(reset)
         # Outside the planning transactions: hypothetical indexes are not transactional,
@@ -332,8 +525,8 @@ def _verify(
             hypopg, sql.Literal(advice.hypothetical_sql)))
         for qid in advice.query_ids:
             statement = statements[qid]
-            after += explain(conn, statement, server, settings,
-                             search_path=paths.get(statement.username or "")).total_cost
+            after[qid] = explain(conn, statement, server, settings,
+                                 search_path=paths.get(statement.username or "")).total_cost
     except PlanSkipped as exc:
         log.info("insight: candidate %s (%s) not verified: query %s could not be planned again (%s)",
                  advice.table, ", ".join(advice.columns), exc, exc.reason)
@@ -346,9 +539,7 @@ def _verify(
     finally:
         if not conn.closed and not conn.broken:
             conn.execute(reset)
-    if after > advice.cost_before * options.max_cost_ratio:
-        return None
-    return replace(advice, cost_after=after, verified="hypopg")
+    return after
 
 
 def _drop_prefixes(advice: list[IndexAdvice]) -> list[IndexAdvice]:

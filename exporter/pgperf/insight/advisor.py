@@ -23,14 +23,16 @@ from ..db import ConnectionFailed, SessionSettings, connect, describe_dsn, detec
 from ..redact import redact
 from ..store.client import StoreClient, StoreUnavailable
 from . import store as insight_store
-from .advice import IndexAdvice
+from .advice import IndexAdvice, rank
 from .refresh import DatabaseRefresh, by_database, insight_settings, refresh_database, top_statements
 
 __all__ = ["ADVISE_KEYS", "AdviseResult", "TargetUnreachable", "UnknownTarget", "advise_target", "render_text"]
 
-#: The keys of each advice in ``pgperf advise --format json``, in order.
+#: The keys of each advice in ``pgperf advise --format json``, in order: the issue's, then
+#: the weighing of its write cost (``advice``'s module docstring).
 ADVISE_KEYS = ("kind", "table", "columns", "sql", "query_ids", "cost_before", "cost_after", "verified", "status",
-               "observed_mean_ms_before", "observed_mean_ms_after")
+               "observed_mean_ms_before", "observed_mean_ms_after", "saving_per_second", "maintenance_per_second",
+               "write_verdict")
 
 
 class UnknownTarget(ValueError):
@@ -132,7 +134,7 @@ def _merge(results: Sequence[DatabaseRefresh], known: Sequence[IndexAdvice]) -> 
     for a in known:
         if (a.datname or "") not in refreshed:
             out.setdefault(a.key, a)
-    return sorted(out.values(), key=lambda a: (a.status != "open", -(a.cost_before - (a.cost_after or 0.0)), a.key))
+    return sorted(out.values(), key=lambda a: (a.status != "open", rank(a)))
 
 
 def _observed(client: StoreClient, target: str, advice: list[IndexAdvice]) -> tuple[list[IndexAdvice], str | None]:
@@ -174,7 +176,8 @@ def render_text(result: AdviseResult) -> str:
     for i, a in enumerate(result.advice, 1):
         after = "n/a" if a.cost_after is None else f"{a.cost_after:,.2f}"
         how = "verified by HypoPG" if a.verified == "hypopg" else "heuristic, not verified"
-        lines += ["", f"{i}. {a.sql};",
+        heavy = a.status == "open" and a.write_verdict == "write_heavy"
+        lines += ["", f"{i}. {a.sql};" + (" -- would cost more to maintain than it saves at the current rates" if heavy else ""),
                   f"   database {a.datname or '-'}, statements {', '.join(str(q) for q in a.query_ids)}",
                   f"   planner cost {a.cost_before:,.2f} -> {after} ({how}); {a.status}"
                   + (f" since {a.applied_at:%Y-%m-%d %H:%M} UTC" if a.applied_at else "")]

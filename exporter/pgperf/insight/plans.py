@@ -72,7 +72,8 @@ PlanMethod = Literal["generic_plan", "prepared_generic"]
 @dataclass(frozen=True)
 class Statement:
     """A statement to plan: pg_stat_statements' query id and normalized text, and where
-    and by whom it ran (its user's search path resolves unqualified names)."""
+    and by whom it ran (its user's search path resolves unqualified names); its calls and
+    time over the last ``window_seconds`` (None: over a time not known)."""
 
     query_id: int
     text: str
@@ -80,6 +81,10 @@ class Statement:
     username: str | None = None
     calls: int = 0
     total_ms: float = 0.0
+    #: The seconds over which ``calls`` and ``total_ms`` were counted: in ``pgperf serve``
+    #: the sampling intervals since the previous refresh, in ``pgperf advise`` the time
+    #: since pg_stat_statements was reset (14+); None when unknown.
+    window_seconds: float | None = None
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ given, ``refresh_database`` one opened for it); each planning transaction carrie
    applied once an index starting with its columns exists.
 
 ``top_statements`` reads what to plan straight from pg_stat_statements (the CLI has no
-sampler to collect it from).
+sampler to collect it from), with the time since its last reset as the window of their calls
+(``pg_stat_statements_info``, PostgreSQL 14+; unknown on 13).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from .advice import IndexAdvice, advise, mark_applied
 from .plans import Plan, Statement, choose_statements, refresh_plans
 from .server import detect_insight
 
-__all__ = ["DatabaseRefresh", "by_database", "insight_settings", "refresh_database", "refresh_on", "top_statements"]
+__all__ = ["DatabaseRefresh", "by_database", "insight_settings", "pgss_window", "refresh_database", "refresh_on",
+           "top_statements"]
 
 log = logging.getLogger(__name__)
 
@@ -121,16 +123,33 @@ LEFT JOIN pg_roles r ON r.oid = c.userid
 JOIN LATERAL (SELECT query FROM {pgss}(true) p
               WHERE p.queryid = c.queryid AND p.dbid = c.dbid AND p.userid = c.userid LIMIT 1) t ON true
 """
+# Seconds since pg_stat_statements was last reset (its entries count from then), where
+# pg_stat_statements_info exists (extension 1.9, PostgreSQL 14+).
+_WINDOW_SQL = "SELECT extract(epoch FROM now() - stats_reset)::float8 FROM {info}"
 
 
 def top_statements(conn: psycopg.Connection[Any], pgss_schema: str, max_statements: int,
                    slow_query_ms: float) -> list[Statement]:
     """The statements a refresh plans (``plans.choose_statements``), from pg_stat_statements
-    in schema *pgss_schema*, by their totals since its last reset."""
+    in schema *pgss_schema*, by their totals since its last reset (their ``window_seconds``:
+    None where pg_stat_statements does not say when that was)."""
     query = sql.SQL(_TOP_SQL).format(pgss=sql.SQL("{}.pg_stat_statements").format(sql.Identifier(pgss_schema)))
     # Unplannable entries (utility statements, pgperf's own EXPLAINs) are passed over by
     # choose_statements: read some more than wanted.
     with conn.cursor(row_factory=tuple_row) as cur:
         rows = cur.execute(query, {"limit": 4 * max_statements, "slow_ms": slow_query_ms}).fetchall()
-    found = [Statement(int(r[0]), str(r[1] or ""), r[2], r[3], int(r[4]), float(r[5])) for r in rows]
+    window = pgss_window(conn, pgss_schema)
+    found = [Statement(int(r[0]), str(r[1] or ""), r[2], r[3], int(r[4]), float(r[5]), window) for r in rows]
     return choose_statements(found, max_statements, slow_query_ms)
+
+
+def pgss_window(conn: psycopg.Connection[Any], pgss_schema: str) -> float | None:
+    """Seconds since pg_stat_statements in *pgss_schema* was reset, None where it does not
+    record it (PostgreSQL 13, or an extension not updated to 1.9)."""
+    info = sql.Identifier(pgss_schema, "pg_stat_statements_info")
+    with conn.cursor(row_factory=tuple_row) as cur:
+        exists = cur.execute("SELECT to_regclass(%s) IS NOT NULL", (info.as_string(conn),)).fetchone()
+        if not exists or not exists[0]:
+            return None
+        row = cur.execute(sql.SQL(_WINDOW_SQL).format(info=info)).fetchone()
+    return None if row is None or row[0] is None or row[0] <= 0 else float(row[0])

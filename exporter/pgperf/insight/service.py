@@ -9,10 +9,12 @@ on a schedule, the results in the store and on ``/metrics``.
   the store with that sample (``with_waits``: the batch's rows, written in the sample's
   transaction, spooled with it while the store is away).
 * **Plans and advice.** The statements a target's samples saw (pg_stat_statements deltas)
-  are summed until the next refresh. One thread refreshes each target every
-  ``insight.plans.interval`` (by default 80 sampling intervals) — the first as soon as statements were seen: the slow
-  statements and the top ones by total time (``insight.plans.max_statements``) are planned
-  and advised on per database (``refresh``): those of the target's own database on a
+  are summed until the next refresh, with the seconds of the sampling intervals they were
+  counted over (the window of their calls, which advice weighs its write cost against).
+  One thread refreshes each target every ``insight.plans.interval`` (by default 80
+  sampling intervals) — the first as soon as statements were seen: the slow statements
+  and the top ones by total time (``insight.plans.max_statements``) are planned and
+  advised on per database (``refresh``): those of the target's own database on a
   connection of the target's pool (with ``connection.pool_size`` 2 or more: the sampler
   keeps the other), the others each in a session of its own counted against
   ``connection.max_database_connections`` as a visit of the databases is. Plans are stored with first and
@@ -129,6 +131,8 @@ class TargetInsight:
         self._wait_problem: str | None = None
         # (datname, queryid) -> [calls, total_ms, username, text] since the last refresh
         self._seen: dict[tuple[str, int], list[Any]] = {}
+        # Seconds of the sampling intervals whose statements are in _seen (their window).
+        self._seen_seconds = 0.0
         # (datname, queryid) -> [plan changes, refresh number of its last plan]
         self._changes: dict[tuple[str, int], list[int]] = {}
         self._hashes: dict[tuple[str, int], str] = {}
@@ -214,6 +218,7 @@ class TargetInsight:
         if records is None:
             return
         with self._lock:
+            self._seen_seconds += records.interval_seconds
             for d in records.deltas:
                 acc = self._seen.get((d.datname, d.queryid))
                 if acc is None:
@@ -229,10 +234,13 @@ class TargetInsight:
             return bool(self._seen)
 
     def take_statements(self) -> list[Statement]:
-        """The statements seen since the last call, with their texts, then forgotten here."""
+        """The statements seen since the last call, with their texts and the seconds their
+        calls were counted over (the sampling intervals observed since), then forgotten here."""
         with self._lock:
             seen, self._seen = self._seen, {}
-        return [Statement(qid, text, datname, username, calls, total_ms)
+            seconds, self._seen_seconds = self._seen_seconds, 0.0
+        window = seconds if seconds > 0 else None
+        return [Statement(qid, text, datname, username, calls, total_ms, window)
                 for (datname, qid), (calls, total_ms, username, text) in sorted(seen.items()) if text]
 
     def wait_rows(self, until: float) -> list[list[Any]]:

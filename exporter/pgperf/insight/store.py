@@ -1,4 +1,5 @@
-"""Insight's rows in the sample store (migration 004): wait profiles, plans, advice.
+"""Insight's rows in the sample store (migration 004; advice's write cost: 008): wait
+profiles, plans, advice.
 
 Every function takes a psycopg connection to the store (autocommit, as the store's own
 sessions are) and the store's schema, and writes in one transaction. Writing plans
@@ -20,7 +21,7 @@ from psycopg.types.json import Jsonb
 
 from ..store.schema import ensure_partitions
 from ..store.waits import copy_wait_rows
-from .advice import IndexAdvice
+from .advice import IndexAdvice, rank
 from .plans import Plan
 from .waits import StatementWaitProfile
 
@@ -213,12 +214,15 @@ def save_advice(conn: psycopg.Connection[Any], schema: str, target: str, advice:
             conn.execute(sql.SQL(
                 "INSERT INTO {} (target, datname, schema_name, table_name, columns, sql, query_ids, cost_before,"
                 " cost_after, verified, status, writes_per_second, note, first_seen, last_seen, applied_at,"
-                " observed_mean_ms_before, observed_mean_ms_after)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " observed_mean_ms_before, observed_mean_ms_after, saving_per_second, maintenance_per_second,"
+                " write_verdict)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (target, datname, schema_name, table_name, columns) DO UPDATE SET"
                 " sql = excluded.sql, query_ids = excluded.query_ids, cost_before = excluded.cost_before,"
                 " cost_after = excluded.cost_after, verified = excluded.verified, status = excluded.status,"
                 " writes_per_second = excluded.writes_per_second, note = excluded.note,"
+                " saving_per_second = excluded.saving_per_second,"
+                " maintenance_per_second = excluded.maintenance_per_second, write_verdict = excluded.write_verdict,"
                 " last_seen = excluded.last_seen,"
                 " applied_at = CASE WHEN excluded.status = 'applied'"
                 "   THEN coalesce({t}.applied_at, excluded.applied_at) END,"
@@ -228,15 +232,17 @@ def save_advice(conn: psycopg.Connection[Any], schema: str, target: str, advice:
                 target, a.datname or "", a.schema, a.relname, list(a.columns), a.sql, [str(q) for q in a.query_ids],
                 a.cost_before, a.cost_after, a.verified, a.status, a.writes_per_second, a.note, at, at,
                 (a.applied_at or at) if a.status == "applied" else None,
-                a.observed_mean_ms_before, a.observed_mean_ms_after))
+                a.observed_mean_ms_before, a.observed_mean_ms_after, a.saving_per_second, a.maintenance_per_second,
+                a.write_verdict))
             count += 1
     return count
 
 
 def read_advice(conn: psycopg.Connection[Any], schema: str, target: str | None = None, *,
                 query_id: int | None = None, status: str | None = None) -> list[IndexAdvice]:
-    """Stored advice, the largest cost saving first; *query_id* keeps the advice that
-    names that statement."""
+    """Stored advice in the order of ``advice.rank`` (the advice that pays first, the
+    write-heavy last); *query_id* keeps the advice that names that statement. A store not
+    migrated to 008 yet reads as advice not weighed."""
     conditions: list[sql.Composable] = [sql.SQL("true")]
     params: list[Any] = []
     for column, value in (("target", target), ("status", status)):
@@ -246,18 +252,23 @@ def read_advice(conn: psycopg.Connection[Any], schema: str, target: str | None =
     if query_id is not None:
         conditions.append(sql.SQL("%s = ANY(query_ids)"))
         params.append(str(query_id))
+    # The columns of 008 through to_jsonb: NULL, not an error, in a store not migrated yet
+    # (pgperf advise reads the store without migrating it).
     rows = conn.execute(sql.SQL(
         "SELECT datname, schema_name, table_name, columns, query_ids, cost_before, cost_after, verified, status,"
-        " writes_per_second, note, observed_mean_ms_before, observed_mean_ms_after, applied_at FROM {}"
-        " WHERE {} ORDER BY cost_before - coalesce(cost_after, 0) DESC, schema_name, table_name, columns"
+        " writes_per_second, note, observed_mean_ms_before, observed_mean_ms_after, applied_at,"
+        " (to_jsonb(a) ->> 'saving_per_second')::float8, (to_jsonb(a) ->> 'maintenance_per_second')::float8,"
+        " coalesce(to_jsonb(a) ->> 'write_verdict', 'unknown')"
+        " FROM {} a WHERE {} ORDER BY schema_name, table_name, columns"
     ).format(_ident(schema, "index_advice"), sql.SQL(" AND ").join(conditions)), params).fetchall()
-    return [IndexAdvice(
+    return sorted((IndexAdvice(
         schema=r[1], relname=r[2], columns=tuple(r[3]), query_ids=tuple(int(q) for q in r[4]),
         cost_before=float(r[5]), cost_after=None if r[6] is None else float(r[6]), verified=r[7], status=r[8],
         writes_per_second=r[9], note=r[10], datname=r[0] or None,
         observed_mean_ms_before=None if r[11] is None else float(r[11]),
         observed_mean_ms_after=None if r[12] is None else float(r[12]), applied_at=r[13],
-    ) for r in rows]
+        saving_per_second=r[14], maintenance_per_second=r[15], write_verdict=r[16],
+    ) for r in rows), key=rank)
 
 
 def observed_means(conn: psycopg.Connection[Any], schema: str, target: str, query_ids: Sequence[int],

@@ -253,7 +253,8 @@ class Remainder(_Part):
 
 class AdviceEntry(_Part):
     """An index advice of query insight (``pgperf advise``'s shape, with its database, its
-    table's write rate and when it was applied)."""
+    table's write rate and when it was applied). The weighing of its write cost defaults to
+    unknown in reports made before it existed."""
 
     kind: Literal["index"]
     table: str
@@ -266,6 +267,9 @@ class AdviceEntry(_Part):
     status: Literal["open", "applied"]
     observed_mean_ms_before: float | None
     observed_mean_ms_after: float | None
+    saving_per_second: float | None = None
+    maintenance_per_second: float | None = None
+    write_verdict: Literal["pays", "write_heavy", "unknown"] = "unknown"
     datname: str | None
     writes_per_second: float | None
     applied_at: Timestamp | None

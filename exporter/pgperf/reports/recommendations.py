@@ -169,17 +169,36 @@ def _listed_statements_on(report: Report, table: str) -> list[Statement]:
     return list(seen.values())
 
 
+#: Said of an advice whose index would cost more to maintain than it saves (query insight
+#: weighs its read saving against its write cost): it is never recommended.
+WRITE_HEAVY = "it would cost more to maintain than it saves at the current rates"
+
+
+def _advice_order(a: AdviceEntry) -> tuple[bool, bool, bool, float, float, str]:
+    """Write-heavy advice last; then verified first; what pays for its upkeep first, by net
+    benefit; then by cost saved."""
+    net = (a.saving_per_second - a.maintenance_per_second
+           if a.write_verdict != "unknown" and a.saving_per_second is not None and a.maintenance_per_second is not None
+           else 0.0)
+    return (a.write_verdict == "write_heavy", a.verified != "hypopg", a.write_verdict != "pays", -net,
+            -(a.cost_before - (a.cost_after or 0.0)), a.sql)
+
+
 def _advice_for(report: Report, table: str) -> list[AdviceEntry]:
-    """Query insight's open advice on *table* (either spelling), verified first."""
+    """Query insight's open advice on *table* (either spelling), verified first, write-heavy last."""
     short = table.split(".", 1)[-1]
     found = [a for a in report.queries.index_advice
              if a.status == "open" and (a.table == table or a.table.split(".", 1)[-1] == short)]
-    return sorted(found, key=lambda a: (a.verified != "hypopg", -(a.cost_before - (a.cost_after or 0.0)), a.sql))
+    return sorted(found, key=_advice_order)
 
 
 def _advice_evidence(a: AdviceEntry) -> dict[str, Any]:
     return {"columns": a.columns, "sql": a.sql, "verified": a.verified, "statements": a.query_ids,
-            "cost_before": a.cost_before, "cost_after": a.cost_after}
+            "cost_before": a.cost_before, "cost_after": a.cost_after, "write_verdict": a.write_verdict}
+
+
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.1f}" if abs(value) >= 1 else f"{value:.2g}"
 
 
 def seq_scans(report: Report, s: ReportSettings, catalog: CatalogFacts | None) -> list[Recommendation]:
@@ -208,7 +227,8 @@ def seq_scans(report: Report, s: ReportSettings, catalog: CatalogFacts | None) -
     first = found[0]
     more = f" and {len(found) - 1} more" if len(found) > 1 else ""
     named = [f"{f['table']} ({', '.join(f['index_candidates'][0]['columns'])}, "
-             f"{'verified by the planner' if f['index_candidates'][0]['verified'] == 'hypopg' else 'not verified'})"
+             f"{'verified by the planner' if f['index_candidates'][0]['verified'] == 'hypopg' else 'not verified'}"
+             f"{'; but ' + WRITE_HEAVY if f['index_candidates'][0]['write_verdict'] == 'write_heavy' else ''})"
              for f in found[:3] if f["index_candidates"]]
     candidates = ("Index advice from the statements' plans: " + "; ".join(named) if named
                   else "Query insight has no index advice for them: their statements' plans show no scan an index "
@@ -230,11 +250,13 @@ def seq_scans(report: Report, s: ReportSettings, catalog: CatalogFacts | None) -
 
 def index_advice(report: Report, s: ReportSettings, catalog: CatalogFacts | None) -> list[Recommendation]:
     """Query insight's open index advice: proven by the planner (HypoPG), or heuristic where
-    HypoPG is not installed (said so, and lower)."""
-    advice = [a for a in report.queries.index_advice if a.status == "open"]
+    HypoPG is not installed (said so, and lower). Advice whose index would cost more to
+    maintain than it saves (``write_heavy``) is never recommended: it is only counted."""
+    heavy = [a for a in report.queries.index_advice if a.status == "open" and a.write_verdict == "write_heavy"]
+    advice = [a for a in report.queries.index_advice if a.status == "open" and a.write_verdict != "write_heavy"]
     if not advice:
         return []
-    advice.sort(key=lambda a: (a.verified != "hypopg", -(a.cost_before - (a.cost_after or 0.0)), a.sql))
+    advice.sort(key=_advice_order)
     first = advice[0]
     listed = {q.query_id for q in (*report.queries.slowest_by_total, *report.queries.slowest_by_mean)}
     if first.verified == "hypopg" and first.cost_after is not None:
@@ -246,9 +268,19 @@ def index_advice(report: Report, s: ReportSettings, catalog: CatalogFacts | None
         proof = ("taken from the statements' plans, not verified (install HypoPG in the database to have the "
                  "planner verify it)")
         severity = "low"
-    writes = (f"; {first.writes_per_second:,.2f} rows written per second on the table will maintain it"
-              if first.writes_per_second is not None else "")
+    if first.write_verdict == "pays":
+        writes = (f"; it pays for its upkeep at the current rates: it saves the reads about "
+                  f"{_rate(first.saving_per_second)} planner cost units per second, maintaining it costs about "
+                  f"{_rate(first.maintenance_per_second)}"
+                  + (f" ({first.writes_per_second:,.2f} rows written per second)" if first.writes_per_second is not None
+                     else ""))
+    else:
+        writes = (f"; {first.writes_per_second:,.2f} rows written per second on the table will maintain it"
+                  if first.writes_per_second is not None else "")
     more = f" ({len(advice) - 1} more index advice: pgperf advise)" if len(advice) > 1 else ""
+    if heavy:
+        more += (f" ({len(heavy)} other index advice left out: "
+                 f"{'it' if len(heavy) == 1 else 'each'} would cost more to maintain than it saves at the current rates)")
     return [Recommendation(
         "index_advice",
         f"Create an index on {first.table} ({', '.join(first.columns)}): {proof}{writes}. {first.sql}{more}",

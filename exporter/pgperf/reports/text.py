@@ -91,7 +91,14 @@ def advice_line(a: AdviceEntry) -> str:
     how = "verified by HypoPG" if a.verified == "hypopg" else "not verified"
     state = (f"applied since {iso(a.applied_at)}, mean {ms(a.observed_mean_ms_before)} before, "
              f"{ms(a.observed_mean_ms_after)} after" if a.status == "applied" else "open")
-    return f"{a.sql} - statements {', '.join(a.query_ids)}; {cost} ({how}); {state}"
+    rates = f"saves {_rate(a.saving_per_second)}, upkeep {_rate(a.maintenance_per_second)} planner cost units/s"
+    weighed = {"pays": f"; pays for its upkeep ({rates})",
+               "write_heavy": f"; would cost more to maintain than it saves at the current rates ({rates})"}
+    return f"{a.sql} - statements {', '.join(a.query_ids)}; {cost} ({how}); {state}{weighed.get(a.write_verdict, '')}"
+
+
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.1f}" if abs(value) >= 1 else f"{value:.2g}"
 
 
 def _period(report: Report) -> str:
