@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 import psycopg
 
 from . import collectors, logs
+from ._memory import limit_malloc_arenas
 from ._version import __version__
 from .alerts import AlertNotFound, AlertStore, InvalidTransition
 from .alerts.alertmanager import AlertmanagerError
@@ -277,6 +278,7 @@ def store_tables(client: StoreClient, command: str) -> None:
 
 
 def cmd_serve(config: Config, args: argparse.Namespace) -> int:
+    limit_malloc_arenas()  # before any thread starts (pgperf._memory)
     web_config = None
     if config.web.config_file:
         try:

@@ -14,6 +14,7 @@ a failed delivery is logged, never fatal, and never retried into a storm.
 
 from __future__ import annotations
 
+import gc
 import logging
 import socket
 import threading
@@ -26,6 +27,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from .._memory import release_free_memory
 from ..config import Config
 from ..store.client import StoreUnavailable
 from .formatting import ms, title
@@ -89,6 +91,8 @@ def public_url(config: Config) -> str:
 def deliver(config: Config, report: Report, post: Callable[..., Any] | None = None) -> list[str]:
     """Send *report* to the configured webhook and Slack; return the problems (logged too).
     *post* defaults to ``requests.post``."""
+    if not (config.reports.webhook_url or config.reports.slack_webhook_url_file):
+        return []  # nowhere to deliver: requests is not even imported
     # Imported here, as in the Alertmanager client, for memory: requests holds about 5 MiB
     # resident, and only a delivery needs it (most pgperf processes never deliver).
     import requests
@@ -183,7 +187,12 @@ class ReportScheduler:
             self._next_periodic = datetime.now(UTC) + timedelta(seconds=self.config.reports.every)
         while not self._stop.wait(self.poll):
             try:
-                self.run_once(datetime.now(UTC))
+                if self.run_once(datetime.now(UTC)):
+                    # A report leaves cycles (its model, its rendering) that the collector
+                    # would free only at its next full pass: free them now, and give the
+                    # pages back to the system (pgperf._memory).
+                    gc.collect()
+                    release_free_memory()
             except (StoreUnavailable, psycopg.Error) as exc:
                 # The store may be down or not migrated yet; the next round tries again.
                 log.warning("scheduled reports: store not usable now (%s); retrying in %.0fs",
