@@ -154,6 +154,12 @@ def test_bundle_rules_run_on_the_central_prometheus(fleet: Process) -> None:
     assert not failing
     # A recording rule over the remote-written series: one result per site, each keeping
     # its site label (the rules aggregate with without (...), so labels they do not know survive).
-    recorded = wait_until(lambda: query(central, "instance:pg_stat_database_xact:rate5m"), timeout=60, interval=1,
-                          message="a recording rule's output on the central server")
+    # A rate needs two samples of a site; the sites start a few seconds apart, so the
+    # second site's result may follow the first by one evaluation: wait for every site.
+    def every_site() -> list[dict[str, Any]]:
+        result = query(central, "instance:pg_stat_database_xact:rate5m")
+        return result if len({r["metric"].get("site", "") for r in result}) >= len(SITES) else []
+
+    recorded = wait_until(every_site, timeout=60, interval=1,
+                          message="a recording rule's output for every site on the central server")
     assert sorted(r["metric"].get("site", "") for r in recorded) == sorted(SITES)
