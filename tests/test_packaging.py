@@ -43,6 +43,7 @@ import sys, time
 from datetime import UTC, datetime, timedelta
 sys.path[:0] = {paths!r}
 from helpers import Exporter, make_config, wait_until
+DEFERRED = ("jinja2", "pgperf.reports.builder", "pgperf.reports.forecasting", "pgperf.reports.queries")
 exporter = Exporter(make_config({dsn!r}, store={{"enabled": True, "schema": "lazy_numpy", "spool_dir": {spool!r}}})).start()
 try:
     wait_until(lambda: len(exporter.monitor.snapshots()) > 0 and exporter.value("pg_up") == 1, message="a sample")
@@ -50,9 +51,13 @@ try:
     exporter.scrape()
     assert exporter.get("/api/v1/targets").status_code in (200, 401, 404)
     print("numpy after sampling:", "numpy" in sys.modules)
+    print("deferred after sampling:", sorted(m for m in DEFERRED if m in sys.modules))
     end = datetime.now(UTC)
     report = exporter.monitor.generate_performance_report(end - timedelta(minutes=5), end)
     print("numpy after a report:", "numpy" in sys.modules, report.report_id)
+    print("deferred after a report:", sorted(m for m in DEFERRED if m in sys.modules))
+    exporter.get("/login")  # the first page
+    print("jinja2 after a page:", "jinja2" in sys.modules)
 finally:
     exporter.stop()
 """
@@ -61,13 +66,19 @@ finally:
 def test_numpy_is_imported_only_when_a_report_needs_it(pg_cluster: Cluster, tmp_path: Path) -> None:
     """numpy (about 18 MiB resident and a BLAS thread) serves reports, forecasts and
     anomalies only: a pgperf that samples, stores and serves /metrics never imports it,
-    and the first report does, through the stand-in of pgperf.reports._numpy."""
+    and the first report does, through the stand-in of pgperf.reports._numpy. The same
+    holds for what builds a report (its queries, builder and forecasts) and for the
+    console's template engine (Jinja2), imported with the first report and the first page."""
     script = _SERVE_THEN_REPORT.format(paths=[str(ROOT / "tests"), str(ROOT)], dsn=pg_cluster.dsn(),
                                        spool=str(tmp_path / "spool"))
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "numpy after sampling: False" in proc.stdout, proc.stdout
     assert "numpy after a report: True" in proc.stdout, proc.stdout
+    assert "deferred after sampling: []" in proc.stdout, proc.stdout
+    assert ("deferred after a report: ['pgperf.reports.builder', 'pgperf.reports.forecasting', "
+            "'pgperf.reports.queries']") in proc.stdout, proc.stdout
+    assert "jinja2 after a page: True" in proc.stdout, proc.stdout
 
 
 def test_the_numpy_stand_in_serves_numpy() -> None:

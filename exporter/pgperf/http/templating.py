@@ -13,16 +13,19 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
-from markupsafe import Markup
 from werkzeug.wrappers import Request, Response
 
 from .sessions import Session
 from .static import STATIC
 
-__all__ = ["ENVIRONMENT", "NAVIGATION", "Chrome", "clock", "duration", "json_script", "number", "page", "render", "when"]
+if TYPE_CHECKING:  # Jinja2 and MarkupSafe are imported with the first page (see environment())
+    from jinja2 import Environment
+    from markupsafe import Markup
+
+__all__ = ["NAVIGATION", "Chrome", "clock", "duration", "environment", "json_script", "number", "page", "render", "when"]
 
 #: The console's sections: (path, label, the ``active`` name of its pages).
 NAVIGATION = (("/", "Overview", "overview"), ("/alerts", "Alerts", "alerts"), ("/reports/", "Reports", "reports"),
@@ -80,6 +83,8 @@ def json_script(value: Any) -> Markup:
     """*value* as JSON to put inside ``<script type="application/json">``: ``<``, ``>`` and
     ``&`` are escaped as JSON unicode escapes (and every non-ASCII character), so no text
     in it can end the element."""
+    from markupsafe import Markup
+
     text = json.dumps(_finite(value), separators=(",", ":"), default=str, allow_nan=False)
     return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
 
@@ -112,21 +117,29 @@ class Chrome:
         return Chrome(session.identity.name, session.identity.role, session.csrf_token, active, tuple(links))
 
 
-ENVIRONMENT = Environment(
-    loader=PackageLoader("pgperf.http", "templates"),
-    autoescape=True,
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    keep_trailing_newline=True,
-)
-ENVIRONMENT.globals.update(static_url=STATIC.url, json_script=json_script, ui=None)
-ENVIRONMENT.filters.update(when=when, clock=clock, number=number, duration=duration)
+@cache
+def environment() -> Environment:
+    """The console's Jinja2 environment, made (and Jinja2 imported) when the first page or
+    fragment is rendered: an exporter nobody browses does not hold the template engine,
+    about 2 MiB of its resident memory (bench/README.md)."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    env = Environment(
+        loader=PackageLoader("pgperf.http", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.globals.update(static_url=STATIC.url, json_script=json_script, ui=None)
+    env.filters.update(when=when, clock=clock, number=number, duration=duration)
+    return env
 
 
 def render(name: str, **context: Any) -> str:
     """The template *name* rendered with *context*."""
-    return ENVIRONMENT.get_template(name).render(**context)
+    return environment().get_template(name).render(**context)
 
 
 def page(name: str, status: int = 200, **context: Any) -> Response:

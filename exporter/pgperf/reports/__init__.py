@@ -15,3 +15,6 @@ from .render import FORMATS, render
 from .service import ReportNotFound, ReportService
 
 __all__ = ["FORMATS", "Report", "ReportNotFound", "ReportService", "ReportSettings", "render"]
+
+# These imports are light: ``service`` imports what builds a report (``builder``,
+# ``queries``, ``forecasting``, ``anomalies``) when the first report is built.

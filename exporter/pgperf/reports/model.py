@@ -58,7 +58,7 @@ class InvalidReport(ValueError):
 
 
 class _Part(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 # -- settings: the thresholds a report applies ----------------------------------------------

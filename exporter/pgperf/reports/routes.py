@@ -29,7 +29,6 @@ from ..http.errors import BadRequest
 from ..http.parsing import choice_param, int_param, json_object, time_param
 from ..http.templating import Chrome
 from ..store.client import StoreUnavailable
-from .forecast import METRICS, describe
 from .html import render_html
 from .model import KINDS, InvalidReport, Report, iso
 from .privacy import hide_query_texts
@@ -101,6 +100,8 @@ class ReportRoutes:
         return Response(render(self._visible(report), fmt), mimetype=_CONTENT_TYPES[fmt])
 
     def api_forecasts(self, request: Request) -> Response:
+        from .forecast import METRICS, describe  # with the forecasts' numerics, at first use
+
         metric = choice_param(request.args, "metric", tuple(METRICS))
         target = request.args.get("target") or None
         until = time_param(request.args["until"], "until") if "until" in request.args else datetime.now(UTC)

@@ -20,7 +20,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
@@ -32,12 +32,16 @@ from ..config import Config, Thresholds
 from ..models import Anomaly
 from ..store.client import StoreClient, where
 from ..store.target_settings import in_window
-from . import anomalies as anomaly_detection
-from .builder import CatalogReading, ReportRequest, build_report
-from .catalog import CatalogFacts, try_read_catalog
-from .forecasting import Made, make_forecasts
 from .model import KINDS, Report, ReportSettings, iso
-from .queries import ReportQueries
+
+if TYPE_CHECKING:
+    from .builder import CatalogReading
+    from .catalog import CatalogFacts
+    from .forecasting import Made
+
+# What builds a report (the queries, the builder, the forecasts and anomaly detection; with
+# them numpy) is imported when the first report is built, not when ``pgperf serve`` starts:
+# an exporter that samples and serves /metrics does not hold it (bench/README.md).
 
 __all__ = [
     "KINDS", "ReportNotFound", "ReportService", "ReportSummary", "UnknownTarget", "check_target", "report_id_for",
@@ -144,6 +148,9 @@ class ReportService:
         return None
 
     def catalog(self, target: str) -> CatalogReading:
+        from .builder import CatalogReading
+        from .catalog import try_read_catalog
+
         if not self.config.reports.catalog:
             return CatalogReading(None, "reading catalog facts is turned off (reports.catalog: false)")
         facts, error = try_read_catalog(self._dsn_of(target), connect_timeout=self.config.connection.connect_timeout,
@@ -180,6 +187,10 @@ class ReportService:
         """Build the report of *target* over ``[start, end)`` and store it.
 
         *catalog*: True reads the live facts, False skips them, a CatalogFacts uses those."""
+        from .builder import CatalogReading, ReportRequest, build_report
+        from .catalog import CatalogFacts
+        from .queries import ReportQueries
+
         if kind not in KINDS:
             raise ValueError(f"unknown report kind {kind!r}; choose one of {', '.join(KINDS)}")
         start, end = self.check_window(start, end)
@@ -221,6 +232,9 @@ class ReportService:
 
     def detect_anomalies(self, start: datetime, end: datetime, target: str | None = None) -> list[Anomaly]:
         """Anomalies of ``[start, end)`` against the baseline before it, without building a report."""
+        from . import anomalies as anomaly_detection
+        from .queries import ReportQueries
+
         start, end = self.check_window(start, end)
         target = check_target(self.config, target) or self.default_target()
         with self.client.connection() as conn, conn.transaction():
@@ -236,6 +250,9 @@ class ReportService:
         the target, the history's bounds and the forecasts (only *metric*'s when given). The
         statements forecast are the top ``reports.forecast.statements`` by total time of the
         history's last day."""
+        from .forecasting import make_forecasts
+        from .queries import ReportQueries
+
         target = check_target(self.config, target) or self.default_target()
         until = until or datetime.now(UTC)
         since = since or until - timedelta(days=self.settings.forecast.history_days)
