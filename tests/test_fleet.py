@@ -24,7 +24,7 @@ from helpers import Exporter, make_config, wait_until
 from pgperf.app import App
 from pgperf.config import ConfigError, TargetFiles, load_config, load_profile
 from pgperf.http.webconfig import load_web_config
-from pgperf.sampling.target import spread
+from pgperf.sampling.fleet import spread
 from tools.cluster import Cluster, destroy_all, fleet, free_port
 
 ROOT = Path(__file__).resolve().parent.parent

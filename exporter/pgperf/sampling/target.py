@@ -1,4 +1,4 @@
-"""The sampler of one target, and of all targets of a process.
+"""The sampler of one target: its samples and the loop that takes them on time.
 
 One thread per target, so two samplings of one target never overlap; a sampling that
 overruns its interval makes the loop skip the missed ticks and count them. Nothing else
@@ -37,21 +37,17 @@ from ..config import Config, Target, Thresholds
 from ..db import STALL_GUARD, ConnectionFailed, ServerInfo, SessionSettings, TargetDatabase, classify_error
 from . import runner
 from .between import MARGIN, BetweenSamples
+from .health import SampleHealth
 from .runner import Outcome
 from .snapshot import CollectorStatus, Counters, SampleBuilder, Snapshot
 from .tracker import CollectorTracker, Skip
-from .visit import ConnectionBudget, DatabaseVisitor
+from .visit import ConnectionBudget, DatabaseVisitor, discover
 
-__all__ = ["DISCOVER_SQL", "Listener", "Sampler", "TargetSampler", "spread"]
+__all__ = ["Listener", "TargetSampler"]
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[Snapshot], None]
-
-# Catalog query for database discovery: templates and databases refusing connections are
-# never visited (see pg_database.datallowconn in the PostgreSQL documentation).
-DISCOVER_SQL = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname"
-
 
 class TargetSampler:
     """Samples one target. ``sample()`` may be called directly (tests, the Python API).
@@ -95,8 +91,7 @@ class TargetSampler:
         self._visitor = DatabaseVisitor(target.name, target.dsn, self.db.settings, self.budget)
         self._latest: Snapshot | None = None
         self._busy = threading.Lock()
-        self._counters = Counters()
-        self._down_kind: str | None = None
+        self._health = SampleHealth(target.name)
         self.between = between
         self._between_at: float | None = None  # time.monotonic() when it is next due
         self._due: float | None = None  # when the loop's next sample is scheduled (monotonic)
@@ -132,7 +127,7 @@ class TargetSampler:
 
     @property
     def counters(self) -> Counters:
-        return self._counters
+        return self._health.counters
 
     def open(self) -> None:
         self.db.open()
@@ -146,7 +141,7 @@ class TargetSampler:
         """Take one sample now. If a sampling of this target is under way, return None
         (counted as an overrun) or, with *wait*, take the sample after it."""
         if not self._busy.acquire(blocking=wait):
-            self._count(overruns=1)
+            self._health.count(overruns=1)
             return None
         try:
             snapshot = self._sample()
@@ -177,7 +172,8 @@ class TargetSampler:
             with self.db.connection(timeout=timeout) as conn:
                 server = self.db.server
                 up = True
-                databases = self._discover(conn)
+                databases = discover(conn, self.db.settings, self.target.databases or self.config.databases,
+                                     self.target.name)
                 for spec in instance:
                     status = self._run(spec, conn, server, databases, build)
                     if conn.broken:
@@ -205,9 +201,9 @@ class TargetSampler:
         if self.between is not None:
             build.extend(self.between.families())
 
-        self._log_connection(up, error_kind, error_message)
+        self._health.connection(up, error_kind, error_message)
         statuses = build.statuses
-        counters = self._count(
+        counters = self._health.count(
             samples=1,
             failed=0 if up else 1,
             connection_error=error_kind if not up else None,
@@ -220,20 +216,6 @@ class TargetSampler:
             server=server or self.db.server, counters=counters,
             lateness=None if due is None else max(0.0, started - due),
         )
-
-    def _discover(self, conn: psycopg.Connection[Any]) -> tuple[str, ...] | None:
-        """The databases the configuration selects, or None if the catalog could not be read."""
-        try:
-            with STALL_GUARD.guard(conn, self.db.settings.no_answer_after):
-                rows = conn.execute(DISCOVER_SQL).fetchall()
-        except psycopg.Error as exc:
-            if conn.broken:
-                raise
-            log.warning("target %s: cannot list databases: %s", self.target.name, runner.first_line(exc),
-                        extra={"target": self.target.name})
-            return None
-        selection = self.target.databases or self.config.databases
-        return tuple(r[0] for r in rows if selection.matches(r[0]))
 
     # -- running collectors ------------------------------------------------------------
 
@@ -352,44 +334,6 @@ class TargetSampler:
             status = self._tracker.succeeded(name, duration, build.now, self._every(spec), merged, None)
         build.add_run(status, families=merged, state=state)
 
-    # -- bookkeeping ------------------------------------------------------------------
-
-    def _log_connection(self, up: bool, kind: str | None, message: str | None) -> None:
-        if up and self._down_kind is not None:
-            log.info("target %s: database reachable again", self.target.name, extra={"target": self.target.name})
-            self._down_kind = None
-        elif not up and kind != self._down_kind:
-            log.error("target %s: database unreachable (%s): %s", self.target.name, kind, message,
-                      extra={"target": self.target.name, "error_kind": kind})
-            self._down_kind = kind
-
-    def _count(
-        self,
-        *,
-        samples: int = 0,
-        failed: int = 0,
-        overruns: int = 0,
-        connection_error: str | None = None,
-        collector_errors: list[str] | None = None,
-        success_at: float | None = None,
-    ) -> Counters:
-        c = self._counters
-        collector_errs = dict(c.collector_errors)
-        for name in collector_errors or ():
-            collector_errs[name] = collector_errs.get(name, 0) + 1
-        conn_errs = dict(c.connection_errors)
-        if connection_error:
-            conn_errs[connection_error] = conn_errs.get(connection_error, 0) + 1
-        self._counters = Counters(
-            samples=c.samples + samples,
-            failed_samples=c.failed_samples + failed,
-            overruns=c.overruns + overruns,
-            collector_errors=MappingProxyType(collector_errs),
-            connection_errors=MappingProxyType(conn_errs),
-            last_success=success_at if success_at is not None else c.last_success,
-        )
-        return self._counters
-
     # -- the loop ---------------------------------------------------------------------
 
     def run(self, stop: threading.Event, offset: float = 0.0) -> None:
@@ -406,7 +350,7 @@ class TargetSampler:
             if now >= next_at:
                 missed = int((now - next_at) // self.interval) + 1
                 next_at += missed * self.interval
-                self._count(overruns=missed)
+                self._health.count(overruns=missed)
                 log.warning(
                     "target %s: sampling took longer than the %.1fs interval; %d tick(s) skipped",
                     self.target.name, self.interval, missed, extra={"target": self.target.name},
@@ -442,138 +386,3 @@ class TargetSampler:
             return
         except Exception:  # as for a listener: a bug in the work must not stop sampling
             log.exception("target %s: work between samples failed", self.target.name)
-
-
-_GOLDEN = (5 ** 0.5 - 1) / 2
-
-
-def spread(k: int) -> float:
-    """Where the *k*-th target started samples in the interval, as a fraction of it.
-
-    The fractional parts of k times the golden ratio spread any number of targets about
-    evenly, and each new one lands in one of the largest gaps left (the three-gap
-    theorem), so a target added later needs no new schedule for the others.
-    """
-    return (k * _GOLDEN) % 1.0
-
-
-class Sampler:
-    """All targets of one process, each sampled in its own thread.
-
-    Targets are spread over the sampling interval rather than sampled all at once, and can
-    be added, changed and removed while the others go on (``set_targets``).
-
-    *registry* is the collector set every target enables collectors from; *between*
-    gives each target its work between samples (None: none).
-    """
-
-    def __init__(self, config: Config, *, listeners: tuple[Listener, ...] = (),
-                 registry: Sequence[CollectorSpec] = collectors.REGISTRY,
-                 between: Callable[[Target], BetweenSamples | None] | None = None) -> None:
-        self.config = config
-        self.listeners = listeners
-        self.registry = tuple(registry)
-        #: One cap on the connections held while visiting databases, for every target.
-        self.budget = ConnectionBudget(config.connection.max_database_connections)
-        self.between = between
-        #: name -> sampler; replaced, never changed in place, so readers need no lock.
-        self.targets: Mapping[str, TargetSampler] = MappingProxyType({
-            t.name: self._sampler(t) for t in config.resolved_targets()
-        })
-        self._lock = threading.Lock()  # one change of the targets at a time
-        self._started = False
-        self._placed = 0  # targets started so far: the next one's place in the interval
-        self._stops: dict[str, threading.Event] = {}
-        self._threads: dict[str, threading.Thread] = {}
-
-    def _sampler(self, target: Target) -> TargetSampler:
-        return TargetSampler(target, self.config, listeners=self.listeners, budget=self.budget,
-                             registry=self.registry,
-                             between=self.between(target) if self.between is not None else None)
-
-    def _start(self, sampler: TargetSampler) -> None:
-        name = sampler.target.name
-        offset = spread(self._placed) * sampler.interval
-        self._placed += 1
-        sampler.open()
-        stop = threading.Event()
-        thread = threading.Thread(target=sampler.run, args=(stop, offset), name=f"sampler-{name}", daemon=True)
-        thread.start()
-        self._stops[name] = stop
-        self._threads[name] = thread
-
-    def start(self) -> None:
-        with self._lock:
-            self._started = True
-            for sampler in self.targets.values():
-                self._start(sampler)
-
-    def threads_alive(self) -> dict[str, bool]:
-        with self._lock:
-            return {name: thread.is_alive() for name, thread in self._threads.items()}
-
-    def apply_config(self, config: Config) -> tuple[list[str], list[str]]:
-        """Take a reloaded configuration, its targets included (see ``set_targets``)."""
-        self.config = config
-        changes = self.set_targets(config.resolved_targets())
-        for sampler in self.targets.values():
-            sampler.apply_config(config)
-        return changes
-
-    def set_targets(self, targets: Sequence[Target]) -> tuple[list[str], list[str]]:
-        """Monitor *targets* from now on: start the new ones, stop those left out (their
-        series leave the exposition; what the store has of them stays), restart those
-        whose DSN changed and hand the others their new definition. Returns the names
-        (added, removed); a target whose DSN changed counts as both."""
-        with self._lock:
-            current = dict(self.targets)
-            wanted = {t.name: t for t in targets}
-            added, removed = [], []
-            for name, sampler in list(current.items()):
-                target = wanted.get(name)
-                if target is not None and target.dsn == sampler.target.dsn:
-                    if target != sampler.target:
-                        sampler.apply_target(target)
-                    continue
-                del current[name]
-                removed.append(name)
-                if self._started:
-                    self._retire(name, sampler)
-            for name, target in wanted.items():
-                if name not in current:
-                    sampler = self._sampler(target)
-                    current[name] = sampler
-                    added.append(name)
-                    if self._started:
-                        self._start(sampler)
-            self.targets = MappingProxyType(current)
-        for name in added:
-            if name not in removed:
-                log.info("target %s: added", name)
-        for name in removed:
-            log.info("target %s: %s", name, "restarted with its new DSN" if name in added else "removed")
-        return added, removed
-
-    def _retire(self, name: str, sampler: TargetSampler) -> None:
-        """Stop *sampler*'s thread; once its sample under way is done, close its pool."""
-        self._stops.pop(name).set()
-        thread = self._threads.pop(name)
-
-        def finish() -> None:
-            thread.join(self.config.connection.statement_timeout * 4 + 10)
-            sampler.close()
-
-        threading.Thread(target=finish, name=f"retire-{name}", daemon=True).start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        with self._lock:
-            for stop in self._stops.values():
-                stop.set()
-            deadline = time.monotonic() + timeout
-            for thread in self._threads.values():
-                thread.join(max(0.0, deadline - time.monotonic()))
-            for sampler in self.targets.values():
-                sampler.close()
-
-    def snapshots(self) -> list[Snapshot]:
-        return [s.latest for s in self.targets.values() if s.latest is not None]

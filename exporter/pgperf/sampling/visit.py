@@ -19,10 +19,11 @@ from typing import Any
 import psycopg
 
 from ..collectors import CollectorSpec
-from ..db import ConnectionFailed, SessionSettings, close_and_wait, connect, database_dsn
-from .runner import Outcome
+from ..config import Databases
+from ..db import STALL_GUARD, ConnectionFailed, SessionSettings, close_and_wait, connect, database_dsn
+from .runner import Outcome, first_line
 
-__all__ = ["ConnectionBudget", "DatabaseVisitor", "RunIn", "Visit"]
+__all__ = ["DISCOVER_SQL", "ConnectionBudget", "DatabaseVisitor", "RunIn", "Visit", "discover"]
 
 log = logging.getLogger(__name__)
 
@@ -162,3 +163,23 @@ class DatabaseVisitor:
             log.warning("target %s: cannot visit database %s (%s): %s", self.target, datname, *error,
                         extra={"target": self.target, "database": datname, "error_kind": error[0]})
             self._errors[datname] = error[0]
+
+
+# Catalog query for database discovery: templates and databases refusing connections are
+# never visited (see pg_database.datallowconn in the PostgreSQL documentation).
+DISCOVER_SQL = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname"
+
+
+def discover(conn: psycopg.Connection[Any], settings: SessionSettings, selection: Databases,
+             target: str) -> tuple[str, ...] | None:
+    """The databases of *conn*'s server that *selection* selects, or None when the catalog
+    could not be read (logged; a lost connection is raised for the sample to end)."""
+    try:
+        with STALL_GUARD.guard(conn, settings.no_answer_after):
+            rows = conn.execute(DISCOVER_SQL).fetchall()
+    except psycopg.Error as exc:
+        if conn.broken:
+            raise
+        log.warning("target %s: cannot list databases: %s", target, first_line(exc), extra={"target": target})
+        return None
+    return tuple(r[0] for r in rows if selection.matches(r[0]))
