@@ -340,12 +340,14 @@ BUDGET_NOTES = {
     "cpu_percent": "pgperf's CPU time per sample is the Python work of turning thousands of rows into families "
                    "and rendering them; it grows with the number of statements and served tables.",
     "rss_mib": "Most of the resident memory is the interpreter and the libraries pgperf runs on (psycopg with "
-               "libpq and OpenSSL, pydantic, werkzeug, prometheus-client): 47 MiB before any of pgperf's modules; "
-               "its configuration models (pydantic) 8 MiB more, the report models 4, query insight (pglast) and "
-               "the console (Jinja2) 3. The figure rose from 75.2 MiB when query insight, the console and the "
-               "forecasts joined serve (2026-12-04, measured before they merged) to 88.8 MiB; two malloc arenas "
-               "and requests imported only to deliver took it back to 86 MiB. Lazy imports of what only pages "
-               "and reports need are the next step.",
+               "libpq and OpenSSL, pydantic, werkzeug, prometheus-client): 47 MiB before any of pgperf's modules "
+               "(psycopg's pure-Python implementation on the system libpq weighs the same as its binary wheel); "
+               "its configuration models (pydantic) 8 MiB more, query insight (pglast) 4. The figure rose from "
+               "75.2 MiB when query insight, the console and the forecasts joined serve (2026-12-04, measured "
+               "before they merged) to 88.8 MiB; two malloc arenas and requests imported only to deliver took it "
+               "to 86.1 MiB, and Jinja2 and the report builder imported with the first page and report (4.4 MiB "
+               "of what serve imports) to 82 MiB. The rest of the way is the sampled data of 1,000 tables and "
+               "2,000 statements (about 10 MiB over an idle database), not profiled further yet.",
     "store_ms": "The time is one COPY of every statement row in one transaction, on the store's server.",
     "report_s": "The report reads the hourly rollups of the period and the raw rows of the last hours.",
     "memory_reports_mib": "A report's model (pydantic) and its rendering live only while it is built or served; "
