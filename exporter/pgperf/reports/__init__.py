@@ -10,11 +10,10 @@ a timetable and on the network.
 
 from __future__ import annotations
 
+# These imports are light: ``service`` imports what builds a report (``builder``,
+# ``queries``, ``forecasting``, ``anomalies``) when the first report is built.
 from .model import Report, ReportSettings
 from .render import FORMATS, render
 from .service import ReportNotFound, ReportService
 
 __all__ = ["FORMATS", "Report", "ReportNotFound", "ReportService", "ReportSettings", "render"]
-
-# These imports are light: ``service`` imports what builds a report (``builder``,
-# ``queries``, ``forecasting``, ``anomalies``) when the first report is built.

@@ -58,6 +58,7 @@ class InvalidReport(ValueError):
 
 
 class _Part(BaseModel):
+    # defer_build: the validators are built with the first report, not when serve starts.
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
